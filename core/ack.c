@@ -1,0 +1,150 @@
+#include "ack.h"
+
+#include "clock.h"
+#include "metrics.h"
+
+#include <stdatomic.h>
+
+#define SLAB_TOKENS 512
+
+struct ecf_token {
+    _Atomic gint refs;
+    _Atomic gint failure; /* 0 or the first failing ecf_status */
+    _Atomic gboolean durable;
+    char *_Atomic reason;
+    ecf_settle_fn fn;
+    void *user;
+    guint64 tag;
+    gint64 born_us;
+    ecf_metric *latency;
+    ecf_ack_pool *pool;
+    ecf_token *next_free;
+};
+
+struct ecf_ack_pool {
+    GMutex lock;
+    GCond idle;
+    ecf_token *free_list;
+    GPtrArray *slabs;
+    _Atomic gint64 outstanding;
+};
+
+ecf_ack_pool *ecf_ack_pool_new(void)
+{
+    ecf_ack_pool *pool = g_new0(ecf_ack_pool, 1);
+    g_mutex_init(&pool->lock);
+    g_cond_init(&pool->idle);
+    pool->slabs = g_ptr_array_new_with_free_func(g_free);
+    return pool;
+}
+
+void ecf_ack_pool_free(ecf_ack_pool *pool)
+{
+    if (!pool)
+        return;
+    g_ptr_array_free(pool->slabs, TRUE);
+    g_mutex_clear(&pool->lock);
+    g_cond_clear(&pool->idle);
+    g_free(pool);
+}
+
+gint64 ecf_ack_pool_outstanding(ecf_ack_pool *pool)
+{
+    return atomic_load(&pool->outstanding);
+}
+
+gboolean ecf_ack_pool_wait_idle(ecf_ack_pool *pool, gint64 deadline_us)
+{
+    g_mutex_lock(&pool->lock);
+    while (atomic_load(&pool->outstanding) > 0) {
+        if (!g_cond_wait_until(&pool->idle, &pool->lock, deadline_us))
+            break;
+    }
+    gboolean idle = atomic_load(&pool->outstanding) == 0;
+    g_mutex_unlock(&pool->lock);
+    return idle;
+}
+
+/* Called with the lock held; a slab per SLAB_TOKENS tokens, never per token. */
+static void grow(ecf_ack_pool *pool)
+{
+    ecf_token *slab = g_new0(ecf_token, SLAB_TOKENS);
+    g_ptr_array_add(pool->slabs, slab);
+    for (guint i = 0; i < SLAB_TOKENS; i++) {
+        slab[i].next_free = pool->free_list;
+        pool->free_list = &slab[i];
+    }
+}
+
+ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag,
+                            ecf_metric *latency)
+{
+    g_mutex_lock(&pool->lock);
+    if (!pool->free_list)
+        grow(pool);
+    ecf_token *t = pool->free_list;
+    pool->free_list = t->next_free;
+    g_mutex_unlock(&pool->lock);
+
+    atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->failure, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->durable, FALSE, memory_order_relaxed);
+    atomic_store_explicit(&t->reason, NULL, memory_order_relaxed);
+    t->fn = fn;
+    t->user = user;
+    t->tag = tag;
+    t->latency = latency;
+    t->born_us = latency ? ecf_clock_monotonic_us() : 0;
+    t->pool = pool;
+    t->next_free = NULL;
+    atomic_fetch_add(&pool->outstanding, 1);
+    return t;
+}
+
+void ecf_token_ref(ecf_token *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+static void record_verdict(ecf_token *t, int verdict, const char *reason)
+{
+    if (verdict == ECF_VERDICT_NONE)
+        return;
+    if (verdict == ECF_OK) {
+        atomic_store_explicit(&t->durable, TRUE, memory_order_relaxed);
+        return;
+    }
+    gint expected = 0;
+    if (atomic_compare_exchange_strong(&t->failure, &expected, verdict))
+        atomic_store(&t->reason, g_strdup(reason ? reason : ecf_status_str(verdict)));
+}
+
+static void settle(ecf_token *t)
+{
+    ecf_ack_pool *pool = t->pool;
+    gint failure = atomic_load(&t->failure);
+    ecf_status outcome = failure ? (ecf_status)failure
+                         : atomic_load(&t->durable) ? ECF_OK
+                                                    : ECF_ERR_DROPPED;
+    char *reason = atomic_load(&t->reason);
+    if (t->latency)
+        ecf_metric_do_observe(t->latency, (ecf_clock_monotonic_us() - t->born_us) / 1e6);
+    if (t->fn)
+        t->fn(t->user, t->tag, outcome,
+              reason ? reason : outcome == ECF_ERR_DROPPED ? "no sink took the message" : NULL);
+    g_free(reason);
+
+    g_mutex_lock(&pool->lock);
+    t->next_free = pool->free_list;
+    pool->free_list = t;
+    if (atomic_fetch_sub(&pool->outstanding, 1) == 1)
+        g_cond_broadcast(&pool->idle);
+    g_mutex_unlock(&pool->lock);
+}
+
+void ecf_token_unref(ecf_token *t, int verdict, const char *reason)
+{
+    record_verdict(t, verdict, reason);
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        settle(t);
+}

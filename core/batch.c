@@ -1,0 +1,219 @@
+#include "batch.h"
+
+#include "ack.h"
+#include "clock.h"
+
+#include <string.h>
+
+#define CHUNK_MIN (64 * 1024)
+#define KEEP_BYTES (4 * 1024 * 1024) /* arena kept across reuse, per batch */
+#define POOL_KEEP 1024               /* batches kept in the free list      */
+
+typedef struct chunk {
+    struct chunk *next;
+    gsize size;
+    gsize used;
+    guint8 data[];
+} chunk;
+
+struct ecf_batch {
+    ecf_batch_pool *pool;
+    ecf_message *msgs;
+    guint32 count;
+    guint32 cap;
+    gsize bytes;
+    chunk *chunks;  /* all chunks, in order */
+    chunk *current; /* where the next allocation goes */
+    ecf_batch *next_free;
+};
+
+struct ecf_batch_pool {
+    GMutex lock;
+    ecf_batch *free_list;
+    guint free_count;
+};
+
+ecf_batch_pool *ecf_batch_pool_new(void)
+{
+    ecf_batch_pool *pool = g_new0(ecf_batch_pool, 1);
+    g_mutex_init(&pool->lock);
+    return pool;
+}
+
+static void free_chunks(chunk *c)
+{
+    while (c) {
+        chunk *next = c->next;
+        g_free(c);
+        c = next;
+    }
+}
+
+static void batch_destroy(ecf_batch *b)
+{
+    free_chunks(b->chunks);
+    g_free(b->msgs);
+    g_free(b);
+}
+
+void ecf_batch_pool_free(ecf_batch_pool *pool)
+{
+    if (!pool)
+        return;
+    while (pool->free_list) {
+        ecf_batch *b = pool->free_list;
+        pool->free_list = b->next_free;
+        batch_destroy(b);
+    }
+    g_mutex_clear(&pool->lock);
+    g_free(pool);
+}
+
+ecf_batch *ecf_batch_get(ecf_batch_pool *pool)
+{
+    g_mutex_lock(&pool->lock);
+    ecf_batch *b = pool->free_list;
+    if (b) {
+        pool->free_list = b->next_free;
+        pool->free_count--;
+    }
+    g_mutex_unlock(&pool->lock);
+    if (!b) {
+        b = g_new0(ecf_batch, 1);
+        b->pool = pool;
+    }
+    b->next_free = NULL;
+    return b;
+}
+
+/* Room for len bytes plus the parser padding, zeroed padding included. */
+static guint8 *arena_alloc(ecf_batch *b, gsize len)
+{
+    gsize need = len + ECF_PAYLOAD_PADDING;
+    while (b->current && b->current->size - b->current->used < need) {
+        b->current = b->current->next;
+        if (b->current)
+            b->current->used = 0;
+    }
+    if (!b->current) {
+        gsize size = MAX(CHUNK_MIN, need);
+        chunk *c = g_malloc(sizeof(chunk) + size);
+        c->next = NULL;
+        c->size = size;
+        c->used = 0;
+        chunk **tail = &b->chunks;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = c;
+        b->current = c;
+    }
+    guint8 *p = b->current->data + b->current->used;
+    memset(p + len, 0, ECF_PAYLOAD_PADDING);
+    b->current->used += need;
+    return p;
+}
+
+static const guint8 *copy_bytes(ecf_batch *b, const void *src, gsize len)
+{
+    guint8 *dst = arena_alloc(b, len);
+    if (len)
+        memcpy(dst, src, len);
+    return dst;
+}
+
+ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
+{
+    if (in->payload_len > G_MAXUINT32 || in->key_len > G_MAXUINT32)
+        return ECF_ERR_INVALID;
+    if (b->count == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->msgs = g_renew(ecf_message, b->msgs, b->cap);
+    }
+    if (!b->current && b->chunks) {
+        b->current = b->chunks;
+        b->current->used = 0;
+    }
+    ecf_message *m = &b->msgs[b->count];
+    const ecf_message *parent = in->parent;
+    m->payload = copy_bytes(b, in->payload, in->payload_len);
+    m->payload_len = (guint32)in->payload_len;
+    m->key = in->key ? copy_bytes(b, in->key, in->key_len) : NULL;
+    m->key_len = in->key ? (guint32)in->key_len : 0;
+    m->event_time_us = in->event_time_us ? in->event_time_us : parent ? parent->event_time_us : 0;
+    m->ingest_time_us = parent ? parent->ingest_time_us : ecf_clock_now_us();
+    m->origin = in->origin.kind != ECF_ORIGIN_NONE ? in->origin
+                : parent                           ? parent->origin
+                                                   : in->origin;
+    m->token = in->token ? in->token : parent ? parent->token : NULL;
+    if (m->token)
+        ecf_token_ref(m->token);
+    b->bytes += in->payload_len;
+    b->count++;
+    return ECF_OK;
+}
+
+guint32 ecf_batch_size(const ecf_batch *b) { return b->count; }
+
+ecf_message *ecf_batch_at(ecf_batch *b, guint32 i)
+{
+    return i < b->count ? &b->msgs[i] : NULL;
+}
+
+gsize ecf_batch_payload_bytes(const ecf_batch *b) { return b->bytes; }
+
+/* Keep the first chunks up to KEEP_BYTES so a reused batch needs no malloc. */
+static void trim_arena(ecf_batch *b)
+{
+    gsize kept = 0;
+    chunk **link = &b->chunks;
+    while (*link && kept + (*link)->size <= KEEP_BYTES) {
+        kept += (*link)->size;
+        (*link)->used = 0;
+        link = &(*link)->next;
+    }
+    free_chunks(*link);
+    *link = NULL;
+    b->current = b->chunks;
+}
+
+void ecf_batch_put(ecf_batch *b)
+{
+    if (!b)
+        return;
+    for (guint32 i = 0; i < b->count; i++) {
+        if (b->msgs[i].token)
+            ecf_token_unref(b->msgs[i].token, ECF_VERDICT_NONE, NULL);
+    }
+    b->count = 0;
+    b->bytes = 0;
+    trim_arena(b);
+
+    ecf_batch_pool *pool = b->pool;
+    g_mutex_lock(&pool->lock);
+    gboolean keep = pool->free_count < POOL_KEEP;
+    if (keep) {
+        b->next_free = pool->free_list;
+        pool->free_list = b;
+        pool->free_count++;
+    }
+    g_mutex_unlock(&pool->lock);
+    if (!keep)
+        batch_destroy(b);
+}
+
+ecf_batch *ecf_batch_clone(const ecf_batch *src)
+{
+    ecf_batch *b = ecf_batch_get(src->pool);
+    for (guint32 i = 0; i < src->count; i++) {
+        const ecf_message *m = &src->msgs[i];
+        ecf_message_init init = {
+            .payload = m->payload, .payload_len = m->payload_len,
+            .key = m->key, .key_len = m->key_len,
+            .event_time_us = m->event_time_us, .origin = m->origin,
+            .token = m->token,
+        };
+        ecf_batch_append(b, &init);
+        b->msgs[i].ingest_time_us = m->ingest_time_us;
+    }
+    return b;
+}

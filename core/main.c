@@ -1,0 +1,234 @@
+/* The `ecflow` command line. Verbs only parse arguments and print; the work
+ * is in loader.c, pipeline.c and runtime.c. */
+#include "loader.h"
+#include "log.h"
+#include "options.h"
+#include "pipeline.h"
+#include "runtime.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    char **plugin_path;
+    char *profile;
+    char *format;
+} cli_opts;
+
+static GOptionEntry common_entries(cli_opts *o, int i)
+{
+    GOptionEntry e[] = {
+        {"plugin-path", 'P', 0, G_OPTION_ARG_STRING_ARRAY, &o->plugin_path,
+         "Look for plugins in DIR first (repeatable)", "DIR"},
+        {"profile", 'p', 0, G_OPTION_ARG_STRING, &o->profile,
+         "Apply the pipeline's profile NAME (default: $ECFLOW_PROFILE)", "NAME"},
+        {"format", 'f', 0, G_OPTION_ARG_STRING, &o->format, "Graph format: dot or mermaid", "FMT"},
+    };
+    return e[i];
+}
+
+/* Parses argv for one verb; returns FALSE (after printing why) on misuse. */
+static gboolean parse_verb(int *argc, char ***argv, const char *usage, const char *summary,
+                           cli_opts *o, const char *which)
+{
+    g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
+    g_option_context_set_summary(ctx, summary);
+    GOptionEntry entries[4] = {0};
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (strchr(which, "Ppf"[i]))
+            entries[n++] = common_entries(o, i);
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, argc, argv, &err)) {
+        fprintf(stderr, "ecflow: %s (see --help)\n", err->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static void print_errors(GPtrArray *errors)
+{
+    for (guint i = 0; i < errors->len; i++)
+        fprintf(stderr, "%s\n", (char *)errors->pdata[i]);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    cli_opts o = {0};
+    if (!parse_verb(&argc, &argv, "", "Print the ecflow version and its plugin ABI version.", &o, ""))
+        return ECF_EXIT_CONFIG;
+    printf("ecflow %s\nplugin ABI %d.%d\n", ECF_VERSION, ECF_ABI_MAJOR, ECF_ABI_MINOR);
+    return ECF_EXIT_OK;
+}
+
+static int plugins_list(ecf_registry *reg)
+{
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) found = ecf_registry_scan(reg, errors);
+    printf("%-22s %-10s %-9s %s\n", "NAME", "KIND", "VERSION", "DESCRIPTION");
+    for (guint i = 0; i < found->len; i++) {
+        const ecf_loaded_plugin *lp = found->pdata[i];
+        printf("%-22s %-10s %-9s %s\n", lp->name, ecf_kind_name(lp->desc.kind),
+               lp->desc.version ? lp->desc.version : "-", lp->desc.summary ? lp->desc.summary : "");
+    }
+    for (guint i = 0; i < errors->len; i++)
+        fprintf(stderr, "warning: %s\n", (char *)errors->pdata[i]);
+    return ECF_EXIT_OK;
+}
+
+static int plugins_inspect(ecf_registry *reg, const char *name)
+{
+    g_autoptr(GError) err = NULL;
+    const ecf_loaded_plugin *lp = ecf_registry_find(reg, name, &err);
+    if (!lp) {
+        fprintf(stderr, "ecflow: %s\n", err->message);
+        return ECF_EXIT_CONFIG;
+    }
+    const ecf_plugin *d = &lp->desc;
+    printf("%s %s — %s\n", d->name, d->version ? d->version : "", d->summary ? d->summary : "");
+    printf("  kind:     %s\n  file:     %s\n  ABI:      %u.%u\n", ecf_kind_name(d->kind), lp->path,
+           d->abi_major, d->abi_minor);
+    if (d->kind == ECF_SINK)
+        printf("  ports:    (none: a sink)\n");
+    else {
+        printf("  ports:    ");
+        for (const char *const *p = d->ports ? d->ports : (const char *const[]){"default", NULL}; *p; p++)
+            printf("%s%s", *p, p[1] ? ", " : "\n");
+    }
+    printf("\nOPTIONS\n");
+    if (!d->options || !d->options->name)
+        printf("  (none)\n");
+    for (const ecf_option *o = d->options; o && o->name; o++) {
+        g_autofree char *type = ecf_option_type_string(o);
+        printf("  %-20s %s%s%s\n", o->name, type, (o->flags & ECF_REQUIRED) ? ", required" : "",
+               (o->flags & ECF_SECRET) ? ", secret" : "");
+        if (o->def)
+            printf("  %-20s default: %s\n", "", o->def);
+        printf("  %-20s %s\n", "", o->help ? o->help : "");
+    }
+    return ECF_EXIT_OK;
+}
+
+static int cmd_plugins(int argc, char **argv)
+{
+    cli_opts o = {0};
+    if (!parse_verb(&argc, &argv, "list | inspect NAME",
+                    "List the plugins found on the plugin path, or show one plugin's options and ports.",
+                    &o, "P"))
+        return ECF_EXIT_CONFIG;
+    ecf_registry *r = ecf_registry_new((const char *const *)o.plugin_path);
+    int code;
+    if (argc >= 2 && strcmp(argv[1], "list") == 0 && argc == 2)
+        code = plugins_list(r);
+    else if (argc == 3 && strcmp(argv[1], "inspect") == 0)
+        code = plugins_inspect(r, argv[2]);
+    else {
+        fprintf(stderr, "usage: ecflow plugins list | ecflow plugins inspect NAME\n");
+        code = ECF_EXIT_CONFIG;
+    }
+    ecf_registry_free(r);
+    g_strfreev(o.plugin_path);
+    return code;
+}
+
+/* validate, graph and run all start by loading and checking the file. */
+static ecf_pipeline_def *load_checked(const char *file, cli_opts *o, ecf_registry *reg)
+{
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    ecf_pipeline_def *def = ecf_pipeline_load(file, o->profile, reg, errors);
+    if (!def) {
+        print_errors(errors);
+        fprintf(stderr, "%s: %u error%s\n", file, errors->len, errors->len == 1 ? "" : "s");
+    }
+    return def;
+}
+
+static int cmd_pipeline(int argc, char **argv, const char *verb)
+{
+    cli_opts o = {0};
+    gboolean is_graph = strcmp(verb, "graph") == 0;
+    const char *summary = strcmp(verb, "validate") == 0
+        ? "Check a pipeline file: plugins, options, wiring, variables. Exit 0 if it is valid, 2 with every error otherwise."
+        : is_graph ? "Print the pipeline's DAG as Graphviz DOT or Mermaid."
+                   : "Run a pipeline until its sources finish or SIGINT/SIGTERM; a second signal exits at once.";
+    if (!parse_verb(&argc, &argv, "PIPELINE.yaml", summary, &o, is_graph ? "Ppf" : "Pp"))
+        return ECF_EXIT_CONFIG;
+    if (argc != 2) {
+        fprintf(stderr, "usage: ecflow %s PIPELINE.yaml (see --help)\n", verb);
+        return ECF_EXIT_CONFIG;
+    }
+    if (is_graph && o.format && strcmp(o.format, "dot") != 0 && strcmp(o.format, "mermaid") != 0) {
+        fprintf(stderr, "ecflow: --format is dot or mermaid, not '%s'\n", o.format);
+        return ECF_EXIT_CONFIG;
+    }
+    ecf_registry *reg = ecf_registry_new((const char *const *)o.plugin_path);
+    ecf_pipeline_def *def = load_checked(argv[1], &o, reg);
+    int code = def ? ECF_EXIT_OK : ECF_EXIT_CONFIG;
+    if (def && strcmp(verb, "validate") == 0) {
+        printf("%s: valid (%u stages%s%s)\n", argv[1], def->stages->len,
+               def->profile ? ", profile " : "", def->profile ? def->profile : "");
+    } else if (def && is_graph) {
+        g_autofree char *g = ecf_pipeline_graph(def, o.format ? o.format : "dot");
+        fputs(g, stdout);
+    } else if (def) {
+        ecf_log_level level = ECF_LOG_INFO;
+        ecf_log_format format = ECF_LOG_TEXT;
+        ecf_log_parse_level(def->settings.log_level, &level);
+        ecf_log_parse_format(def->settings.log_format, &format);
+        ecf_log_configure(level, format);
+        ecf_runtime *rt = ecf_runtime_new(def);
+        code = ecf_runtime_run(rt, TRUE);
+        ecf_runtime_free(rt);
+    }
+    ecf_pipeline_def_free(def);
+    ecf_registry_free(reg);
+    g_strfreev(o.plugin_path);
+    g_free(o.profile);
+    g_free(o.format);
+    return code;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ecflow VERB [options]\n\n"
+            "  version                          ecflow and plugin ABI versions\n"
+            "  plugins list                     every plugin found\n"
+            "  plugins inspect NAME             a plugin's options and ports\n"
+            "  validate FILE [--profile P]      check a pipeline file\n"
+            "  graph FILE [--format dot|mermaid]\n"
+            "  run FILE [--profile P] [--plugin-path DIR]\n\n"
+            "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage(stderr);
+        return ECF_EXIT_CONFIG;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        usage(stdout);
+        return ECF_EXIT_OK;
+    }
+    if (strcmp(verb, "--version") == 0)
+        verb = "version";
+    /* Each verb sees argv as if it were the program: argv[0] = "ecflow VERB". */
+    g_autofree char *prog = g_strdup_printf("ecflow %s", verb);
+    argv[1] = prog;
+    argc--;
+    argv++;
+    if (strcmp(verb, "version") == 0)
+        return cmd_version(argc, argv);
+    if (strcmp(verb, "plugins") == 0)
+        return cmd_plugins(argc, argv);
+    if (strcmp(verb, "validate") == 0 || strcmp(verb, "graph") == 0 || strcmp(verb, "run") == 0)
+        return cmd_pipeline(argc, argv, verb);
+    fprintf(stderr, "ecflow: unknown verb '%s'\n", verb);
+    usage(stderr);
+    return ECF_EXIT_CONFIG;
+}

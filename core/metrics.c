@@ -1,0 +1,343 @@
+#include "metrics.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* Seconds; wide enough for an HTTP ack (sub-ms) and an Iceberg commit (s). */
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                 5,      10,      30,     60};
+#define N_BUCKETS G_N_ELEMENTS(buckets)
+
+struct ecf_metric {
+    char *base;   /* name without labels */
+    char *labels; /* `status="2xx"` or "" */
+    char *help;
+    char *stage;
+    ecf_metric_kind kind;
+    _Atomic guint64 value_bits;
+    _Atomic guint64 count;
+    _Atomic guint64 bucket[N_BUCKETS];
+};
+
+typedef struct {
+    ecf_metrics_collect_fn fn;
+    void *user;
+} collector;
+
+struct ecf_metrics {
+    char *pipeline;
+    GMutex lock; /* registration and rendering only; updates are atomic */
+    GPtrArray *metrics;
+    GArray *collectors;
+    struct MHD_Daemon *daemon;
+    ecf_ready_fn ready;
+    void *ready_user;
+    guint16 port;
+};
+
+static void metric_free(gpointer p)
+{
+    ecf_metric *m = p;
+    g_free(m->base);
+    g_free(m->labels);
+    g_free(m->help);
+    g_free(m->stage);
+    g_free(m);
+}
+
+ecf_metrics *ecf_metrics_new(const char *pipeline)
+{
+    ecf_metrics *reg = g_new0(ecf_metrics, 1);
+    reg->pipeline = g_strdup(pipeline ? pipeline : "ecflow");
+    g_mutex_init(&reg->lock);
+    reg->metrics = g_ptr_array_new_with_free_func(metric_free);
+    reg->collectors = g_array_new(FALSE, FALSE, sizeof(collector));
+    return reg;
+}
+
+void ecf_metrics_free(ecf_metrics *reg)
+{
+    if (!reg)
+        return;
+    if (reg->daemon)
+        MHD_stop_daemon(reg->daemon);
+    g_ptr_array_free(reg->metrics, TRUE);
+    g_array_free(reg->collectors, TRUE);
+    g_mutex_clear(&reg->lock);
+    g_free(reg->pipeline);
+    g_free(reg);
+}
+
+static gboolean valid_name(const char *s, gsize len)
+{
+    if (len == 0 || !(g_ascii_isalpha(s[0]) || s[0] == '_'))
+        return FALSE;
+    for (gsize i = 0; i < len; i++)
+        if (!(g_ascii_isalnum(s[i]) || s[i] == '_' || s[i] == ':'))
+            return FALSE;
+    return TRUE;
+}
+
+/* "name{a=\"b\"}" -> base "ecflow_name", labels "a=\"b\"". */
+static gboolean split_name(const char *name, char **base, char **labels)
+{
+    const char *brace = strchr(name, '{');
+    gsize len = brace ? (gsize)(brace - name) : strlen(name);
+    if (!valid_name(name, len))
+        return FALSE;
+    if (brace) {
+        gsize l = strlen(brace);
+        if (l < 2 || brace[l - 1] != '}')
+            return FALSE;
+        *labels = g_strndup(brace + 1, l - 2);
+    } else {
+        *labels = g_strdup("");
+    }
+    g_autofree char *raw = g_strndup(name, len);
+    *base = g_str_has_prefix(raw, "ecflow_") ? g_strdup(raw) : g_strconcat("ecflow_", raw, NULL);
+    return TRUE;
+}
+
+ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *name,
+                            const char *help, const char *stage)
+{
+    g_autofree char *base = NULL, *labels = NULL;
+    if (!name || !split_name(name, &base, &labels))
+        return NULL;
+    g_mutex_lock(&reg->lock);
+    ecf_metric *found = NULL;
+    for (guint i = 0; i < reg->metrics->len && !found; i++) {
+        ecf_metric *m = reg->metrics->pdata[i];
+        if (strcmp(m->base, base) == 0 && strcmp(m->labels, labels) == 0 &&
+            g_strcmp0(m->stage, stage) == 0)
+            found = m;
+    }
+    if (found && found->kind != kind)
+        found = NULL;
+    else if (!found) {
+        found = g_new0(ecf_metric, 1);
+        found->base = g_steal_pointer(&base);
+        found->labels = g_steal_pointer(&labels);
+        found->help = g_strdup(help ? help : "");
+        found->stage = g_strdup(stage);
+        found->kind = kind;
+        g_ptr_array_add(reg->metrics, found);
+    }
+    g_mutex_unlock(&reg->lock);
+    return found;
+}
+
+static double bits_to_double(guint64 b)
+{
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+static guint64 double_to_bits(double d)
+{
+    guint64 b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+static void atomic_add_double(_Atomic guint64 *bits, double v)
+{
+    guint64 old = atomic_load_explicit(bits, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(bits, &old,
+                                                  double_to_bits(bits_to_double(old) + v),
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+void ecf_metric_do_add(ecf_metric *m, double v)
+{
+    if (m)
+        atomic_add_double(&m->value_bits, v);
+}
+
+void ecf_metric_do_set(ecf_metric *m, double v)
+{
+    if (m)
+        atomic_store_explicit(&m->value_bits, double_to_bits(v), memory_order_relaxed);
+}
+
+void ecf_metric_do_observe(ecf_metric *m, double v)
+{
+    if (!m)
+        return;
+    for (guint i = 0; i < N_BUCKETS; i++) {
+        if (v <= buckets[i]) {
+            atomic_fetch_add_explicit(&m->bucket[i], 1, memory_order_relaxed);
+            break;
+        }
+    }
+    atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
+    atomic_add_double(&m->value_bits, v);
+}
+
+double ecf_metric_value(const ecf_metric *m)
+{
+    return bits_to_double(atomic_load_explicit(&((ecf_metric *)m)->value_bits, memory_order_relaxed));
+}
+
+guint64 ecf_metric_count(const ecf_metric *m)
+{
+    return atomic_load_explicit(&((ecf_metric *)m)->count, memory_order_relaxed);
+}
+
+void ecf_metrics_add_collector(ecf_metrics *reg, ecf_metrics_collect_fn fn, void *user)
+{
+    collector c = {fn, user};
+    g_mutex_lock(&reg->lock);
+    g_array_append_val(reg->collectors, c);
+    g_mutex_unlock(&reg->lock);
+}
+
+static void label_set(GString *out, const ecf_metrics *reg, const ecf_metric *m, const char *extra)
+{
+    g_string_append_printf(out, "{pipeline=\"%s\"", reg->pipeline);
+    if (m->stage)
+        g_string_append_printf(out, ",stage=\"%s\"", m->stage);
+    if (m->labels[0])
+        g_string_append_printf(out, ",%s", m->labels);
+    if (extra)
+        g_string_append_printf(out, ",%s", extra);
+    g_string_append_c(out, '}');
+}
+
+static const char *type_name(ecf_metric_kind k)
+{
+    return k == ECF_METRIC_COUNTER ? "counter" : k == ECF_METRIC_GAUGE ? "gauge" : "histogram";
+}
+
+static void render_metric(GString *out, const ecf_metrics *reg, const ecf_metric *m)
+{
+    if (m->kind != ECF_METRIC_HISTOGRAM) {
+        g_string_append(out, m->base);
+        label_set(out, reg, m, NULL);
+        g_string_append_printf(out, " %.17g\n", ecf_metric_value(m));
+        return;
+    }
+    guint64 cumulative = 0;
+    for (guint i = 0; i < N_BUCKETS; i++) {
+        cumulative += atomic_load_explicit(&((ecf_metric *)m)->bucket[i], memory_order_relaxed);
+        g_autofree char *le = g_strdup_printf("le=\"%g\"", buckets[i]);
+        g_string_append_printf(out, "%s_bucket", m->base);
+        label_set(out, reg, m, le);
+        g_string_append_printf(out, " %" G_GUINT64_FORMAT "\n", cumulative);
+    }
+    g_string_append_printf(out, "%s_bucket", m->base);
+    label_set(out, reg, m, "le=\"+Inf\"");
+    g_string_append_printf(out, " %" G_GUINT64_FORMAT "\n", ecf_metric_count(m));
+    g_string_append_printf(out, "%s_sum", m->base);
+    label_set(out, reg, m, NULL);
+    g_string_append_printf(out, " %.17g\n", ecf_metric_value(m));
+    g_string_append_printf(out, "%s_count", m->base);
+    label_set(out, reg, m, NULL);
+    g_string_append_printf(out, " %" G_GUINT64_FORMAT "\n", ecf_metric_count(m));
+}
+
+char *ecf_metrics_render(ecf_metrics *reg)
+{
+    GString *out = g_string_sized_new(4096);
+    g_mutex_lock(&reg->lock);
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+    /* One HELP/TYPE header per family, all its series after it. */
+    for (guint i = 0; i < reg->metrics->len; i++) {
+        ecf_metric *m = reg->metrics->pdata[i];
+        if (g_hash_table_contains(seen, m->base))
+            continue;
+        g_hash_table_add(seen, m->base);
+        g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->base, m->help, m->base,
+                               type_name(m->kind));
+        for (guint j = i; j < reg->metrics->len; j++) {
+            ecf_metric *o = reg->metrics->pdata[j];
+            if (strcmp(o->base, m->base) == 0)
+                render_metric(out, reg, o);
+        }
+    }
+    for (guint i = 0; i < reg->collectors->len; i++) {
+        collector *c = &g_array_index(reg->collectors, collector, i);
+        c->fn(c->user, out);
+    }
+    g_mutex_unlock(&reg->lock);
+    return g_string_free(out, FALSE);
+}
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
+                               char *body)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    ecf_metrics *reg = cls;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return respond(conn, 405, "text/plain", g_strdup("method not allowed\n"));
+    if (strcmp(url, "/metrics") == 0)
+        return respond(conn, 200, "text/plain; version=0.0.4", ecf_metrics_render(reg));
+    if (strcmp(url, "/health") == 0)
+        return respond(conn, 200, "text/plain", g_strdup("ok\n"));
+    if (strcmp(url, "/ready") == 0) {
+        gboolean ready = reg->ready ? reg->ready(reg->ready_user) : TRUE;
+        return respond(conn, ready ? 200 : 503, "text/plain",
+                       g_strdup(ready ? "ready\n" : "not ready\n"));
+    }
+    return respond(conn, 404, "text/plain", g_strdup("not found\n"));
+}
+
+static gboolean parse_address(const char *address, struct sockaddr_in *sa, GError **error)
+{
+    const char *colon = strrchr(address, ':');
+    g_autofree char *host = colon ? g_strndup(address, (gsize)(colon - address)) : g_strdup("127.0.0.1");
+    const char *port_s = colon ? colon + 1 : address;
+    char *end = NULL;
+    guint64 port = g_ascii_strtoull(port_s, &end, 10);
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    if (!*port_s || *end || port > 65535 || inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1) {
+        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
+                    "metrics address '%s' is not HOST:PORT with an IPv4 host", address);
+        return FALSE;
+    }
+    sa->sin_port = htons((guint16)port);
+    return TRUE;
+}
+
+gboolean ecf_metrics_serve(ecf_metrics *reg, const char *address, ecf_ready_fn ready,
+                           void *ready_user, GError **error)
+{
+    struct sockaddr_in sa;
+    if (!parse_address(address, &sa, error))
+        return FALSE;
+    reg->ready = ready;
+    reg->ready_user = ready_user;
+    reg->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+                                   NULL, on_request, reg, MHD_OPTION_SOCK_ADDR, &sa,
+                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+    if (!reg->daemon) {
+        g_set_error(error, ECF_ERROR, ECF_ERR_IO,
+                    "cannot listen for metrics on %s (port in use?)", address);
+        return FALSE;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(reg->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    reg->port = info ? info->port : ntohs(sa.sin_port);
+    return TRUE;
+}
+
+guint16 ecf_metrics_port(const ecf_metrics *reg) { return reg->port; }

@@ -1,0 +1,254 @@
+#include "runtime.h"
+
+#include "clock.h"
+#include "log.h"
+#include "stage.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+struct ecf_runtime {
+    ecf_pipeline_def *def;
+    GPtrArray *stages; /* ecf_stage*, upstream before downstream */
+    ecf_batch_pool *batches;
+    ecf_ack_pool *acks;
+    ecf_metrics *metrics;
+    GHashTable *settings; /* key -> string, for pipeline_setting */
+    _Atomic gboolean stopping;
+    _Atomic gboolean failed;
+    _Atomic gboolean signals_done;
+};
+
+ecf_batch_pool *ecf_runtime_batches(ecf_runtime *rt) { return rt->batches; }
+ecf_ack_pool *ecf_runtime_acks(ecf_runtime *rt) { return rt->acks; }
+ecf_metrics *ecf_runtime_metrics(ecf_runtime *rt) { return rt->metrics; }
+gboolean ecf_runtime_stopping(ecf_runtime *rt) { return atomic_load(&rt->stopping); }
+guint16 ecf_runtime_metrics_port(ecf_runtime *rt) { return ecf_metrics_port(rt->metrics); }
+
+const char *ecf_runtime_setting(ecf_runtime *rt, const char *key)
+{
+    return key ? g_hash_table_lookup(rt->settings, key) : NULL;
+}
+
+gboolean ecf_runtime_ready(ecf_runtime *rt)
+{
+    if (atomic_load(&rt->stopping))
+        return FALSE;
+    for (guint i = 0; i < rt->stages->len; i++)
+        if (!atomic_load(&((ecf_stage *)rt->stages->pdata[i])->ready))
+            return FALSE;
+    return TRUE;
+}
+
+static gboolean ready_cb(void *user) { return ecf_runtime_ready(user); }
+
+void ecf_runtime_request_stop(ecf_runtime *rt) { atomic_store(&rt->stopping, TRUE); }
+
+void ecf_runtime_fail(ecf_runtime *rt, ecf_stage *culprit)
+{
+    if (!atomic_exchange(&rt->failed, TRUE))
+        ecf_logf(NULL, ECF_LOG_ERROR, "stage '%s' failed; stopping the pipeline", culprit->def->name);
+    atomic_store(&rt->stopping, TRUE);
+}
+
+static void collect_rings(void *user, GString *out)
+{
+    ecf_runtime *rt = user;
+    g_string_append(out, "# HELP ecflow_ring_fill_ratio Share of the stage's input ring in use\n"
+                         "# TYPE ecflow_ring_fill_ratio gauge\n");
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        if (!s->in)
+            continue;
+        g_string_append_printf(out, "ecflow_ring_fill_ratio{pipeline=\"%s\",stage=\"%s\"} %g\n",
+                               rt->def->settings.name, s->def->name,
+                               (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
+    }
+    g_string_append_printf(out, "# HELP ecflow_acks_outstanding Ack tokens not yet settled\n"
+                                "# TYPE ecflow_acks_outstanding gauge\n"
+                                "ecflow_acks_outstanding{pipeline=\"%s\"} %" G_GINT64_FORMAT "\n",
+                           rt->def->settings.name, ecf_ack_pool_outstanding(rt->acks));
+}
+
+ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
+{
+    ecf_runtime *rt = g_new0(ecf_runtime, 1);
+    rt->def = def;
+    rt->batches = ecf_batch_pool_new();
+    rt->acks = ecf_ack_pool_new();
+    rt->metrics = ecf_metrics_new(def->settings.name);
+    rt->settings = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+    g_hash_table_insert(rt->settings, "name", g_strdup(def->settings.name));
+    g_hash_table_insert(rt->settings, "batch_size",
+                        g_strdup_printf("%" G_GINT64_FORMAT, def->settings.batch_size));
+    g_hash_table_insert(rt->settings, "ring_capacity",
+                        g_strdup_printf("%" G_GINT64_FORMAT, def->settings.ring_capacity));
+    if (def->profile)
+        g_hash_table_insert(rt->settings, "profile", g_strdup(def->profile));
+
+    rt->stages = g_ptr_array_new_with_free_func((GDestroyNotify)ecf_stage_free);
+    g_autoptr(GHashTable) by_name = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < def->order->len; i++) {
+        ecf_stage_def *sd = def->order->pdata[i];
+        ecf_stage *s = ecf_stage_new(rt, sd);
+        g_ptr_array_add(rt->stages, s);
+        g_hash_table_insert(by_name, sd->name, s);
+    }
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        for (guint j = 0; j < s->def->inputs->len; j++) {
+            ecf_input_ref *in = s->def->inputs->pdata[j];
+            ecf_stage_connect(g_hash_table_lookup(by_name, in->stage), in->port, s);
+        }
+    }
+    for (guint i = 0; i < rt->stages->len; i++)
+        ecf_stage_make_input(rt->stages->pdata[i], (guint32)def->settings.ring_capacity);
+    ecf_metrics_add_collector(rt->metrics, collect_rings, rt);
+    return rt;
+}
+
+void ecf_runtime_free(ecf_runtime *rt)
+{
+    if (!rt)
+        return;
+    ecf_metrics_free(rt->metrics); /* stops the endpoint first */
+    g_ptr_array_free(rt->stages, TRUE);
+    ecf_batch_pool_free(rt->batches);
+    ecf_ack_pool_free(rt->acks);
+    g_hash_table_destroy(rt->settings);
+    g_free(rt);
+}
+
+/* ------------------------------------------------------------ signals */
+
+static gpointer signal_main(gpointer data)
+{
+    ecf_runtime *rt = data;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    struct timespec poll = {0, 200 * 1000 * 1000};
+    int received = 0;
+    while (!atomic_load(&rt->signals_done)) {
+        int sig = sigtimedwait(&set, NULL, &poll);
+        if (sig <= 0)
+            continue;
+        if (++received == 1) {
+            ecf_core_info("%s received: draining (send it again to exit at once)", strsignal(sig));
+            ecf_runtime_request_stop(rt);
+        } else {
+            static const char msg[] = "second signal: exiting without draining\n";
+            (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+            _exit(130);
+        }
+    }
+    return NULL;
+}
+
+/* Every thread made after this inherits the mask, so only signal_main
+ * ever sees SIGINT/SIGTERM. */
+static void block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* ------------------------------------------------------------ run */
+
+static int create_all(ecf_runtime *rt)
+{
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        ecf_status st = ecf_stage_create(s);
+        if (st != ECF_OK) {
+            ecf_core_error("%s:%d: stage '%s': %s", rt->def->file, s->def->line, s->def->name,
+                           ecf_stage_error(s));
+            return st == ECF_ERR_CONFIG ? ECF_EXIT_CONFIG : ECF_EXIT_FAILURE;
+        }
+    }
+    return ECF_EXIT_OK;
+}
+
+/* Sinks first, so nothing emits into a stage that cannot take it yet. */
+static gboolean start_all(ecf_runtime *rt)
+{
+    for (guint i = rt->stages->len; i-- > 0;) {
+        ecf_stage *s = rt->stages->pdata[i];
+        ecf_status st = ecf_stage_start(s);
+        if (st != ECF_OK) {
+            ecf_core_error("stage '%s' could not start: %s: %s", s->def->name, ecf_status_str(st),
+                           ecf_stage_error(s));
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static void teardown(ecf_runtime *rt)
+{
+    for (guint i = 0; i < rt->stages->len; i++)
+        ecf_stage_stop(rt->stages->pdata[i]);
+    for (guint i = 0; i < rt->stages->len; i++)
+        ecf_stage_destroy(rt->stages->pdata[i]);
+}
+
+static void run_threads(ecf_runtime *rt)
+{
+    for (guint i = rt->stages->len; i-- > 0;)
+        ecf_stage_spawn(rt->stages->pdata[i]);
+    for (guint i = 0; i < rt->stages->len; i++)
+        ecf_stage_join(rt->stages->pdata[i]);
+}
+
+static gboolean settle_outstanding(ecf_runtime *rt)
+{
+    gint64 deadline = g_get_monotonic_time() + rt->def->settings.drain_timeout_us;
+    if (ecf_ack_pool_wait_idle(rt->acks, deadline))
+        return TRUE;
+    ecf_core_error("%" G_GINT64_FORMAT " acknowledgements did not settle within drain_timeout; "
+                   "their sources were not told the outcome",
+                   ecf_ack_pool_outstanding(rt->acks));
+    return FALSE;
+}
+
+int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
+{
+    GThread *sig_thread = NULL;
+    if (handle_signals) {
+        block_signals();
+        sig_thread = g_thread_new("ecf:signals", signal_main, rt);
+    }
+    int code = create_all(rt);
+    if (code == ECF_EXIT_OK && rt->def->settings.metrics) {
+        g_autoptr(GError) err = NULL;
+        if (!ecf_metrics_serve(rt->metrics, rt->def->settings.metrics, ready_cb, rt, &err)) {
+            ecf_core_error("%s", err->message);
+            code = ECF_EXIT_FAILURE;
+        } else {
+            ecf_core_info("metrics on http://%s/metrics", rt->def->settings.metrics);
+        }
+    }
+    if (code == ECF_EXIT_OK && !start_all(rt))
+        code = ECF_EXIT_FAILURE;
+    if (code == ECF_EXIT_OK) {
+        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name,
+                      rt->stages->len, rt->def->profile ? ", profile " : "",
+                      rt->def->profile ? rt->def->profile : "");
+        run_threads(rt);
+        if (!settle_outstanding(rt) || atomic_load(&rt->failed))
+            code = ECF_EXIT_FAILURE;
+        else
+            ecf_core_info("pipeline '%s' drained and stopped", rt->def->settings.name);
+    }
+    teardown(rt);
+    if (sig_thread) {
+        atomic_store(&rt->signals_done, TRUE);
+        g_thread_join(sig_thread);
+    }
+    return code;
+}

@@ -1,0 +1,68 @@
+/*
+ * A running stage: the plugin instance, its input ring, its output ports,
+ * its thread and its metrics; and the host services table plugins call.
+ */
+#pragma once
+#include <ecflow/plugin.h>
+#include <glib.h>
+#include <stdatomic.h>
+
+#include "ack.h"
+#include "batch.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "ring.h"
+
+typedef struct ecf_runtime ecf_runtime;
+
+typedef struct {
+    char *name;
+    GPtrArray *consumers; /* ecf_stage*; several = fan-out */
+} ecf_port;
+
+struct ecf_stage {
+    ecf_stage_head head; /* must stay first: plugins read it */
+    ecf_runtime *rt;
+    ecf_stage_def *def;
+    const ecf_plugin *p;
+    void *state;
+    char *error;
+
+    ecf_ring *in;   /* NULL for sources */
+    guint n_inputs; /* producer edges into `in` */
+    ecf_port *ports;
+    guint n_ports;
+    GThread *thread;
+
+    ecf_batch *current;         /* the batch `process` is looking at */
+    gboolean current_passed_on; /* ... and whether it emitted it */
+    _Atomic gboolean ready;
+    _Atomic gboolean failed;
+    gboolean created;
+    gboolean started;
+
+    ecf_metric *m_in, *m_out, *m_errors, *m_batches, *m_discarded, *m_ack_latency;
+};
+
+/* What the stage runtime needs from the runtime that owns it. */
+ecf_batch_pool *ecf_runtime_batches(ecf_runtime *rt);
+ecf_ack_pool *ecf_runtime_acks(ecf_runtime *rt);
+ecf_metrics *ecf_runtime_metrics(ecf_runtime *rt);
+gboolean ecf_runtime_stopping(ecf_runtime *rt);
+gboolean ecf_runtime_ready(ecf_runtime *rt);
+const char *ecf_runtime_setting(ecf_runtime *rt, const char *key);
+void ecf_runtime_fail(ecf_runtime *rt, ecf_stage *culprit);
+
+ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def);
+void ecf_stage_free(ecf_stage *s);
+/* Connects `up.port` to `down`'s input ring (created on first use). */
+void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down);
+void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity);
+
+ecf_status ecf_stage_create(ecf_stage *s);
+ecf_status ecf_stage_start(ecf_stage *s);
+void ecf_stage_spawn(ecf_stage *s);
+void ecf_stage_join(ecf_stage *s);
+void ecf_stage_stop(ecf_stage *s);
+void ecf_stage_destroy(ecf_stage *s);
+const char *ecf_stage_error(const ecf_stage *s);

@@ -1,0 +1,481 @@
+/*
+ * ecflow plugin ABI — the one header a plugin includes.
+ *
+ * Plain C11, no GLib, no core internals. A plugin exports one symbol,
+ * `ecf_plugin_entry`, written for you by ECF_PLUGIN_DEFINE, that returns a
+ * const descriptor. The core checks the descriptor's ABI major before it reads
+ * anything else, validates every option of a stage against the plugin's
+ * option table, fills the plugin's config struct, and then calls the
+ * lifecycle callbacks on the stage's own thread.
+ *
+ * Host services reach the plugin through a function table (`ecf_host`) that
+ * hangs off every stage handle; the static inline wrappers below are the API.
+ * The table only ever grows at the end and carries its own size, so a plugin
+ * built against an older minor keeps working with a newer core.
+ *
+ * Ownership, in one place:
+ *   - strings, lists and maps in the config struct belong to the core and
+ *     live until after `destroy`;
+ *   - a batch handed to `process` is borrowed: the core releases it when
+ *     `process` returns, unless the plugin passed it on with ecf_emit();
+ *   - a batch from ecf_batch_new() is the caller's until ecf_emit() or
+ *     ecf_batch_release();
+ *   - every message holds one reference on its ack token; ecf_ack()/ecf_nack()
+ *     settle that reference now, ecf_hold() moves it out of the batch so a
+ *     sink can settle it after its data is durable. A reference released
+ *     with its batch gives no verdict. When the last reference goes, the
+ *     source's settle callback runs once with: the first failure, if any
+ *     holder failed; else ECF_OK if at least one sink acked; else
+ *     ECF_ERR_DROPPED (nobody took responsibility, e.g. a filter).
+ *   - ecf_emit()/ecf_try_emit() may be called from any thread the stage owns
+ *     (e.g. an HTTP server's worker threads); everything else from the
+ *     stage's own callbacks or threads.
+ */
+#ifndef ECFLOW_PLUGIN_H
+#define ECFLOW_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ECF_ABI_MAJOR 1
+#define ECF_ABI_MINOR 0
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum {
+    ECF_OK = 0,
+    ECF_ERR_INVALID,      /* bad input: the message or argument is wrong     */
+    ECF_ERR_CONFIG,       /* configuration is wrong; the stage cannot start  */
+    ECF_ERR_IO,           /* file, socket or device failed                   */
+    ECF_ERR_UNAVAILABLE,  /* a downstream service is unreachable; retry      */
+    ECF_ERR_TIMEOUT,      /* gave up waiting                                 */
+    ECF_ERR_BACKPRESSURE, /* a ring is full; try again later                 */
+    ECF_ERR_NOMEM,
+    ECF_ERR_STOPPED,      /* the pipeline is shutting down                   */
+    ECF_ERR_DROPPED,      /* no sink took responsibility for the message     */
+    ECF_ERR_FATAL,        /* stop the whole pipeline, exit non-zero          */
+    ECF_ERR_INTERNAL,
+    ECF_STATUS_COUNT_
+} ecf_status;
+
+/* ---------------------------------------------------------------- handles */
+
+typedef struct ecf_stage  ecf_stage;   /* one configured plugin instance     */
+typedef struct ecf_batch  ecf_batch;   /* messages moving between stages     */
+typedef struct ecf_token  ecf_token;   /* ref-counted acknowledgement        */
+typedef struct ecf_metric ecf_metric;  /* counter, gauge or histogram        */
+typedef struct ecf_host   ecf_host;
+
+typedef enum { ECF_SOURCE = 1, ECF_TRANSFORM = 2, ECF_SINK = 3 } ecf_kind;
+
+typedef enum {
+    ECF_LOG_ERROR = 0,
+    ECF_LOG_WARN,
+    ECF_LOG_INFO,
+    ECF_LOG_DEBUG,
+} ecf_log_level;
+
+typedef enum {
+    ECF_METRIC_COUNTER = 1,
+    ECF_METRIC_GAUGE,
+    ECF_METRIC_HISTOGRAM, /* observations in seconds */
+} ecf_metric_kind;
+
+/* ---------------------------------------------------------------- messages */
+
+/* Where a message came from, so a sink can report positions back to it. */
+typedef enum {
+    ECF_ORIGIN_NONE = 0,
+    ECF_ORIGIN_GENERATED,
+    ECF_ORIGIN_HTTP,
+    ECF_ORIGIN_KAFKA,
+    ECF_ORIGIN_FILE,
+} ecf_origin_kind;
+
+typedef struct {
+    ecf_origin_kind kind;
+    int32_t         partition;  /* Kafka partition, or -1               */
+    int64_t         offset;     /* Kafka offset, line number, or index  */
+    const char     *topic;      /* interned by the source; may be NULL  */
+} ecf_origin;
+
+/*
+ * A message as stages see it. Payload and key point into the batch's arena
+ * and stay valid as long as the batch does. Read-only for consumers.
+ * Every payload is followed by ECF_PAYLOAD_PADDING readable zero bytes, so
+ * SIMD parsers (simdjson) can parse it in place without a copy.
+ */
+#define ECF_PAYLOAD_PADDING 64
+
+typedef struct {
+    const uint8_t *payload;
+    const uint8_t *key;
+    uint32_t       payload_len;
+    uint32_t       key_len;
+    int64_t        event_time_us;   /* 0 when unknown                   */
+    int64_t        ingest_time_us;  /* set by the core when first added */
+    ecf_origin     origin;
+    ecf_token     *token;           /* NULL once acked or held          */
+} ecf_message;
+
+/* What a producer hands to ecf_batch_add(); the bytes are copied. */
+typedef struct {
+    const void    *payload;
+    size_t         payload_len;
+    const void    *key;
+    size_t         key_len;
+    int64_t        event_time_us;
+    ecf_origin     origin;
+    /* Either a token from ecf_token_new() (the batch takes a reference),
+     * or the message this one derives from (its token is shared). */
+    ecf_token         *token;
+    const ecf_message *parent;
+} ecf_message_init;
+
+/* Called once per token, on whichever thread settles its last reference. */
+typedef void (*ecf_settle_fn)(void *user, uint64_t user_tag, ecf_status outcome,
+                              const char *reason);
+
+/* ---------------------------------------------------------------- options */
+
+typedef enum {
+    ECF_OPT_T_STRING = 1,   /* char *                                          */
+    ECF_OPT_T_INT,          /* int64_t, range [min, max]                       */
+    ECF_OPT_T_DOUBLE,       /* double,  range [min, max]                       */
+    ECF_OPT_T_BOOL,         /* bool                                            */
+    ECF_OPT_T_DURATION,     /* int64_t microseconds; "250ms", "10s", "5m", "1h" */
+    ECF_OPT_T_SIZE,         /* int64_t bytes; "512", "64KiB", "128MiB", "1GB"   */
+    ECF_OPT_T_ENUM,         /* char *, one of `choices` ("a|b|c")             */
+    ECF_OPT_T_LIST,         /* char ** NULL-terminated; YAML sequence of scalars */
+    ECF_OPT_T_MAP,          /* ecf_kv * terminated by key == NULL; nested map or
+                               dotted keys "name.sub.key: value"               */
+} ecf_opt_type;
+
+typedef struct {
+    const char *key;
+    const char *value;
+} ecf_kv;
+
+#define ECF_REQUIRED 1
+#define ECF_OPTIONAL 0
+#define ECF_SECRET   2   /* never printed, never logged */
+
+typedef struct {
+    const char  *name;
+    ecf_opt_type type;
+    size_t       offset;     /* into the plugin's config struct            */
+    const char  *def;        /* default as YAML would spell it; NULL = none */
+    int          flags;      /* ECF_REQUIRED | ECF_SECRET                   */
+    double       min, max;   /* INT, DOUBLE, DURATION(s), SIZE; min > max = no range */
+    const char  *choices;    /* ENUM: "lz4|zstd|none"                       */
+    const char  *help;
+} ecf_option;
+
+#define ECF_OPT_STRING(n, T, f, d, fl, h) \
+    { n, ECF_OPT_T_STRING, offsetof(T, f), d, fl, 1, 0, NULL, h }
+#define ECF_OPT_INT(n, T, f, d, lo, hi, h) \
+    { n, ECF_OPT_T_INT, offsetof(T, f), d, 0, lo, hi, NULL, h }
+#define ECF_OPT_INT_REQ(n, T, f, lo, hi, h) \
+    { n, ECF_OPT_T_INT, offsetof(T, f), NULL, ECF_REQUIRED, lo, hi, NULL, h }
+#define ECF_OPT_DOUBLE(n, T, f, d, lo, hi, h) \
+    { n, ECF_OPT_T_DOUBLE, offsetof(T, f), d, 0, lo, hi, NULL, h }
+#define ECF_OPT_BOOL(n, T, f, d, h) \
+    { n, ECF_OPT_T_BOOL, offsetof(T, f), d, 0, 1, 0, NULL, h }
+/* Duration ranges are given in seconds. */
+#define ECF_OPT_DURATION(n, T, f, d, lo_s, hi_s, h) \
+    { n, ECF_OPT_T_DURATION, offsetof(T, f), d, 0, lo_s, hi_s, NULL, h }
+#define ECF_OPT_SIZE(n, T, f, d, lo, hi, h) \
+    { n, ECF_OPT_T_SIZE, offsetof(T, f), d, 0, lo, hi, NULL, h }
+#define ECF_OPT_ENUM(n, T, f, d, choices, h) \
+    { n, ECF_OPT_T_ENUM, offsetof(T, f), d, 0, 1, 0, choices, h }
+#define ECF_OPT_LIST(n, T, f, fl, h) \
+    { n, ECF_OPT_T_LIST, offsetof(T, f), NULL, fl, 1, 0, NULL, h }
+#define ECF_OPT_MAP(n, T, f, h) \
+    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, 0, 1, 0, NULL, h }
+#define ECF_OPT_END { NULL, (ecf_opt_type)0, 0, NULL, 0, 0, 0, NULL, NULL }
+
+/* ---------------------------------------------------------------- plugin */
+
+/*
+ * Lifecycle. create, start, stop and destroy run on the main thread (sinks
+ * first, sources last, so nothing emits into a stage that is not started);
+ * run, process, tick and flush run on the stage's own thread.
+ *   create(stage)   config is filled; allocate state, check cross-option rules.
+ *   start(stage)    connect, bind, open. Failing here stops the pipeline (exit 1).
+ *   run(stage)      sources only: produce until ecf_should_stop(), or until done.
+ *   process(stage, batch)   transforms and sinks: one batch.
+ *   tick(stage, now_us)     every `tick_interval_us` while idle or busy; for
+ *                   time-based flushes. Optional.
+ *   flush(stage)    upstream has finished; make everything durable, settle acks.
+ *   stop(stage)     close connections. destroy(stage): free state.
+ */
+typedef struct ecf_plugin {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t size;            /* sizeof(ecf_plugin) the plugin was built with */
+    const char *name;
+    ecf_kind    kind;
+    const char *version;
+    const char *summary;
+    const char *const *ports; /* output ports, NULL-terminated; NULL = {"default"} */
+    size_t              config_size;
+    const ecf_option   *options;
+    int64_t             tick_interval_us;
+
+    ecf_status (*create)(ecf_stage *stage);
+    ecf_status (*start)(ecf_stage *stage);
+    ecf_status (*run)(ecf_stage *stage);
+    ecf_status (*process)(ecf_stage *stage, ecf_batch *batch);
+    ecf_status (*tick)(ecf_stage *stage, int64_t now_us);
+    ecf_status (*flush)(ecf_stage *stage);
+    void       (*stop)(ecf_stage *stage);
+    void       (*destroy)(ecf_stage *stage);
+} ecf_plugin;
+
+#define ECF_PLUGIN_ENTRY_SYMBOL "ecf_plugin_entry"
+typedef const ecf_plugin *(*ecf_plugin_entry_fn)(void);
+
+#if defined(__GNUC__)
+#define ECF_EXPORT __attribute__((visibility("default")))
+#else
+#define ECF_EXPORT
+#endif
+
+#ifdef __cplusplus
+#define ECF_EXTERN_C extern "C"
+#else
+#define ECF_EXTERN_C
+#endif
+
+/* The one declaration a plugin writes; the ABI fields are filled for it. */
+#define ECF_PLUGIN_DEFINE(...)                                              \
+    static const ecf_plugin ecf_plugin_descriptor_ = {                      \
+        .abi_major = ECF_ABI_MAJOR,                                         \
+        .abi_minor = ECF_ABI_MINOR,                                         \
+        .size = sizeof(ecf_plugin),                                         \
+        __VA_ARGS__};                                                       \
+    ECF_EXTERN_C ECF_EXPORT const ecf_plugin *ecf_plugin_entry(void);       \
+    ECF_EXTERN_C ECF_EXPORT const ecf_plugin *ecf_plugin_entry(void)        \
+    {                                                                       \
+        return &ecf_plugin_descriptor_;                                     \
+    }
+
+/* ---------------------------------------------------------------- host */
+
+/*
+ * Services of the core. Append-only: new members go at the end, and a
+ * plugin checks `size` before calling one newer than it was built for (the
+ * wrappers below do that for members added after minor 0).
+ */
+struct ecf_host {
+    uint32_t size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+
+    /* stage */
+    void       *(*config)(ecf_stage *s);
+    void       *(*state)(ecf_stage *s);
+    void        (*set_state)(ecf_stage *s, void *state);
+    const char *(*name)(ecf_stage *s);
+    bool        (*should_stop)(ecf_stage *s);
+    void        (*set_error)(ecf_stage *s, const char *fmt, va_list ap);
+
+    /* logging: never pass secrets */
+    void (*log)(ecf_stage *s, ecf_log_level level, const char *fmt, va_list ap);
+
+    /* clock: microseconds; tests may replace it */
+    int64_t (*now_us)(ecf_stage *s);      /* wall clock, UNIX epoch */
+    int64_t (*monotonic_us)(ecf_stage *s);
+
+    /* metrics: name is prefixed with "ecflow_" and labelled by stage */
+    ecf_metric *(*metric)(ecf_stage *s, ecf_metric_kind kind, const char *name,
+                          const char *help);
+    void (*metric_add)(ecf_metric *m, double v);
+    void (*metric_set)(ecf_metric *m, double v);
+    void (*metric_observe)(ecf_metric *m, double v);
+
+    /* batches */
+    ecf_batch   *(*batch_new)(ecf_stage *s);
+    ecf_status   (*batch_add)(ecf_batch *b, const ecf_message_init *m);
+    uint32_t     (*batch_count)(const ecf_batch *b);
+    ecf_message *(*batch_message)(ecf_batch *b, uint32_t i);
+    size_t       (*batch_bytes)(const ecf_batch *b);
+    void         (*batch_release)(ecf_batch *b);
+    ecf_status   (*emit)(ecf_stage *s, const char *port, ecf_batch *b);
+    ecf_status   (*try_emit)(ecf_stage *s, const char *port, ecf_batch *b);
+
+    /* acknowledgements */
+    ecf_token *(*token_new)(ecf_stage *s, ecf_settle_fn fn, void *user, uint64_t tag);
+    void       (*token_release)(ecf_token *t);
+    void       (*ack)(ecf_stage *s, ecf_message *m);
+    void       (*nack)(ecf_stage *s, ecf_message *m, ecf_status st, const char *reason);
+    ecf_token *(*hold)(ecf_stage *s, ecf_message *m);
+    void       (*settle)(ecf_stage *s, ecf_token *t, ecf_status st, const char *reason);
+
+    /* readiness: a stage says whether it can do its job now (e.g. its broker
+     * answers); the pipeline is ready when every stage is. */
+    void (*set_ready)(ecf_stage *s, bool ready);
+    bool (*pipeline_ready)(ecf_stage *s);
+
+    /* runtime settings of the `pipeline:` map ("name", "batch_size",
+     * "ring_capacity"), as strings; NULL when unset. */
+    const char *(*pipeline_setting)(ecf_stage *s, const char *key);
+};
+
+/* The public head of every stage handle; the rest is the core's. */
+typedef struct {
+    uint32_t        size;
+    const ecf_host *host;
+} ecf_stage_head;
+
+static inline const ecf_host *ecf_host_of(ecf_stage *s)
+{
+    return ((const ecf_stage_head *)(const void *)s)->host;
+}
+
+/* ---------------------------------------------------------------- wrappers */
+
+static inline void *ecf_config(ecf_stage *s) { return ecf_host_of(s)->config(s); }
+static inline void *ecf_state(ecf_stage *s) { return ecf_host_of(s)->state(s); }
+static inline void ecf_set_state(ecf_stage *s, void *st) { ecf_host_of(s)->set_state(s, st); }
+static inline const char *ecf_name(ecf_stage *s) { return ecf_host_of(s)->name(s); }
+static inline bool ecf_should_stop(ecf_stage *s) { return ecf_host_of(s)->should_stop(s); }
+static inline int64_t ecf_now_us(ecf_stage *s) { return ecf_host_of(s)->now_us(s); }
+static inline int64_t ecf_monotonic_us(ecf_stage *s) { return ecf_host_of(s)->monotonic_us(s); }
+
+#if defined(__GNUC__)
+#define ECF_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define ECF_PRINTF(a, b)
+#endif
+
+static inline ECF_PRINTF(3, 4) void ecf_log(ecf_stage *s, ecf_log_level lvl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ecf_host_of(s)->log(s, lvl, fmt, ap);
+    va_end(ap);
+}
+
+/* Say why a callback failed; the core prints it with the stage name. */
+static inline ECF_PRINTF(2, 3) ecf_status ecf_error(ecf_stage *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ecf_host_of(s)->set_error(s, fmt, ap);
+    va_end(ap);
+    return ECF_ERR_CONFIG;
+}
+
+static inline ecf_metric *ecf_metric_new(ecf_stage *s, ecf_metric_kind k, const char *name,
+                                         const char *help)
+{
+    return ecf_host_of(s)->metric(s, k, name, help);
+}
+
+static inline ecf_batch *ecf_batch_new(ecf_stage *s) { return ecf_host_of(s)->batch_new(s); }
+static inline ecf_status ecf_emit(ecf_stage *s, const char *port, ecf_batch *b)
+{
+    return ecf_host_of(s)->emit(s, port, b);
+}
+static inline ecf_status ecf_try_emit(ecf_stage *s, const char *port, ecf_batch *b)
+{
+    return ecf_host_of(s)->try_emit(s, port, b);
+}
+static inline ecf_token *ecf_token_new(ecf_stage *s, ecf_settle_fn fn, void *user, uint64_t tag)
+{
+    return ecf_host_of(s)->token_new(s, fn, user, tag);
+}
+static inline void ecf_set_ready(ecf_stage *s, bool ready) { ecf_host_of(s)->set_ready(s, ready); }
+static inline bool ecf_pipeline_ready(ecf_stage *s) { return ecf_host_of(s)->pipeline_ready(s); }
+static inline const char *ecf_pipeline_setting(ecf_stage *s, const char *key)
+{
+    return ecf_host_of(s)->pipeline_setting(s, key);
+}
+static inline void ecf_ack(ecf_stage *s, ecf_message *m) { ecf_host_of(s)->ack(s, m); }
+static inline void ecf_nack(ecf_stage *s, ecf_message *m, ecf_status st, const char *reason)
+{
+    ecf_host_of(s)->nack(s, m, st, reason);
+}
+static inline ecf_token *ecf_hold(ecf_stage *s, ecf_message *m) { return ecf_host_of(s)->hold(s, m); }
+static inline void ecf_settle(ecf_stage *s, ecf_token *t, ecf_status st, const char *reason)
+{
+    ecf_host_of(s)->settle(s, t, st, reason);
+}
+
+/*
+ * Batch helpers need no stage: the batch knows its host. They are reached
+ * through the stage that made or received the batch.
+ */
+static inline ecf_status ecf_batch_add(ecf_stage *s, ecf_batch *b, const ecf_message_init *m)
+{
+    return ecf_host_of(s)->batch_add(b, m);
+}
+static inline uint32_t ecf_batch_count(ecf_stage *s, const ecf_batch *b)
+{
+    return ecf_host_of(s)->batch_count(b);
+}
+static inline ecf_message *ecf_batch_message(ecf_stage *s, ecf_batch *b, uint32_t i)
+{
+    return ecf_host_of(s)->batch_message(b, i);
+}
+static inline size_t ecf_batch_bytes(ecf_stage *s, const ecf_batch *b)
+{
+    return ecf_host_of(s)->batch_bytes(b);
+}
+static inline void ecf_batch_release(ecf_stage *s, ecf_batch *b)
+{
+    ecf_host_of(s)->batch_release(b);
+}
+static inline void ecf_token_release(ecf_stage *s, ecf_token *t)
+{
+    ecf_host_of(s)->token_release(t);
+}
+static inline void ecf_metric_add(ecf_stage *s, ecf_metric *m, double v)
+{
+    ecf_host_of(s)->metric_add(m, v);
+}
+static inline void ecf_metric_set(ecf_stage *s, ecf_metric *m, double v)
+{
+    ecf_host_of(s)->metric_set(m, v);
+}
+static inline void ecf_metric_observe(ecf_stage *s, ecf_metric *m, double v)
+{
+    ecf_host_of(s)->metric_observe(m, v);
+}
+
+/* Acknowledge every message of a batch at once (sinks after a durable write). */
+static inline void ecf_batch_ack_all(ecf_stage *s, ecf_batch *b)
+{
+    uint32_t n = ecf_batch_count(s, b);
+    for (uint32_t i = 0; i < n; i++)
+        ecf_ack(s, ecf_batch_message(s, b, i));
+}
+
+static inline void ecf_batch_nack_all(ecf_stage *s, ecf_batch *b, ecf_status st, const char *reason)
+{
+    uint32_t n = ecf_batch_count(s, b);
+    for (uint32_t i = 0; i < n; i++)
+        ecf_nack(s, ecf_batch_message(s, b, i), st, reason);
+}
+
+static inline const char *ecf_status_str(ecf_status st)
+{
+    static const char *const names[ECF_STATUS_COUNT_] = {
+        "ok", "invalid input", "configuration error", "I/O error", "unavailable",
+        "timed out", "backpressure", "out of memory", "stopped", "dropped",
+        "fatal error", "internal error",
+    };
+    return (unsigned)st < ECF_STATUS_COUNT_ ? names[st] : "unknown status";
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ECFLOW_PLUGIN_H */
