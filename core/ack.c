@@ -2,6 +2,7 @@
 
 #include "clock.h"
 #include "metrics.h"
+#include "sync.h"
 
 #include <stdatomic.h>
 
@@ -22,8 +23,8 @@ struct ecf_token {
 };
 
 struct ecf_ack_pool {
-    GMutex lock;
-    GCond idle;
+    ecf_mutex lock;
+    ecf_cond idle;
     ecf_token *free_list;
     GPtrArray *slabs;
     _Atomic gint64 outstanding;
@@ -32,8 +33,8 @@ struct ecf_ack_pool {
 ecf_ack_pool *ecf_ack_pool_new(void)
 {
     ecf_ack_pool *pool = g_new0(ecf_ack_pool, 1);
-    g_mutex_init(&pool->lock);
-    g_cond_init(&pool->idle);
+    ecf_mutex_init(&pool->lock);
+    ecf_cond_init(&pool->idle);
     pool->slabs = g_ptr_array_new_with_free_func(g_free);
     return pool;
 }
@@ -43,8 +44,8 @@ void ecf_ack_pool_free(ecf_ack_pool *pool)
     if (!pool)
         return;
     g_ptr_array_free(pool->slabs, TRUE);
-    g_mutex_clear(&pool->lock);
-    g_cond_clear(&pool->idle);
+    ecf_mutex_clear(&pool->lock);
+    ecf_cond_clear(&pool->idle);
     g_free(pool);
 }
 
@@ -55,13 +56,13 @@ gint64 ecf_ack_pool_outstanding(ecf_ack_pool *pool)
 
 gboolean ecf_ack_pool_wait_idle(ecf_ack_pool *pool, gint64 deadline_us)
 {
-    g_mutex_lock(&pool->lock);
+    ecf_mutex_lock(&pool->lock);
     while (atomic_load(&pool->outstanding) > 0) {
-        if (!g_cond_wait_until(&pool->idle, &pool->lock, deadline_us))
+        if (!ecf_cond_wait_until(&pool->idle, &pool->lock, deadline_us))
             break;
     }
     gboolean idle = atomic_load(&pool->outstanding) == 0;
-    g_mutex_unlock(&pool->lock);
+    ecf_mutex_unlock(&pool->lock);
     return idle;
 }
 
@@ -79,12 +80,12 @@ static void grow(ecf_ack_pool *pool)
 ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag,
                             ecf_metric *latency)
 {
-    g_mutex_lock(&pool->lock);
+    ecf_mutex_lock(&pool->lock);
     if (!pool->free_list)
         grow(pool);
     ecf_token *t = pool->free_list;
     pool->free_list = t->next_free;
-    g_mutex_unlock(&pool->lock);
+    ecf_mutex_unlock(&pool->lock);
 
     atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
     atomic_store_explicit(&t->failure, 0, memory_order_relaxed);
@@ -134,12 +135,12 @@ static void settle(ecf_token *t)
               reason ? reason : outcome == ECF_ERR_DROPPED ? "no sink took the message" : NULL);
     g_free(reason);
 
-    g_mutex_lock(&pool->lock);
+    ecf_mutex_lock(&pool->lock);
     t->next_free = pool->free_list;
     pool->free_list = t;
     if (atomic_fetch_sub(&pool->outstanding, 1) == 1)
-        g_cond_broadcast(&pool->idle);
-    g_mutex_unlock(&pool->lock);
+        ecf_cond_broadcast(&pool->idle);
+    ecf_mutex_unlock(&pool->lock);
 }
 
 void ecf_token_unref(ecf_token *t, int verdict, const char *reason)

@@ -2,6 +2,7 @@
 
 #include "ack.h"
 #include "clock.h"
+#include "sync.h"
 
 #include <string.h>
 
@@ -28,7 +29,7 @@ struct ecf_batch {
 };
 
 struct ecf_batch_pool {
-    GMutex lock;
+    ecf_mutex lock;
     ecf_batch *free_list;
     guint free_count;
 };
@@ -36,7 +37,7 @@ struct ecf_batch_pool {
 ecf_batch_pool *ecf_batch_pool_new(void)
 {
     ecf_batch_pool *pool = g_new0(ecf_batch_pool, 1);
-    g_mutex_init(&pool->lock);
+    ecf_mutex_init(&pool->lock);
     return pool;
 }
 
@@ -65,19 +66,19 @@ void ecf_batch_pool_free(ecf_batch_pool *pool)
         pool->free_list = b->next_free;
         batch_destroy(b);
     }
-    g_mutex_clear(&pool->lock);
+    ecf_mutex_clear(&pool->lock);
     g_free(pool);
 }
 
 ecf_batch *ecf_batch_get(ecf_batch_pool *pool)
 {
-    g_mutex_lock(&pool->lock);
+    ecf_mutex_lock(&pool->lock);
     ecf_batch *b = pool->free_list;
     if (b) {
         pool->free_list = b->next_free;
         pool->free_count--;
     }
-    g_mutex_unlock(&pool->lock);
+    ecf_mutex_unlock(&pool->lock);
     if (!b) {
         b = g_new0(ecf_batch, 1);
         b->pool = pool;
@@ -189,14 +190,14 @@ void ecf_batch_put(ecf_batch *b)
     trim_arena(b);
 
     ecf_batch_pool *pool = b->pool;
-    g_mutex_lock(&pool->lock);
+    ecf_mutex_lock(&pool->lock);
     gboolean keep = pool->free_count < POOL_KEEP;
     if (keep) {
         b->next_free = pool->free_list;
         pool->free_list = b;
         pool->free_count++;
     }
-    g_mutex_unlock(&pool->lock);
+    ecf_mutex_unlock(&pool->lock);
     if (!keep)
         batch_destroy(b);
 }

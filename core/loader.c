@@ -58,6 +58,11 @@ ecf_registry *ecf_registry_new(const char *const *extra_dirs)
         g_autofree char *local = g_build_filename(bindir, "plugins", NULL);
         if (g_file_test(local, G_FILE_TEST_IS_DIR))
             add_dir(reg->dirs, local);
+        /* An install moved with --prefix: <prefix>/bin/ecflow, <prefix>/lib/... */
+        g_autofree char *moved = g_build_filename(bindir, "..", ECF_PLUGIN_REL_DIR, NULL);
+        g_autofree char *canon = g_canonicalize_filename(moved, NULL);
+        if (g_file_test(canon, G_FILE_TEST_IS_DIR))
+            add_dir(reg->dirs, canon);
     }
     add_dir(reg->dirs, ECF_PLUGIN_DIR);
     reg->by_path = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, loaded_free);

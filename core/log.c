@@ -1,11 +1,12 @@
 #include "log.h"
+#include "sync.h"
 
 #include <stdio.h>
 #include <time.h>
 
 static ecf_log_level log_level = ECF_LOG_INFO;
 static ecf_log_format log_format = ECF_LOG_TEXT;
-static GMutex log_lock;
+static ecf_mutex log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -91,9 +92,9 @@ void ecf_logv(const char *stage, ecf_log_level level, const char *fmt, va_list a
         g_string_append(line, msg);
         g_string_append_c(line, '\n');
     }
-    g_mutex_lock(&log_lock);
+    ecf_mutex_lock(&log_lock);
     fputs(line->str, stderr);
-    g_mutex_unlock(&log_lock);
+    ecf_mutex_unlock(&log_lock);
 }
 
 void ecf_logf(const char *stage, ecf_log_level level, const char *fmt, ...)

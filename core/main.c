@@ -16,6 +16,14 @@ typedef struct {
     char *format;
 } cli_opts;
 
+static void cli_opts_clear(cli_opts *o)
+{
+    g_strfreev(o->plugin_path);
+    g_free(o->profile);
+    g_free(o->format);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(cli_opts, cli_opts_clear)
+
 static GOptionEntry common_entries(cli_opts *o, int i)
 {
     GOptionEntry e[] = {
@@ -56,7 +64,7 @@ static void print_errors(GPtrArray *errors)
 
 static int cmd_version(int argc, char **argv)
 {
-    cli_opts o = {0};
+    g_auto(cli_opts) o = {0};
     if (!parse_verb(&argc, &argv, "", "Print the ecflow version and its plugin ABI version.", &o, ""))
         return ECF_EXIT_CONFIG;
     printf("ecflow %s\nplugin ABI %d.%d\n", ECF_VERSION, ECF_ABI_MAJOR, ECF_ABI_MINOR);
@@ -113,7 +121,7 @@ static int plugins_inspect(ecf_registry *reg, const char *name)
 
 static int cmd_plugins(int argc, char **argv)
 {
-    cli_opts o = {0};
+    g_auto(cli_opts) o = {0};
     if (!parse_verb(&argc, &argv, "list | inspect NAME",
                     "List the plugins found on the plugin path, or show one plugin's options and ports.",
                     &o, "P"))
@@ -129,7 +137,6 @@ static int cmd_plugins(int argc, char **argv)
         code = ECF_EXIT_CONFIG;
     }
     ecf_registry_free(r);
-    g_strfreev(o.plugin_path);
     return code;
 }
 
@@ -147,7 +154,7 @@ static ecf_pipeline_def *load_checked(const char *file, cli_opts *o, ecf_registr
 
 static int cmd_pipeline(int argc, char **argv, const char *verb)
 {
-    cli_opts o = {0};
+    g_auto(cli_opts) o = {0};
     gboolean is_graph = strcmp(verb, "graph") == 0;
     const char *summary = strcmp(verb, "validate") == 0
         ? "Check a pipeline file: plugins, options, wiring, variables. Exit 0 if it is valid, 2 with every error otherwise."
@@ -184,9 +191,6 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
     }
     ecf_pipeline_def_free(def);
     ecf_registry_free(reg);
-    g_strfreev(o.plugin_path);
-    g_free(o.profile);
-    g_free(o.format);
     return code;
 }
 

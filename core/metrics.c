@@ -1,5 +1,6 @@
 #include "metrics.h"
 #include "log.h"
+#include "sync.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -31,7 +32,7 @@ typedef struct {
 
 struct ecf_metrics {
     char *pipeline;
-    GMutex lock; /* registration and rendering only; updates are atomic */
+    ecf_mutex lock; /* registration and rendering only; updates are atomic */
     GPtrArray *metrics;
     GArray *collectors;
     struct MHD_Daemon *daemon;
@@ -54,7 +55,7 @@ ecf_metrics *ecf_metrics_new(const char *pipeline)
 {
     ecf_metrics *reg = g_new0(ecf_metrics, 1);
     reg->pipeline = g_strdup(pipeline ? pipeline : "ecflow");
-    g_mutex_init(&reg->lock);
+    ecf_mutex_init(&reg->lock);
     reg->metrics = g_ptr_array_new_with_free_func(metric_free);
     reg->collectors = g_array_new(FALSE, FALSE, sizeof(collector));
     return reg;
@@ -68,7 +69,7 @@ void ecf_metrics_free(ecf_metrics *reg)
         MHD_stop_daemon(reg->daemon);
     g_ptr_array_free(reg->metrics, TRUE);
     g_array_free(reg->collectors, TRUE);
-    g_mutex_clear(&reg->lock);
+    ecf_mutex_clear(&reg->lock);
     g_free(reg->pipeline);
     g_free(reg);
 }
@@ -109,7 +110,7 @@ ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *
     g_autofree char *base = NULL, *labels = NULL;
     if (!name || !split_name(name, &base, &labels))
         return NULL;
-    g_mutex_lock(&reg->lock);
+    ecf_mutex_lock(&reg->lock);
     ecf_metric *found = NULL;
     for (guint i = 0; i < reg->metrics->len && !found; i++) {
         ecf_metric *m = reg->metrics->pdata[i];
@@ -128,7 +129,7 @@ ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *
         found->kind = kind;
         g_ptr_array_add(reg->metrics, found);
     }
-    g_mutex_unlock(&reg->lock);
+    ecf_mutex_unlock(&reg->lock);
     return found;
 }
 
@@ -194,9 +195,9 @@ guint64 ecf_metric_count(const ecf_metric *m)
 void ecf_metrics_add_collector(ecf_metrics *reg, ecf_metrics_collect_fn fn, void *user)
 {
     collector c = {fn, user};
-    g_mutex_lock(&reg->lock);
+    ecf_mutex_lock(&reg->lock);
     g_array_append_val(reg->collectors, c);
-    g_mutex_unlock(&reg->lock);
+    ecf_mutex_unlock(&reg->lock);
 }
 
 static void label_set(GString *out, const ecf_metrics *reg, const ecf_metric *m, const char *extra)
@@ -246,7 +247,7 @@ static void render_metric(GString *out, const ecf_metrics *reg, const ecf_metric
 char *ecf_metrics_render(ecf_metrics *reg)
 {
     GString *out = g_string_sized_new(4096);
-    g_mutex_lock(&reg->lock);
+    ecf_mutex_lock(&reg->lock);
     g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     /* One HELP/TYPE header per family, all its series after it. */
     for (guint i = 0; i < reg->metrics->len; i++) {
@@ -266,7 +267,7 @@ char *ecf_metrics_render(ecf_metrics *reg)
         collector *c = &g_array_index(reg->collectors, collector, i);
         c->fn(c->user, out);
     }
-    g_mutex_unlock(&reg->lock);
+    ecf_mutex_unlock(&reg->lock);
     return g_string_free(out, FALSE);
 }
 

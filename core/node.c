@@ -207,6 +207,7 @@ ecf_node *ecf_node_load_string(const char *name, const char *text, GPtrArray *er
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     ecf_node *tree = NULL;
+    guint before = errors->len;
     if (!root)
         g_ptr_array_add(errors, g_strdup_printf("%s:1: the file is empty", name));
     else if (root->type != YAML_MAPPING_NODE)
@@ -214,6 +215,10 @@ ecf_node *ecf_node_load_string(const char *name, const char *text, GPtrArray *er
                                                 name, root->start_mark.line + 1));
     else
         tree = convert(&doc, root, name, errors, 0);
+    if (tree && errors->len > before) { /* e.g. duplicate keys: do not guess which one counts */
+        ecf_node_free(tree);
+        tree = NULL;
+    }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return tree;

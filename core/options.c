@@ -333,7 +333,7 @@ static void store_map(const ecf_option *o, void *config, GPtrArray *kv)
         arr[i].value = kv->pdata[2 * i + 1];
     }
     *(ecf_kv **)((guint8 *)config + o->offset) = arr;
-    g_ptr_array_free(kv, FALSE); /* strings now owned by arr */
+    g_free(g_ptr_array_free(kv, FALSE)); /* the strings now belong to arr */
 }
 
 static const ecf_option *find_option(const ecf_option *table, const char *name)
@@ -419,6 +419,8 @@ void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map,
         const ecf_pair *p = map->items->pdata[i];
         if (skip && g_strv_contains(skip, p->key))
             continue;
+        if (p->value->kind == ECF_NODE_NULL)
+            continue; /* explicit null means "not set": the default applies */
         const char *sub = NULL;
         const ecf_option *o = find_option(table, p->key);
         if (!o && (o = find_map_prefix(table, p->key, &sub))) {
@@ -437,8 +439,6 @@ void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map,
             unknown_key(table, p->key, p->line, ctx);
             continue;
         }
-        if (p->value->kind == ECF_NODE_NULL)
-            continue; /* explicit null means "use the default" */
         seen[o - table] = TRUE;
         apply_value(o, config, p->value, ctx, maps);
     }

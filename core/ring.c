@@ -1,4 +1,5 @@
 #include "ring.h"
+#include "sync.h"
 
 #include <sched.h>
 #include <stdalign.h>
@@ -19,9 +20,9 @@ struct ecf_ring {
     _Atomic gboolean aborted;
     _Atomic gint prod_sleepers;
     _Atomic gint cons_sleepers;
-    GMutex lock;
-    GCond not_full;
-    GCond not_empty;
+    ecf_mutex lock;
+    ecf_cond not_full;
+    ecf_cond not_empty;
 };
 
 static guint32 round_up_pow2(guint32 v)
@@ -39,9 +40,9 @@ ecf_ring *ecf_ring_new(guint32 capacity, guint producers)
     r->mask = r->capacity - 1;
     r->slots = g_new0(void *, r->capacity);
     atomic_init(&r->open_producers, (gint)producers);
-    g_mutex_init(&r->lock);
-    g_cond_init(&r->not_full);
-    g_cond_init(&r->not_empty);
+    ecf_mutex_init(&r->lock);
+    ecf_cond_init(&r->not_full);
+    ecf_cond_init(&r->not_empty);
     return r;
 }
 
@@ -49,9 +50,9 @@ void ecf_ring_free(ecf_ring *r)
 {
     if (!r)
         return;
-    g_mutex_clear(&r->lock);
-    g_cond_clear(&r->not_full);
-    g_cond_clear(&r->not_empty);
+    ecf_mutex_clear(&r->lock);
+    ecf_cond_clear(&r->not_full);
+    ecf_cond_clear(&r->not_empty);
     g_free(r->slots);
     g_aligned_free(r);
 }
@@ -67,17 +68,18 @@ guint32 ecf_ring_count(const ecf_ring *r)
 
 /* Wake the other side only if somebody sleeps there; the fence orders our
  * index update before reading the sleeper count (store-load). */
-static void wake(ecf_ring *r, _Atomic gint *sleepers, GCond *cond)
+static void wake(ecf_ring *r, _Atomic gint *sleepers, ecf_cond *cond)
 {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(sleepers, memory_order_relaxed) == 0)
         return;
-    g_mutex_lock(&r->lock);
-    g_cond_broadcast(cond);
-    g_mutex_unlock(&r->lock);
+    ecf_mutex_lock(&r->lock);
+    ecf_cond_broadcast(cond);
+    ecf_mutex_unlock(&r->lock);
 }
 
-ecf_ring_result ecf_ring_try_push(ecf_ring *r, void *item)
+/* Publishes one item; the caller wakes the consumer (see push_locked). */
+static ecf_ring_result push_nowake(ecf_ring *r, void *item)
 {
     if (atomic_load_explicit(&r->aborted, memory_order_acquire))
         return ECF_RING_ABORTED;
@@ -92,12 +94,28 @@ ecf_ring_result ecf_ring_try_push(ecf_ring *r, void *item)
                                                     memory_order_acq_rel,
                                                     memory_order_relaxed));
     r->slots[head & r->mask] = item;
-    /* Producers that reserved earlier slots publish first. */
-    while (atomic_load_explicit(&r->prod_tail, memory_order_relaxed) != head)
+    /* Producers that reserved earlier slots publish first. Acquire makes
+     * their slot writes part of what our release below publishes. */
+    while (atomic_load_explicit(&r->prod_tail, memory_order_acquire) != head)
         sched_yield();
     atomic_store_explicit(&r->prod_tail, next, memory_order_release);
-    wake(r, &r->cons_sleepers, &r->not_empty);
     return ECF_RING_OK;
+}
+
+ecf_ring_result ecf_ring_try_push(ecf_ring *r, void *item)
+{
+    ecf_ring_result res = push_nowake(r, item);
+    if (res == ECF_RING_OK)
+        wake(r, &r->cons_sleepers, &r->not_empty);
+    return res;
+}
+
+/* With r->lock held: the mutex is not recursive, so signal directly. */
+static void signal_locked(ecf_ring *r, _Atomic gint *sleepers, ecf_cond *cond)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(sleepers, memory_order_relaxed) > 0)
+        ecf_cond_broadcast(cond);
 }
 
 ecf_ring_result ecf_ring_push(ecf_ring *r, void *item)
@@ -108,19 +126,21 @@ ecf_ring_result ecf_ring_push(ecf_ring *r, void *item)
             return res;
         sched_yield();
     }
-    g_mutex_lock(&r->lock);
+    ecf_mutex_lock(&r->lock);
     atomic_fetch_add(&r->prod_sleepers, 1);
     ecf_ring_result res;
-    while ((res = ecf_ring_try_push(r, item)) == ECF_RING_FULL) {
+    while ((res = push_nowake(r, item)) == ECF_RING_FULL) {
         /* The timeout is only a safety net; wake() is the real signal. */
-        g_cond_wait_until(&r->not_full, &r->lock, g_get_monotonic_time() + 50 * 1000);
+        ecf_cond_wait_until(&r->not_full, &r->lock, g_get_monotonic_time() + 50 * 1000);
     }
+    if (res == ECF_RING_OK)
+        signal_locked(r, &r->cons_sleepers, &r->not_empty);
     atomic_fetch_sub(&r->prod_sleepers, 1);
-    g_mutex_unlock(&r->lock);
+    ecf_mutex_unlock(&r->lock);
     return res;
 }
 
-static gboolean try_pop(ecf_ring *r, void **item)
+static gboolean pop_nowake(ecf_ring *r, void **item)
 {
     guint32 head = atomic_load_explicit(&r->cons_tail, memory_order_relaxed);
     guint32 tail = atomic_load_explicit(&r->prod_tail, memory_order_acquire);
@@ -128,7 +148,22 @@ static gboolean try_pop(ecf_ring *r, void **item)
         return FALSE;
     *item = r->slots[head & r->mask];
     atomic_store_explicit(&r->cons_tail, head + 1, memory_order_release);
+    return TRUE;
+}
+
+static gboolean try_pop(ecf_ring *r, void **item)
+{
+    if (!pop_nowake(r, item))
+        return FALSE;
     wake(r, &r->prod_sleepers, &r->not_full);
+    return TRUE;
+}
+
+static gboolean pop_locked(ecf_ring *r, void **item)
+{
+    if (!pop_nowake(r, item))
+        return FALSE;
+    signal_locked(r, &r->prod_sleepers, &r->not_full);
     return TRUE;
 }
 
@@ -150,39 +185,39 @@ ecf_ring_result ecf_ring_pop(ecf_ring *r, void **item, gint64 timeout_us)
     }
     gint64 deadline = timeout_us < 0 ? G_MAXINT64 : g_get_monotonic_time() + timeout_us;
     ecf_ring_result res = ECF_RING_TIMEOUT;
-    g_mutex_lock(&r->lock);
+    ecf_mutex_lock(&r->lock);
     atomic_fetch_add(&r->cons_sleepers, 1);
     for (;;) {
-        if (try_pop(r, item)) {
+        if (pop_locked(r, item)) {
             res = ECF_RING_OK;
             break;
         }
         if (finished(r)) {
-            res = try_pop(r, item) ? ECF_RING_OK : ECF_RING_FINISHED;
+            res = pop_locked(r, item) ? ECF_RING_OK : ECF_RING_FINISHED;
             break;
         }
         gint64 now = g_get_monotonic_time();
         if (now >= deadline)
             break;
-        g_cond_wait_until(&r->not_empty, &r->lock, MIN(deadline, now + 50 * 1000));
+        ecf_cond_wait_until(&r->not_empty, &r->lock, MIN(deadline, now + 50 * 1000));
     }
     atomic_fetch_sub(&r->cons_sleepers, 1);
-    g_mutex_unlock(&r->lock);
+    ecf_mutex_unlock(&r->lock);
     return res;
 }
 
 void ecf_ring_producer_done(ecf_ring *r)
 {
     atomic_fetch_sub_explicit(&r->open_producers, 1, memory_order_acq_rel);
-    g_mutex_lock(&r->lock);
-    g_cond_broadcast(&r->not_empty);
-    g_mutex_unlock(&r->lock);
+    ecf_mutex_lock(&r->lock);
+    ecf_cond_broadcast(&r->not_empty);
+    ecf_mutex_unlock(&r->lock);
 }
 
 void ecf_ring_abort(ecf_ring *r)
 {
     atomic_store_explicit(&r->aborted, TRUE, memory_order_release);
-    g_mutex_lock(&r->lock);
-    g_cond_broadcast(&r->not_full);
-    g_mutex_unlock(&r->lock);
+    ecf_mutex_lock(&r->lock);
+    ecf_cond_broadcast(&r->not_full);
+    ecf_mutex_unlock(&r->lock);
 }

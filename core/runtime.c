@@ -4,6 +4,7 @@
 #include "log.h"
 #include "stage.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ struct ecf_runtime {
     _Atomic gboolean stopping;
     _Atomic gboolean failed;
     _Atomic gboolean signals_done;
+    pthread_t signal_thread;
 };
 
 ecf_batch_pool *ecf_runtime_batches(ecf_runtime *rt) { return rt->batches; }
@@ -122,18 +124,18 @@ void ecf_runtime_free(ecf_runtime *rt)
 
 /* ------------------------------------------------------------ signals */
 
-static gpointer signal_main(gpointer data)
+static void *signal_main(void *data)
 {
     ecf_runtime *rt = data;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    struct timespec poll = {0, 200 * 1000 * 1000};
+    sigaddset(&set, SIGUSR1); /* our own "the run is over" */
     int received = 0;
     while (!atomic_load(&rt->signals_done)) {
-        int sig = sigtimedwait(&set, NULL, &poll);
-        if (sig <= 0)
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0 || sig == SIGUSR1)
             continue;
         if (++received == 1) {
             ecf_core_info("%s received: draining (send it again to exit at once)", strsignal(sig));
@@ -155,6 +157,7 @@ static void block_signals(void)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -218,10 +221,10 @@ static gboolean settle_outstanding(ecf_runtime *rt)
 
 int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
 {
-    GThread *sig_thread = NULL;
+    gboolean sig_thread = FALSE;
     if (handle_signals) {
         block_signals();
-        sig_thread = g_thread_new("ecf:signals", signal_main, rt);
+        sig_thread = pthread_create(&rt->signal_thread, NULL, signal_main, rt) == 0;
     }
     int code = create_all(rt);
     if (code == ECF_EXIT_OK && rt->def->settings.metrics) {
@@ -248,7 +251,8 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
     teardown(rt);
     if (sig_thread) {
         atomic_store(&rt->signals_done, TRUE);
-        g_thread_join(sig_thread);
+        pthread_kill(rt->signal_thread, SIGUSR1);
+        pthread_join(rt->signal_thread, NULL);
     }
     return code;
 }

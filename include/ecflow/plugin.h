@@ -27,9 +27,11 @@
  *     source's settle callback runs once with: the first failure, if any
  *     holder failed; else ECF_OK if at least one sink acked; else
  *     ECF_ERR_DROPPED (nobody took responsibility, e.g. a filter).
- *   - ecf_emit()/ecf_try_emit() may be called from any thread the stage owns
- *     (e.g. an HTTP server's worker threads); everything else from the
- *     stage's own callbacks or threads.
+ *   - ecf_emit() always takes the batch, even when it fails. ecf_try_emit()
+ *     leaves it with the caller only when it returns ECF_ERR_BACKPRESSURE.
+ *   - Threads: every host service may be called from any thread the stage
+ *     owns (e.g. an HTTP server's workers) except ecf_set_state() and
+ *     ecf_error(), which belong to the lifecycle callbacks.
  */
 #ifndef ECFLOW_PLUGIN_H
 #define ECFLOW_PLUGIN_H

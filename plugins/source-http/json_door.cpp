@@ -1,0 +1,520 @@
+/*
+ * json_door: the simdjson On-Demand half of the door check (see json_door.h).
+ *
+ * On-Demand only validates what it visits, so every value of every event is
+ * walked: skipping a value would let `{"a": [1,,2], "session_id": "x"}` in.
+ * Numbers are checked against the JSON grammar by hand rather than parsed,
+ * because a number too big for a double is still valid JSON and must not be
+ * refused at the door.
+ */
+#include "json_door.h"
+
+#include <simdjson.h>
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string_view>
+
+static_assert(JD_PADDING == simdjson::SIMDJSON_PADDING, "JD_PADDING must match simdjson's padding");
+
+namespace od = simdjson::ondemand;
+using simdjson::error_code;
+
+struct jd_parser {
+    od::parser parser;
+    uint32_t max_depth;
+};
+
+namespace {
+
+struct scan_ctx {
+    const uint8_t *buf;
+    size_t len;
+    std::string_view key_field;
+    bool want_key;
+    jd_event_fn fn;
+    void *user;
+    jd_error *err;
+    uint32_t max_depth;
+    uint32_t index;
+    od::document *doc;
+};
+
+struct key_seen {
+    jd_key_state state;
+    std::string_view value;
+};
+
+bool is_ws(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+size_t trim_end(const uint8_t *buf, size_t begin, size_t end)
+{
+    while (end > begin && is_ws(buf[end - 1]))
+        end--;
+    return end;
+}
+
+size_t trim_start(const uint8_t *buf, size_t begin, size_t end)
+{
+    while (begin < end && is_ws(buf[begin]))
+        begin++;
+    return begin;
+}
+
+const char *short_message(error_code e)
+{
+    switch (e) {
+    case simdjson::TAPE_ERROR: return "unexpected token";
+    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT: return "unterminated array or object";
+    case simdjson::STRING_ERROR: return "invalid string or escape sequence";
+    case simdjson::NUMBER_ERROR: return "invalid number";
+    case simdjson::T_ATOM_ERROR:
+    case simdjson::F_ATOM_ERROR:
+    case simdjson::N_ATOM_ERROR: return "invalid literal";
+    case simdjson::UTF8_ERROR: return "invalid UTF-8";
+    case simdjson::UNCLOSED_STRING: return "unterminated string";
+    case simdjson::UNESCAPED_CHARS: return "unescaped control character in string";
+    case simdjson::TRAILING_CONTENT: return "unexpected content after the JSON value";
+    default: return simdjson::error_message(e);
+    }
+}
+
+jd_status fail(scan_ctx &s, jd_status st, size_t offset, const char *msg)
+{
+    if (s.err) {
+        s.err->offset = offset;
+        snprintf(s.err->message, sizeof s.err->message, "%s", msg);
+    }
+    return st;
+}
+
+jd_status fail_at(scan_ctx &s, const char *where, const char *msg)
+{
+    return fail(s, JD_MALFORMED, (size_t)((const uint8_t *)where - s.buf), msg);
+}
+
+/* Where the iterator stands when simdjson reports an error; the end of the
+ * buffer when it ran off the end. */
+jd_status fail_doc(scan_ctx &s, error_code e, size_t doc_end)
+{
+    if (e == simdjson::MEMALLOC || e == simdjson::CAPACITY)
+        return fail(s, JD_NOMEM, 0, "out of memory");
+    const char *loc = nullptr;
+    if (s.doc->current_location().get(loc) != simdjson::SUCCESS || loc == nullptr)
+        return fail(s, JD_MALFORMED, doc_end, short_message(e));
+    return fail_at(s, loc, short_message(e));
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and nothing else. */
+bool valid_number(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    auto digits = [&]() {
+        size_t start = i;
+        while (i < n && p[i] >= '0' && p[i] <= '9')
+            i++;
+        return i - start;
+    };
+    if (i < n && p[i] == '-')
+        i++;
+    if (i < n && p[i] == '0')
+        i++;
+    else if (digits() == 0)
+        return false;
+    if (i < n && p[i] == '.') {
+        i++;
+        if (digits() == 0)
+            return false;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        if (digits() == 0)
+            return false;
+    }
+    return i == n;
+}
+
+/* The raw token of a scalar without the whitespace simdjson leaves on it. */
+std::string_view scalar_token(std::string_view tok)
+{
+    size_t n = tok.size();
+    while (n > 0 && is_ws((uint8_t)tok[n - 1]))
+        n--;
+    return tok.substr(0, n);
+}
+
+jd_status walk_value(scan_ctx &s, od::value v, uint32_t depth, size_t doc_end);
+
+jd_status walk_object(scan_ctx &s, od::object obj, uint32_t depth, size_t doc_end, key_seen *ks)
+{
+    for (auto res : obj) {
+        od::field f;
+        error_code e = std::move(res).get(f);
+        if (e)
+            return fail_doc(s, e, doc_end);
+        std::string_view k;
+        if ((e = f.unescaped_key().get(k)))
+            return fail_doc(s, e, doc_end);
+        od::value v = f.value();
+        /* First occurrence wins: duplicate keys are legal JSON, undefined meaning. */
+        if (ks && ks->state == JD_KEY_MISSING && k == s.key_field) {
+            od::json_type t;
+            if ((e = v.type().get(t)))
+                return fail_doc(s, e, doc_end);
+            if (t == od::json_type::string) {
+                if ((e = v.get_string().get(ks->value)))
+                    return fail_doc(s, e, doc_end);
+                ks->state = JD_KEY_STRING;
+                continue;
+            }
+            ks->state = JD_KEY_NOT_STRING;
+        }
+        jd_status st = walk_value(s, v, depth + 1, doc_end);
+        if (st != JD_OK)
+            return st;
+    }
+    return JD_OK;
+}
+
+jd_status walk_array(scan_ctx &s, od::array arr, uint32_t depth, size_t doc_end)
+{
+    for (auto res : arr) {
+        od::value v;
+        error_code e = std::move(res).get(v);
+        if (e)
+            return fail_doc(s, e, doc_end);
+        jd_status st = walk_value(s, v, depth + 1, doc_end);
+        if (st != JD_OK)
+            return st;
+    }
+    return JD_OK;
+}
+
+jd_status walk_value(scan_ctx &s, od::value v, uint32_t depth, size_t doc_end)
+{
+    std::string_view tok = v.raw_json_token();
+    od::json_type t;
+    error_code e = v.type().get(t);
+    if (e)
+        return fail_doc(s, e, doc_end);
+    switch (t) {
+    case od::json_type::object: {
+        if (depth > s.max_depth)
+            return fail(s, JD_TOO_DEEP, (size_t)((const uint8_t *)tok.data() - s.buf),
+                        "nesting too deep");
+        od::object obj;
+        if ((e = v.get_object().get(obj)))
+            return fail_doc(s, e, doc_end);
+        return walk_object(s, obj, depth, doc_end, nullptr);
+    }
+    case od::json_type::array: {
+        if (depth > s.max_depth)
+            return fail(s, JD_TOO_DEEP, (size_t)((const uint8_t *)tok.data() - s.buf),
+                        "nesting too deep");
+        od::array arr;
+        if ((e = v.get_array().get(arr)))
+            return fail_doc(s, e, doc_end);
+        return walk_array(s, arr, depth, doc_end);
+    }
+    case od::json_type::string: {
+        std::string_view sv;
+        if ((e = v.get_string().get(sv)))
+            return fail_at(s, tok.data(), short_message(simdjson::STRING_ERROR));
+        return JD_OK;
+    }
+    case od::json_type::number: {
+        std::string_view n = scalar_token(tok);
+        if (!valid_number((const uint8_t *)n.data(), n.size()))
+            return fail_at(s, tok.data(), "invalid number");
+        return JD_OK; /* left unconsumed: the parent iterator steps over it */
+    }
+    case od::json_type::boolean: {
+        bool b;
+        if (v.get_bool().get(b))
+            return fail_at(s, tok.data(), "invalid literal");
+        return JD_OK;
+    }
+    case od::json_type::null: {
+        bool is_null = false;
+        if (v.is_null().get(is_null) || !is_null)
+            return fail_at(s, tok.data(), "invalid literal");
+        return JD_OK;
+    }
+    }
+    return fail_at(s, tok.data(), "unexpected token");
+}
+
+bool report(scan_ctx &s, size_t begin, size_t end, bool is_object, const key_seen &ks)
+{
+    jd_event ev{};
+    ev.index = s.index++;
+    ev.offset = begin;
+    ev.length = end - begin;
+    ev.is_object = is_object;
+    ev.key_state = (is_object && s.want_key) ? ks.state : JD_KEY_UNCHECKED;
+    if (ev.key_state == JD_KEY_STRING) {
+        ev.key = ks.value.data();
+        ev.key_len = ks.value.size();
+    }
+    return s.fn ? s.fn(s.user, &ev) : true;
+}
+
+/* One event that is an element of a top-level array. */
+jd_status scan_element(scan_ctx &s, od::value v, size_t doc_end)
+{
+    std::string_view tok = v.raw_json_token();
+    size_t begin = (size_t)((const uint8_t *)tok.data() - s.buf);
+    od::json_type t;
+    error_code e = v.type().get(t);
+    if (e)
+        return fail_doc(s, e, doc_end);
+    key_seen ks{JD_KEY_MISSING, {}};
+    if (t == od::json_type::object) {
+        od::object obj;
+        if ((e = v.get_object().get(obj)))
+            return fail_doc(s, e, doc_end);
+        jd_status st = walk_object(s, obj, 2, doc_end, s.want_key ? &ks : nullptr);
+        if (st != JD_OK)
+            return st;
+    } else {
+        jd_status st = walk_value(s, v, 2, doc_end);
+        if (st != JD_OK)
+            return st;
+    }
+    size_t end;
+    if (t == od::json_type::object || t == od::json_type::array) {
+        /* The iterator now stands on the ',' or ']' after the element. */
+        const char *loc = nullptr;
+        if (s.doc->current_location().get(loc) || loc == nullptr)
+            return fail(s, JD_MALFORMED, doc_end, "unterminated array");
+        end = trim_end(s.buf, begin, (size_t)((const uint8_t *)loc - s.buf));
+    } else {
+        end = begin + scalar_token(tok).size();
+    }
+    return report(s, begin, end, t == od::json_type::object, ks) ? JD_OK : JD_STOPPED;
+}
+
+/* 3.0 has no document::at_end(); current_location() says "out of bounds" there. */
+bool at_end(od::document &doc)
+{
+    const char *loc = nullptr;
+    return doc.current_location().get(loc) == simdjson::OUT_OF_BOUNDS;
+}
+
+/* The offset simdjson's stage 1 cannot give: scan by hand, only on errors. */
+size_t locate_stage1(const uint8_t *p, size_t begin, size_t end, error_code e)
+{
+    bool in_string = false;
+    size_t quote = begin;
+    for (size_t i = begin; i < end; i++) {
+        uint8_t c = p[i];
+        if (e == simdjson::UTF8_ERROR && c >= 0x80) {
+            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+            if (n == 0 || c > 0xF4 || i + n > end)
+                return i;
+            for (size_t k = 1; k < n; k++)
+                if ((p[i + k] & 0xC0) != 0x80)
+                    return i;
+            uint32_t cp = (c & (0x7F >> n));
+            for (size_t k = 1; k < n; k++)
+                cp = (cp << 6) | (p[i + k] & 0x3F);
+            if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+                (cp >= 0xD800 && cp <= 0xDFFF))
+                return i;
+            i += n - 1;
+            continue;
+        }
+        if (!in_string) {
+            if (c == '"') {
+                in_string = true;
+                quote = i;
+            }
+            continue;
+        }
+        if (c == '\\') {
+            i++;
+        } else if (c == '"') {
+            in_string = false;
+        } else if (c < 0x20 && e == simdjson::UNESCAPED_CHARS) {
+            return i;
+        }
+    }
+    return in_string ? quote : begin;
+}
+
+/* One document: the whole body (JSON layout) or one NDJSON line. */
+jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t end, size_t capacity,
+                        bool split_array)
+{
+    od::document doc;
+    error_code e = parser.iterate(s.buf + begin, end - begin, capacity - begin).get(doc);
+    if (e == simdjson::MEMALLOC || e == simdjson::CAPACITY)
+        return fail(s, JD_NOMEM, begin, "out of memory");
+    if (e)
+        return fail(s, JD_MALFORMED, locate_stage1(s.buf, begin, end, e), short_message(e));
+    s.doc = &doc;
+
+    od::json_type t;
+    if ((e = doc.type().get(t)))
+        return fail_doc(s, e, end);
+    key_seen ks{JD_KEY_MISSING, {}};
+    jd_status st = JD_OK;
+    switch (t) {
+    case od::json_type::array: {
+        od::array arr;
+        if ((e = doc.get_array().get(arr)))
+            return fail_doc(s, e, end);
+        if (!split_array) { /* an array on an NDJSON line is one (non-object) event */
+            if ((st = walk_array(s, arr, 1, end)) != JD_OK)
+                return st;
+            break;
+        }
+        for (auto res : arr) {
+            od::value v;
+            if ((e = std::move(res).get(v)))
+                return fail_doc(s, e, end);
+            if ((st = scan_element(s, v, end)) != JD_OK)
+                return st;
+        }
+        break;
+    }
+    case od::json_type::object: {
+        od::object obj;
+        if ((e = doc.get_object().get(obj)))
+            return fail_doc(s, e, end);
+        if ((st = walk_object(s, obj, 1, end, s.want_key ? &ks : nullptr)) != JD_OK)
+            return st;
+        if (!at_end(doc))
+            return fail_doc(s, simdjson::TRAILING_CONTENT, end);
+        return report(s, begin, end, true, ks) ? JD_OK : JD_STOPPED;
+    }
+    case od::json_type::number: {
+        std::string_view tok;
+        if ((e = doc.raw_json_token().get(tok)))
+            return fail_doc(s, e, end);
+        std::string_view n = scalar_token(tok);
+        if (!valid_number((const uint8_t *)n.data(), n.size()))
+            return fail_at(s, tok.data(), "invalid number");
+        size_t tok_end = (size_t)((const uint8_t *)n.data() - s.buf) + n.size();
+        if (tok_end != end)
+            return fail(s, JD_MALFORMED, trim_start(s.buf, tok_end, end),
+                        short_message(simdjson::TRAILING_CONTENT));
+        return report(s, begin, end, false, ks) ? JD_OK : JD_STOPPED;
+    }
+    case od::json_type::string: {
+        std::string_view sv;
+        if ((e = doc.get_string().get(sv)))
+            return fail(s, JD_MALFORMED, begin, short_message(simdjson::STRING_ERROR));
+        break;
+    }
+    case od::json_type::boolean: {
+        bool b;
+        if (doc.get_bool().get(b))
+            return fail(s, JD_MALFORMED, begin, "invalid literal");
+        break;
+    }
+    case od::json_type::null: {
+        bool is_null = false;
+        if (doc.is_null().get(is_null) || !is_null)
+            return fail(s, JD_MALFORMED, begin, "invalid literal");
+        break;
+    }
+    }
+    if (!at_end(doc))
+        return fail_doc(s, simdjson::TRAILING_CONTENT, end);
+    if (t == od::json_type::array && split_array)
+        return JD_OK; /* each element was reported as it was found */
+    return report(s, begin, end, false, ks) ? JD_OK : JD_STOPPED;
+}
+
+} // namespace
+
+extern "C" {
+
+jd_parser *jd_parser_new(uint32_t max_depth)
+{
+    jd_parser *p = new (std::nothrow) jd_parser;
+    if (!p)
+        return nullptr;
+    p->max_depth = max_depth ? max_depth : 64;
+    return p;
+}
+
+void jd_parser_free(jd_parser *p)
+{
+    delete p;
+}
+
+size_t jd_parser_footprint(const jd_parser *p)
+{
+    return p ? p->parser.capacity() : 0;
+}
+
+jd_status jd_scan(jd_parser *p, const uint8_t *buf, size_t len, size_t capacity,
+                  jd_layout layout, const char *key_field, jd_event_fn fn, void *user,
+                  jd_error *err)
+{
+    if (err) {
+        err->offset = 0;
+        err->message[0] = '\0';
+    }
+    if (!p || (!buf && len) || capacity < len + JD_PADDING)
+        return JD_INTERNAL;
+    scan_ctx s{};
+    s.buf = buf;
+    s.len = len;
+    s.want_key = key_field != nullptr;
+    s.key_field = key_field ? std::string_view(key_field) : std::string_view();
+    s.fn = fn;
+    s.user = user;
+    s.err = err;
+    s.max_depth = p->max_depth;
+
+    try {
+        if (layout == JD_LAYOUT_JSON) {
+            size_t b = trim_start(buf, 0, len), e = trim_end(buf, b, len);
+            if (b == e)
+                return fail(s, JD_EMPTY, 0, "empty body");
+            return scan_document(s, p->parser, b, e, capacity, true);
+        }
+        size_t line = 0;
+        while (line < len) {
+            const void *nl = memchr(buf + line, '\n', len - line);
+            size_t next = nl ? (size_t)((const uint8_t *)nl - buf) : len;
+            size_t b = trim_start(buf, line, next), e = trim_end(buf, b, next);
+            if (b < e) {
+                jd_status st = scan_document(s, p->parser, b, e, capacity, false);
+                if (st != JD_OK)
+                    return st;
+            }
+            line = next + 1;
+        }
+        return s.index ? JD_OK : fail(s, JD_EMPTY, 0, "empty body");
+    } catch (const std::bad_alloc &) {
+        return fail(s, JD_NOMEM, 0, "out of memory");
+    } catch (...) {
+        return fail(s, JD_INTERNAL, 0, "internal error");
+    }
+}
+
+const char *jd_status_str(jd_status st)
+{
+    switch (st) {
+    case JD_OK: return "ok";
+    case JD_EMPTY: return "empty";
+    case JD_MALFORMED: return "malformed JSON";
+    case JD_TOO_DEEP: return "nesting too deep";
+    case JD_STOPPED: return "stopped";
+    case JD_NOMEM: return "out of memory";
+    case JD_INTERNAL: return "internal error";
+    }
+    return "unknown";
+}
+
+} // extern "C"

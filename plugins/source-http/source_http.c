@@ -1,0 +1,400 @@
+/*
+ * source-http: events in over HTTP, answered only once they are durable.
+ *
+ * The plugin and its lifecycle; request handling lives in request.c.
+ * libmicrohttpd runs its own worker threads (epoll, one event loop per
+ * thread); run() on the stage thread only watches for shutdown and for
+ * requests whose acknowledgements are overdue.
+ */
+#define _GNU_SOURCE
+#include "source_http.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define POOL_MAX_PARSERS 64
+/* A parser keeps ~6x the largest document it saw; past this, don't pool it. */
+#define POOL_MAX_PARSER_CAPACITY (1u << 20)
+#define DOOR_MAX_DEPTH 64
+
+static const ecf_option http_options[] = {
+    ECF_OPT_STRING("listen", http_config, listen, "127.0.0.1", ECF_OPTIONAL,
+                   "address to listen on; 0.0.0.0 or :: opens it to the network"),
+    ECF_OPT_INT("port", http_config, port, "8080", 0, 65535,
+                "TCP port; 0 picks a free one and logs it"),
+    ECF_OPT_STRING("path", http_config, path, "/events", ECF_OPTIONAL,
+                   "URL path that takes POSTed events"),
+    ECF_OPT_STRING("key_field", http_config, key_field, "session_id", ECF_OPTIONAL,
+                   "top-level string field every event must have; its value is the message key"),
+    ECF_OPT_SIZE("max_body_bytes", http_config, max_body_bytes, "10MiB", 2, 1073741824,
+                 "largest request body, counted after gzip decompression; larger gets 413"),
+    ECF_OPT_INT("max_events", http_config, max_events, "100000", 1, 10000000,
+                "most events in one request; more gets 413"),
+    ECF_OPT_INT("max_connections", http_config, max_connections, "4096", 1, 1000000,
+                "open connections at most; more wait in the kernel's accept queue"),
+    ECF_OPT_DURATION("connection_timeout", http_config, connection_timeout_us, "30s", 1, 86400,
+                     "idle time after which a connection is closed"),
+    ECF_OPT_DURATION("request_timeout", http_config, request_timeout_us, "60s", 1, 86400,
+                     "longest time to receive one request body; slower clients are cut off"),
+    ECF_OPT_DURATION("ack_timeout", http_config, ack_timeout_us, "30s", 0.001, 86400,
+                     "how long a request waits for its events to be durable before 503"),
+    ECF_OPT_SIZE("max_inflight_bytes", http_config, max_inflight_bytes, "256MiB", 1024,
+                 1099511627776.0,
+                 "request body bytes held in memory at once, all requests together; "
+                 "beyond it requests get 503"),
+    ECF_OPT_INT("batch_max_events", http_config, batch_max_events, "1000", 1, 1000000,
+                "events per emitted batch; a request is split into batches of this size"),
+    ECF_OPT_DURATION("retry_after", http_config, retry_after_us, "1s", 1, 3600,
+                     "Retry-After sent with 503 answers (whole seconds)"),
+    ECF_OPT_STRING("api_keys_file", http_config, api_keys_file, NULL, ECF_OPTIONAL,
+                   "file of API keys, one per line ('#' comments); enables authentication"),
+    ECF_OPT_STRING("api_keys_env", http_config, api_keys_env, NULL, ECF_OPTIONAL,
+                   "name of an environment variable holding comma-separated API keys"),
+    ECF_OPT_STRING("tls_cert", http_config, tls_cert, NULL, ECF_OPTIONAL,
+                   "PEM certificate file; with tls_key, serve HTTPS"),
+    ECF_OPT_STRING("tls_key", http_config, tls_key, NULL, ECF_OPTIONAL,
+                   "PEM private key file for tls_cert"),
+    ECF_OPT_INT("threads", http_config, threads, "0", 0, 256,
+                "HTTP worker threads; 0 = one per CPU core"),
+    ECF_OPT_END,
+};
+
+/* ---------------------------------------------------------------- parser pool */
+
+jd_parser *http_parser_get(source_http *src)
+{
+    g_mutex_lock(&src->lock);
+    jd_parser *p = src->parsers->len ? g_ptr_array_steal_index_fast(src->parsers,
+                                                                     src->parsers->len - 1)
+                                     : NULL;
+    g_mutex_unlock(&src->lock);
+    return p ? p : jd_parser_new(DOOR_MAX_DEPTH);
+}
+
+void http_parser_put(source_http *src, jd_parser *p)
+{
+    if (!p)
+        return;
+    if (jd_parser_footprint(p) <= POOL_MAX_PARSER_CAPACITY) {
+        g_mutex_lock(&src->lock);
+        bool kept = src->parsers->len < POOL_MAX_PARSERS;
+        if (kept)
+            g_ptr_array_add(src->parsers, p);
+        g_mutex_unlock(&src->lock);
+        if (kept)
+            return;
+    }
+    jd_parser_free(p);
+}
+
+/* ---------------------------------------------------------------- create */
+
+static ecf_status check_config(ecf_stage *stage, const http_config *cfg)
+{
+    if (!cfg->path || cfg->path[0] != '/')
+        return ecf_error(stage, "option 'path': must start with '/', got \"%s\"",
+                         cfg->path ? cfg->path : "");
+    if (!strcmp(cfg->path, "/health") || !strcmp(cfg->path, "/ready"))
+        return ecf_error(stage, "option 'path': %s is taken by the health endpoints", cfg->path);
+    if (!cfg->key_field || !*cfg->key_field)
+        return ecf_error(stage, "option 'key_field': must not be empty");
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return ecf_error(stage, "options 'tls_cert' and 'tls_key' go together: give both or none");
+    if (cfg->max_inflight_bytes < cfg->max_body_bytes)
+        return ecf_error(stage, "option 'max_inflight_bytes' (%" PRId64
+                         ") is smaller than 'max_body_bytes' (%" PRId64
+                         "): no body of the maximum size could ever be taken",
+                         cfg->max_inflight_bytes, cfg->max_body_bytes);
+    return ECF_OK;
+}
+
+static ecf_status resolve_listen(source_http *src)
+{
+    const http_config *cfg = src->cfg;
+    char port[16];
+    snprintf(port, sizeof port, "%" PRId64, cfg->port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(cfg->listen, port, &hints, &res);
+    if (rc != 0 || !res)
+        return ecf_error(src->stage, "option 'listen': cannot resolve \"%s\": %s", cfg->listen,
+                         gai_strerror(rc));
+    memcpy(&src->addr, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return ECF_OK;
+}
+
+static ecf_status read_pem(ecf_stage *stage, const char *opt, const char *file, char **out)
+{
+    GError *err = NULL;
+    if (!g_file_get_contents(file, out, NULL, &err)) {
+        ecf_error(stage, "option '%s': cannot read %s: %s", opt, file, err->message);
+        g_error_free(err);
+        return ECF_ERR_CONFIG;
+    }
+    return ECF_OK;
+}
+
+static void make_metrics(source_http *src)
+{
+    ecf_stage *s = src->stage;
+    src->m_status[2] = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_responses_2xx_total",
+                                      "HTTP responses with a 2xx status");
+    src->m_status[4] = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_responses_4xx_total",
+                                      "HTTP responses with a 4xx status (client errors)");
+    src->m_status[5] = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_responses_5xx_total",
+                                      "HTTP responses with a 5xx status (busy, downstream failed)");
+    src->m_accepted = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_accepted_total",
+                                     "events answered as durable");
+    src->m_rejected = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_rejected_total",
+                                     "events answered as rejected (door checks or downstream)");
+    src->m_bytes = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_received_bytes_total",
+                                  "request body bytes received, as sent (before gunzip)");
+    src->m_latency = ecf_metric_new(s, ECF_METRIC_HISTOGRAM, "http_request_duration_seconds",
+                                    "POST time from headers to answer, acks included");
+    src->m_inflight = ecf_metric_new(s, ECF_METRIC_GAUGE, "http_inflight_body_bytes",
+                                     "request body bytes held in memory now");
+}
+
+static void http_destroy(ecf_stage *stage);
+
+static ecf_status http_create(ecf_stage *stage)
+{
+    const http_config *cfg = ecf_config(stage);
+    ecf_status st = check_config(stage, cfg);
+    if (st != ECF_OK)
+        return st;
+
+    source_http *src = g_new0(source_http, 1);
+    src->stage = stage;
+    src->cfg = cfg;
+    src->quiesced_fd = MHD_INVALID_SOCKET;
+    src->budget.limit = cfg->max_inflight_bytes;
+    src->retry_after_s = (unsigned)((cfg->retry_after_us + 999999) / 1000000);
+    g_mutex_init(&src->lock);
+    g_queue_init(&src->waiting);
+    src->parsers = g_ptr_array_new();
+    src->why_key_missing = g_strdup_printf("missing key field '%s'", cfg->key_field);
+    src->why_key_not_string = g_strdup_printf("key field '%s' is not a string", cfg->key_field);
+    src->why_key_empty = g_strdup_printf("key field '%s' is empty", cfg->key_field);
+    src->why_too_large = g_strdup_printf("request body larger than max_body_bytes (%" PRId64
+                                         " bytes, after decompression)",
+                                         cfg->max_body_bytes);
+    ecf_set_state(stage, src);
+
+    GString *err = g_string_new(NULL);
+    st = api_keys_load(cfg->api_keys_file, cfg->api_keys_env, &src->keys, err);
+    if (st != ECF_OK)
+        ecf_error(stage, "%s", err->str);
+    g_string_free(err, TRUE);
+    if (st == ECF_OK)
+        st = resolve_listen(src);
+    if (st == ECF_OK && cfg->tls_cert) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+            st = ecf_error(stage, "tls_cert is set but this libmicrohttpd has no TLS support");
+        else if ((st = read_pem(stage, "tls_cert", cfg->tls_cert, &src->tls_cert_pem)) == ECF_OK)
+            st = read_pem(stage, "tls_key", cfg->tls_key, &src->tls_key_pem);
+    }
+    if (st != ECF_OK) {
+        http_destroy(stage);
+        ecf_set_state(stage, NULL);
+        return st;
+    }
+    make_metrics(src);
+    return ECF_OK;
+}
+
+/* ---------------------------------------------------------------- start */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    source_http *src = cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    ecf_log(src->stage, ECF_LOG_WARN, "libmicrohttpd: %s", line);
+}
+
+static unsigned worker_threads(const http_config *cfg)
+{
+    return cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)g_get_num_processors();
+}
+
+static ecf_status http_start(ecf_stage *stage)
+{
+    source_http *src = ecf_state(stage);
+    const http_config *cfg = src->cfg;
+    unsigned threads = worker_threads(cfg);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (src->addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (src->tls_cert_pem)
+        flags |= MHD_USE_TLS;
+
+    struct MHD_OptionItem opts[16];
+    int n = 0;
+    /* The logger first: libmicrohttpd logs to stderr until it has seen it. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER,
+                                        (intptr_t)(void *)on_mhd_log, src};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &src->addr};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        (intptr_t)cfg->max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000),
+                                        NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
+                                        (intptr_t)(void *)http_on_completed, src};
+    if (threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
+    if (src->tls_cert_pem) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, src->tls_cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, src->tls_key_pem};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    errno = 0;
+    src->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, src,
+                                   MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!src->daemon)
+        return ecf_error(stage, "cannot listen on %s port %" PRId64 "%s%s", cfg->listen, cfg->port,
+                         errno ? ": " : "", errno ? g_strerror(errno) : "");
+
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(src->daemon,
+                                                           MHD_DAEMON_INFO_BIND_PORT);
+    ecf_log(stage, ECF_LOG_INFO, "listening on %s://%s%s%s:%u%s (%u thread%s%s)",
+            src->tls_cert_pem ? "https" : "http", strchr(cfg->listen, ':') ? "[" : "",
+            cfg->listen, strchr(cfg->listen, ':') ? "]" : "",
+            info ? info->port : (unsigned)cfg->port, cfg->path, threads, threads == 1 ? "" : "s",
+            src->keys ? ", API keys required" : "");
+    ecf_set_ready(stage, true);
+    return ECF_OK;
+}
+
+/* ---------------------------------------------------------------- run */
+
+static int64_t poll_interval_us(const http_config *cfg)
+{
+    return CLAMP(cfg->ack_timeout_us / 4, 10000, 100000);
+}
+
+static void tick(source_http *src)
+{
+    http_expire_waiting(src, ecf_monotonic_us(src->stage), false);
+    ecf_metric_set(src->stage, src->m_inflight, (double)atomic_load(&src->budget.used));
+}
+
+/* Waits until no POST is in progress or `deadline` (monotonic µs) passes. */
+static bool wait_idle(source_http *src, int64_t deadline)
+{
+    while (atomic_load(&src->active) > 0) {
+        if (ecf_monotonic_us(src->stage) >= deadline)
+            return false;
+        tick(src);
+        g_usleep(10000);
+    }
+    return true;
+}
+
+static void begin_drain(source_http *src)
+{
+    if (atomic_exchange(&src->draining, true))
+        return;
+    ecf_set_ready(src->stage, false);
+    if (src->daemon)
+        src->quiesced_fd = MHD_quiesce_daemon(src->daemon);
+}
+
+static ecf_status http_run(ecf_stage *stage)
+{
+    source_http *src = ecf_state(stage);
+    const int64_t interval = poll_interval_us(src->cfg);
+    while (!ecf_should_stop(stage)) {
+        tick(src);
+        g_usleep((gulong)interval);
+    }
+    /* Stop taking connections; let requests already in finish, each within
+     * its own ack_timeout; whatever is still waiting then is answered 503. */
+    begin_drain(src);
+    int64_t deadline = ecf_monotonic_us(stage) + src->cfg->ack_timeout_us + interval;
+    if (!wait_idle(src, deadline)) {
+        guint n = http_expire_waiting(src, ecf_monotonic_us(stage), true);
+        if (n)
+            ecf_log(stage, ECF_LOG_WARN, "shutdown: %u request%s answered 503 with acks pending",
+                    n, n == 1 ? "" : "s");
+        wait_idle(src, ecf_monotonic_us(stage) + 1000000);
+    }
+    return ECF_OK;
+}
+
+/* ---------------------------------------------------------------- stop, destroy */
+
+static void http_stop(ecf_stage *stage)
+{
+    source_http *src = ecf_state(stage);
+    if (!src || !src->daemon)
+        return;
+    begin_drain(src);
+    /* libmicrohttpd must not be stopped with a connection suspended. */
+    http_tear_down(src);
+    wait_idle(src, ecf_monotonic_us(stage) + 1000000);
+    MHD_stop_daemon(src->daemon);
+    src->daemon = NULL;
+    if (src->quiesced_fd != MHD_INVALID_SOCKET)
+        close(src->quiesced_fd);
+    src->quiesced_fd = MHD_INVALID_SOCKET;
+}
+
+static void free_secret(char *s)
+{
+    if (!s)
+        return;
+    explicit_bzero(s, strlen(s));
+    g_free(s);
+}
+
+static void http_destroy(ecf_stage *stage)
+{
+    source_http *src = ecf_state(stage);
+    if (!src)
+        return;
+    if (src->daemon)
+        http_stop(stage);
+    api_keys_free(src->keys);
+    g_free(src->tls_cert_pem);
+    free_secret(src->tls_key_pem);
+    for (guint i = 0; i < src->parsers->len; i++)
+        jd_parser_free(src->parsers->pdata[i]);
+    g_ptr_array_free(src->parsers, TRUE);
+    g_queue_clear(&src->waiting);
+    g_mutex_clear(&src->lock);
+    g_free(src->why_key_missing);
+    g_free(src->why_key_not_string);
+    g_free(src->why_key_empty);
+    g_free(src->why_too_large);
+    g_free(src);
+    ecf_set_state(stage, NULL);
+}
+
+ECF_PLUGIN_DEFINE(
+    .name = "source-http",
+    .kind = ECF_SOURCE,
+    .version = "1.0.0",
+    .summary = "Takes events POSTed over HTTP (JSON, arrays, NDJSON, gzip) and answers once "
+               "they are durable",
+    .config_size = sizeof(http_config),
+    .options = http_options,
+    .create = http_create,
+    .start = http_start,
+    .run = http_run,
+    .stop = http_stop,
+    .destroy = http_destroy,
+);

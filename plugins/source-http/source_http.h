@@ -1,0 +1,146 @@
+/*
+ * source-http internals, shared by the files of this plugin only.
+ *
+ * Threads: libmicrohttpd's workers run the access handler (header checks,
+ * body upload, door check, emit); the sinks' threads run the ack tokens'
+ * settle callbacks; the stage thread runs run(), which also times out
+ * requests whose acks are late. A request context is reference-counted so
+ * that whichever of them finishes last frees it.
+ */
+#ifndef ECF_SOURCE_HTTP_H
+#define ECF_SOURCE_HTTP_H
+
+#include <ecflow/plugin.h>
+
+#include <glib.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <zlib.h>
+
+#include "json_door.h"
+
+typedef struct {
+    char   *listen;
+    int64_t port;
+    char   *path;
+    char   *key_field;
+    int64_t max_body_bytes;
+    int64_t max_events;
+    int64_t max_connections;
+    int64_t connection_timeout_us;
+    int64_t request_timeout_us;
+    int64_t ack_timeout_us;
+    int64_t max_inflight_bytes;
+    int64_t batch_max_events;
+    int64_t retry_after_us;
+    char   *api_keys_file;
+    char   *api_keys_env;
+    char   *tls_cert;
+    char   *tls_key;
+    int64_t threads;
+} http_config;
+
+/* ---------------------------------------------------------------- auth.c */
+
+typedef struct api_keys api_keys;
+
+/* NULL file and env: *out = NULL (no auth). Error text never holds a key. */
+ecf_status api_keys_load(const char *file, const char *env_name, api_keys **out, GString *err);
+/* Constant-time in the key's content: every stored key is compared. */
+bool api_keys_check(const api_keys *keys, const char *presented);
+guint api_keys_count(const api_keys *keys);
+void api_keys_free(api_keys *keys);
+/* The key a request presents: "Authorization: Bearer K" or "X-API-Key: K". */
+const char *api_key_presented(struct MHD_Connection *conn);
+
+/* ---------------------------------------------------------------- body.c */
+
+/* Bytes all request bodies may hold at once (max_inflight_bytes). */
+typedef struct {
+    _Atomic int64_t used;
+    int64_t limit;
+} byte_budget;
+
+typedef enum {
+    BODY_OK = 0,
+    BODY_TOO_LARGE, /* over max_body_bytes (after decompression) */
+    BODY_BUSY,      /* the in-flight budget is spent             */
+    BODY_BAD_GZIP,
+    BODY_NOMEM,
+} body_status;
+
+typedef struct {
+    uint8_t     *data;     /* cap + JD_PADDING bytes allocated */
+    size_t       len, cap;
+    size_t       limit;
+    size_t       reserved; /* taken from the budget            */
+    byte_budget *budget;
+    bool         gzip;
+    bool         gz_live, gz_member_done;
+    z_stream     zs;
+} http_body;
+
+void body_init(http_body *b, size_t limit, byte_budget *budget, bool gzip, size_t expected);
+body_status body_append(http_body *b, const void *data, size_t n);
+/* End of upload: checks the gzip stream is complete; zeroes the padding. */
+body_status body_finish(http_body *b);
+void body_release(http_body *b);
+
+/* ---------------------------------------------------------------- request.c */
+
+typedef struct source_http source_http;
+typedef struct http_request http_request;
+
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                const char *method, const char *version,
+                                const char *upload_data, size_t *upload_data_size,
+                                void **con_cls);
+void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                       enum MHD_RequestTerminationCode toe);
+/* Resumes requests whose acks are overdue (now >= deadline), or all of them
+ * when `all` (shutdown). Returns how many were resumed. */
+guint http_expire_waiting(source_http *src, int64_t now_us, bool all);
+/* From now on no request is suspended (they are answered with what has
+ * settled), so the daemon can be stopped: it must not hold any. */
+void http_tear_down(source_http *src);
+
+/* ---------------------------------------------------------------- source_http.c */
+
+struct source_http {
+    ecf_stage         *stage;
+    const http_config *cfg;
+    struct MHD_Daemon *daemon;
+    MHD_socket         quiesced_fd;
+    api_keys          *keys;
+    char              *tls_cert_pem;
+    char              *tls_key_pem;
+    struct sockaddr_storage addr;
+    unsigned           retry_after_s;
+
+    byte_budget     budget;
+    _Atomic int     active;      /* POST requests between headers and completion */
+    _Atomic bool    draining;    /* should_stop seen: refuse new work            */
+    bool            tearing_down; /* stop(): suspend nothing more (under `lock`)  */
+
+    GMutex          lock;        /* guards `waiting`, `parsers`, `tearing_down`;
+                                    taken before a request's lock, never after  */
+    GQueue          waiting;     /* http_request* suspended for their acks       */
+    GPtrArray      *parsers;     /* idle jd_parser*, reused across requests      */
+
+    /* Addresses used as the connection context of requests answered
+     * without a body (GET /health ...): answering in the first callback
+     * would make libmicrohttpd close a keep-alive connection. */
+    char route_tags[4];
+
+    /* Reasons that name the configured key field, formatted once. */
+    char *why_key_missing, *why_key_not_string, *why_key_empty, *why_too_large;
+
+    ecf_metric *m_status[6];     /* responses by class: [2] = 2xx ... [5] = 5xx   */
+    ecf_metric *m_accepted, *m_rejected, *m_bytes, *m_latency, *m_inflight;
+};
+
+jd_parser *http_parser_get(source_http *src);
+void http_parser_put(source_http *src, jd_parser *p);
+
+#endif /* ECF_SOURCE_HTTP_H */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything ecflow needs to build, run and test on Debian 12.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libglib2.0-dev libjson-glib-dev libyaml-dev librdkafka-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libsimdjson-dev zlib1g-dev
+  python3 python3-pip curl time procps kcat default-jre-headless maven
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Test-only Python packages (pytest drives the integration tests).
+if ! python3 -c 'import pytest' 2>/dev/null; then
+  echo "deps: installing pytest" >&2
+  python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
+fi

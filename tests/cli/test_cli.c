@@ -1,0 +1,393 @@
+/* Runs the real `ecflow` binary on real pipeline files. */
+#include <glib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *bin;
+static char *tmpdir;
+
+typedef struct {
+    int status;
+    char *out;
+    char *err;
+} result;
+
+static void result_clear(result *r)
+{
+    g_free(r->out);
+    g_free(r->err);
+}
+
+/* Runs `ecflow ARGS...` with extra environment "K=V" entries. */
+static result run_env(const char *const *env_extra, const char *first, ...)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (gpointer)bin);
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *))
+        g_ptr_array_add(argv, (gpointer)a);
+    va_end(ap);
+    g_ptr_array_add(argv, NULL);
+    g_auto(GStrv) env = g_get_environ();
+    for (const char *const *e = env_extra; e && *e; e++) {
+        g_auto(GStrv) kv = g_strsplit(*e, "=", 2);
+        env = g_environ_setenv(env, kv[0], kv[1], TRUE);
+    }
+    result r = {0};
+    g_autoptr(GError) err = NULL;
+    int wait_status;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, env, G_SPAWN_DEFAULT, NULL, NULL,
+                               &r.out, &r.err, &wait_status, &err));
+    r.status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+    return r;
+}
+#define run(...) run_env(NULL, __VA_ARGS__, NULL)
+
+static char *write_pipeline(const char *name, const char *yaml)
+{
+    char *path = g_build_filename(tmpdir, name, NULL);
+    g_assert_true(g_file_set_contents(path, yaml, -1, NULL));
+    return path;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        g_error("expected to find '%s' in:\n%s", needle, hay);
+}
+
+static guint count_lines(const char *path)
+{
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+    guint n = 0;
+    for (gsize i = 0; i < len; i++)
+        n += text[i] == '\n';
+    return n;
+}
+
+static void test_version(void)
+{
+    result r = run("version");
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "plugin ABI 1.");
+    result_clear(&r);
+}
+
+static void test_help_on_every_verb(void)
+{
+    const char *verbs[] = {"version", "plugins", "validate", "graph", "run"};
+    for (guint i = 0; i < G_N_ELEMENTS(verbs); i++) {
+        result r = run(verbs[i], "--help");
+        g_assert_cmpint(r.status, ==, 0);
+        assert_contains(r.out, "Usage:");
+        result_clear(&r);
+    }
+    result r = run("frobnicate");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "unknown verb 'frobnicate'");
+    result_clear(&r);
+}
+
+static void test_plugins_list_and_inspect(void)
+{
+    result r = run("plugins", "list");
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "source-generate");
+    assert_contains(r.out, "sink-file");
+    assert_contains(r.err, "ABI"); /* the abi-future fixture is reported, not loaded */
+    result_clear(&r);
+
+    r = run("plugins", "inspect", "sink-file");
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "kind:     sink");
+    assert_contains(r.out, "path");
+    assert_contains(r.out, "default: -");
+    assert_contains(r.out, "fsync after every batch");
+    result_clear(&r);
+
+    r = run("plugins", "inspect", "source-generate");
+    assert_contains(r.out, "ports:    default");
+    assert_contains(r.out, "invalid_ratio");
+    result_clear(&r);
+
+    r = run("plugins", "inspect", "nope");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "unknown plugin 'nope'");
+    result_clear(&r);
+}
+
+static const char *demo_yaml =
+    "pipeline: {name: demo}\n"
+    "stages:\n"
+    "  shoppers: {plugin: source-generate, count: 2000, seed: 7, batch_size: 128,\n"
+    "             start_time: '2026-01-01T00:00:00Z'}\n"
+    "  out:      {plugin: sink-file, inputs: [shoppers], path: \"${OUT:-/tmp/ecf-never.ndjson}\"}\n"
+    "profiles:\n"
+    "  ci:\n"
+    "    stages: {out: {path: /dev/null}}\n";
+
+static void test_validate(void)
+{
+    g_autofree char *good = write_pipeline("good.yaml", demo_yaml);
+    result r = run("validate", good);
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "valid (2 stages)");
+    result_clear(&r);
+
+    r = run("validate", good, "--profile", "ci");
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "profile ci");
+    result_clear(&r);
+
+    g_autofree char *bad = write_pipeline("bad.yaml",
+        "stages:\n"
+        "  shoppers: {plugin: source-generate, cuont: 5}\n"
+        "  out: {plugin: sink-file, inputs: [shopers], fsync: often}\n"
+        "  lost: {plugin: sink-file}\n");
+    r = run("validate", bad);
+    g_assert_cmpint(r.status, ==, 2);
+    g_autofree char *l2 = g_strdup_printf("%s:2: stage 'shoppers': unknown option 'cuont' (did you mean 'count'?)", bad);
+    g_autofree char *l3a = g_strdup_printf("%s:3: stage 'out': option 'fsync': expected true or false", bad);
+    g_autofree char *l3b = g_strdup_printf("%s:3: stage 'out': input 'shopers' is not a stage (did you mean 'shoppers'?)", bad);
+    g_autofree char *l4 = g_strdup_printf("%s:4: stage 'lost': 'sink-file' is a sink and needs 'inputs:'", bad);
+    assert_contains(r.err, l2);
+    assert_contains(r.err, l3a);
+    assert_contains(r.err, l3b);
+    assert_contains(r.err, l4);
+    assert_contains(r.err, "4 errors");
+    result_clear(&r);
+
+    r = run("validate");
+    g_assert_cmpint(r.status, ==, 2);
+    result_clear(&r);
+    r = run("validate", "/nonexistent.yaml");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "/nonexistent.yaml: cannot read");
+    result_clear(&r);
+}
+
+static void test_graph(void)
+{
+    g_autofree char *good = write_pipeline("graph.yaml", demo_yaml);
+    result r = run("graph", good);
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "digraph \"demo\"");
+    assert_contains(r.out, "\"shoppers\" -> \"out\"");
+    result_clear(&r);
+    r = run("graph", good, "--format", "mermaid");
+    assert_contains(r.out, "shoppers --> out");
+    result_clear(&r);
+    r = run("graph", good, "--format", "png");
+    g_assert_cmpint(r.status, ==, 2);
+    result_clear(&r);
+}
+
+static void test_run_to_completion(void)
+{
+    g_autofree char *file = write_pipeline("run.yaml", demo_yaml);
+    g_autofree char *out = g_build_filename(tmpdir, "run.ndjson", NULL);
+    g_autofree char *env_out = g_strconcat("OUT=", out, NULL);
+    const char *env[] = {env_out, NULL};
+    result r = run_env(env, "run", file, NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.err, "generated 2000 events: 2000 durable, 0 failed");
+    assert_contains(r.err, "drained and stopped");
+    g_assert_cmpuint(count_lines(out), ==, 2000);
+    result_clear(&r);
+
+    /* The same seed and start time give the same bytes. */
+    g_autofree char *first = NULL;
+    g_file_get_contents(out, &first, NULL, NULL);
+    g_unlink(out);
+    r = run_env(env, "run", file, NULL);
+    g_autofree char *second = NULL;
+    g_file_get_contents(out, &second, NULL, NULL);
+    g_assert_true(first && second && strcmp(first, second) == 0);
+    result_clear(&r);
+}
+
+static void test_fan_out_and_fan_in(void)
+{
+    g_autofree char *a = g_build_filename(tmpdir, "fan-a.ndjson", NULL);
+    g_autofree char *b = g_build_filename(tmpdir, "fan-b.ndjson", NULL);
+    g_autofree char *yaml = g_strdup_printf(
+        "stages:\n"
+        "  g1: {plugin: source-generate, count: 3000, seed: 1, batch_size: 100}\n"
+        "  g2: {plugin: source-generate, count: 2000, seed: 2, batch_size: 64}\n"
+        "  mix: {plugin: transform-pass, inputs: [g1, g2]}\n"
+        "  a: {plugin: sink-file, inputs: [mix], path: %s, append: false}\n"
+        "  b: {plugin: sink-file, inputs: [mix], path: %s, append: false}\n", a, b);
+    g_autofree char *file = write_pipeline("fan.yaml", yaml);
+    result r = run("run", file);
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_cmpuint(count_lines(a), ==, 5000);
+    g_assert_cmpuint(count_lines(b), ==, 5000);
+    assert_contains(r.err, "[g1] generated 3000 events: 3000 durable");
+    assert_contains(r.err, "[g2] generated 2000 events: 2000 durable");
+    result_clear(&r);
+}
+
+static void test_failures_reach_the_source(void)
+{
+    /* /dev/full fails every write: nothing may be reported durable. */
+    g_autofree char *file = write_pipeline("full.yaml",
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 500, batch_size: 100}\n"
+        "  out: {plugin: sink-file, inputs: [g], path: /dev/full}\n");
+    result r = run("run", file);
+    assert_contains(r.err, "generated 500 events: 0 durable, 500 failed");
+    assert_contains(r.err, "No space left on device");
+    result_clear(&r);
+
+    /* A fatal failure stops the pipeline with exit 1, and upstream learns. */
+    g_autofree char *fatal = write_pipeline("fatal.yaml",
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 0, batch_size: 10}\n"
+        "  boom: {plugin: transform-pass, inputs: [g], fail_on: event_id, fatal: true}\n"
+        "  out: {plugin: sink-file, inputs: [boom], path: /dev/null}\n");
+    r = run("run", fatal);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, "stage 'boom' failed; stopping the pipeline");
+    assert_contains(r.err, "0 durable");
+    result_clear(&r);
+
+    /* A sink that cannot start: exit 1 with the reason. */
+    g_autofree char *nostart = write_pipeline("nostart.yaml",
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 5}\n"
+        "  out: {plugin: sink-file, inputs: [g], path: /nonexistent-dir/x.ndjson}\n");
+    r = run("run", nostart);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, "stage 'out' could not start");
+    assert_contains(r.err, "/nonexistent-dir/x.ndjson");
+    result_clear(&r);
+}
+
+/* Starts `ecflow run` in the background; returns its pid. */
+static GPid spawn_run(const char *file, int *err_fd)
+{
+    const char *argv[] = {bin, "run", (char *)file, NULL};
+    GPid pid;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                           NULL, NULL, &pid, NULL, NULL, err_fd, &err));
+    return pid;
+}
+
+/* Reads stderr until `needle` shows up, so we signal only once running. */
+static GString *wait_for(int fd, const char *needle)
+{
+    GString *seen = g_string_new(NULL);
+    char buf[4096];
+    ssize_t n;
+    while (!strstr(seen->str, needle) && (n = read(fd, buf, sizeof buf)) > 0)
+        g_string_append_len(seen, buf, n);
+    return seen;
+}
+
+static int wait_exit(GPid pid, int fd, GString *log)
+{
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        g_string_append_len(log, buf, n);
+    int status;
+    waitpid(pid, &status, 0);
+    g_spawn_close_pid(pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_sigterm_drains(void)
+{
+    g_autofree char *out = g_build_filename(tmpdir, "drain.ndjson", NULL);
+    g_autofree char *yaml = g_strdup_printf(
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 0, rate: 20000}\n"
+        "  out: {plugin: sink-file, inputs: [g], path: %s, append: false}\n", out);
+    g_autofree char *file = write_pipeline("drain.yaml", yaml);
+    int fd;
+    GPid pid = spawn_run(file, &fd);
+    g_autoptr(GString) log = wait_for(fd, "running");
+    kill(pid, SIGTERM);
+    int code = wait_exit(pid, fd, log);
+    g_assert_cmpint(code, ==, 0);
+    assert_contains(log->str, "drained and stopped");
+    /* Every generated event is durable and in the file, none lost. */
+    GMatchInfo *mi = NULL;
+    g_autoptr(GRegex) re = g_regex_new("generated (\\d+) events: (\\d+) durable, 0 failed", 0, 0, NULL);
+    g_assert_true(g_regex_match(re, log->str, 0, &mi));
+    g_autofree char *gen = g_match_info_fetch(mi, 1);
+    g_autofree char *dur = g_match_info_fetch(mi, 2);
+    g_match_info_free(mi);
+    g_assert_cmpstr(gen, ==, dur);
+    g_assert_cmpuint(count_lines(out), ==, (guint)g_ascii_strtoull(dur, NULL, 10));
+    close(fd);
+}
+
+static void test_second_signal_exits_at_once(void)
+{
+    /* A sink that can never keep up, so draining would take long. */
+    g_autofree char *file = write_pipeline("stuck.yaml",
+        "pipeline: {drain_timeout: 1h}\n"
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 0}\n"
+        "  out: {plugin: sink-file, inputs: [g], path: /dev/null, fsync: true}\n");
+    int fd;
+    GPid pid = spawn_run(file, &fd);
+    g_autoptr(GString) log = wait_for(fd, "running");
+    kill(pid, SIGINT);
+    g_string_free(wait_for(fd, "draining"), TRUE);
+    kill(pid, SIGINT);
+    int code = wait_exit(pid, fd, log);
+    g_assert_true(code == 130 || code == 0); /* 0 only if the drain won the race */
+    close(fd);
+}
+
+static void test_metrics_endpoint(void)
+{
+    g_autofree char *file = write_pipeline("metrics.yaml",
+        "pipeline: {name: m, metrics: '127.0.0.1:${ECF_TEST_METRICS_PORT:-0}'}\n"
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 0, rate: 1000}\n"
+        "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
+    /* Port 0 is refused by the parser? No: it binds any free port. We
+     * only check the process starts and stops cleanly with an endpoint. */
+    int fd;
+    GPid pid = spawn_run(file, &fd);
+    g_autoptr(GString) log = wait_for(fd, "running");
+    assert_contains(log->str, "metrics on http://127.0.0.1:0/metrics");
+    kill(pid, SIGTERM);
+    g_assert_cmpint(wait_exit(pid, fd, log), ==, 0);
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    bin = g_getenv("ECFLOW_BIN");
+    if (!bin)
+        g_error("ECFLOW_BIN is not set (run through ctest)");
+    tmpdir = g_dir_make_tmp("ecf-cli-XXXXXX", NULL);
+    g_test_add_func("/cli/version-prints-abi", test_version);
+    g_test_add_func("/cli/every-verb-has-help", test_help_on_every_verb);
+    g_test_add_func("/cli/plugins-list-and-inspect", test_plugins_list_and_inspect);
+    g_test_add_func("/cli/validate-reports-every-error-with-file-and-line", test_validate);
+    g_test_add_func("/cli/graph-prints-dot-and-mermaid", test_graph);
+    g_test_add_func("/cli/run-generates-to-file-reproducibly", test_run_to_completion);
+    g_test_add_func("/cli/fan-out-and-fan-in-deliver-everything", test_fan_out_and_fan_in);
+    g_test_add_func("/cli/sink-failures-reach-the-source", test_failures_reach_the_source);
+    g_test_add_func("/cli/sigterm-drains-and-loses-nothing", test_sigterm_drains);
+    g_test_add_func("/cli/second-signal-exits-at-once", test_second_signal_exits_at_once);
+    g_test_add_func("/cli/metrics-endpoint-starts-and-stops", test_metrics_endpoint);
+    int rc = g_test_run();
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
+    (void)!system(cmd);
+    return rc;
+}

@@ -1,0 +1,58 @@
+#include "loader.h"
+
+#include <string.h>
+
+static void test_abi_mismatch_is_refused(void)
+{
+    ecf_registry *reg = ecf_registry_new(NULL);
+    g_autoptr(GError) err = NULL;
+    g_assert_null(ecf_registry_find(reg, "abi-future", &err));
+    g_assert_nonnull(err);
+    g_autofree char *theirs = g_strdup_printf("ABI %d.3", ECF_ABI_MAJOR + 1);
+    g_autofree char *ours = g_strdup_printf("ABI %d.%d", ECF_ABI_MAJOR, ECF_ABI_MINOR);
+    g_assert_nonnull(strstr(err->message, theirs));
+    g_assert_nonnull(strstr(err->message, ours));
+    ecf_registry_free(reg);
+}
+
+static void test_not_a_plugin(void)
+{
+    ecf_registry *reg = ecf_registry_new(NULL);
+    g_autoptr(GError) err = NULL;
+    g_assert_null(ecf_registry_find(reg, "not-a-plugin", &err));
+    g_assert_nonnull(strstr(err->message, "not an ecflow plugin"));
+    ecf_registry_free(reg);
+}
+
+static void test_unknown_plugin_lists_search_path(void)
+{
+    const char *dirs[] = {"/nonexistent-dir", NULL};
+    ecf_registry *reg = ecf_registry_new(dirs);
+    g_autoptr(GError) err = NULL;
+    g_assert_null(ecf_registry_find(reg, "sink-nothing", &err));
+    g_assert_nonnull(strstr(err->message, "unknown plugin 'sink-nothing' (searched /nonexistent-dir:"));
+    ecf_registry_free(reg);
+}
+
+static void test_scan_lists_good_plugins_and_reports_bad(void)
+{
+    ecf_registry *reg = ecf_registry_new(NULL);
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) found = ecf_registry_scan(reg, errors);
+    gboolean has_generate = FALSE;
+    for (guint i = 0; i < found->len; i++)
+        has_generate |= strcmp(((ecf_loaded_plugin *)found->pdata[i])->name, "source-generate") == 0;
+    g_assert_true(has_generate);
+    g_assert_cmpuint(errors->len, >=, 2); /* the two broken fixtures */
+    ecf_registry_free(reg);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/loader/plugin-of-another-abi-major-is-refused", test_abi_mismatch_is_refused);
+    g_test_add_func("/loader/shared-object-without-entry-is-refused", test_not_a_plugin);
+    g_test_add_func("/loader/unknown-plugin-names-the-search-path", test_unknown_plugin_lists_search_path);
+    g_test_add_func("/loader/scan-lists-plugins-and-reports-broken-ones", test_scan_lists_good_plugins_and_reports_bad);
+    return g_test_run();
+}
