@@ -39,6 +39,7 @@ struct ecf_metrics {
     ecf_ready_fn ready;
     void *ready_user;
     guint16 port;
+    char host[INET_ADDRSTRLEN];
 };
 
 static void metric_free(gpointer p)
@@ -338,7 +339,9 @@ gboolean ecf_metrics_serve(ecf_metrics *reg, const char *address, ecf_ready_fn r
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(reg->daemon, MHD_DAEMON_INFO_BIND_PORT);
     reg->port = info ? info->port : ntohs(sa.sin_port);
+    inet_ntop(AF_INET, &sa.sin_addr, reg->host, sizeof reg->host);
     return TRUE;
 }
 
 guint16 ecf_metrics_port(const ecf_metrics *reg) { return reg->port; }
+const char *ecf_metrics_host(const ecf_metrics *reg) { return reg->host; }

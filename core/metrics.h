@@ -32,4 +32,6 @@ char *ecf_metrics_render(ecf_metrics *reg);
 /* Serves GET /metrics, /health and /ready on "host:port". */
 gboolean ecf_metrics_serve(ecf_metrics *reg, const char *address, ecf_ready_fn ready,
                            void *ready_user, GError **error);
+/* The bound address (a port of 0 in the setting picks a free one). */
 guint16 ecf_metrics_port(const ecf_metrics *reg);
+const char *ecf_metrics_host(const ecf_metrics *reg);

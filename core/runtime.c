@@ -233,7 +233,8 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
             ecf_core_error("%s", err->message);
             code = ECF_EXIT_FAILURE;
         } else {
-            ecf_core_info("metrics on http://%s/metrics", rt->def->settings.metrics);
+            ecf_core_info("metrics on http://%s:%u/metrics", ecf_metrics_host(rt->metrics),
+                          ecf_metrics_port(rt->metrics));
         }
     }
     if (code == ECF_EXIT_OK && !start_all(rt))

@@ -350,22 +350,80 @@ static void test_second_signal_exits_at_once(void)
     close(fd);
 }
 
+static char *http_get(const char *url, int *code)
+{
+    const char *argv[] = {"curl", "-s", "-w", "\n%{http_code}", (char *)url, NULL};
+    char *out = NULL;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
+                               NULL, NULL, &out, NULL, NULL, NULL));
+    char *nl = strrchr(out, '\n');
+    *code = nl ? atoi(nl + 1) : 0;
+    if (nl)
+        *nl = '\0';
+    return out;
+}
+
 static void test_metrics_endpoint(void)
 {
+    /* Port 0: the endpoint binds a free port and logs which. */
     g_autofree char *file = write_pipeline("metrics.yaml",
-        "pipeline: {name: m, metrics: '127.0.0.1:${ECF_TEST_METRICS_PORT:-0}'}\n"
+        "pipeline: {name: m, metrics: '127.0.0.1:0'}\n"
         "stages:\n"
-        "  g: {plugin: source-generate, count: 0, rate: 1000}\n"
+        "  g: {plugin: source-generate, count: 0, rate: 2000}\n"
         "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
-    /* Port 0 is refused by the parser? No: it binds any free port. We
-     * only check the process starts and stops cleanly with an endpoint. */
     int fd;
     GPid pid = spawn_run(file, &fd);
     g_autoptr(GString) log = wait_for(fd, "running");
-    assert_contains(log->str, "metrics on http://127.0.0.1:0/metrics");
+    GMatchInfo *mi = NULL;
+    g_autoptr(GRegex) re = g_regex_new("metrics on (http://127.0.0.1:\\d+)/metrics", 0, 0, NULL);
+    g_assert_true(g_regex_match(re, log->str, 0, &mi));
+    g_autofree char *base = g_match_info_fetch(mi, 1);
+    g_match_info_free(mi);
+
+    int code;
+    g_autofree char *health_url = g_strconcat(base, "/health", NULL);
+    g_autofree char *health = http_get(health_url, &code);
+    g_assert_cmpint(code, ==, 200);
+    g_autofree char *ready_url = g_strconcat(base, "/ready", NULL);
+    g_autofree char *ready = http_get(ready_url, &code);
+    g_assert_cmpint(code, ==, 200);
+    g_autofree char *metrics_url = g_strconcat(base, "/metrics", NULL);
+    g_autofree char *text = http_get(metrics_url, &code);
+    g_assert_cmpint(code, ==, 200);
+    assert_contains(text, "# TYPE ecflow_events_in_total counter");
+    assert_contains(text, "ecflow_events_in_total{pipeline=\"m\",stage=\"out\"}");
+    assert_contains(text, "ecflow_events_out_total{pipeline=\"m\",stage=\"g\"}");
+    assert_contains(text, "ecflow_batches_in_total{pipeline=\"m\",stage=\"out\"}");
+    assert_contains(text, "ecflow_ring_fill_ratio{pipeline=\"m\",stage=\"out\"}");
+    assert_contains(text, "# TYPE ecflow_ack_latency_seconds histogram");
+    assert_contains(text, "ecflow_ack_latency_seconds_bucket{pipeline=\"m\",stage=\"g\",le=\"+Inf\"}");
+    assert_contains(text, "ecflow_acks_outstanding{pipeline=\"m\"}");
+    g_autofree char *missing_url = g_strconcat(base, "/nope", NULL);
+    g_free(http_get(missing_url, &code));
+    g_assert_cmpint(code, ==, 404);
     kill(pid, SIGTERM);
     g_assert_cmpint(wait_exit(pid, fd, log), ==, 0);
     close(fd);
+}
+
+static void test_json_logs(void)
+{
+    g_autofree char *file = write_pipeline("jsonlog.yaml",
+        "pipeline: {log_format: json}\n"
+        "stages:\n"
+        "  g: {plugin: source-generate, count: 10}\n"
+        "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
+    result r = run("run", file);
+    g_assert_cmpint(r.status, ==, 0);
+    g_auto(GStrv) lines = g_strsplit(r.err, "\n", -1);
+    guint n = 0;
+    for (char **l = lines; *l && **l; l++, n++) {
+        g_assert_true(g_str_has_prefix(*l, "{\"ts\":\""));
+        g_assert_true(g_str_has_suffix(*l, "}"));
+    }
+    g_assert_cmpuint(n, >=, 2);
+    assert_contains(r.err, "\"stage\":\"g\",\"msg\":\"generated 10 events");
+    result_clear(&r);
 }
 
 int main(int argc, char **argv)
@@ -385,7 +443,8 @@ int main(int argc, char **argv)
     g_test_add_func("/cli/sink-failures-reach-the-source", test_failures_reach_the_source);
     g_test_add_func("/cli/sigterm-drains-and-loses-nothing", test_sigterm_drains);
     g_test_add_func("/cli/second-signal-exits-at-once", test_second_signal_exits_at_once);
-    g_test_add_func("/cli/metrics-endpoint-starts-and-stops", test_metrics_endpoint);
+    g_test_add_func("/cli/metrics-endpoint-serves-prometheus-health-ready", test_metrics_endpoint);
+    g_test_add_func("/cli/logs-can-be-json-lines", test_json_logs);
     int rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
     (void)!system(cmd);
