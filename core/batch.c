@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "sync.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #define CHUNK_MIN (64 * 1024)
@@ -17,8 +18,16 @@ typedef struct chunk {
     guint8 data[];
 } chunk;
 
+/* Records are shared by fan-out copies, so they are reference-counted. */
+typedef struct {
+    _Atomic gint refs;
+    struct ArrowArray array;
+} shared_records;
+
 struct ecf_batch {
     ecf_batch_pool *pool;
+    shared_records *records;
+    guint32 input;
     ecf_message *msgs;
     guint32 count;
     guint32 cap;
@@ -136,8 +145,8 @@ ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
     }
     ecf_message *m = &b->msgs[b->count];
     const ecf_message *parent = in->parent;
-    m->payload = copy_bytes(b, in->payload, in->payload_len);
-    m->payload_len = (guint32)in->payload_len;
+    m->payload = in->payload ? copy_bytes(b, in->payload, in->payload_len) : NULL;
+    m->payload_len = in->payload ? (guint32)in->payload_len : 0;
     m->key = in->key ? copy_bytes(b, in->key, in->key_len) : NULL;
     m->key_len = in->key ? (guint32)in->key_len : 0;
     m->event_time_us = in->event_time_us ? in->event_time_us : parent ? parent->event_time_us : 0;
@@ -148,7 +157,7 @@ ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
     m->token = in->token ? in->token : parent ? parent->token : NULL;
     if (m->token)
         ecf_token_ref(m->token);
-    b->bytes += in->payload_len;
+    b->bytes += m->payload_len;
     b->count++;
     return ECF_OK;
 }
@@ -177,10 +186,42 @@ static void trim_arena(ecf_batch *b)
     b->current = b->chunks;
 }
 
+static void records_unref(shared_records *r)
+{
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    if (r->array.release)
+        r->array.release(&r->array);
+    g_free(r);
+}
+
+ecf_status ecf_batch_attach_records(ecf_batch *b, struct ArrowArray *records)
+{
+    if (!records || !records->release || records->length != (int64_t)b->count)
+        return ECF_ERR_INVALID;
+    records_unref(b->records);
+    b->records = g_new0(shared_records, 1);
+    atomic_init(&b->records->refs, 1);
+    b->records->array = *records;
+    records->release = NULL; /* moved, as the Arrow C interface spells it */
+    return ECF_OK;
+}
+
+const struct ArrowArray *ecf_batch_get_records(const ecf_batch *b)
+{
+    return b->records ? &b->records->array : NULL;
+}
+
+guint32 ecf_batch_input_index(const ecf_batch *b) { return b->input; }
+void ecf_batch_set_input_index(ecf_batch *b, guint32 input) { b->input = input; }
+
 void ecf_batch_put(ecf_batch *b)
 {
     if (!b)
         return;
+    records_unref(b->records);
+    b->records = NULL;
+    b->input = 0;
     for (guint32 i = 0; i < b->count; i++) {
         if (b->msgs[i].token)
             ecf_token_unref(b->msgs[i].token, ECF_VERDICT_NONE, NULL);
@@ -215,6 +256,10 @@ ecf_batch *ecf_batch_clone(const ecf_batch *src)
         };
         ecf_batch_append(b, &init);
         b->msgs[i].ingest_time_us = m->ingest_time_us;
+    }
+    if (src->records) {
+        atomic_fetch_add(&src->records->refs, 1);
+        b->records = src->records;
     }
     return b;
 }

@@ -174,8 +174,12 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
     ecf_pipeline_def *def = load_checked(argv[1], &o, reg);
     int code = def ? ECF_EXIT_OK : ECF_EXIT_CONFIG;
     if (def && strcmp(verb, "validate") == 0) {
-        printf("%s: valid (%u stages%s%s)\n", argv[1], def->stages->len,
-               def->profile ? ", profile " : "", def->profile ? def->profile : "");
+        ecf_runtime *rt = ecf_runtime_new(def);
+        code = ecf_runtime_check(rt);
+        ecf_runtime_free(rt);
+        if (code == ECF_EXIT_OK)
+            printf("%s: valid (%u stages%s%s)\n", argv[1], def->stages->len,
+                   def->profile ? ", profile " : "", def->profile ? def->profile : "");
     } else if (def && is_graph) {
         g_autofree char *g = ecf_pipeline_graph(def, o.format ? o.format : "dot");
         fputs(g, stdout);

@@ -219,6 +219,13 @@ static gboolean settle_outstanding(ecf_runtime *rt)
     return FALSE;
 }
 
+int ecf_runtime_check(ecf_runtime *rt)
+{
+    int code = create_all(rt);
+    teardown(rt);
+    return code;
+}
+
 int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
 {
     gboolean sig_thread = FALSE;

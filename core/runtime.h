@@ -21,6 +21,9 @@ void ecf_runtime_free(ecf_runtime *rt);
  * `handle_signals`, SIGINT/SIGTERM request the stop and a second one exits
  * at once. */
 int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals);
+/* What `ecflow validate` adds to the file checks: every stage's `create`
+ * (cross-option rules, schema negotiation), then `destroy`. */
+int ecf_runtime_check(ecf_runtime *rt);
 /* Async-safe enough for a signal-waiting thread or a test. */
 void ecf_runtime_request_stop(ecf_runtime *rt);
 

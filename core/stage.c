@@ -85,7 +85,7 @@ static ecf_status push_to(ecf_stage *down, ecf_batch *b)
 static gboolean port_has_room(const ecf_port *p)
 {
     for (guint i = 0; i < p->consumers->len; i++) {
-        ecf_stage *c = p->consumers->pdata[i];
+        ecf_stage *c = g_array_index(p->consumers, ecf_out_edge, i).down;
         if (ecf_ring_count(c->in) >= ecf_ring_capacity(c->in))
             return FALSE;
     }
@@ -121,7 +121,9 @@ static ecf_status emit(ecf_stage *s, const char *port_name, ecf_batch *b, gboole
         copies[i] = ecf_batch_clone(b);
     ecf_status st = ECF_OK;
     for (guint i = 0; i < fan; i++) {
-        ecf_status r = push_to(port->consumers->pdata[i], copies[i]);
+        ecf_out_edge *e = &g_array_index(port->consumers, ecf_out_edge, i);
+        ecf_batch_set_input_index(copies[i], e->input);
+        ecf_status r = push_to(e->down, copies[i]);
         if (r != ECF_OK)
             st = r;
     }
@@ -176,6 +178,39 @@ static void host_set_ready(ecf_stage *s, bool ready) { atomic_store(&s->ready, r
 static bool host_pipeline_ready(ecf_stage *s) { return ecf_runtime_ready(s->rt); }
 static const char *host_setting(ecf_stage *s, const char *key) { return ecf_runtime_setting(s->rt, key); }
 
+static ecf_status host_declare_schema(ecf_stage *s, const char *port_name, struct ArrowSchema *schema)
+{
+    ecf_port *port = find_port(s, port_name);
+    if (!port || !schema || !schema->release)
+        return ECF_ERR_INVALID;
+    if (port->schema) {
+        port->schema->release(port->schema);
+        g_free(port->schema);
+    }
+    port->schema = g_new(struct ArrowSchema, 1);
+    *port->schema = *schema;
+    schema->release = NULL; /* moved */
+    return ECF_OK;
+}
+
+static uint32_t host_input_count(ecf_stage *s) { return s->inputs->len; }
+
+static const struct ArrowSchema *host_input_schema(ecf_stage *s, uint32_t input)
+{
+    if (input >= s->inputs->len)
+        return NULL;
+    ecf_in_edge *e = &g_array_index(s->inputs, ecf_in_edge, input);
+    return e->up->ports[e->port].schema;
+}
+
+static ecf_status host_set_records(ecf_batch *b, struct ArrowArray *records)
+{
+    return ecf_batch_attach_records(b, records);
+}
+
+static const struct ArrowArray *host_records(const ecf_batch *b) { return ecf_batch_get_records(b); }
+static uint32_t host_batch_input(const ecf_batch *b) { return ecf_batch_input_index(b); }
+
 static const ecf_host host_table = {
     .size = sizeof(ecf_host),
     .abi_major = ECF_ABI_MAJOR,
@@ -210,6 +245,12 @@ static const ecf_host host_table = {
     .set_ready = host_set_ready,
     .pipeline_ready = host_pipeline_ready,
     .pipeline_setting = host_setting,
+    .declare_schema = host_declare_schema,
+    .input_schema = host_input_schema,
+    .input_count = host_input_count,
+    .batch_set_records = host_set_records,
+    .batch_records = host_records,
+    .batch_input = host_batch_input,
 };
 
 /* ------------------------------------------------------------ building */
@@ -229,8 +270,9 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
     s->ports = g_new0(ecf_port, MAX(s->n_ports, 1));
     for (guint i = 0; i < s->n_ports; i++) {
         s->ports[i].name = g_strdup(ports[i]);
-        s->ports[i].consumers = g_ptr_array_new();
+        s->ports[i].consumers = g_array_new(FALSE, FALSE, sizeof(ecf_out_edge));
     }
+    s->inputs = g_array_new(FALSE, FALSE, sizeof(ecf_in_edge));
     ecf_metrics *reg = ecf_runtime_metrics(rt);
     const char *n = def->name;
     s->m_in = ecf_metrics_get(reg, ECF_METRIC_COUNTER, "events_in_total", "Events received by the stage", n);
@@ -248,16 +290,18 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
 
 void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity)
 {
-    if (s->n_inputs && !s->in)
-        s->in = ecf_ring_new(ring_capacity, s->n_inputs);
+    if (s->inputs->len && !s->in)
+        s->in = ecf_ring_new(ring_capacity, s->inputs->len);
 }
 
 void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down)
 {
     ecf_port *p = find_port(up, port);
     g_return_if_fail(p != NULL);
-    g_ptr_array_add(p->consumers, down);
-    down->n_inputs++;
+    ecf_out_edge out = {down, down->inputs->len};
+    ecf_in_edge in = {up, (guint)(p - up->ports)};
+    g_array_append_val(p->consumers, out);
+    g_array_append_val(down->inputs, in);
 }
 
 void ecf_stage_free(ecf_stage *s)
@@ -266,8 +310,13 @@ void ecf_stage_free(ecf_stage *s)
         return;
     for (guint i = 0; i < s->n_ports; i++) {
         g_free(s->ports[i].name);
-        g_ptr_array_free(s->ports[i].consumers, TRUE);
+        g_array_free(s->ports[i].consumers, TRUE);
+        if (s->ports[i].schema) {
+            s->ports[i].schema->release(s->ports[i].schema);
+            g_free(s->ports[i].schema);
+        }
     }
+    g_array_free(s->inputs, TRUE);
     g_free(s->ports);
     ecf_ring_free(s->in);
     g_free(s->error);
@@ -307,7 +356,7 @@ static void close_outputs(ecf_stage *s)
 {
     for (guint i = 0; i < s->n_ports; i++)
         for (guint j = 0; j < s->ports[i].consumers->len; j++)
-            ecf_ring_producer_done(((ecf_stage *)s->ports[i].consumers->pdata[j])->in);
+            ecf_ring_producer_done(g_array_index(s->ports[i].consumers, ecf_out_edge, j).down->in);
 }
 
 static void process_one(ecf_stage *s, ecf_batch *b)

@@ -16,8 +16,19 @@
 typedef struct ecf_runtime ecf_runtime;
 
 typedef struct {
+    struct ecf_stage *down;
+    guint32 input; /* index into down's inputs */
+} ecf_out_edge;
+
+typedef struct {
+    struct ecf_stage *up;
+    guint port;
+} ecf_in_edge;
+
+typedef struct {
     char *name;
-    GPtrArray *consumers; /* ecf_stage*; several = fan-out */
+    GArray *consumers;          /* ecf_out_edge; several = fan-out */
+    struct ArrowSchema *schema; /* declared by the plugin, or NULL */
 } ecf_port;
 
 struct ecf_stage {
@@ -28,8 +39,8 @@ struct ecf_stage {
     void *state;
     char *error;
 
-    ecf_ring *in;   /* NULL for sources */
-    guint n_inputs; /* producer edges into `in` */
+    ecf_ring *in;     /* NULL for sources */
+    GArray *inputs;   /* ecf_in_edge, in `inputs:` order */
     ecf_port *ports;
     guint n_ports;
     GThread *thread;

@@ -126,7 +126,9 @@ typedef struct {
     ecf_token     *token;           /* NULL once acked or held          */
 } ecf_message;
 
-/* What a producer hands to ecf_batch_add(); the bytes are copied. */
+/* What a producer hands to ecf_batch_add(); the bytes are copied. A NULL
+ * payload is allowed for messages whose content lives in the batch's
+ * records (see below): then nothing is copied and payload_len is 0. */
 typedef struct {
     const void    *payload;
     size_t         payload_len;
@@ -143,6 +145,53 @@ typedef struct {
 /* Called once per token, on whichever thread settles its last reference. */
 typedef void (*ecf_settle_fn)(void *user, uint64_t user_tag, ecf_status outcome,
                               const char *reason);
+
+/* ---------------------------------------------------------------- records */
+
+/*
+ * Typed records travel as Apache Arrow's C Data Interface (a stable ABI that
+ * Arrow defines in one header, reproduced here verbatim): a batch may carry
+ * one struct array whose row i is the parsed form of message i, one child
+ * column per schema field. Any Arrow-speaking code can read it, and a sink
+ * can encode columns straight into Parquet pages.
+ *
+ * Types ecflow's plugins exchange (format strings): "u" utf8, "l" int64,
+ * "i" int32, "g" float64, "b" bool, "d:P,S" decimal128, "tsu:UTC" timestamp
+ * (µs, UTC), "tdD" date32. Field metadata key "ecflow:doc" is free text.
+ */
+#ifndef ARROW_C_DATA_INTERFACE
+#define ARROW_C_DATA_INTERFACE
+
+#define ARROW_FLAG_DICTIONARY_ORDERED 1
+#define ARROW_FLAG_NULLABLE 2
+#define ARROW_FLAG_MAP_KEYS_SORTED 4
+
+struct ArrowSchema {
+    const char *format;
+    const char *name;
+    const char *metadata;
+    int64_t flags;
+    int64_t n_children;
+    struct ArrowSchema **children;
+    struct ArrowSchema *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+
+struct ArrowArray {
+    int64_t length;
+    int64_t null_count;
+    int64_t offset;
+    int64_t n_buffers;
+    int64_t n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+#endif /* ARROW_C_DATA_INTERFACE */
 
 /* ---------------------------------------------------------------- options */
 
@@ -208,7 +257,9 @@ typedef struct {
  * Lifecycle. create, start, stop and destroy run on the main thread (sinks
  * first, sources last, so nothing emits into a stage that is not started);
  * run, process, tick and flush run on the stage's own thread.
- *   create(stage)   config is filled; allocate state, check cross-option rules.
+ *   create(stage)   config is filled; allocate state, check cross-option rules,
+ *                   declare output schemas. No side effects outside the
+ *                   process: `ecflow validate` runs create and destroy too.
  *   start(stage)    connect, bind, open. Failing here stops the pipeline (exit 1).
  *   run(stage)      sources only: produce until ecf_should_stop(), or until done.
  *   process(stage, batch)   transforms and sinks: one batch.
@@ -328,6 +379,23 @@ struct ecf_host {
     /* runtime settings of the `pipeline:` map ("name", "batch_size",
      * "ring_capacity"), as strings; NULL when unset. */
     const char *(*pipeline_setting)(ecf_stage *s, const char *key);
+
+    /* Schemas, negotiated while the pipeline is built (like caps in
+     * GStreamer). A stage that emits records declares each port's schema in
+     * `create` — stages are created upstream first, so a downstream `create`
+     * already sees it. declare_schema takes ownership (Arrow move semantics:
+     * the core calls release). input_schema(i) is the schema arriving on
+     * the stage's i-th input (in `inputs:` order), NULL for raw messages. */
+    ecf_status (*declare_schema)(ecf_stage *s, const char *port, struct ArrowSchema *schema);
+    const struct ArrowSchema *(*input_schema)(ecf_stage *s, uint32_t input);
+    uint32_t (*input_count)(ecf_stage *s);
+
+    /* Records on a batch: row i is message i. set_records takes ownership
+     * of the array (moved); its length must equal the message count. */
+    ecf_status (*batch_set_records)(ecf_batch *b, struct ArrowArray *records);
+    const struct ArrowArray *(*batch_records)(const ecf_batch *b);
+    /* Which input a batch arrived on, for stages with several. */
+    uint32_t (*batch_input)(const ecf_batch *b);
 };
 
 /* The public head of every stage handle; the rest is the core's. */
@@ -450,6 +518,28 @@ static inline void ecf_metric_set(ecf_stage *s, ecf_metric *m, double v)
 static inline void ecf_metric_observe(ecf_stage *s, ecf_metric *m, double v)
 {
     ecf_host_of(s)->metric_observe(m, v);
+}
+
+static inline ecf_status ecf_declare_schema(ecf_stage *s, const char *port, struct ArrowSchema *schema)
+{
+    return ecf_host_of(s)->declare_schema(s, port, schema);
+}
+static inline const struct ArrowSchema *ecf_input_schema(ecf_stage *s, uint32_t input)
+{
+    return ecf_host_of(s)->input_schema(s, input);
+}
+static inline uint32_t ecf_input_count(ecf_stage *s) { return ecf_host_of(s)->input_count(s); }
+static inline ecf_status ecf_batch_set_records(ecf_stage *s, ecf_batch *b, struct ArrowArray *records)
+{
+    return ecf_host_of(s)->batch_set_records(b, records);
+}
+static inline const struct ArrowArray *ecf_batch_records(ecf_stage *s, const ecf_batch *b)
+{
+    return ecf_host_of(s)->batch_records(b);
+}
+static inline uint32_t ecf_batch_input(ecf_stage *s, const ecf_batch *b)
+{
+    return ecf_host_of(s)->batch_input(b);
 }
 
 /* Acknowledge every message of a batch at once (sinks after a durable write). */

@@ -173,6 +173,37 @@ static void test_validate(void)
     result_clear(&r);
 }
 
+static void test_validate_negotiates_schemas(void)
+{
+    g_autofree char *ok = write_pipeline("schema-ok.yaml",
+        "stages:\n"
+        "  g: {plugin: source-generate}\n"
+        "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:l,name:u'}\n"
+        "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l', 'name']}\n");
+    result r = run("validate", ok);
+    g_assert_cmpint(r.status, ==, 0);
+    result_clear(&r);
+
+    g_autofree char *bad = write_pipeline("schema-bad.yaml",
+        "stages:\n"
+        "  g: {plugin: source-generate}\n"
+        "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:u'}\n"
+        "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l']}\n");
+    r = run("validate", bad);
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "schema-bad.yaml:4: stage 'out': field 'id' is 'u' upstream, but 'l' is needed");
+    result_clear(&r);
+
+    g_autofree char *raw = write_pipeline("schema-raw.yaml",
+        "stages:\n"
+        "  g: {plugin: source-generate}\n"
+        "  out: {plugin: sink-expect, inputs: [g], require: ['id:l']}\n");
+    r = run("validate", raw);
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "records with a schema are needed");
+    result_clear(&r);
+}
+
 static void test_graph(void)
 {
     g_autofree char *good = write_pipeline("graph.yaml", demo_yaml);
@@ -437,6 +468,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cli/every-verb-has-help", test_help_on_every_verb);
     g_test_add_func("/cli/plugins-list-and-inspect", test_plugins_list_and_inspect);
     g_test_add_func("/cli/validate-reports-every-error-with-file-and-line", test_validate);
+    g_test_add_func("/cli/validate-negotiates-schemas-between-stages", test_validate_negotiates_schemas);
     g_test_add_func("/cli/graph-prints-dot-and-mermaid", test_graph);
     g_test_add_func("/cli/run-generates-to-file-reproducibly", test_run_to_completion);
     g_test_add_func("/cli/fan-out-and-fan-in-deliver-everything", test_fan_out_and_fan_in);

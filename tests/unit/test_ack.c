@@ -149,6 +149,35 @@ static void test_payload_is_padded(void)
     ecf_batch_pool_free(batches);
 }
 
+static int releases;
+static void count_release(struct ArrowArray *a)
+{
+    releases++;
+    a->release = NULL;
+}
+
+static void test_records_are_shared_and_released_once(void)
+{
+    ecf_batch_pool *batches = ecf_batch_pool_new();
+    ecf_batch *b = ecf_batch_get(batches);
+    ecf_batch_append(b, &(ecf_message_init){.payload = NULL, .key = "k", .key_len = 1});
+    ecf_batch_append(b, &(ecf_message_init){.payload = NULL});
+    g_assert_null(ecf_batch_at(b, 0)->payload);
+    struct ArrowArray wrong = {.length = 3, .release = count_release};
+    g_assert_cmpint(ecf_batch_attach_records(b, &wrong), ==, ECF_ERR_INVALID);
+    g_assert_nonnull(wrong.release); /* refused: still the caller's */
+    struct ArrowArray rows = {.length = 2, .release = count_release};
+    g_assert_cmpint(ecf_batch_attach_records(b, &rows), ==, ECF_OK);
+    g_assert_null(rows.release); /* moved */
+    ecf_batch *copy = ecf_batch_clone(b);
+    g_assert_true(ecf_batch_get_records(copy) == ecf_batch_get_records(b));
+    ecf_batch_put(b);
+    g_assert_cmpint(releases, ==, 0);
+    ecf_batch_put(copy);
+    g_assert_cmpint(releases, ==, 1);
+    ecf_batch_pool_free(batches);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -159,5 +188,6 @@ int main(int argc, char **argv)
     g_test_add_func("/ack/latency-is-measured-with-the-host-clock", test_latency_uses_host_clock);
     g_test_add_func("/ack/pool-reuses-tokens", test_pool_reuses_tokens);
     g_test_add_func("/batch/payloads-are-padded-for-simd-parsers", test_payload_is_padded);
+    g_test_add_func("/batch/records-are-shared-by-copies-and-released-once", test_records_are_shared_and_released_once);
     return g_test_run();
 }
