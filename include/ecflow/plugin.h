@@ -289,6 +289,14 @@ typedef struct ecf_plugin {
     ecf_status (*flush)(ecf_stage *stage);
     void       (*stop)(ecf_stage *stage);
     void       (*destroy)(ecf_stage *stage);
+
+    /* Sinks that store source positions with their data (sink-iceberg keeps
+     * Kafka offsets in each snapshot) say where a source should resume:
+     * ECF_OK with *next_offset set, or ECF_ERR_UNAVAILABLE when they do not
+     * know. Called from a source's thread while the sink runs, after the
+     * sink's start: it must be thread-safe. Optional. */
+    ecf_status (*resume_position)(ecf_stage *stage, const char *topic, int32_t partition,
+                                  int64_t *next_offset);
 } ecf_plugin;
 
 #define ECF_PLUGIN_ENTRY_SYMBOL "ecf_plugin_entry"
@@ -396,6 +404,12 @@ struct ecf_host {
     const struct ArrowArray *(*batch_records)(const ecf_batch *b);
     /* Which input a batch arrived on, for stages with several. */
     uint32_t (*batch_input)(const ecf_batch *b);
+
+    /* Exactly-once resume: asks every sink downstream of this stage that
+     * implements `resume_position`; ECF_OK with the smallest answer, or
+     * ECF_ERR_UNAVAILABLE when none knows (fall back to your own state). */
+    ecf_status (*resume_position)(ecf_stage *s, const char *topic, int32_t partition,
+                                  int64_t *next_offset);
 };
 
 /* The public head of every stage handle; the rest is the core's. */
@@ -536,6 +550,11 @@ static inline ecf_status ecf_batch_set_records(ecf_stage *s, ecf_batch *b, struc
 static inline const struct ArrowArray *ecf_batch_records(ecf_stage *s, const ecf_batch *b)
 {
     return ecf_host_of(s)->batch_records(b);
+}
+static inline ecf_status ecf_resume_position(ecf_stage *s, const char *topic, int32_t partition,
+                                             int64_t *next_offset)
+{
+    return ecf_host_of(s)->resume_position(s, topic, partition, next_offset);
 }
 static inline uint32_t ecf_batch_input(ecf_stage *s, const ecf_batch *b)
 {
