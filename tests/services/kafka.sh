@@ -260,7 +260,10 @@ start_once() {
     mkdir -p "$state/data" "$state/logs"
     write_config "$port" "$cport"
 
+    # A base64url UUID; one starting with '-' would be read as a flag by the
+    # storage tool, so the first character is forced to a letter.
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    cluster_id="A${cluster_id:1}"
     java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" \
         >"$state/logs/format.log" 2>&1 || { cat "$state/logs/format.log" >&2; return 1; }
 

@@ -1,0 +1,212 @@
+/*
+ * sink-kafka options and the librdkafka configuration built from them.
+ *
+ * The named options cover what most pipelines tune; everything else goes
+ * through the `kafka` map verbatim, so TLS, SASL and any librdkafka tuning
+ * work without this file learning about them. librdkafka is the judge of
+ * those keys: its own error text reaches the user, with secret values masked.
+ */
+#include "sink_kafka.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * `kafka` carries SASL passwords and TLS keys, so the whole map is flagged
+ * secret: the core never prints its values (the keys are not secret).
+ */
+#define KAFKA_OPT_SECRET_MAP(n, T, f, h) \
+    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h }
+
+const ecf_option kafka_options[] = {
+    ECF_OPT_STRING("bootstrap", kafka_config, bootstrap, NULL, ECF_REQUIRED,
+                   "brokers as host:port[,host:port...]; pipelines pass ${KAFKA_BOOTSTRAP}"),
+    ECF_OPT_STRING("topic", kafka_config, topic, "ecommerce_events", ECF_OPTIONAL,
+                   "topic every message is produced to"),
+    ECF_OPT_ENUM("compression", kafka_config, compression, "lz4", "none|lz4|zstd|snappy|gzip",
+                 "codec for record batches (compression.codec)"),
+    ECF_OPT_DURATION("linger", kafka_config, linger_us, "5ms", 0, 900,
+                     "how long a partition batch may wait to fill (linger.ms)"),
+    ECF_OPT_SIZE("batch_size", kafka_config, batch_size, "1MiB", 1, 2147483647,
+                 "largest record batch in bytes (batch.size)"),
+    ECF_OPT_INT("batch_messages", kafka_config, batch_messages, "10000", 1, 1000000,
+                "most records in one batch (batch.num.messages)"),
+    ECF_OPT_DURATION("delivery_timeout", kafka_config, delivery_timeout_us, "30s", 0.01, 86400,
+                     "retry a message this long, then fail it (message.timeout.ms)"),
+    ECF_OPT_INT("queue_max_messages", kafka_config, queue_max_messages, "100000", 1, 10000000,
+                "records waiting in the producer before the stage blocks "
+                "(queue.buffering.max.messages)"),
+    ECF_OPT_SIZE("queue_max_bytes", kafka_config, queue_max_bytes, "64MiB", 1024,
+                 2147483647.0 * 1024,
+                 "bytes waiting in the producer before the stage blocks "
+                 "(queue.buffering.max.kbytes)"),
+    ECF_OPT_DURATION("connect_timeout", kafka_config, connect_timeout_us, "10s", 0.1, 3600,
+                     "how long start waits for the brokers to answer"),
+    ECF_OPT_BOOL("require_broker", kafka_config, require_broker, "true",
+                 "fail start when no broker answers within connect_timeout; "
+                 "false = start not ready and keep trying"),
+    ECF_OPT_DURATION("flush_timeout", kafka_config, flush_timeout_us, "0s", 0, 86400,
+                     "how long flush waits for delivery reports before failing what is "
+                     "left; 0 = delivery_timeout + 5s"),
+    ECF_OPT_BOOL("create_topic", kafka_config, create_topic, "false",
+                 "create the topic at start if it does not exist (Admin API)"),
+    ECF_OPT_INT("partitions", kafka_config, partitions, "3", 1, 100000,
+                "partitions of a topic made by create_topic"),
+    ECF_OPT_INT("replication", kafka_config, replication, "1", 1, 32767,
+                "replication factor of a topic made by create_topic"),
+    ECF_OPT_ENUM("timestamp", kafka_config, timestamp, "produce", "produce|ingest|event",
+                 "record timestamp: when produced, when the pipeline took the message, "
+                 "or its event time (falls back to produce time when unknown)"),
+    ECF_OPT_MAP("headers", kafka_config, headers,
+                "static record headers added to every message (name: value)"),
+    KAFKA_OPT_SECRET_MAP("kafka", kafka_config, kafka,
+                         "librdkafka properties passed verbatim, e.g. "
+                         "kafka.security.protocol: SASL_SSL; they win over the options above"),
+    ECF_OPT_END,
+};
+
+/* Values of these librdkafka keys never appear in a message we print. */
+static bool key_is_secret(const char *key)
+{
+    static const char *const marks[] = {
+        "password", "secret", "jaas", ".pem", "ssl_key", "oauthbearer.config", "token",
+    };
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        if (strstr(key, marks[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Copies errstr into out with every occurrence of value replaced by "***". */
+static void mask_value(const char *errstr, const char *value, char *out, size_t outsz)
+{
+    size_t vlen = value ? strlen(value) : 0;
+    size_t o = 0;
+    for (const char *p = errstr; *p && o + 1 < outsz;) {
+        if (vlen && strncmp(p, value, vlen) == 0) {
+            if (o + 4 > outsz)
+                break;
+            memcpy(out + o, "***", 3);
+            o += 3;
+            p += vlen;
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+}
+
+/* Sets one property; `origin` names the option the user wrote for the error. */
+static bool conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
+                     const char *key, const char *value)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+        return true;
+    char shown[512];
+    mask_value(errstr, key_is_secret(key) ? value : NULL, shown, sizeof shown);
+    ecf_error(stage, "option '%s': librdkafka rejected it: %s", origin, shown);
+    return false;
+}
+
+static bool conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
+                         const char *key, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return conf_set(stage, conf, origin, key, buf);
+}
+
+/* librdkafka takes milliseconds; a sub-millisecond linger stays fractional. */
+static bool conf_set_ms(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
+                        const char *key, int64_t us, bool fractional)
+{
+    char buf[48];
+    if (fractional)
+        snprintf(buf, sizeof buf, "%.3f", (double)us / 1000.0);
+    else
+        snprintf(buf, sizeof buf, "%" PRId64, (us + 999) / 1000);
+    return conf_set(stage, conf, origin, key, buf);
+}
+
+static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const kafka_config *cfg)
+{
+    char client_id[256];
+    snprintf(client_id, sizeof client_id, "ecflow-%s", ecf_name(stage));
+    int64_t kbytes = (cfg->queue_max_bytes + 1023) / 1024;
+
+    /* Durability first: the ack we give the source must mean "in the ISR". */
+    return conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
+        && conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true")
+        && conf_set(stage, conf, "kafka.acks", "acks", "all")
+        /* Same key -> same partition as the Java clients (and Spark) choose. */
+        && conf_set(stage, conf, "kafka.partitioner", "partitioner", "murmur2_random")
+        && conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
+        && conf_set(stage, conf, "compression", "compression.codec", cfg->compression)
+        && conf_set_ms(stage, conf, "linger", "linger.ms", cfg->linger_us, true)
+        && conf_set_int(stage, conf, "batch_size", "batch.size", cfg->batch_size)
+        && conf_set_int(stage, conf, "batch_messages", "batch.num.messages",
+                        cfg->batch_messages)
+        && conf_set_ms(stage, conf, "delivery_timeout", "message.timeout.ms",
+                       cfg->delivery_timeout_us, false)
+        && conf_set_int(stage, conf, "queue_max_messages", "queue.buffering.max.messages",
+                        cfg->queue_max_messages)
+        && conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes)
+        /*
+         * librdkafka's 10s default means a down broker's records are checked
+         * against delivery_timeout only that often, and a returning broker
+         * is found that late; 1s is the Java client's default.
+         */
+        && conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
+                    "1000")
+        /* Logs are served on our poller thread, not librdkafka's own. */
+        && conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
+}
+
+rd_kafka_conf_t *kafka_conf_build(ecf_stage *stage, const kafka_config *cfg)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf_set_defaults(stage, conf, cfg)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (const ecf_kv *kv = cfg->kafka; kv && kv->key; kv++) {
+        char origin[256];
+        snprintf(origin, sizeof origin, "kafka.%s", kv->key);
+        if (!conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
+ecf_status kafka_conf_check(ecf_stage *stage, const kafka_config *cfg)
+{
+    if (!cfg->bootstrap || !*cfg->bootstrap)
+        return ecf_error(stage, "option 'bootstrap': empty; give host:port of a broker "
+                                "(is KAFKA_BOOTSTRAP set?)");
+    if (!cfg->topic || !*cfg->topic)
+        return ecf_error(stage, "option 'topic': empty");
+    /* librdkafka refuses this too, but only at start and in its own words. */
+    if (cfg->delivery_timeout_us <= cfg->linger_us)
+        return ecf_error(stage, "option 'delivery_timeout' (%" PRId64 "ms) must be longer "
+                                "than 'linger' (%" PRId64 "ms)",
+                         cfg->delivery_timeout_us / 1000, cfg->linger_us / 1000);
+    return ECF_OK;
+}
+
+rd_kafka_headers_t *kafka_headers_build(const kafka_config *cfg)
+{
+    size_t n = 0;
+    for (const ecf_kv *kv = cfg->headers; kv && kv->key; kv++)
+        n++;
+    if (n == 0)
+        return NULL;
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(n);
+    for (const ecf_kv *kv = cfg->headers; kv && kv->key; kv++)
+        rd_kafka_header_add(hdrs, kv->key, -1, kv->value, kv->value ? -1 : 0);
+    return hdrs;
+}
