@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -163,14 +164,15 @@ static void block_signals(void)
 
 /* ------------------------------------------------------------ run */
 
-static int create_all(ecf_runtime *rt)
+/* Stops at the first failure: later stages may depend on its schemas. */
+static int create_all(ecf_runtime *rt, char **error)
 {
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
         ecf_status st = ecf_stage_create(s);
         if (st != ECF_OK) {
-            ecf_core_error("%s:%d: stage '%s': %s", rt->def->file, s->def->line, s->def->name,
-                           ecf_stage_error(s));
+            *error = g_strdup_printf("%s:%d: stage '%s': %s", rt->def->file, s->def->line,
+                                     s->def->name, ecf_stage_error(s));
             return st == ECF_ERR_CONFIG ? ECF_EXIT_CONFIG : ECF_EXIT_FAILURE;
         }
     }
@@ -221,7 +223,10 @@ static gboolean settle_outstanding(ecf_runtime *rt)
 
 int ecf_runtime_check(ecf_runtime *rt)
 {
-    int code = create_all(rt);
+    g_autofree char *error = NULL;
+    int code = create_all(rt, &error);
+    if (error)
+        fprintf(stderr, "%s\n", error);
     teardown(rt);
     return code;
 }
@@ -233,7 +238,10 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
         block_signals();
         sig_thread = pthread_create(&rt->signal_thread, NULL, signal_main, rt) == 0;
     }
-    int code = create_all(rt);
+    g_autofree char *error = NULL;
+    int code = create_all(rt, &error);
+    if (error)
+        ecf_core_error("%s", error);
     if (code == ECF_EXIT_OK && rt->def->settings.metrics) {
         g_autoptr(GError) err = NULL;
         if (!ecf_metrics_serve(rt->metrics, rt->def->settings.metrics, ready_cb, rt, &err)) {

@@ -204,6 +204,32 @@ static void test_validate_negotiates_schemas(void)
     result_clear(&r);
 }
 
+static void test_shipped_pipelines_validate(void)
+{
+    const char *src = g_getenv("ECF_SOURCE_DIR");
+    g_assert_nonnull(src);
+    const char *files[] = {"pipelines/demo.yaml", "pipelines/ecommerce.yaml"};
+    const char *profiles[] = {"ci", "local", "file"};
+    for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
+        g_autofree char *path = g_build_filename(src, files[i], NULL);
+        for (guint p = 0; p < G_N_ELEMENTS(profiles); p++) {
+            if (i == 0 && p > 0)
+                continue;
+            result r = run("validate", path, "--profile", profiles[p]);
+            if (r.status != 0)
+                g_error("%s --profile %s: %s", files[i], profiles[p], r.err);
+            result_clear(&r);
+        }
+    }
+    /* prod takes its secrets from the environment and says which are missing */
+    g_autofree char *eco = g_build_filename(src, "pipelines/ecommerce.yaml", NULL);
+    result r = run("validate", eco, "--profile", "prod");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "environment variable 'KAFKA_PASSWORD' is not set");
+    g_assert_null(strstr(r.out, "valid"));
+    result_clear(&r);
+}
+
 static void test_graph(void)
 {
     g_autofree char *good = write_pipeline("graph.yaml", demo_yaml);
@@ -469,6 +495,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cli/plugins-list-and-inspect", test_plugins_list_and_inspect);
     g_test_add_func("/cli/validate-reports-every-error-with-file-and-line", test_validate);
     g_test_add_func("/cli/validate-negotiates-schemas-between-stages", test_validate_negotiates_schemas);
+    g_test_add_func("/cli/shipped-pipelines-validate-in-every-profile", test_shipped_pipelines_validate);
     g_test_add_func("/cli/graph-prints-dot-and-mermaid", test_graph);
     g_test_add_func("/cli/run-generates-to-file-reproducibly", test_run_to_completion);
     g_test_add_func("/cli/fan-out-and-fan-in-deliver-everything", test_fan_out_and_fan_in);
