@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 
 #define SLAB_TOKENS 512
+#define CACHE_MAX 256  /* tokens a thread keeps before giving some back */
+#define CACHE_MOVE 128 /* tokens moved per trip to the shared free list */
 
 struct ecf_token {
     _Atomic gint refs;
@@ -28,7 +30,37 @@ struct ecf_ack_pool {
     ecf_token *free_list;
     GPtrArray *slabs;
     _Atomic gint64 outstanding;
+    guint64 generation;
 };
+
+/*
+ * Tokens are created on a source's threads and freed on a sink's, once per
+ * event: a mutex per token costs ~130 ns across two threads. So each thread
+ * keeps a small cache for one pool and visits the shared list once per
+ * CACHE_MOVE tokens. The cache names its pool by a generation number that
+ * no later pool reuses, so a cache left over from a freed pool is simply
+ * forgotten (its tokens live in that pool's freed slabs) and never touched.
+ */
+typedef struct {
+    guint64 generation;
+    ecf_token *head;
+    guint count;
+} token_cache;
+
+static _Atomic guint64 next_generation = 1;
+static __thread token_cache cache;
+
+static gboolean cache_is_for(const ecf_ack_pool *pool)
+{
+    return cache.generation == pool->generation;
+}
+
+static void cache_adopt(ecf_ack_pool *pool)
+{
+    cache.generation = pool->generation;
+    cache.head = NULL;
+    cache.count = 0;
+}
 
 ecf_ack_pool *ecf_ack_pool_new(void)
 {
@@ -36,6 +68,7 @@ ecf_ack_pool *ecf_ack_pool_new(void)
     ecf_mutex_init(&pool->lock);
     ecf_cond_init(&pool->idle);
     pool->slabs = g_ptr_array_new_with_free_func(g_free);
+    pool->generation = atomic_fetch_add(&next_generation, 1);
     return pool;
 }
 
@@ -77,15 +110,61 @@ static void grow(ecf_ack_pool *pool)
     }
 }
 
+/* Moves up to CACHE_MOVE tokens from the shared list into this thread's. */
+static void refill(ecf_ack_pool *pool)
+{
+    ecf_mutex_lock(&pool->lock);
+    for (guint i = 0; i < CACHE_MOVE; i++) {
+        if (!pool->free_list)
+            grow(pool);
+        ecf_token *t = pool->free_list;
+        pool->free_list = t->next_free;
+        t->next_free = cache.head;
+        cache.head = t;
+        cache.count++;
+    }
+    ecf_mutex_unlock(&pool->lock);
+}
+
+/* Gives CACHE_MOVE tokens of this thread's back to the shared list. */
+static void spill(ecf_ack_pool *pool)
+{
+    ecf_mutex_lock(&pool->lock);
+    for (guint i = 0; i < CACHE_MOVE && cache.head; i++) {
+        ecf_token *t = cache.head;
+        cache.head = t->next_free;
+        cache.count--;
+        t->next_free = pool->free_list;
+        pool->free_list = t;
+    }
+    ecf_mutex_unlock(&pool->lock);
+}
+
+static void recycle(ecf_ack_pool *pool, ecf_token *t)
+{
+    if (cache_is_for(pool)) {
+        t->next_free = cache.head;
+        cache.head = t;
+        if (++cache.count > CACHE_MAX)
+            spill(pool);
+        return;
+    }
+    ecf_mutex_lock(&pool->lock);
+    t->next_free = pool->free_list;
+    pool->free_list = t;
+    ecf_mutex_unlock(&pool->lock);
+}
+
 ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag,
                             ecf_metric *latency)
 {
-    ecf_mutex_lock(&pool->lock);
-    if (!pool->free_list)
-        grow(pool);
-    ecf_token *t = pool->free_list;
-    pool->free_list = t->next_free;
-    ecf_mutex_unlock(&pool->lock);
+    if (!cache_is_for(pool))
+        cache_adopt(pool);
+    if (!cache.head)
+        refill(pool);
+    ecf_token *t = cache.head;
+    cache.head = t->next_free;
+    cache.count--;
 
     atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
     atomic_store_explicit(&t->failure, 0, memory_order_relaxed);
@@ -135,12 +214,13 @@ static void settle(ecf_token *t)
               reason ? reason : outcome == ECF_ERR_DROPPED ? "no sink took the message" : NULL);
     g_free(reason);
 
-    ecf_mutex_lock(&pool->lock);
-    t->next_free = pool->free_list;
-    pool->free_list = t;
-    if (atomic_fetch_sub(&pool->outstanding, 1) == 1)
+    recycle(pool, t);
+    /* The last settle wakes a drain waiting in ecf_ack_pool_wait_idle. */
+    if (atomic_fetch_sub(&pool->outstanding, 1) == 1) {
+        ecf_mutex_lock(&pool->lock);
         ecf_cond_broadcast(&pool->idle);
-    ecf_mutex_unlock(&pool->lock);
+        ecf_mutex_unlock(&pool->lock);
+    }
 }
 
 void ecf_token_unref(ecf_token *t, int verdict, const char *reason)
