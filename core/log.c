@@ -1,12 +1,14 @@
 #include "log.h"
 #include "sync.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
 static ecf_log_level log_level = ECF_LOG_INFO;
 static ecf_log_format log_format = ECF_LOG_TEXT;
 static ecf_mutex log_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic gboolean status_line;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -15,6 +17,9 @@ void ecf_log_configure(ecf_log_level level, ecf_log_format format)
     log_level = level;
     log_format = format;
 }
+
+gboolean ecf_log_is_text(void) { return log_format == ECF_LOG_TEXT; }
+void ecf_log_set_status_line(gboolean active) { atomic_store(&status_line, active); }
 
 gboolean ecf_log_parse_level(const char *s, ecf_log_level *out)
 {
@@ -86,6 +91,8 @@ void ecf_logv(const char *stage, ecf_log_level level, const char *fmt, va_list a
         append_json_string(line, msg);
         g_string_append(line, "}\n");
     } else {
+        if (atomic_load(&status_line))
+            g_string_append(line, "\r\033[K");
         g_string_append_printf(line, "%s %-5s ", ts, level_names[level]);
         if (stage)
             g_string_append_printf(line, "[%s] ", stage);

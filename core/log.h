@@ -6,6 +6,9 @@
 typedef enum { ECF_LOG_TEXT, ECF_LOG_JSON } ecf_log_format;
 
 void ecf_log_configure(ecf_log_level level, ecf_log_format format);
+gboolean ecf_log_is_text(void);
+/* While a live status line is on the terminal, log lines clear it first. */
+void ecf_log_set_status_line(gboolean active);
 gboolean ecf_log_parse_level(const char *s, ecf_log_level *out);
 gboolean ecf_log_parse_format(const char *s, ecf_log_format *out);
 

@@ -21,6 +21,7 @@ struct ecf_runtime {
     _Atomic gboolean failed;
     _Atomic gboolean signals_done;
     pthread_t signal_thread;
+    _Atomic gboolean status_done;
 };
 
 ecf_batch_pool *ecf_runtime_batches(ecf_runtime *rt) { return rt->batches; }
@@ -162,6 +163,52 @@ static void block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/* ------------------------------------------------------------ live status */
+
+/* Sum of one per-stage counter over the stages of one kind. */
+static double total(ecf_runtime *rt, ecf_kind kind, gboolean inbound)
+{
+    double sum = 0;
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        if (s->p->kind == kind)
+            sum += ecf_metric_value(inbound ? s->m_in : s->m_out);
+    }
+    return sum;
+}
+
+static double failed(ecf_runtime *rt)
+{
+    double sum = 0;
+    for (guint i = 0; i < rt->stages->len; i++)
+        sum += ecf_metric_value(((ecf_stage *)rt->stages->pdata[i])->m_errors);
+    return sum;
+}
+
+/* One line, rewritten in place, for a person watching a terminal. */
+static gpointer status_main(gpointer data)
+{
+    ecf_runtime *rt = data;
+    double last_in = 0, last_out = 0;
+    gint64 last = g_get_monotonic_time();
+    ecf_log_set_status_line(TRUE);
+    while (!atomic_load(&rt->status_done)) {
+        g_usleep(G_USEC_PER_SEC);
+        gint64 now = g_get_monotonic_time();
+        double secs = (now - last) / 1e6, in = total(rt, ECF_SOURCE, FALSE), out = total(rt, ECF_SINK, TRUE);
+        fprintf(stderr, "\r\033[K%s: in %.0f ev/s, to sinks %.0f ev/s | total in %.0f | acks pending %" G_GINT64_FORMAT
+                        " | failed %.0f",
+                rt->def->settings.name, (in - last_in) / secs, (out - last_out) / secs, in,
+                ecf_ack_pool_outstanding(rt->acks), failed(rt));
+        last_in = in;
+        last_out = out;
+        last = now;
+    }
+    ecf_log_set_status_line(FALSE);
+    fprintf(stderr, "\r\033[K");
+    return NULL;
+}
+
 /* ------------------------------------------------------------ run */
 
 /* Stops at the first failure: later stages may depend on its schemas. */
@@ -258,7 +305,14 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
         ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name,
                       rt->stages->len, rt->def->profile ? ", profile " : "",
                       rt->def->profile ? rt->def->profile : "");
+        /* Only for a person at a terminal; logs and pipes get nothing extra. */
+        GThread *status = isatty(STDERR_FILENO) && ecf_log_is_text()
+                              ? g_thread_new("ecf:status", status_main, rt) : NULL;
         run_threads(rt);
+        if (status) {
+            atomic_store(&rt->status_done, TRUE);
+            g_thread_join(status);
+        }
         if (!settle_outstanding(rt) || atomic_load(&rt->failed))
             code = ECF_EXIT_FAILURE;
         else
