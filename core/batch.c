@@ -131,6 +131,24 @@ static const guint8 *copy_bytes(ecf_batch *b, const void *src, gsize len)
     return dst;
 }
 
+/* Headers and their bytes go into the arena with the payload. */
+static void copy_headers(ecf_batch *b, ecf_message *m, const ecf_header *src, gsize n)
+{
+    m->headers = NULL;
+    m->n_headers = 0;
+    if (!src || !n)
+        return;
+    ecf_header *dst = (ecf_header *)arena_alloc(b, n * sizeof(ecf_header) + 7);
+    dst = (ecf_header *)(((guintptr)dst + 7) & ~(guintptr)7); /* align for the pointers */
+    for (gsize i = 0; i < n; i++) {
+        dst[i].name = (const char *)copy_bytes(b, src[i].name, strlen(src[i].name) + 1);
+        dst[i].value = copy_bytes(b, src[i].value, src[i].value_len);
+        dst[i].value_len = src[i].value_len;
+    }
+    m->headers = dst;
+    m->n_headers = (guint32)n;
+}
+
 ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
 {
     if (in->payload_len > G_MAXUINT32 || in->key_len > G_MAXUINT32)
@@ -154,6 +172,8 @@ ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
     m->origin = in->origin.kind != ECF_ORIGIN_NONE ? in->origin
                 : parent                           ? parent->origin
                                                    : in->origin;
+    copy_headers(b, m, in->n_headers ? in->headers : parent ? parent->headers : NULL,
+                 in->n_headers ? in->n_headers : parent ? parent->n_headers : 0);
     m->token = in->token ? in->token : parent ? parent->token : NULL;
     if (m->token)
         ecf_token_ref(m->token);
@@ -252,7 +272,7 @@ ecf_batch *ecf_batch_clone(const ecf_batch *src)
             .payload = m->payload, .payload_len = m->payload_len,
             .key = m->key, .key_len = m->key_len,
             .event_time_us = m->event_time_us, .origin = m->origin,
-            .token = m->token,
+            .token = m->token, .headers = m->headers, .n_headers = m->n_headers,
         };
         ecf_batch_append(b, &init);
         b->msgs[i].ingest_time_us = m->ingest_time_us;

@@ -115,6 +115,13 @@ typedef struct {
  */
 #define ECF_PAYLOAD_PADDING 64
 
+/* A message header (Kafka record headers; a DLQ reason). Values are bytes. */
+typedef struct {
+    const char    *name;
+    const uint8_t *value;
+    uint32_t       value_len;
+} ecf_header;
+
 typedef struct {
     const uint8_t *payload;
     const uint8_t *key;
@@ -124,6 +131,8 @@ typedef struct {
     int64_t        ingest_time_us;  /* set by the core when first added */
     ecf_origin     origin;
     ecf_token     *token;           /* NULL once acked or held          */
+    const ecf_header *headers;      /* in the batch's arena             */
+    uint32_t       n_headers;
 } ecf_message;
 
 /* What a producer hands to ecf_batch_add(); the bytes are copied. A NULL
@@ -140,6 +149,9 @@ typedef struct {
      * or the message this one derives from (its token is shared). */
     ecf_token         *token;
     const ecf_message *parent;
+    /* Copied; when none are given, a derived message keeps its parent's. */
+    const ecf_header  *headers;
+    size_t             n_headers;
 } ecf_message_init;
 
 /* Called once per token, on whichever thread settles its last reference. */

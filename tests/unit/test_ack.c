@@ -149,6 +149,29 @@ static void test_payload_is_padded(void)
     ecf_batch_pool_free(batches);
 }
 
+static void test_headers_are_copied_and_inherited(void)
+{
+    ecf_batch_pool *batches = ecf_batch_pool_new();
+    ecf_batch *b = ecf_batch_get(batches);
+    char name[] = "reason", value[] = "field 'price': expected decimal";
+    ecf_header h[] = {{name, (const uint8_t *)value, (uint32_t)strlen(value)}, {"empty", NULL, 0}};
+    ecf_batch_append(b, &(ecf_message_init){.payload = "x", .payload_len = 1, .headers = h, .n_headers = 2});
+    name[0] = value[0] = '!'; /* the batch holds its own copy */
+    ecf_message *m = ecf_batch_at(b, 0);
+    g_assert_cmpuint(m->n_headers, ==, 2);
+    g_assert_cmpuint((guintptr)m->headers % 8, ==, 0);
+    g_assert_cmpstr(m->headers[0].name, ==, "reason");
+    g_assert_cmpmem(m->headers[0].value, m->headers[0].value_len, "field 'price': expected decimal", 31);
+    g_assert_cmpuint(m->headers[1].value_len, ==, 0);
+    ecf_batch_append(b, &(ecf_message_init){.payload = "y", .payload_len = 1, .parent = ecf_batch_at(b, 0)});
+    g_assert_cmpuint(ecf_batch_at(b, 1)->n_headers, ==, 2);
+    ecf_batch *copy = ecf_batch_clone(b);
+    g_assert_cmpstr(ecf_batch_at(copy, 1)->headers[0].name, ==, "reason");
+    ecf_batch_put(b);
+    ecf_batch_put(copy);
+    ecf_batch_pool_free(batches);
+}
+
 static int releases;
 static void count_release(struct ArrowArray *a)
 {
@@ -188,6 +211,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ack/latency-is-measured-with-the-host-clock", test_latency_uses_host_clock);
     g_test_add_func("/ack/pool-reuses-tokens", test_pool_reuses_tokens);
     g_test_add_func("/batch/payloads-are-padded-for-simd-parsers", test_payload_is_padded);
+    g_test_add_func("/batch/headers-are-copied-and-inherited-by-derived-messages", test_headers_are_copied_and_inherited);
     g_test_add_func("/batch/records-are-shared-by-copies-and-released-once", test_records_are_shared_and_released_once);
     return g_test_run();
 }
