@@ -6,7 +6,7 @@ set -euo pipefail
 APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libglib2.0-dev libjson-glib-dev libyaml-dev librdkafka-dev libcurl4-openssl-dev
-  libmicrohttpd-dev libsimdjson-dev zlib1g-dev
+  libmicrohttpd-dev libsimdjson-dev zlib1g-dev libzstd-dev libsnappy-dev
   python3 python3-pip curl time procps kcat default-jre-headless maven
 )
 
@@ -21,8 +21,21 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-# Test-only Python packages (pytest drives the integration tests).
-if ! python3 -c 'import pytest' 2>/dev/null; then
-  echo "deps: installing pytest" >&2
-  python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
+# Test-only Python packages (pytest, and the independent Iceberg readers).
+# pip is asked only when something is missing or at another version.
+req="$(cd "$(dirname "$0")/.." && pwd)/tests/requirements.txt"
+if ! python3 - "$req" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, _, want = line.partition("==")
+    if want and version(name) != want or not want and not version(name):
+        sys.exit(1)
+PY
+then
+  echo "deps: installing Python test packages" >&2
+  python3 -m pip install -q -r "$req" 2>/dev/null || python3 -m pip install -q --break-system-packages -r "$req"
 fi

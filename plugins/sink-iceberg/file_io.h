@@ -1,0 +1,52 @@
+/*
+ * File IO behind a small table of operations, so that object stores (S3 with
+ * conditional PUT) slot in beside the local file system without touching the
+ * writers. Locations are what the table metadata stores: absolute paths for
+ * the local implementation ("/data/wh/db/t/data/x.parquet").
+ *
+ * Errors come back as a malloc'ed message in *err (free with g_free).
+ */
+#ifndef ECF_ICEBERG_FILE_IO_H
+#define ECF_ICEBERG_FILE_IO_H
+
+#include "byte_buf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct file_io file_io;
+typedef struct fio_out fio_out;
+
+typedef enum {
+    FIO_OK = 0,
+    FIO_EXISTS,  /* put_if_absent lost the race */
+    FIO_ERROR,
+} fio_result;
+
+struct file_io {
+    /* A new object written as a stream; visible (whole) only after close. */
+    fio_out   *(*create)(file_io *io, const char *location, char **err);
+    int        (*write)(fio_out *o, const void *p, size_t n); /* 0 or -1 */
+    /* Finish the object; 0 or -1. The stream is freed either way. */
+    int        (*close)(fio_out *o, char **err);
+    void       (*abort)(fio_out *o);                          /* discard */
+    /* Whole-object helpers. */
+    bool       (*read_all)(file_io *io, const char *location, byte_buf *out, char **err);
+    bool       (*put)(file_io *io, const char *location, const void *p, size_t n, char **err);
+    /* Create only if absent, atomically: the catalog's commit point. */
+    fio_result (*put_if_absent)(file_io *io, const char *location, const void *p, size_t n, char **err);
+    bool       (*exists)(file_io *io, const char *location);
+    bool       (*remove)(file_io *io, const char *location);
+    /* Names (not paths) of the entries directly under a directory location. */
+    char     **(*list)(file_io *io, const char *dir_location);
+    void       (*destroy)(file_io *io);
+};
+
+/* Local disk: parent directories are created on demand; put_if_absent
+ * writes a temporary file, fsyncs it and link(2)s it into place. */
+file_io *file_io_local_new(bool fsync_data);
+
+/* Joins location parts with '/'. */
+char *fio_join(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,895 @@
+/*
+ * sink-iceberg: typed records into an Apache Iceberg v2 table (Parquet data
+ * files, Avro manifests, JSON metadata, file catalog).
+ *
+ * process(): rows are split by partition value into one open Parquet writer
+ * per partition; the ack token of every row is held. A writer rolls its file
+ * at target_file_size. Memory stays bounded: past max_buffered_bytes the
+ * writer holding the most cuts its row group to disk; past
+ * max_open_partitions the least recently used writer finishes its file.
+ * A commit (every commit_interval from the first uncommitted row, when
+ * finished files reach target_file_size, and at flush) closes every open
+ * file, appends them all as one snapshot, and only then settles the held
+ * tokens: ECF_OK, or the commit's failure and reason. The snapshot summary
+ * carries the Kafka positions it covers ("ecflow.kafka-offsets": per topic,
+ * per partition, the next offset to read).
+ */
+#include <ecflow/plugin.h>
+
+#include "arrow_columns.h"
+#include "file_io.h"
+#include "iceberg_schema.h"
+#include "manifest.h"
+#include "parquet_writer.h"
+#include "partition.h"
+#include "table_commit.h"
+
+#include <glib.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TICK_US 100000 /* commit_interval granularity */
+
+typedef struct {
+    char    *warehouse;
+    char    *table;
+    char   **partition_by;
+    int64_t  target_file_size;
+    int64_t  commit_interval;
+    int64_t  row_group_size;
+    int64_t  page_size;
+    char    *codec;
+    int64_t  compression_level;
+    int64_t  max_open_partitions;
+    int64_t  max_buffered_bytes;
+    bool     fsync;
+} ice_config;
+
+static const ecf_option ice_options[] = {
+    ECF_OPT_STRING("warehouse", ice_config, warehouse, NULL, ECF_REQUIRED,
+                   "warehouse root directory; the table lives at <warehouse>/<namespace>/<name>"),
+    ECF_OPT_STRING("table", ice_config, table, NULL, ECF_REQUIRED, "table identifier, \"namespace.name\""),
+    ECF_OPT_LIST("partition_by", ice_config, partition_by, 0,
+                 "partition fields of a new table: a column (identity) or year|month|day|hour(column); "
+                 "default [event_type, day(timestamp)]; [] for none"),
+    ECF_OPT_SIZE("target_file_size", ice_config, target_file_size, "128MiB", 4096, 1e13,
+                 "a data file is finished once it reaches this size"),
+    ECF_OPT_DURATION("commit_interval", ice_config, commit_interval, "10s", 0.1, 86400,
+                     "longest time a row waits for its commit (and its ack)"),
+    ECF_OPT_SIZE("row_group_size", ice_config, row_group_size, "128MiB", 4096, 1e13,
+                 "Parquet row group size (encoded bytes)"),
+    ECF_OPT_SIZE("page_size", ice_config, page_size, "1MiB", 1024, 1e9, "Parquet data page size (bytes of values)"),
+    ECF_OPT_ENUM("codec", ice_config, codec, "zstd", "zstd|snappy|none", "Parquet compression codec"),
+    ECF_OPT_INT("compression_level", ice_config, compression_level, "1", 1, 22, "zstd level"),
+    ECF_OPT_INT("max_open_partitions", ice_config, max_open_partitions, "256", 1, 100000,
+                "open data files at once; past this the least recently used one is finished"),
+    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "256MiB", 65536, 1e12,
+                 "memory for unwritten row groups; past this the largest is written out"),
+    ECF_OPT_BOOL("fsync", ice_config, fsync, "true", "fsync data files before they are committed"),
+    ECF_OPT_END,
+};
+
+static char *default_partition_by[] = {"event_type", "day(timestamp)", NULL};
+
+typedef struct {
+    file_io *io;
+    fio_out *out;
+} out_ctx;
+
+typedef struct {
+    uint8_t    *key;   /* serialized partition tuple: the hash key */
+    size_t      key_len;
+    part_value *values;
+    pq_writer  *pq;
+    fio_out    *out;
+    out_ctx     octx;  /* what the Parquet writer's sink writes through */
+    char       *location;
+    int64_t     last_used;
+    /* rows of the current batch */
+    uint32_t   *rows;
+    uint32_t    n_rows, cap_rows;
+} part_writer;
+
+typedef struct {
+    int        input_col; /* -1: not in the input (always null) */
+    arrow_kind kind;
+} part_source;
+
+typedef struct {
+    ecf_stage     *stage;
+    file_io       *io;
+    char          *location;
+    ice_schema     input;
+    char         **partition_by;
+    ice_table      table;
+    bool           table_open;
+    /* file columns: one per input column, typed as the table column */
+    int            n_cols;
+    pq_column_spec *cols;
+    arrow_kind    *kinds;
+    part_source   *psrc;
+    pq_options     pq;
+    /* open writers by partition */
+    GHashTable    *writers;
+    int64_t        use_clock;
+    GPtrArray     *pending; /* data_file*, finished, uncommitted */
+    int64_t        pending_bytes;
+    GPtrArray     *held;    /* ecf_token* */
+    int64_t        first_row_us;
+    char          *poisoned; /* a write failed: the next commit must fail */
+    /* Kafka positions: topic -> (partition -> next offset) */
+    GHashTable    *offsets_committed, *offsets_pending;
+    char          *run_id;
+    int64_t        file_seq;
+    byte_buf       keybuf;
+    ecf_metric    *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open,
+        *m_buffered;
+} ice_state;
+
+/* ------------------------------------------------------------ writers */
+
+static guint writer_hash(gconstpointer p)
+{
+    const part_writer *w = p;
+    guint h = 2166136261u;
+    for (size_t i = 0; i < w->key_len; i++)
+        h = (h ^ w->key[i]) * 16777619u;
+    return h;
+}
+
+static gboolean writer_equal(gconstpointer a, gconstpointer b)
+{
+    const part_writer *x = a, *y = b;
+    return x->key_len == y->key_len && memcmp(x->key, y->key, x->key_len) == 0;
+}
+
+static int out_write(void *ctx, const void *p, size_t n)
+{
+    out_ctx *o = ctx;
+    return o->io->write(o->out, p, n);
+}
+
+static void writer_free(part_writer *w)
+{
+    g_free(w->key);
+    g_free(w->values);
+    g_free(w->location);
+    g_free(w->rows);
+    g_free(w);
+}
+
+/* Parses the key back into values whose bytes point into w->key. */
+static void key_to_values(const ice_state *st, part_writer *w)
+{
+    const part_spec *spec = &st->table.spec;
+    w->values = g_new0(part_value, (gsize)spec->n_fields + 1);
+    const uint8_t *p = w->key;
+    for (int i = 0; i < spec->n_fields; i++) {
+        part_value *v = &w->values[i];
+        v->is_null = *p++ != 0;
+        if (v->is_null)
+            continue;
+        switch (spec->fields[i].result.id) {
+        case ICE_STRING:
+        case ICE_BINARY:
+            memcpy(&v->n, p, 4);
+            v->p = p + 4;
+            p += 4 + v->n;
+            break;
+        case ICE_FLOAT:
+        case ICE_DOUBLE:
+            memcpy(&v->d, p, 8);
+            p += 8;
+            break;
+        case ICE_DECIMAL:
+            memcpy(&v->dec, p, 16);
+            p += 16;
+            break;
+        default:
+            memcpy(&v->i, p, 8);
+            p += 8;
+            break;
+        }
+    }
+}
+
+/* Serializes row i's partition tuple into st->keybuf. */
+static void row_key(ice_state *st, const struct ArrowArray *rec, int64_t i)
+{
+    const part_spec *spec = &st->table.spec;
+    byte_buf *k = &st->keybuf;
+    bb_reset(k);
+    for (int f = 0; f < spec->n_fields; f++) {
+        const part_field *pf = &spec->fields[f];
+        const part_source *src = &st->psrc[f];
+        part_value v = {.is_null = true};
+        if (src->input_col >= 0 && pf->transform != PT_VOID)
+            arrow_cell(rec->children[src->input_col], src->kind, rec->offset + i, &v);
+        bb_byte(k, v.is_null ? 1 : 0);
+        if (v.is_null)
+            continue;
+        if (pf->transform != PT_IDENTITY) {
+            int32_t r = src->kind == AC_DATE32 ? part_apply_date(pf->transform, (int32_t)v.i)
+                                               : part_apply_ts(pf->transform, v.i);
+            int64_t r64 = r;
+            bb_append(k, &r64, 8);
+            continue;
+        }
+        switch (pf->result.id) {
+        case ICE_STRING:
+        case ICE_BINARY: {
+            uint32_t n = v.n;
+            bb_append(k, &n, 4);
+            bb_append(k, v.p, n);
+            break;
+        }
+        case ICE_FLOAT:
+        case ICE_DOUBLE: bb_append(k, &v.d, 8); break;
+        case ICE_DECIMAL: bb_append(k, &v.dec, 16); break;
+        default: bb_append(k, &v.i, 8); break;
+        }
+    }
+}
+
+static bool writer_open_file(ice_state *st, part_writer *w, char **err)
+{
+    const part_spec *spec = &st->table.spec;
+    byte_buf path = {0};
+    bb_str(&path, "data/");
+    for (int i = 0; i < spec->n_fields; i++) {
+        bb_str(&path, spec->fields[i].name);
+        bb_byte(&path, '=');
+        part_value_to_path(&spec->fields[i], &w->values[i], &path);
+        bb_byte(&path, '/');
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%s-%05" PRId64 ".parquet", st->run_id, ++st->file_seq);
+    bb_str(&path, name);
+    bb_byte(&path, 0);
+    w->location = fio_join(st->location, (const char *)path.data);
+    bb_free(&path);
+    w->out = st->io->create(st->io, w->location, err);
+    if (!w->out)
+        return false;
+    w->octx.io = st->io;
+    w->octx.out = w->out;
+    w->pq = pq_writer_new(st->cols, st->n_cols, &st->pq, (pq_sink){out_write, &w->octx});
+    return true;
+}
+
+/* Finishes w's file: footer, close, and a data_file for the next commit. */
+static bool writer_finish(ice_state *st, part_writer *w, char **err)
+{
+    if (!w->pq)
+        return true;
+    data_file *df = g_new0(data_file, 1);
+    int rc = pq_writer_close(w->pq, &df->metrics);
+    bool ok = rc == 0;
+    char *e = NULL;
+    if (ok)
+        ok = st->io->close(w->out, &e) == 0;
+    else {
+        st->io->abort(w->out);
+        e = g_strdup_printf("cannot write %s", w->location);
+    }
+    w->out = NULL;
+    pq_writer_free(w->pq);
+    w->pq = NULL;
+    if (!ok) {
+        *err = e;
+        data_file_free(df);
+        g_clear_pointer(&w->location, g_free);
+        return false;
+    }
+    df->location = w->location;
+    w->location = NULL;
+    /* the partition tuple, with its own copy of the key bytes */
+    df->part_bytes = g_memdup2(w->key, w->key_len);
+    part_writer tmp = {.key = df->part_bytes, .key_len = w->key_len};
+    key_to_values(st, &tmp);
+    df->partition = tmp.values;
+    g_ptr_array_add(st->pending, df);
+    st->pending_bytes += df->metrics.file_size;
+    ecf_metric_add(st->stage, st->m_files, 1);
+    ecf_metric_add(st->stage, st->m_bytes, (double)df->metrics.file_size);
+    return true;
+}
+
+static void poison(ice_state *st, char *why)
+{
+    ecf_log(st->stage, ECF_LOG_ERROR, "%s", why);
+    if (!st->poisoned)
+        st->poisoned = why;
+    else
+        g_free(why);
+}
+
+static void finish_and_drop(ice_state *st, part_writer *w)
+{
+    char *err = NULL;
+    if (!writer_finish(st, w, &err))
+        poison(st, err);
+    g_hash_table_remove(st->writers, w);
+}
+
+/* ------------------------------------------------------------ offsets */
+
+static void offsets_note(GHashTable *map, const char *topic, int32_t partition, int64_t next)
+{
+    GHashTable *parts = g_hash_table_lookup(map, topic);
+    if (!parts) {
+        parts = g_hash_table_new(g_direct_hash, g_direct_equal);
+        g_hash_table_insert(map, g_strdup(topic), parts);
+    }
+    gpointer key = GINT_TO_POINTER(partition + 1);
+    int64_t *cur = g_hash_table_lookup(parts, key);
+    if (!cur) {
+        cur = g_new(int64_t, 1);
+        *cur = next;
+        g_hash_table_insert(parts, key, cur);
+    } else if (next > *cur)
+        *cur = next;
+}
+
+static void offsets_free_parts(gpointer p)
+{
+    GHashTable *parts = p;
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, parts);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        g_free(v);
+    g_hash_table_destroy(parts);
+}
+
+static GHashTable *offsets_new(void)
+{
+    return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, offsets_free_parts);
+}
+
+static void offsets_merge(GHashTable *into, GHashTable *from)
+{
+    GHashTableIter it;
+    gpointer topic, parts;
+    g_hash_table_iter_init(&it, from);
+    while (g_hash_table_iter_next(&it, &topic, &parts)) {
+        GHashTableIter pit;
+        gpointer k, v;
+        g_hash_table_iter_init(&pit, parts);
+        while (g_hash_table_iter_next(&pit, &k, &v))
+            offsets_note(into, topic, GPOINTER_TO_INT(k) - 1, *(int64_t *)v);
+    }
+}
+
+/* {"topic":{"0":123,"1":456}} with partitions in numeric order */
+static char *offsets_json(GHashTable *map)
+{
+    JsonBuilder *b = json_builder_new();
+    json_builder_begin_object(b);
+    GList *topics = g_list_sort(g_hash_table_get_keys(map), (GCompareFunc)strcmp);
+    for (GList *t = topics; t; t = t->next) {
+        GHashTable *parts = g_hash_table_lookup(map, t->data);
+        json_builder_set_member_name(b, t->data);
+        json_builder_begin_object(b);
+        int max = -1;
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, parts);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            if (GPOINTER_TO_INT(k) - 1 > max)
+                max = GPOINTER_TO_INT(k) - 1;
+        for (int p = 0; p <= max; p++) {
+            int64_t *off = g_hash_table_lookup(parts, GINT_TO_POINTER(p + 1));
+            if (!off)
+                continue;
+            char key[16];
+            snprintf(key, sizeof key, "%d", p);
+            json_builder_set_member_name(b, key);
+            json_builder_add_int_value(b, *off);
+        }
+        json_builder_end_object(b);
+    }
+    g_list_free(topics);
+    json_builder_end_object(b);
+    JsonNode *n = json_builder_get_root(b);
+    char *s = json_to_string(n, FALSE);
+    json_node_unref(n);
+    g_object_unref(b);
+    return s;
+}
+
+static void offsets_load(GHashTable *map, const char *json)
+{
+    JsonParser *p = json_parser_new();
+    if (json && json_parser_load_from_data(p, json, -1, NULL)) {
+        JsonNode *root = json_parser_get_root(p);
+        if (root && JSON_NODE_HOLDS_OBJECT(root)) {
+            JsonObject *o = json_node_get_object(root);
+            GList *topics = json_object_get_members(o);
+            for (GList *t = topics; t; t = t->next) {
+                JsonNode *tn = json_object_get_member(o, t->data);
+                if (!JSON_NODE_HOLDS_OBJECT(tn))
+                    continue;
+                JsonObject *po = json_node_get_object(tn);
+                GList *parts = json_object_get_members(po);
+                for (GList *q = parts; q; q = q->next)
+                    offsets_note(map, t->data, atoi(q->data), json_object_get_int_member(po, q->data));
+                g_list_free(parts);
+            }
+            g_list_free(topics);
+        }
+    }
+    g_object_unref(p);
+}
+
+/* ------------------------------------------------------------ commit */
+
+static void settle_all(ice_state *st, ecf_status status, const char *reason)
+{
+    for (guint i = 0; i < st->held->len; i++)
+        ecf_settle(st->stage, g_ptr_array_index(st->held, i), status, reason);
+    g_ptr_array_set_size(st->held, 0);
+}
+
+static void discard_pending(ice_state *st)
+{
+    for (guint i = 0; i < st->pending->len; i++) {
+        data_file *df = g_ptr_array_index(st->pending, i);
+        st->io->remove(st->io, df->location);
+    }
+    g_ptr_array_set_size(st->pending, 0);
+    st->pending_bytes = 0;
+}
+
+/* Commits everything buffered; settles every held token. */
+static ecf_status commit(ice_state *st, const char *why)
+{
+    if (st->held->len == 0 && g_hash_table_size(st->writers) == 0 && st->pending->len == 0)
+        return ECF_OK;
+    int64_t t0 = ecf_monotonic_us(st->stage);
+    /* finish every open file */
+    GList *ws = g_hash_table_get_values(st->writers);
+    for (GList *l = ws; l; l = l->next) {
+        char *err = NULL;
+        if (!writer_finish(st, l->data, &err))
+            poison(st, err);
+    }
+    g_list_free(ws);
+    g_hash_table_remove_all(st->writers);
+    ecf_metric_set(st->stage, st->m_open, 0);
+    ecf_metric_set(st->stage, st->m_buffered, 0);
+
+    ecf_status result = ECF_OK;
+    if (st->poisoned) {
+        g_autofree char *reason = g_strdup_printf("sink-iceberg: %s", st->poisoned);
+        discard_pending(st);
+        settle_all(st, ECF_ERR_IO, reason);
+        g_clear_pointer(&st->poisoned, g_free);
+        g_hash_table_remove_all(st->offsets_pending);
+        ecf_metric_add(st->stage, st->m_commit_fail, 1);
+        st->first_row_us = 0;
+        return ECF_ERR_IO;
+    }
+    if (st->pending->len > 0) {
+        GHashTable *all = offsets_new();
+        offsets_merge(all, st->offsets_committed);
+        offsets_merge(all, st->offsets_pending);
+        g_autofree char *offs = g_hash_table_size(all) ? offsets_json(all) : NULL;
+        g_hash_table_destroy(all);
+        const char *pipeline = ecf_pipeline_setting(st->stage, "name");
+        const char *extra[7] = {0};
+        int k = 0;
+        extra[k++] = "ecflow.stage";
+        extra[k++] = ecf_name(st->stage);
+        if (pipeline) {
+            extra[k++] = "ecflow.pipeline";
+            extra[k++] = pipeline;
+        }
+        if (offs) {
+            extra[k++] = "ecflow.kafka-offsets";
+            extra[k++] = offs;
+        }
+        char *err = NULL;
+        int64_t snapshot = 0;
+        int64_t rows = 0;
+        for (guint i = 0; i < st->pending->len; i++)
+            rows += ((data_file *)g_ptr_array_index(st->pending, i))->metrics.num_rows;
+        bool ok = table_append(&st->table, (data_file *const *)st->pending->pdata, (int)st->pending->len, extra,
+                               ecf_now_us(st->stage) / 1000, &snapshot, &err);
+        double secs = (double)(ecf_monotonic_us(st->stage) - t0) / 1e6;
+        if (ok) {
+            ecf_metric_add(st->stage, st->m_commits, 1);
+            ecf_metric_observe(st->stage, st->m_commit_latency, secs);
+            ecf_log(st->stage, ECF_LOG_INFO,
+                    "committed snapshot %" PRId64 " (%s): %u files, %" PRId64 " rows, %.1f ms", snapshot, why,
+                    st->pending->len, rows, secs * 1000);
+            offsets_merge(st->offsets_committed, st->offsets_pending);
+            g_ptr_array_set_size(st->pending, 0);
+            st->pending_bytes = 0;
+            settle_all(st, ECF_OK, NULL);
+        } else {
+            g_autofree char *reason = g_strdup_printf("sink-iceberg: commit to %s failed: %s", st->location,
+                                                      err ? err : "unknown error");
+            ecf_log(st->stage, ECF_LOG_ERROR, "%s", reason);
+            ecf_metric_add(st->stage, st->m_commit_fail, 1);
+            discard_pending(st);
+            settle_all(st, ECF_ERR_IO, reason);
+            result = ECF_ERR_IO;
+        }
+        g_free(err);
+    } else {
+        /* tokens without rows (nothing to write): durable by definition */
+        settle_all(st, ECF_OK, NULL);
+    }
+    g_hash_table_remove_all(st->offsets_pending);
+    st->first_row_us = 0;
+    return result;
+}
+
+/* ------------------------------------------------------------ memory bounds */
+
+static void enforce_bounds(ice_state *st)
+{
+    const ice_config *cfg = ecf_config(st->stage);
+    /* open files */
+    while ((int64_t)g_hash_table_size(st->writers) > cfg->max_open_partitions) {
+        part_writer *lru = NULL;
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_iter_init(&it, st->writers);
+        while (g_hash_table_iter_next(&it, &k, NULL)) {
+            part_writer *w = k;
+            if (!lru || w->last_used < lru->last_used)
+                lru = w;
+        }
+        finish_and_drop(st, lru);
+    }
+    /* buffered row groups */
+    for (;;) {
+        int64_t total = 0, most = -1;
+        part_writer *big = NULL;
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_iter_init(&it, st->writers);
+        while (g_hash_table_iter_next(&it, &k, NULL)) {
+            part_writer *w = k;
+            if (!w->pq)
+                continue;
+            int64_t b = pq_buffered_bytes(w->pq);
+            total += b;
+            if (b > most) {
+                most = b;
+                big = w;
+            }
+        }
+        ecf_metric_set(st->stage, st->m_buffered, (double)total);
+        ecf_metric_set(st->stage, st->m_open, g_hash_table_size(st->writers));
+        if (total <= cfg->max_buffered_bytes || !big || most <= 0)
+            return;
+        if (pq_flush_row_group(big->pq) != 0) {
+            poison(st, g_strdup_printf("cannot write %s", big->location));
+            return;
+        }
+        if (pq_buffered_bytes(big->pq) >= most)
+            return; /* nothing more to give back */
+    }
+}
+
+/* ------------------------------------------------------------ process */
+
+static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
+{
+    ice_state *st = ecf_state(stage);
+    const ice_config *cfg = ecf_config(stage);
+    uint32_t n = ecf_batch_count(stage, batch);
+    if (n == 0)
+        return ECF_OK;
+    const struct ArrowArray *rec = ecf_batch_records(stage, batch);
+    if (!rec) {
+        ecf_batch_nack_all(stage, batch, ECF_ERR_INVALID,
+                           "sink-iceberg takes typed records; put a parsing transform before it");
+        return ECF_OK;
+    }
+    if (rec->n_children < st->n_cols || rec->length != (int64_t)n) {
+        ecf_batch_nack_all(stage, batch, ECF_ERR_INVALID, "records do not match the negotiated schema");
+        return ECF_OK;
+    }
+    for (int c = 0; c < st->n_cols; c++)
+        if (st->cols[c].required && rec->children[c]->null_count != 0) {
+            g_autofree char *why = g_strdup_printf("column '%s' is required but the batch has nulls in it",
+                                                   st->cols[c].name);
+            ecf_batch_nack_all(stage, batch, ECF_ERR_INVALID, why);
+            return ECF_OK;
+        }
+
+    /* 1. each row to its partition's writer */
+    part_writer **row_writer = g_new(part_writer *, n);
+    GPtrArray *touched = g_ptr_array_new();
+    int64_t now = ++st->use_clock;
+    for (uint32_t i = 0; i < n; i++) {
+        row_key(st, rec, i);
+        part_writer probe = {.key = st->keybuf.data, .key_len = st->keybuf.len};
+        part_writer *w = g_hash_table_lookup(st->writers, &probe);
+        if (!w) {
+            w = g_new0(part_writer, 1);
+            w->key = g_memdup2(st->keybuf.data, st->keybuf.len);
+            w->key_len = st->keybuf.len;
+            key_to_values(st, w);
+            g_hash_table_add(st->writers, w);
+        }
+        if (w->n_rows == 0)
+            g_ptr_array_add(touched, w);
+        if (w->n_rows == w->cap_rows) {
+            w->cap_rows = w->cap_rows ? w->cap_rows * 2 : 256;
+            w->rows = g_renew(uint32_t, w->rows, w->cap_rows);
+        }
+        w->rows[w->n_rows++] = i;
+        w->last_used = now;
+        row_writer[i] = w;
+    }
+    g_free(row_writer);
+
+    /* 2. column by column into each writer */
+    for (guint t = 0; t < touched->len; t++) {
+        part_writer *w = g_ptr_array_index(touched, t);
+        if (!w->pq) {
+            char *err = NULL;
+            if (!writer_open_file(st, w, &err)) {
+                poison(st, err);
+                w->n_rows = 0;
+                continue;
+            }
+        }
+        for (int c = 0; c < st->n_cols; c++)
+            arrow_append_column(w->pq, c, rec->children[c], st->kinds[c], rec->offset, w->rows, w->n_rows,
+                                st->cols[c].type);
+        if (pq_end_rows(w->pq, w->n_rows) != 0)
+            poison(st, g_strdup_printf("cannot write %s", w->location));
+        w->n_rows = 0;
+        if (pq_estimated_size(w->pq) >= cfg->target_file_size) {
+            char *err = NULL;
+            if (!writer_finish(st, w, &err))
+                poison(st, err);
+        }
+    }
+    g_ptr_array_free(touched, TRUE);
+
+    /* 3. hold every token until the commit; note Kafka positions */
+    for (uint32_t i = 0; i < n; i++) {
+        ecf_message *m = ecf_batch_message(stage, batch, i);
+        if (m->origin.kind == ECF_ORIGIN_KAFKA && m->origin.topic && m->origin.partition >= 0)
+            offsets_note(st->offsets_pending, m->origin.topic, m->origin.partition, m->origin.offset + 1);
+        if (m->token)
+            g_ptr_array_add(st->held, ecf_hold(stage, m));
+    }
+    ecf_metric_add(stage, st->m_rows, n);
+    if (!st->first_row_us)
+        st->first_row_us = ecf_monotonic_us(stage);
+
+    enforce_bounds(st);
+    if (st->pending_bytes >= cfg->target_file_size)
+        commit(st, "size");
+    return ECF_OK;
+}
+
+static ecf_status ice_tick(ecf_stage *stage, int64_t now_us)
+{
+    ice_state *st = ecf_state(stage);
+    const ice_config *cfg = ecf_config(stage);
+    if (st->first_row_us && ecf_monotonic_us(stage) - st->first_row_us >= cfg->commit_interval)
+        commit(st, "interval");
+    return ECF_OK; /* a failed commit fails its rows, not the stage */
+}
+
+static ecf_status ice_flush(ecf_stage *stage)
+{
+    ice_state *st = ecf_state(stage);
+    ecf_status s = commit(st, "flush");
+    if (s != ECF_OK)
+        return ecf_error(stage, "the final commit failed; its rows were failed back to their sources"), s;
+    return ECF_OK;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static char *table_location(const ice_config *cfg, char *err, size_t errcap)
+{
+    const char *t = cfg->table;
+    if (!strchr(t, '.') || t[0] == '.' || t[strlen(t) - 1] == '.' || strstr(t, "..") || strchr(t, '/')) {
+        snprintf(err, errcap, "option 'table': expected \"namespace.name\", got \"%s\"", t);
+        return NULL;
+    }
+    if (g_str_has_prefix(cfg->warehouse, "s3://")) {
+        snprintf(err, errcap, "option 'warehouse': s3:// is not supported yet; give a local directory");
+        return NULL;
+    }
+    if (!g_path_is_absolute(cfg->warehouse)) {
+        g_autofree char *cwd = g_get_current_dir();
+        g_autofree char *abs = g_build_filename(cwd, cfg->warehouse, NULL);
+        g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
+        return g_build_filename(abs, rel, NULL);
+    }
+    g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
+    return g_build_filename(cfg->warehouse, rel, NULL);
+}
+
+static void state_free(ice_state *st)
+{
+    if (!st)
+        return;
+    if (st->writers) {
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_iter_init(&it, st->writers);
+        while (g_hash_table_iter_next(&it, &k, NULL)) {
+            part_writer *w = k;
+            if (w->pq) {
+                pq_writer_free(w->pq);
+                st->io->abort(w->out);
+            }
+        }
+        g_hash_table_destroy(st->writers);
+    }
+    if (st->held) {
+        settle_all(st, ECF_ERR_STOPPED, "sink-iceberg stopped before the commit");
+        g_ptr_array_free(st->held, TRUE);
+    }
+    if (st->pending) {
+        discard_pending(st);
+        g_ptr_array_free(st->pending, TRUE);
+    }
+    if (st->table_open)
+        table_close(&st->table);
+    ice_schema_clear(&st->input);
+    for (int c = 0; st->cols && c < st->n_cols; c++)
+        g_free((char *)st->cols[c].name);
+    g_free(st->cols);
+    g_free(st->kinds);
+    g_free(st->psrc);
+    g_free(st->location);
+    g_free(st->poisoned);
+    g_free(st->run_id);
+    if (st->offsets_committed)
+        g_hash_table_destroy(st->offsets_committed);
+    if (st->offsets_pending)
+        g_hash_table_destroy(st->offsets_pending);
+    bb_free(&st->keybuf);
+    if (st->io)
+        st->io->destroy(st->io);
+    g_free(st);
+}
+
+static ecf_status ice_create(ecf_stage *stage)
+{
+    ice_config *cfg = ecf_config(stage);
+    char err[512];
+    if (ecf_input_count(stage) != 1)
+        return ecf_error(stage, "sink-iceberg takes exactly one input (got %u)", ecf_input_count(stage));
+    const struct ArrowSchema *in = ecf_input_schema(stage, 0);
+    if (!in)
+        return ecf_error(stage, "the input carries raw messages; sink-iceberg needs typed records "
+                                "(a transform that declares a record schema)");
+    ice_state *st = g_new0(ice_state, 1);
+    st->stage = stage;
+    if (!ice_schema_from_arrow(in, &st->input, err, sizeof err)) {
+        state_free(st);
+        return ecf_error(stage, "%s", err);
+    }
+    st->location = table_location(cfg, err, sizeof err);
+    if (!st->location) {
+        state_free(st);
+        return ecf_error(stage, "%s", err);
+    }
+    st->partition_by = cfg->partition_by ? cfg->partition_by : default_partition_by;
+    part_spec probe;
+    if (!part_spec_parse(st->partition_by, &st->input, &probe, err, sizeof err)) {
+        state_free(st);
+        return ecf_error(stage, "%s", err);
+    }
+    part_spec_clear(&probe);
+    st->io = file_io_local_new(cfg->fsync);
+    /* an existing table: check now, so `ecflow validate` reports a mismatch */
+    ice_table t;
+    table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
+                         .now_ms = ecf_now_us(stage) / 1000, .dry_run = true};
+    char *note = NULL, *e = NULL;
+    bool ok = table_open(&t, st->io, st->location, &a, &note, &e);
+    table_close(&t);
+    g_free(note);
+    if (!ok) {
+        ecf_status s = ecf_error(stage, "%s", e);
+        g_free(e);
+        state_free(st);
+        return s;
+    }
+    st->pq.codec = strcmp(cfg->codec, "zstd") == 0 ? PQ_CODEC_ZSTD
+                   : strcmp(cfg->codec, "snappy") == 0 ? PQ_CODEC_SNAPPY
+                                                       : PQ_CODEC_NONE;
+    st->pq.zstd_level = (int)cfg->compression_level;
+    st->pq.page_size = cfg->page_size;
+    st->pq.row_group_size = cfg->row_group_size;
+    st->pq.dict_size_limit = 1 << 20;
+    st->pq.dictionary = true;
+    st->pq.created_by = "ecflow version 0.1.0 (build sink-iceberg)";
+    st->writers = g_hash_table_new_full(writer_hash, writer_equal, (GDestroyNotify)writer_free, NULL);
+    st->pending = g_ptr_array_new_with_free_func((GDestroyNotify)data_file_free);
+    st->held = g_ptr_array_new();
+    st->offsets_committed = offsets_new();
+    st->offsets_pending = offsets_new();
+    st->m_rows = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_rows_total", "Rows taken into data files");
+    st->m_files = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_files_total", "Parquet data files finished");
+    st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_bytes_total", "Bytes of finished data files");
+    st->m_commits = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commits_total", "Snapshots committed");
+    st->m_commit_fail = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commit_failures_total", "Commits that failed");
+    st->m_commit_latency = ecf_metric_new(stage, ECF_METRIC_HISTOGRAM, "iceberg_commit_seconds",
+                                          "Time to finish files and commit a snapshot");
+    st->m_open = ecf_metric_new(stage, ECF_METRIC_GAUGE, "iceberg_open_partitions", "Open data files");
+    st->m_buffered = ecf_metric_new(stage, ECF_METRIC_GAUGE, "iceberg_buffered_bytes", "Bytes of unwritten row groups");
+    ecf_set_state(stage, st);
+    return ECF_OK;
+}
+
+static ecf_status ice_start(ecf_stage *stage)
+{
+    ice_state *st = ecf_state(stage);
+    table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
+                         .now_ms = ecf_now_us(stage) / 1000, .dry_run = false};
+    char *note = NULL, *err = NULL;
+    if (!table_open(&st->table, st->io, st->location, &a, &note, &err)) {
+        ecf_status s = ecf_error(stage, "%s", err);
+        g_free(err);
+        table_close(&st->table);
+        return s == ECF_ERR_CONFIG ? ECF_ERR_IO : s;
+    }
+    st->table_open = true;
+    if (note) {
+        ecf_log(stage, ECF_LOG_INFO, "%s", note);
+        g_free(note);
+    }
+    /* file columns: the input's, typed and numbered as the table has them */
+    st->n_cols = st->input.n_fields;
+    st->cols = g_new0(pq_column_spec, (gsize)st->n_cols + 1);
+    st->kinds = g_new0(arrow_kind, (gsize)st->n_cols + 1);
+    const struct ArrowSchema *in = ecf_input_schema(stage, 0);
+    for (int c = 0; c < st->n_cols; c++) {
+        const ice_field *col = ice_schema_find(&st->table.schema, st->input.fields[c].name);
+        st->cols[c].name = g_strdup(col->name); /* the table's schema may be reloaded */
+        st->cols[c].field_id = col->id;
+        st->cols[c].type = col->type;
+        st->cols[c].required = col->required;
+        arrow_kind_of(in->children[c]->format, &st->kinds[c]);
+    }
+    st->psrc = g_new0(part_source, (gsize)st->table.spec.n_fields + 1);
+    for (int f = 0; f < st->table.spec.n_fields; f++) {
+        st->psrc[f].input_col = -1;
+        const ice_field *src = ice_schema_find_id(&st->table.schema, st->table.spec.fields[f].source_id);
+        for (int c = 0; src && c < st->n_cols; c++)
+            if (strcmp(st->input.fields[c].name, src->name) == 0) {
+                st->psrc[f].input_col = c;
+                st->psrc[f].kind = st->kinds[c];
+            }
+    }
+    offsets_load(st->offsets_committed, table_latest_summary(&st->table, "ecflow.kafka-offsets"));
+    g_autofree char *uuid = g_uuid_string_random();
+    st->run_id = g_strdup(uuid);
+    return ECF_OK;
+}
+
+static void ice_destroy(ecf_stage *stage) { state_free(ecf_state(stage)); }
+
+ECF_PLUGIN_DEFINE(
+    .name = "sink-iceberg",
+    .kind = ECF_SINK,
+    .version = "0.1.0",
+    .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet, file catalog); acks after the commit",
+    .config_size = sizeof(ice_config),
+    .options = ice_options,
+    .tick_interval_us = TICK_US,
+    .create = ice_create,
+    .start = ice_start,
+    .process = ice_process,
+    .tick = ice_tick,
+    .flush = ice_flush,
+    .destroy = ice_destroy,
+)

@@ -1,0 +1,154 @@
+/* Unit tests of sink-iceberg's encoders: Thrift compact, RLE/bit-packed
+ * hybrid (through pages), Avro container round trip, Iceberg bounds. */
+#include "avro_container.h"
+#include "iceberg_schema.h"
+#include "parquet_writer.h"
+#include "partition.h"
+#include "thrift_compact.h"
+
+#include <glib.h>
+
+static void test_thrift_field_deltas(void)
+{
+    byte_buf b = {0};
+    tc_writer t = {.out = &b};
+    tc_struct_begin(&t);
+    tc_field_i32(&t, 1, 1);   /* delta 1, type i32 (5): 0x15, zigzag(1)=2 */
+    tc_field_i64(&t, 20, -1); /* delta 19 > 15: long form 0x06, zigzag(20)=40, zigzag(-1)=1 */
+    tc_field_bool(&t, 21, true);
+    tc_struct_end(&t);
+    const uint8_t want[] = {0x15, 0x02, 0x06, 0x28, 0x01, 0x11, 0x00};
+    g_assert_cmpmem(b.data, b.len, want, sizeof want);
+    bb_free(&b);
+}
+
+static void test_avro_roundtrip_keeps_field_ids_and_meta(void)
+{
+    const char *schema = "{\"type\":\"record\",\"name\":\"r\",\"fields\":["
+                         "{\"name\":\"a\",\"type\":\"long\",\"field-id\":7},"
+                         "{\"name\":\"b\",\"type\":[\"null\",\"string\"],\"default\":null,\"field-id\":8}]}";
+    const char *meta[] = {"format-version", "2", NULL};
+    avro_writer w;
+    avro_writer_begin(&w, schema, meta);
+    for (int i = 0; i < 3; i++) {
+        avro_long(&w.block, -5 + i);
+        if (i == 1)
+            avro_union(&w.block, 0);
+        else {
+            avro_union(&w.block, 1);
+            avro_string(&w.block, "héllo");
+        }
+        avro_writer_record_done(&w);
+    }
+    avro_writer_finish(&w);
+    avro_file f;
+    char err[128];
+    g_assert_true(avro_file_read(w.out.data, w.out.len, &f, err, sizeof err));
+    g_assert_cmpstr(avro_file_meta(&f, "format-version"), ==, "2");
+    g_assert_cmpuint(f.n_records, ==, 3);
+    g_assert_cmpint(av_field_get(&f.records[2], 7, NULL)->l, ==, -3);
+    g_assert_null(av_field_get(&f.records[1], 8, NULL));
+    const av_value *s = av_field_get(&f.records[0], 8, NULL);
+    g_assert_cmpmem(s->p, s->n, "héllo", strlen("héllo"));
+    avro_file_clear(&f);
+    avro_writer_free(&w);
+}
+
+static void test_decimal_bounds_are_minimal_big_endian(void)
+{
+    byte_buf b = {0};
+    ice_bound_from_decimal(&b, 1234); /* 0x04D2 */
+    const uint8_t a[] = {0x04, 0xD2};
+    g_assert_cmpmem(b.data, b.len, a, 2);
+    bb_reset(&b);
+    ice_bound_from_decimal(&b, -1);
+    const uint8_t m[] = {0xFF};
+    g_assert_cmpmem(b.data, b.len, m, 1);
+    bb_reset(&b);
+    ice_bound_from_decimal(&b, 128); /* needs a sign byte: 00 80 */
+    const uint8_t p[] = {0x00, 0x80};
+    g_assert_cmpmem(b.data, b.len, p, 2);
+    bb_free(&b);
+}
+
+static void test_temporal_transforms_floor_before_epoch(void)
+{
+    g_assert_cmpint(part_apply_ts(PT_DAY, -1), ==, -1);
+    g_assert_cmpint(part_apply_ts(PT_HOUR, -1), ==, -1);
+    g_assert_cmpint(part_apply_ts(PT_DAY, 86400000000LL), ==, 1);
+    g_assert_cmpint(part_apply_date(PT_MONTH, 31), ==, 1);       /* 1970-02-01 */
+    g_assert_cmpint(part_apply_date(PT_YEAR, 365), ==, 1);       /* 1971-01-01 */
+    g_assert_cmpint(part_apply_date(PT_MONTH, -1), ==, -1);      /* 1969-12-31 */
+    g_assert_cmpint(part_apply_date(PT_YEAR, 19723), ==, 54);    /* 2024-01-01 */
+}
+
+static int collect(void *ctx, const void *p, size_t n)
+{
+    bb_append(ctx, p, n);
+    return 0;
+}
+
+static void test_parquet_file_has_magic_and_footer(void)
+{
+    byte_buf out = {0};
+    pq_column_spec cols[] = {{"s", 1, {ICE_STRING}, false}, {"x", 2, {ICE_LONG}, true}};
+    pq_options o = {.codec = PQ_CODEC_NONE, .page_size = 64, .row_group_size = 1 << 20, .dictionary = true,
+                    .created_by = "test"};
+    pq_writer *w = pq_writer_new(cols, 2, &o, (pq_sink){collect, &out});
+    for (int i = 0; i < 100; i++) {
+        if (i % 10 == 0)
+            pq_put_null(w, 0);
+        else
+            pq_put_bytes(w, 0, i % 2 ? "odd" : "even", i % 2 ? 3 : 4);
+        pq_put_i64(w, 1, i - 50);
+    }
+    g_assert_cmpint(pq_end_rows(w, 100), ==, 0);
+    pq_file_metrics m;
+    g_assert_cmpint(pq_writer_close(w, &m), ==, 0);
+    pq_writer_free(w);
+    g_assert_cmpint(m.file_size, ==, (int64_t)out.len);
+    g_assert_cmpmem(out.data, 4, "PAR1", 4);
+    g_assert_cmpmem(out.data + out.len - 4, 4, "PAR1", 4);
+    g_assert_cmpint(m.cols[0].null_count, ==, 10);
+    g_assert_cmpint(m.cols[1].value_count, ==, 100);
+    int64_t lo, hi;
+    memcpy(&lo, m.cols[1].lower.data, 8);
+    memcpy(&hi, m.cols[1].upper.data, 8);
+    g_assert_cmpint(lo, ==, -50);
+    g_assert_cmpint(hi, ==, 49);
+    g_assert_cmpmem(m.cols[0].lower.data, m.cols[0].lower.len, "even", 4);
+    g_assert_cmpmem(m.cols[0].upper.data, m.cols[0].upper.len, "odd", 3);
+    pq_file_metrics_clear(&m);
+    bb_free(&out);
+}
+
+static void test_long_string_upper_bound_is_incremented_prefix(void)
+{
+    byte_buf out = {0};
+    pq_column_spec cols[] = {{"s", 1, {ICE_STRING}, true}};
+    pq_options o = {.codec = PQ_CODEC_ZSTD, .zstd_level = 1, .created_by = "test"};
+    pq_writer *w = pq_writer_new(cols, 1, &o, (pq_sink){collect, &out});
+    pq_put_bytes(w, 0, "aaaaaaaaaaaaaaaaZZZ", 19);
+    pq_put_bytes(w, 0, "abcdefghijklmnopqrstu", 21);
+    pq_end_rows(w, 2);
+    pq_file_metrics m;
+    g_assert_cmpint(pq_writer_close(w, &m), ==, 0);
+    pq_writer_free(w);
+    g_assert_cmpmem(m.cols[0].lower.data, m.cols[0].lower.len, "aaaaaaaaaaaaaaaa", 16);
+    g_assert_cmpmem(m.cols[0].upper.data, m.cols[0].upper.len, "abcdefghijklmnoq", 16);
+    pq_file_metrics_clear(&m);
+    bb_free(&out);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/thrift/field-headers-use-deltas-then-long-form", test_thrift_field_deltas);
+    g_test_add_func("/avro/round-trip-keeps-field-ids-and-header-keys", test_avro_roundtrip_keeps_field_ids_and_meta);
+    g_test_add_func("/bounds/decimals-are-minimal-big-endian", test_decimal_bounds_are_minimal_big_endian);
+    g_test_add_func("/partition/temporal-transforms-floor-before-epoch", test_temporal_transforms_floor_before_epoch);
+    g_test_add_func("/parquet/file-has-magic-footer-and-exact-metrics", test_parquet_file_has_magic_and_footer);
+    g_test_add_func("/bounds/long-string-upper-bound-is-incremented-prefix",
+                    test_long_string_upper_bound_is_incremented_prefix);
+    return g_test_run();
+}
