@@ -211,22 +211,25 @@ static ecf_status host_set_records(ecf_batch *b, struct ArrowArray *records)
 static const struct ArrowArray *host_records(const ecf_batch *b) { return ecf_batch_get_records(b); }
 static uint32_t host_batch_input(const ecf_batch *b) { return ecf_batch_input_index(b); }
 
-/* Depth-first over the DAG below `s`; every sink that keeps positions
- * answers, and the smallest answer is the safe one. */
+/* Depth-first over the DAG below `s`. The smallest answer is the safe one,
+ * and one sink without an answer makes the whole answer unknown. */
 static void ask_sinks(ecf_stage *s, const char *topic, int32_t partition, int64_t *best,
-                      GHashTable *seen)
+                      gboolean *unknown, GHashTable *seen)
 {
     if (!g_hash_table_add(seen, s))
         return;
-    if (s->p->kind == ECF_SINK && s->p->resume_position && s->started) {
-        int64_t off = 0;
-        if (s->p->resume_position(s, topic, partition, &off) == ECF_OK && (*best < 0 || off < *best))
+    if (s->p->kind == ECF_SINK) {
+        int64_t off = -1;
+        if (!s->p->resume_position || !s->started ||
+            s->p->resume_position(s, topic, partition, &off) != ECF_OK || off < 0)
+            *unknown = TRUE;
+        else if (*best < 0 || off < *best)
             *best = off;
     }
     for (guint i = 0; i < s->n_ports; i++)
         for (guint j = 0; j < s->ports[i].consumers->len; j++)
             ask_sinks(g_array_index(s->ports[i].consumers, ecf_out_edge, j).down, topic, partition,
-                      best, seen);
+                      best, unknown, seen);
 }
 
 static ecf_status host_resume_position(ecf_stage *s, const char *topic, int32_t partition,
@@ -234,8 +237,9 @@ static ecf_status host_resume_position(ecf_stage *s, const char *topic, int32_t 
 {
     g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
     int64_t best = -1;
-    ask_sinks(s, topic, partition, &best, seen);
-    if (best < 0)
+    gboolean unknown = FALSE;
+    ask_sinks(s, topic, partition, &best, &unknown, seen);
+    if (unknown || best < 0)
         return ECF_ERR_UNAVAILABLE;
     *next_offset = best;
     return ECF_OK;

@@ -137,8 +137,11 @@ typedef struct {
 
 /* What a producer hands to ecf_batch_add(); the bytes are copied. A NULL
  * payload is allowed for messages whose content lives in the batch's
- * records (see below): then nothing is copied and payload_len is 0. */
+ * records (see below): then nothing is copied and payload_len is 0.
+ * Append-only: `struct_size` is 0 for the ABI 1.0 layout below (what a
+ * designated initializer gives), or sizeof() of a later, longer layout. */
 typedef struct {
+    uint32_t       struct_size;
     const void    *payload;
     size_t         payload_len;
     const void    *key;
@@ -417,9 +420,12 @@ struct ecf_host {
     /* Which input a batch arrived on, for stages with several. */
     uint32_t (*batch_input)(const ecf_batch *b);
 
-    /* Exactly-once resume: asks every sink downstream of this stage that
-     * implements `resume_position`; ECF_OK with the smallest answer, or
-     * ECF_ERR_UNAVAILABLE when none knows (fall back to your own state). */
+    /* Exactly-once resume: asks every sink downstream of this stage. ECF_OK
+     * with the smallest answer when every one of them keeps positions;
+     * ECF_ERR_UNAVAILABLE when any cannot answer — resuming past what that
+     * sink made durable could skip records — so fall back to your own
+     * committed position. Sinks that answer must therefore skip records
+     * below their stored position when they are delivered again. */
     ecf_status (*resume_position)(ecf_stage *s, const char *topic, int32_t partition,
                                   int64_t *next_offset);
 };
