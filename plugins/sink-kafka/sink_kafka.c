@@ -392,6 +392,20 @@ static int64_t record_time_ms(const kafka_sink *ks, const ecf_message *m)
     }
 }
 
+/* The stage's static headers, then the message's own (a DLQ reason, the
+ * headers a Kafka source carried); NULL when there are none. */
+static rd_kafka_headers_t *record_headers(const kafka_sink *ks, const ecf_message *m)
+{
+    if (!ks->headers && m->n_headers == 0)
+        return NULL;
+    rd_kafka_headers_t *hdrs = ks->headers ? rd_kafka_headers_copy(ks->headers)
+                                           : rd_kafka_headers_new(m->n_headers);
+    for (uint32_t i = 0; i < m->n_headers; i++)
+        rd_kafka_header_add(hdrs, m->headers[i].name, -1, m->headers[i].value,
+                            (ssize_t)m->headers[i].value_len);
+    return hdrs;
+}
+
 static rd_kafka_resp_err_t produce(kafka_sink *ks, const ecf_message *m, ecf_token *tok)
 {
     rd_kafka_vu_t vu[7];
@@ -416,7 +430,7 @@ static rd_kafka_resp_err_t produce(kafka_sink *ks, const ecf_message *m, ecf_tok
         vu[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
         vu[n++].u.i64 = ts;
     }
-    rd_kafka_headers_t *hdrs = ks->headers ? rd_kafka_headers_copy(ks->headers) : NULL;
+    rd_kafka_headers_t *hdrs = record_headers(ks, m);
     if (hdrs) {
         vu[n].vtype = RD_KAFKA_VTYPE_HEADERS;
         vu[n++].u.headers = hdrs;
