@@ -145,6 +145,7 @@ char *ecf_option_type_string(const ecf_option *o)
     gboolean ranged = o->min <= o->max;
     switch (o->type) {
     case ECF_OPT_T_STRING: return g_strdup("string");
+    case ECF_OPT_T_FILE:   return g_strdup("file path (relative to the pipeline file)");
     case ECF_OPT_T_BOOL:   return g_strdup("bool");
     case ECF_OPT_T_ENUM:   return g_strdup_printf("enum %s", o->choices);
     case ECF_OPT_T_LIST:   return g_strdup("list of strings");
@@ -190,6 +191,12 @@ static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int
         g_free(*(char **)field);
         *(char **)field = g_strdup(v);
         return TRUE;
+    case ECF_OPT_T_FILE: {
+        g_autofree char *dir = g_path_get_dirname(ctx->file);
+        g_free(*(char **)field);
+        *(char **)field = g_path_is_absolute(v) ? g_strdup(v) : g_canonicalize_filename(v, dir);
+        return TRUE;
+    }
     case ECF_OPT_T_ENUM:
         if (!enum_has(o->choices, v)) {
             opt_error(ctx, line, o->name, "expected one of %s, got \"%s\"", o->choices, v);
@@ -476,6 +483,7 @@ void ecf_options_free(const ecf_option *table, void *config)
         guint8 *field = (guint8 *)config + o->offset;
         switch (o->type) {
         case ECF_OPT_T_STRING:
+        case ECF_OPT_T_FILE:
         case ECF_OPT_T_ENUM:
             g_free(*(char **)field);
             break;

@@ -221,6 +221,8 @@ typedef enum {
     ECF_OPT_T_LIST,         /* char ** NULL-terminated; YAML sequence of scalars */
     ECF_OPT_T_MAP,          /* ecf_kv * terminated by key == NULL; nested map or
                                dotted keys "name.sub.key: value"               */
+    ECF_OPT_T_FILE,         /* char *, a file path; a relative one is taken
+                               from the pipeline file's folder               */
 } ecf_opt_type;
 
 typedef struct {
@@ -264,6 +266,8 @@ typedef struct {
     { n, ECF_OPT_T_LIST, offsetof(T, f), NULL, fl, 1, 0, NULL, h }
 #define ECF_OPT_MAP(n, T, f, h) \
     { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, 0, 1, 0, NULL, h }
+#define ECF_OPT_FILE(n, T, f, d, fl, h) \
+    { n, ECF_OPT_T_FILE, offsetof(T, f), d, fl, 1, 0, NULL, h }
 #define ECF_OPT_END { NULL, (ecf_opt_type)0, 0, NULL, 0, 0, 0, NULL, NULL }
 
 /* ---------------------------------------------------------------- plugin */

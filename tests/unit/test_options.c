@@ -13,6 +13,7 @@ typedef struct {
     char **topics;
     ecf_kv *kafka;
     char *password;
+    char *schema;
 } cfg;
 
 static const ecf_option table[] = {
@@ -26,6 +27,7 @@ static const ecf_option table[] = {
     ECF_OPT_LIST("topics", cfg, topics, 0, "topics"),
     ECF_OPT_MAP("kafka", cfg, kafka, "passed to librdkafka"),
     {"password", ECF_OPT_T_STRING, offsetof(cfg, password), NULL, ECF_SECRET, 1, 0, NULL, "secret"},
+    ECF_OPT_FILE("schema", cfg, schema, "schemas/default.yaml", 0, "a file next to the pipeline"),
     ECF_OPT_END,
 };
 
@@ -33,7 +35,7 @@ static cfg *fill(const char *yaml, GPtrArray *errors)
 {
     g_autoptr(ecf_node) root = ecf_node_load_string("t.yaml", yaml, errors);
     g_assert_nonnull(root);
-    ecf_opt_ctx ctx = {"t.yaml", "s", 1, errors};
+    ecf_opt_ctx ctx = {"/etc/ecflow/t.yaml", "s", 1, errors};
     return ecf_options_fill(table, sizeof(cfg), root, NULL, &ctx);
 }
 
@@ -60,6 +62,13 @@ static void test_defaults_and_types(void)
     g_assert_cmpstr(c->kafka[1].value, ==, "SSL");
     g_assert_cmpstr(c->kafka[2].key, ==, "acks");
     g_assert_null(c->kafka[3].key);
+    g_assert_cmpstr(c->schema, ==, "/etc/ecflow/schemas/default.yaml");
+    ecf_options_free(table, c);
+    c = fill("name: x\nschema: ../s.yaml\n", errors);
+    g_assert_cmpstr(c->schema, ==, "/etc/s.yaml");
+    ecf_options_free(table, c);
+    c = fill("name: x\nschema: /abs/s.yaml\n", errors);
+    g_assert_cmpstr(c->schema, ==, "/abs/s.yaml");
     ecf_options_free(table, c);
 }
 
