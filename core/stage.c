@@ -245,6 +245,12 @@ static ecf_status host_resume_position(ecf_stage *s, const char *topic, int32_t 
     return ECF_OK;
 }
 
+static bool host_port_connected(ecf_stage *s, const char *port)
+{
+    ecf_port *p = find_port(s, port);
+    return p && p->consumers->len > 0;
+}
+
 static const ecf_host host_table = {
     .size = sizeof(ecf_host),
     .abi_major = ECF_ABI_MAJOR,
@@ -286,6 +292,7 @@ static const ecf_host host_table = {
     .batch_records = host_records,
     .batch_input = host_batch_input,
     .resume_position = host_resume_position,
+    .port_connected = host_port_connected,
 };
 
 /* ------------------------------------------------------------ building */

@@ -432,6 +432,10 @@ struct ecf_host {
      * below their stored position when they are delivered again. */
     ecf_status (*resume_position)(ecf_stage *s, const char *topic, int32_t partition,
                                   int64_t *next_offset);
+
+    /* Whether any stage reads this port (an unread port's batches are
+     * counted and dropped), so a plugin can choose another way to answer. */
+    bool (*port_connected)(ecf_stage *s, const char *port);
 };
 
 /* The public head of every stage handle; the rest is the core's. */
@@ -577,6 +581,10 @@ static inline ecf_status ecf_resume_position(ecf_stage *s, const char *topic, in
                                              int64_t *next_offset)
 {
     return ecf_host_of(s)->resume_position(s, topic, partition, next_offset);
+}
+static inline bool ecf_port_connected(ecf_stage *s, const char *port)
+{
+    return ecf_host_of(s)->port_connected(s, port);
 }
 static inline uint32_t ecf_batch_input(ecf_stage *s, const ecf_batch *b)
 {
