@@ -48,6 +48,7 @@ int catalog_load(catalog_table *t, char **err)
     }
     g_free(ignored);
     bb_free(&hint);
+    t->hint = v > 0 ? v : 0;
     if (v <= 0) { /* no hint: the highest vN in metadata/ */
         g_autofree char *dir = fio_join(t->location, "metadata");
         char **names = t->io->list(t->io, dir);
@@ -97,6 +98,25 @@ int catalog_load(catalog_table *t, char **err)
     return 1;
 }
 
+static bool write_hint(catalog_table *t)
+{
+    g_autofree char *hint_path = fio_join(t->location, "metadata/version-hint.text");
+    g_autofree char *digits = g_strdup_printf("%d", t->version);
+    char *ignored = NULL;
+    bool ok = t->io->put(t->io, hint_path, digits, strlen(digits), &ignored);
+    g_free(ignored);
+    if (ok)
+        t->hint = t->version;
+    return ok;
+}
+
+bool catalog_repair_hint(catalog_table *t)
+{
+    if (t->version <= 0 || t->hint == t->version)
+        return true;
+    return write_hint(t);
+}
+
 fio_result catalog_commit(catalog_table *t, table_metadata *next, char **err)
 {
     int v = t->version + 1;
@@ -112,11 +132,8 @@ fio_result catalog_commit(catalog_table *t, table_metadata *next, char **err)
     t->version = v;
     g_free(t->metadata_file);
     t->metadata_file = g_strdup(path);
-    /* the hint is advisory: a failure here costs readers a probe, not data */
-    g_autofree char *hint_path = fio_join(t->location, "metadata/version-hint.text");
-    g_autofree char *digits = g_strdup_printf("%d", v);
-    char *ignored = NULL;
-    t->io->put(t->io, hint_path, digits, strlen(digits), &ignored);
-    g_free(ignored);
+    /* the hint is advisory: a failure here costs readers a probe, not data
+     * (and the next start repairs it: catalog_repair_hint) */
+    write_hint(t);
     return FIO_OK;
 }

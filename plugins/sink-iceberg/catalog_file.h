@@ -16,6 +16,7 @@ typedef struct {
     file_io       *io;
     char          *location;      /* table location */
     int            version;       /* N of the loaded metadata; 0: no table */
+    int            hint;          /* what version-hint.text said at the load; 0: none */
     char          *metadata_file; /* its location */
     table_metadata meta;
 } catalog_table;
@@ -25,6 +26,13 @@ void catalog_table_clear(catalog_table *t);
 
 /* 1 loaded, 0 no table there, -1 error (*err set). */
 int catalog_load(catalog_table *t, char **err);
+
+/* A crash between a commit and its hint update leaves the hint behind the
+ * latest version: readers that trust it (DuckDB's iceberg_scan on the table
+ * folder) would see an older table than the others. Rewrites the hint when
+ * the load found it behind. Advisory like the hint itself: true if it is
+ * right now. */
+bool catalog_repair_hint(catalog_table *t);
 
 /* Commits `next` as version t->version + 1. FIO_OK: t now holds it;
  * FIO_EXISTS: someone else committed that version (reload and retry). */

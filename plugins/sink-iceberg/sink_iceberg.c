@@ -10,9 +10,17 @@
  * A commit (every commit_interval from the first uncommitted row, when
  * finished files reach target_file_size, and at flush) closes every open
  * file, appends them all as one snapshot, and only then settles the held
- * tokens: ECF_OK, or the commit's failure and reason. The snapshot summary
- * carries the Kafka positions it covers ("ecflow.kafka-offsets": per topic,
- * per partition, the next offset to read).
+ * tokens: ECF_OK, or the commit's failure and reason.
+ *
+ * Exactly-once from Kafka: every snapshot this sink commits carries its
+ * writer id ("ecflow.writer-id") and the Kafka positions of that writer
+ * ("ecflow.kafka-offsets": per topic, per partition, the next offset to
+ * read; cumulative). At start the positions come back from the newest
+ * snapshot of the same writer in the table's lineage; resume_position()
+ * answers sources from them (under pos_lock: it runs on a source's thread),
+ * and process() skips records below them (redeliveries: acked at once,
+ * written never) or inside the rows taken since the last commit (settled
+ * with that commit, written once).
  */
 #include <ecflow/plugin.h>
 
@@ -22,6 +30,7 @@
 #include "manifest.h"
 #include "parquet_writer.h"
 #include "partition.h"
+#include "positions.h"
 #include "table_commit.h"
 
 #include <glib.h>
@@ -44,6 +53,7 @@ typedef struct {
     int64_t  max_open_partitions;
     int64_t  max_buffered_bytes;
     bool     fsync;
+    char    *writer_id;
 } ice_config;
 
 static const ecf_option ice_options[] = {
@@ -67,6 +77,10 @@ static const ecf_option ice_options[] = {
     ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "256MiB", 65536, 1e12,
                  "memory for unwritten row groups; past this the largest is written out"),
     ECF_OPT_BOOL("fsync", ice_config, fsync, "true", "fsync data files before they are committed"),
+    ECF_OPT_STRING("writer_id", ice_config, writer_id, NULL, 0,
+                   "who this sink is in the table's snapshot summaries: its Kafka positions are kept "
+                   "and read back under this id; default \"<pipeline name>/<stage name>\". Keep it "
+                   "stable across restarts; give every pipeline that writes the same table its own"),
     ECF_OPT_END,
 };
 
@@ -118,13 +132,24 @@ typedef struct {
     GPtrArray     *held;    /* ecf_token* */
     int64_t        first_row_us;
     char          *poisoned; /* a write failed: the next commit must fail */
-    /* Kafka positions: topic -> (partition -> next offset) */
-    GHashTable    *offsets_committed, *offsets_pending;
+    /* Kafka positions (positions.h). `committed` is what the table holds for
+     * this writer: written on this thread under pos_lock, read by
+     * resume_position() on sources' threads under it. The pending maps
+     * (rows taken since the last commit) and `merged` are this thread's. */
+    char          *writer_id;
+    GMutex         pos_lock;
+    pos_map       *committed;
+    pos_map       *pending_lo, *pending_hi;
+    pos_map       *merged;  /* what the commit being applied stores */
+    bool           writer_clash_logged;
+    GHashTable    *skip_logged; /* partitions whose first skip was logged */
+    uint8_t       *fates;
+    uint32_t       cap_fates;
     char          *run_id;
     int64_t        file_seq;
     byte_buf       keybuf;
     ecf_metric    *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open,
-        *m_buffered;
+        *m_buffered, *m_skipped;
 } ice_state;
 
 /* ------------------------------------------------------------ writers */
@@ -313,114 +338,89 @@ static void finish_and_drop(ice_state *st, part_writer *w)
     g_hash_table_remove(st->writers, w);
 }
 
-/* ------------------------------------------------------------ offsets */
+/* ------------------------------------------------------------ positions */
 
-static void offsets_note(GHashTable *map, const char *topic, int32_t partition, int64_t next)
+/* Commit hook, per attempt (positions.h, table_commit.h): the positions the
+ * new snapshot stores are the newest ones of this writer in the table as it
+ * stands now, raised by what this process committed and by the rows of this
+ * commit. Raising (never lowering) keeps two processes that share a writer
+ * id on different topics or partitions from erasing each other's. */
+typedef struct {
+    ice_state *st;
+} clash_ctx;
+
+static void clash_cb(void *ctx, const char *topic, int32_t partition, int64_t lo)
 {
-    GHashTable *parts = g_hash_table_lookup(map, topic);
-    if (!parts) {
-        parts = g_hash_table_new(g_direct_hash, g_direct_equal);
-        g_hash_table_insert(map, g_strdup(topic), parts);
+    clash_ctx *c = ctx;
+    int64_t theirs;
+    if (c->st->writer_clash_logged || !pos_get(c->st->merged, topic, partition, &theirs) || theirs <= lo)
+        return;
+    c->st->writer_clash_logged = true;
+    ecf_log(c->st->stage, ECF_LOG_WARN,
+            "another process committed %s[%" PRId32 "] up to offset %" PRId64 " under writer id '%s' while this "
+            "one holds records of it from offset %" PRId64 ": two pipelines are writing the same partitions "
+            "under one writer_id, and rows can be duplicated; give each its own writer_id",
+            topic, partition, theirs, c->st->writer_id, lo);
+}
+
+static void summary_positions(void *ctx, const ice_table *t, GPtrArray *kv, GPtrArray *keep)
+{
+    ice_state *st = ctx;
+    pos_map_clear(st->merged);
+    int64_t snap;
+    const char *stored =
+        table_lineage_summary(t, "ecflow.writer-id", st->writer_id, "ecflow.kafka-offsets", &snap);
+    if (stored && pos_from_json(st->merged, stored)) {
+        clash_ctx c = {.st = st};
+        pos_foreach(st->pending_lo, clash_cb, &c);
     }
-    gpointer key = GINT_TO_POINTER(partition + 1);
-    int64_t *cur = g_hash_table_lookup(parts, key);
-    if (!cur) {
-        cur = g_new(int64_t, 1);
-        *cur = next;
-        g_hash_table_insert(parts, key, cur);
-    } else if (next > *cur)
-        *cur = next;
+    pos_merge_max(st->merged, st->committed);
+    pos_merge_max(st->merged, st->pending_hi);
+    if (pos_map_count(st->merged) == 0)
+        return;
+    char *json = pos_to_json(st->merged);
+    g_ptr_array_add(keep, json);
+    g_ptr_array_add(kv, "ecflow.kafka-offsets");
+    g_ptr_array_add(kv, json);
 }
 
-static void offsets_free_parts(gpointer p)
+/* Called from sources' threads (ecf_resume_position), after start. */
+static ecf_status ice_resume_position(ecf_stage *stage, const char *topic, int32_t partition, int64_t *next_offset)
 {
-    GHashTable *parts = p;
-    GHashTableIter it;
-    gpointer k, v;
-    g_hash_table_iter_init(&it, parts);
-    while (g_hash_table_iter_next(&it, &k, &v))
-        g_free(v);
-    g_hash_table_destroy(parts);
+    ice_state *st = ecf_state(stage);
+    if (!st || !topic || partition < 0 || !next_offset)
+        return ECF_ERR_UNAVAILABLE;
+    int64_t v = -1;
+    g_mutex_lock(&st->pos_lock);
+    bool known = pos_get(st->committed, topic, partition, &v);
+    g_mutex_unlock(&st->pos_lock);
+    if (!known || v < 0)
+        return ECF_ERR_UNAVAILABLE;
+    *next_offset = v;
+    return ECF_OK;
 }
 
-static GHashTable *offsets_new(void)
+static void log_skip_once(ice_state *st, const ecf_origin *o, pos_fate fate)
 {
-    return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, offsets_free_parts);
-}
-
-static void offsets_merge(GHashTable *into, GHashTable *from)
-{
-    GHashTableIter it;
-    gpointer topic, parts;
-    g_hash_table_iter_init(&it, from);
-    while (g_hash_table_iter_next(&it, &topic, &parts)) {
-        GHashTableIter pit;
-        gpointer k, v;
-        g_hash_table_iter_init(&pit, parts);
-        while (g_hash_table_iter_next(&pit, &k, &v))
-            offsets_note(into, topic, GPOINTER_TO_INT(k) - 1, *(int64_t *)v);
+    g_autofree char *key = g_strdup_printf("%c%d:%s", fate == POS_DURABLE ? 'd' : 'p', o->partition, o->topic);
+    if (g_hash_table_contains(st->skip_logged, key))
+        return;
+    g_hash_table_add(st->skip_logged, g_steal_pointer(&key));
+    int64_t v = -1;
+    if (fate == POS_DURABLE) {
+        pos_get(st->committed, o->topic, o->partition, &v);
+        ecf_log(st->stage, ECF_LOG_INFO,
+                "%s[%d]: skipping redelivered records below offset %" PRId64 " (offset %" PRId64
+                " and on): the table has them already; acked, not written again (logged once per partition)",
+                o->topic, o->partition, v, o->offset);
+    } else {
+        pos_get(st->pending_hi, o->topic, o->partition, &v);
+        ecf_log(st->stage, ECF_LOG_INFO,
+                "%s[%d]: records from offset %" PRId64 " delivered again before the commit that holds them "
+                "(it holds up to offset %" PRId64 "); settled with that commit, not written twice (logged once "
+                "per partition)",
+                o->topic, o->partition, o->offset, v - 1);
     }
-}
-
-/* {"topic":{"0":123,"1":456}} with partitions in numeric order */
-static char *offsets_json(GHashTable *map)
-{
-    JsonBuilder *b = json_builder_new();
-    json_builder_begin_object(b);
-    GList *topics = g_list_sort(g_hash_table_get_keys(map), (GCompareFunc)strcmp);
-    for (GList *t = topics; t; t = t->next) {
-        GHashTable *parts = g_hash_table_lookup(map, t->data);
-        json_builder_set_member_name(b, t->data);
-        json_builder_begin_object(b);
-        int max = -1;
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, parts);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            if (GPOINTER_TO_INT(k) - 1 > max)
-                max = GPOINTER_TO_INT(k) - 1;
-        for (int p = 0; p <= max; p++) {
-            int64_t *off = g_hash_table_lookup(parts, GINT_TO_POINTER(p + 1));
-            if (!off)
-                continue;
-            char key[16];
-            snprintf(key, sizeof key, "%d", p);
-            json_builder_set_member_name(b, key);
-            json_builder_add_int_value(b, *off);
-        }
-        json_builder_end_object(b);
-    }
-    g_list_free(topics);
-    json_builder_end_object(b);
-    JsonNode *n = json_builder_get_root(b);
-    char *s = json_to_string(n, FALSE);
-    json_node_unref(n);
-    g_object_unref(b);
-    return s;
-}
-
-static void offsets_load(GHashTable *map, const char *json)
-{
-    JsonParser *p = json_parser_new();
-    if (json && json_parser_load_from_data(p, json, -1, NULL)) {
-        JsonNode *root = json_parser_get_root(p);
-        if (root && JSON_NODE_HOLDS_OBJECT(root)) {
-            JsonObject *o = json_node_get_object(root);
-            GList *topics = json_object_get_members(o);
-            for (GList *t = topics; t; t = t->next) {
-                JsonNode *tn = json_object_get_member(o, t->data);
-                if (!JSON_NODE_HOLDS_OBJECT(tn))
-                    continue;
-                JsonObject *po = json_node_get_object(tn);
-                GList *parts = json_object_get_members(po);
-                for (GList *q = parts; q; q = q->next)
-                    offsets_note(map, t->data, atoi(q->data), json_object_get_int_member(po, q->data));
-                g_list_free(parts);
-            }
-            g_list_free(topics);
-        }
-    }
-    g_object_unref(p);
 }
 
 /* ------------------------------------------------------------ commit */
@@ -466,29 +466,23 @@ static ecf_status commit(ice_state *st, const char *why)
         discard_pending(st);
         settle_all(st, ECF_ERR_IO, reason);
         g_clear_pointer(&st->poisoned, g_free);
-        g_hash_table_remove_all(st->offsets_pending);
+        pos_map_clear(st->pending_lo);
+        pos_map_clear(st->pending_hi);
         ecf_metric_add(st->stage, st->m_commit_fail, 1);
         st->first_row_us = 0;
         return ECF_ERR_IO;
     }
     if (st->pending->len > 0) {
-        GHashTable *all = offsets_new();
-        offsets_merge(all, st->offsets_committed);
-        offsets_merge(all, st->offsets_pending);
-        g_autofree char *offs = g_hash_table_size(all) ? offsets_json(all) : NULL;
-        g_hash_table_destroy(all);
         const char *pipeline = ecf_pipeline_setting(st->stage, "name");
         const char *extra[7] = {0};
         int k = 0;
+        extra[k++] = "ecflow.writer-id";
+        extra[k++] = st->writer_id;
         extra[k++] = "ecflow.stage";
         extra[k++] = ecf_name(st->stage);
         if (pipeline) {
             extra[k++] = "ecflow.pipeline";
             extra[k++] = pipeline;
-        }
-        if (offs) {
-            extra[k++] = "ecflow.kafka-offsets";
-            extra[k++] = offs;
         }
         char *err = NULL;
         int64_t snapshot = 0;
@@ -496,7 +490,7 @@ static ecf_status commit(ice_state *st, const char *why)
         for (guint i = 0; i < st->pending->len; i++)
             rows += ((data_file *)g_ptr_array_index(st->pending, i))->metrics.num_rows;
         bool ok = table_append(&st->table, (data_file *const *)st->pending->pdata, (int)st->pending->len, extra,
-                               ecf_now_us(st->stage) / 1000, &snapshot, &err);
+                               summary_positions, st, ecf_now_us(st->stage) / 1000, &snapshot, &err);
         double secs = (double)(ecf_monotonic_us(st->stage) - t0) / 1e6;
         if (ok) {
             ecf_metric_add(st->stage, st->m_commits, 1);
@@ -504,7 +498,11 @@ static ecf_status commit(ice_state *st, const char *why)
             ecf_log(st->stage, ECF_LOG_INFO,
                     "committed snapshot %" PRId64 " (%s): %u files, %" PRId64 " rows, %.1f ms", snapshot, why,
                     st->pending->len, rows, secs * 1000);
-            offsets_merge(st->offsets_committed, st->offsets_pending);
+            /* what the snapshot now says: sources may resume there, and
+             * redeliveries below it are skipped */
+            g_mutex_lock(&st->pos_lock);
+            pos_copy(st->committed, st->merged);
+            g_mutex_unlock(&st->pos_lock);
             g_ptr_array_set_size(st->pending, 0);
             st->pending_bytes = 0;
             settle_all(st, ECF_OK, NULL);
@@ -522,7 +520,8 @@ static ecf_status commit(ice_state *st, const char *why)
         /* tokens without rows (nothing to write): durable by definition */
         settle_all(st, ECF_OK, NULL);
     }
-    g_hash_table_remove_all(st->offsets_pending);
+    pos_map_clear(st->pending_lo);
+    pos_map_clear(st->pending_hi);
     st->first_row_us = 0;
     return result;
 }
@@ -603,11 +602,37 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
             return ECF_OK;
         }
 
+    /* 0. what the table, or the commit being prepared, has already:
+     * redeliveries are not written again (positions.h: pos_classify) */
+    if (n > st->cap_fates) {
+        st->cap_fates = n;
+        st->fates = g_renew(uint8_t, st->fates, n);
+    }
+    uint8_t *fate = st->fates;
+    uint32_t n_write = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const ecf_origin *o = &ecf_batch_message(stage, batch, i)->origin;
+        pos_fate f = POS_WRITE;
+        if (o->kind == ECF_ORIGIN_KAFKA && o->topic && o->partition >= 0 && o->offset >= 0) {
+            f = pos_classify(st->committed, st->pending_lo, st->pending_hi, o->topic, o->partition, o->offset);
+            if (f == POS_WRITE) {
+                pos_lower(st->pending_lo, o->topic, o->partition, o->offset);
+                pos_raise(st->pending_hi, o->topic, o->partition, o->offset + 1);
+            } else {
+                log_skip_once(st, o, f);
+            }
+        }
+        fate[i] = (uint8_t)f;
+        n_write += f == POS_WRITE;
+    }
+
     /* 1. each row to its partition's writer */
     part_writer **row_writer = g_new(part_writer *, n);
     GPtrArray *touched = g_ptr_array_new();
     int64_t now = ++st->use_clock;
     for (uint32_t i = 0; i < n; i++) {
+        if (fate[i] != POS_WRITE)
+            continue;
         row_key(st, rec, i);
         part_writer probe = {.key = st->keybuf.data, .key_len = st->keybuf.len};
         part_writer *w = g_hash_table_lookup(st->writers, &probe);
@@ -655,16 +680,26 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
     }
     g_ptr_array_free(touched, TRUE);
 
-    /* 3. hold every token until the commit; note Kafka positions */
+    /* 3. hold every token until the commit (also those of records the
+     * commit holds already); ack at once what the table has */
+    uint32_t n_skipped = 0, n_held = 0;
     for (uint32_t i = 0; i < n; i++) {
         ecf_message *m = ecf_batch_message(stage, batch, i);
-        if (m->origin.kind == ECF_ORIGIN_KAFKA && m->origin.topic && m->origin.partition >= 0)
-            offsets_note(st->offsets_pending, m->origin.topic, m->origin.partition, m->origin.offset + 1);
-        if (m->token)
+        if (fate[i] != POS_WRITE)
+            n_skipped++;
+        if (!m->token)
+            continue;
+        if (fate[i] == POS_DURABLE) {
+            ecf_ack(stage, m);
+        } else {
             g_ptr_array_add(st->held, ecf_hold(stage, m));
+            n_held++;
+        }
     }
-    ecf_metric_add(stage, st->m_rows, n);
-    if (!st->first_row_us)
+    ecf_metric_add(stage, st->m_rows, n_write);
+    if (n_skipped)
+        ecf_metric_add(stage, st->m_skipped, n_skipped);
+    if (!st->first_row_us && (n_write || n_held))
         st->first_row_us = ecf_monotonic_us(stage);
 
     enforce_bounds(st);
@@ -750,10 +785,15 @@ static void state_free(ice_state *st)
     g_free(st->location);
     g_free(st->poisoned);
     g_free(st->run_id);
-    if (st->offsets_committed)
-        g_hash_table_destroy(st->offsets_committed);
-    if (st->offsets_pending)
-        g_hash_table_destroy(st->offsets_pending);
+    g_free(st->writer_id);
+    g_free(st->fates);
+    pos_map_free(st->committed);
+    pos_map_free(st->pending_lo);
+    pos_map_free(st->pending_hi);
+    pos_map_free(st->merged);
+    if (st->skip_logged)
+        g_hash_table_destroy(st->skip_logged);
+    g_mutex_clear(&st->pos_lock);
     bb_free(&st->keybuf);
     if (st->io)
         st->io->destroy(st->io);
@@ -772,6 +812,17 @@ static ecf_status ice_create(ecf_stage *stage)
                                 "(a transform that declares a record schema)");
     ice_state *st = g_new0(ice_state, 1);
     st->stage = stage;
+    g_mutex_init(&st->pos_lock);
+    if (cfg->writer_id) {
+        st->writer_id = g_strstrip(g_strdup(cfg->writer_id));
+    } else {
+        const char *pipeline = ecf_pipeline_setting(stage, "name");
+        st->writer_id = g_strdup_printf("%s/%s", pipeline ? pipeline : "ecflow", ecf_name(stage));
+    }
+    if (!*st->writer_id || !g_utf8_validate(st->writer_id, -1, NULL)) {
+        state_free(st);
+        return ecf_error(stage, "option 'writer_id': give a non-empty UTF-8 name");
+    }
     if (!ice_schema_from_arrow(in, &st->input, err, sizeof err)) {
         state_free(st);
         return ecf_error(stage, "%s", err);
@@ -815,8 +866,11 @@ static ecf_status ice_create(ecf_stage *stage)
     st->writers = g_hash_table_new_full(writer_hash, writer_equal, (GDestroyNotify)writer_free, NULL);
     st->pending = g_ptr_array_new_with_free_func((GDestroyNotify)data_file_free);
     st->held = g_ptr_array_new();
-    st->offsets_committed = offsets_new();
-    st->offsets_pending = offsets_new();
+    st->committed = pos_map_new();
+    st->pending_lo = pos_map_new();
+    st->pending_hi = pos_map_new();
+    st->merged = pos_map_new();
+    st->skip_logged = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     st->m_rows = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_rows_total", "Rows taken into data files");
     st->m_files = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_files_total", "Parquet data files finished");
     st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_bytes_total", "Bytes of finished data files");
@@ -826,6 +880,9 @@ static ecf_status ice_create(ecf_stage *stage)
                                           "Time to finish files and commit a snapshot");
     st->m_open = ecf_metric_new(stage, ECF_METRIC_GAUGE, "iceberg_open_partitions", "Open data files");
     st->m_buffered = ecf_metric_new(stage, ECF_METRIC_GAUGE, "iceberg_buffered_bytes", "Bytes of unwritten row groups");
+    st->m_skipped = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_skipped_redelivered_total",
+                                   "Kafka records delivered again and not written twice: below the table's "
+                                   "positions (acked at once) or already in the commit being prepared");
     ecf_set_state(stage, st);
     return ECF_OK;
 }
@@ -870,7 +927,26 @@ static ecf_status ice_start(ecf_stage *stage)
                 st->psrc[f].kind = st->kinds[c];
             }
     }
-    offsets_load(st->offsets_committed, table_latest_summary(&st->table, "ecflow.kafka-offsets"));
+    /* this writer's positions, from its newest snapshot in the lineage */
+    int64_t snap = -1;
+    const char *stored = table_lineage_summary(&st->table, "ecflow.writer-id", st->writer_id,
+                                               "ecflow.kafka-offsets", &snap);
+    g_mutex_lock(&st->pos_lock);
+    pos_map_clear(st->committed);
+    bool parsed = !stored || pos_from_json(st->committed, stored);
+    g_mutex_unlock(&st->pos_lock);
+    if (!parsed)
+        return ecf_error(stage, "snapshot %" PRId64 " of %s has a malformed ecflow.kafka-offsets for writer '%s'; "
+                                "refusing to guess where Kafka sources resume",
+                         snap, st->location, st->writer_id), ECF_ERR_IO;
+    if (snap < 0) {
+        ecf_log(stage, ECF_LOG_INFO, "writer '%s': no snapshot of this writer in the table yet; Kafka sources "
+                                     "start from their own committed offsets", st->writer_id);
+    } else {
+        g_autofree char *desc = pos_describe(st->committed, 800);
+        ecf_log(stage, ECF_LOG_INFO, "writer '%s': Kafka positions from snapshot %" PRId64 ": %s", st->writer_id,
+                snap, *desc ? desc : "none (no Kafka records yet)");
+    }
     g_autofree char *uuid = g_uuid_string_random();
     st->run_id = g_strdup(uuid);
     return ECF_OK;
@@ -892,4 +968,5 @@ ECF_PLUGIN_DEFINE(
     .tick = ice_tick,
     .flush = ice_flush,
     .destroy = ice_destroy,
+    .resume_position = ice_resume_position,
 )

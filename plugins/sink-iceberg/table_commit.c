@@ -95,6 +95,8 @@ bool table_open(ice_table *t, file_io *io, const char *location, const table_ope
         t->exists = true;
         if (!load_model(t, err))
             return false;
+        if (!a->dry_run)
+            catalog_repair_hint(&t->cat);
         if (!same_partition_by(&t->spec, &t->schema, a->partition_by, a->input) && !*note)
             *note = g_strdup_printf("table %s keeps its own partition spec %d; option 'partition_by' applies to new "
                                     "tables only",
@@ -146,19 +148,44 @@ bool table_open(ice_table *t, file_io *io, const char *location, const table_ope
     return false;
 }
 
-const char *table_latest_summary(const ice_table *t, const char *key)
+const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value,
+                                  const char *key, int64_t *snapshot_id)
 {
-    int64_t id = tm_current_snapshot_id(&t->cat.meta);
-    for (int guard = 0; id >= 0 && guard < 100000; guard++) {
-        JsonObject *s = tm_snapshot(&t->cat.meta, id);
+    *snapshot_id = -1;
+    JsonArray *snaps = json_object_has_member(t->cat.meta.o, "snapshots")
+                           ? json_object_get_array_member(t->cat.meta.o, "snapshots")
+                           : NULL;
+    if (!snaps)
+        return NULL;
+    /* id -> snapshot once, so a long walk (another writer committed often
+     * since our last snapshot) stays linear */
+    guint n = json_array_get_length(snaps);
+    GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
+    gint64 *ids = g_new(gint64, n ? n : 1);
+    for (guint i = 0; i < n; i++) {
+        JsonObject *s = json_array_get_object_element(snaps, i);
+        ids[i] = s ? json_object_get_int_member_with_default(s, "snapshot-id", -1) : -1;
+        if (s)
+            g_hash_table_insert(by_id, &ids[i], s);
+    }
+    const char *found = NULL;
+    gint64 id = tm_current_snapshot_id(&t->cat.meta);
+    for (guint guard = 0; id >= 0 && guard <= n; guard++) {
+        JsonObject *s = g_hash_table_lookup(by_id, &id);
         if (!s)
-            return NULL;
-        const char *v = tm_snapshot_summary(&t->cat.meta, id, key);
-        if (v)
-            return v;
+            break;
+        JsonObject *sum = json_object_has_member(s, "summary") ? json_object_get_object_member(s, "summary") : NULL;
+        const char *who = sum ? json_object_get_string_member_with_default(sum, match_key, NULL) : NULL;
+        if (who && strcmp(who, match_value) == 0) {
+            *snapshot_id = id;
+            found = json_object_get_string_member_with_default(sum, key, NULL);
+            break;
+        }
         id = json_object_get_int_member_with_default(s, "parent-snapshot-id", -1);
     }
-    return NULL;
+    g_hash_table_destroy(by_id);
+    g_free(ids);
+    return found;
 }
 
 /* Do the columns our files were written with still mean the same? */
@@ -186,7 +213,7 @@ static int64_t summary_i64(const table_metadata *tm, int64_t snap, const char *k
 }
 
 bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra,
-                  int64_t now_ms, int64_t *snapshot_id_out, char **err)
+                  table_summary_fn more, void *more_ctx, int64_t now_ms, int64_t *snapshot_id_out, char **err)
 {
     int64_t snapshot_id = new_snapshot_id();
     g_autofree char *uuid = g_uuid_string_random();
@@ -280,6 +307,9 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         }
         for (const char *const *e = extra; e && *e; e++)
             g_ptr_array_add(kv, (gpointer)*e);
+        GPtrArray *keep = g_ptr_array_new_with_free_func(g_free);
+        if (more)
+            more(more_ctx, t, kv, keep);
         g_ptr_array_add(kv, NULL);
 
         table_metadata next;
@@ -287,6 +317,7 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         tm_add_snapshot(&next, snapshot_id, parent, seq, now_ms, lpath, t->schema.schema_id,
                         (const char *const *)kv->pdata);
         g_ptr_array_free(kv, TRUE);
+        g_ptr_array_free(keep, TRUE);
         fio_result fr = catalog_commit(&t->cat, &next, err);
         tm_clear(&next);
         if (fr == FIO_OK) {

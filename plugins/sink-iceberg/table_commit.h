@@ -36,16 +36,31 @@ bool table_open(ice_table *t, file_io *io, const char *location, const table_ope
 void table_close(ice_table *t);
 
 /*
+ * Summary entries that depend on the table as it stands when the snapshot is
+ * applied: called on every attempt (again after a reload on a lost race).
+ * Appends key, value, ... to `kv`; strings it allocates go into `keep`
+ * (freed after the attempt).
+ */
+typedef void (*table_summary_fn)(void *ctx, const ice_table *t, GPtrArray *kv, GPtrArray *keep);
+
+/*
  * Appends `files` as one snapshot. `extra` is key, value, ..., NULL for the
- * summary. On a lost race the table is reloaded and the snapshot re-applied
- * on top of the winner (the manifest is written once and reused).
+ * summary; `more` (optional) adds entries per attempt. On a lost race the
+ * table is reloaded and the snapshot re-applied on top of the winner (the
+ * manifest is written once and reused).
  * Returns false with *err when the commit failed; nothing became visible.
  */
 bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra,
-                  int64_t now_ms, int64_t *snapshot_id, char **err);
+                  table_summary_fn more, void *more_ctx, int64_t now_ms, int64_t *snapshot_id, char **err);
 
-/* Latest snapshot's summary value for key, walking back through parents
- * until one has it. NULL when none does. */
-const char *table_latest_summary(const ice_table *t, const char *key);
+/*
+ * The current lineage (the current snapshot, then its parents) searched for
+ * the newest snapshot whose summary has match_key == match_value; returns
+ * its value of `key` (NULL when that snapshot lacks it, or no snapshot
+ * matches) and its id in *snapshot_id (-1 when none matches). Snapshots off
+ * the lineage (rolled back) never count; an expired parent ends the walk.
+ */
+const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value,
+                                  const char *key, int64_t *snapshot_id);
 
 #endif

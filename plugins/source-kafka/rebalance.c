@@ -5,6 +5,7 @@
  * partition starts: a position the downstream sinks supply (the exactly-once
  * hook, see sink_resume_position), else the group's committed offset, else
  * auto.offset.reset. librdkafka does the last two when we pass no offset.
+ * The log line says which one each partition got.
  *
  * Revoke: emit what was already taken from Kafka (or, after
  * rebalance_timeout, abandon it: not emitted, never committed), wait up to
@@ -255,16 +256,25 @@ void ksrc_update_gauges(kafka_source *ks)
 /*
  * The exactly-once hook. A sink that keeps the consumed offsets in its own
  * durable state (sink-iceberg writes them into each snapshot's summary) knows
- * where this partition must resume so that nothing is written twice. The ABI
- * has no host service yet for a source to ask its downstream sinks (the
- * proposal is in README.md: ecf_resume_position()); until it has, this answers
- * "unknown" and the group's committed offset, then auto.offset.reset, decide.
+ * where this partition must resume so that nothing is written twice. The
+ * host asks every sink downstream and answers with the smallest position, or
+ * "unknown" when any of them cannot answer (then the group's committed
+ * offset, then auto.offset.reset, decide: at-least-once, and sinks that keep
+ * positions skip what they already have). A host older than ecf_host's
+ * resume_position member cannot be asked.
  */
 static bool sink_resume_position(kafka_source *ks, const char *topic, int32_t partition,
                                  int64_t *next_offset)
 {
-    (void)ks, (void)topic, (void)partition, (void)next_offset;
-    return false;
+    const ecf_host *h = ecf_host_of(ks->stage);
+    if (h->size < offsetof(ecf_host, resume_position) + sizeof h->resume_position ||
+        !h->resume_position)
+        return false;
+    int64_t pos = -1;
+    if (ecf_resume_position(ks->stage, topic, partition, &pos) != ECF_OK || pos < 0)
+        return false;
+    *next_offset = pos;
+    return true;
 }
 
 static void query_committed(kafka_source *ks, const rd_kafka_topic_partition_list_t *parts)
@@ -330,29 +340,47 @@ static void on_assign(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
     if (parts->cnt)
         ksrc_pause_parts(ks, parts, ks->paused);
 
-    /* Where each starts, for the log: committed offset or the reset policy. */
+    /* Where each starts, for the log: the sinks' position, the group's
+     * committed offset, or the reset policy. A sink position behind the
+     * group's is normal (records filtered out before the sink, or acked by
+     * it as already durable); ahead of it is the point of the hook (the
+     * crash came between the table commit and the group commit). */
     char buf[1024];
     size_t off = 0;
     buf[0] = '\0';
-    for (int i = 0; i < parts->cnt && off + 1 < sizeof buf; i++) {
+    size_t from_group = 0;
+    for (int i = 0; i < parts->cnt; i++) {
         const rd_kafka_topic_partition_t *e = &parts->elems[i];
         uint32_t k = book_find(ks->book, e->topic, e->partition);
         book_part *p = k == UINT32_MAX ? NULL : book_get(ks->book, k);
+        bool group = e->offset < 0 && p && p->committed >= 0;
+        from_group += group;
+        if (off + 1 >= sizeof buf)
+            continue; /* counted, not listed */
         int w;
-        if (e->offset >= 0)
+        if (e->offset >= 0 && p && p->committed >= 0)
+            w = snprintf(buf + off, sizeof buf - off,
+                         "%s%s[%" PRId32 "]@%" PRId64 " (sinks; group at %" PRId64 ")",
+                         i ? " " : "", e->topic, e->partition, e->offset, p->committed);
+        else if (e->offset >= 0)
             w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (sinks)",
                          i ? " " : "", e->topic, e->partition, e->offset);
-        else if (p && p->committed >= 0)
-            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64, i ? " " : "",
-                         e->topic, e->partition, p->committed);
+        else if (group)
+            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (group)",
+                         i ? " " : "", e->topic, e->partition, p->committed);
         else
-            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%s", i ? " " : "",
-                         e->topic, e->partition, ks->cfg->auto_offset_reset);
+            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%s (auto_offset_reset)",
+                         i ? " " : "", e->topic, e->partition, ks->cfg->auto_offset_reset);
         off += w > 0 ? (size_t)w : 0;
     }
+    if (off + 1 >= sizeof buf && sizeof buf > 4)
+        memcpy(buf + sizeof buf - 4, "...", 4);
     ecf_log(ks->stage, ECF_LOG_INFO, "assigned %d partition(s) (%s)%s%s", parts->cnt,
             coop ? "cooperative" : "eager", parts->cnt ? ": " : "", buf);
-    (void)from_sinks;
+    if (parts->cnt)
+        ecf_log(ks->stage, ECF_LOG_INFO, "start positions: %zu from the sinks, %zu from the "
+                "group's committed offsets, %zu from auto_offset_reset", from_sinks, from_group,
+                (size_t)parts->cnt - from_sinks - from_group);
     ksrc_update_gauges(ks);
 }
 

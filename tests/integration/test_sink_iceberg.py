@@ -275,8 +275,9 @@ def test_partitioned_table_reads_back_exactly_in_every_reader(tmp_path, readers)
 def test_schema_evolves_across_runs_and_old_rows_read_as_null(tmp_path, readers):
     old = FULL_SCHEMA.replace(",currency:u", "")
     run(tmp_path, COUNT=3000, SCHEMA=old, ndjson_name="one.ndjson", SEED=1)
+    # another (fake) topic: offsets from 0 again on "events" would be redeliveries
     log = run(tmp_path, COUNT=2000, SCHEMA=FULL_SCHEMA.replace("quantity:i", "quantity:l"),
-              ndjson_name="two.ndjson", SEED=2, START="2024-03-05T10:00:00Z")
+              ndjson_name="two.ndjson", SEED=2, START="2024-03-05T10:00:00Z", TOPIC="events-2")
     assert "evolved table" in log
     first, second = truth(tmp_path / "one.ndjson"), truth(tmp_path / "two.ndjson")
     t = table_dir(tmp_path)
@@ -346,7 +347,9 @@ def test_concurrent_writers_both_commit_through_conflicts(tmp_path, readers):
     run(tmp_path, COUNT=10)  # create the table first
     procs = []
     for i in range(2):
-        e = dict(env, NDJSON=str(tmp_path / f"w{i}.ndjson"), SEED=str(100 + i))
+        # each writer its own (fake) topic: the same topic and offsets from a writer with the
+        # same writer id would be redeliveries of what the other one committed
+        e = dict(env, NDJSON=str(tmp_path / f"w{i}.ndjson"), SEED=str(100 + i), TOPIC=f"events-w{i}")
         procs.append(subprocess.Popen([str(ECFLOW), "run", str(PIPELINE)], env=e, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
     outs = [p.communicate(timeout=120)[0] for p in procs]
@@ -359,3 +362,21 @@ def test_concurrent_writers_both_commit_through_conflicts(tmp_path, readers):
     assert table.scan().to_arrow().num_rows == 16010
     con = duck(readers)
     assert con.execute(f"select count(distinct event_id) from iceberg_scan('{t}')").fetchone()[0] == 16010
+
+
+def test_redelivered_kafka_records_are_not_written_twice(tmp_path, readers):
+    """The same (fake) Kafka records again: below the positions this writer stored in the
+    table, so they are acked and skipped; a new writer id starts from nothing."""
+    run(tmp_path, COUNT=3000, SEED=5, COMMIT_INTERVAL="0.3s")
+    again = run(tmp_path, COUNT=3000, SEED=5, ndjson_name="again.ndjson")
+    assert "skipping redelivered records below offset 1000" in again, again
+    t = table_dir(tmp_path)
+    meta = json.loads(Path(latest_metadata(t)).read_text())
+    last = meta["snapshots"][-1]["summary"]
+    assert last["ecflow.writer-id"] == "iceberg-test/lake"
+    assert json.loads(last["ecflow.kafka-offsets"]) == {"events": {"0": 1000, "1": 1000, "2": 1000}}
+    table = readers["StaticTable"].from_metadata(latest_metadata(t))
+    assert table.scan().to_arrow().num_rows == 3000
+    con = duck(readers)
+    assert con.execute(f"select count(*), count(distinct event_id) from iceberg_scan('{t}')"
+                       ).fetchone() == (3000, 3000)
