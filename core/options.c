@@ -192,9 +192,10 @@ static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int
         *(char **)field = g_strdup(v);
         return TRUE;
     case ECF_OPT_T_FILE: {
-        g_autofree char *dir = g_path_get_dirname(ctx->file);
+        g_autofree char *rel = g_path_get_dirname(ctx->file);
+        g_autofree char *dir = g_canonicalize_filename(rel, NULL); /* from the cwd */
         g_free(*(char **)field);
-        *(char **)field = g_path_is_absolute(v) ? g_strdup(v) : g_canonicalize_filename(v, dir);
+        *(char **)field = g_canonicalize_filename(v, dir);
         return TRUE;
     }
     case ECF_OPT_T_ENUM:

@@ -67,6 +67,15 @@ static void test_defaults_and_types(void)
     c = fill("name: x\nschema: ../s.yaml\n", errors);
     g_assert_cmpstr(c->schema, ==, "/etc/s.yaml");
     ecf_options_free(table, c);
+    /* a pipeline file named relative to the working directory */
+    g_autoptr(GPtrArray) e2 = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(ecf_node) root = ecf_node_load_string("p/t.yaml", "name: x\nschema: s.yaml\n", e2);
+    ecf_opt_ctx rel = {"p/t.yaml", "s", 1, e2};
+    c = ecf_options_fill(table, sizeof(cfg), root, NULL, &rel);
+    g_autofree char *cwd = g_get_current_dir();
+    g_autofree char *want = g_build_filename(cwd, "p", "s.yaml", NULL);
+    g_assert_cmpstr(c->schema, ==, want);
+    ecf_options_free(table, c);
     c = fill("name: x\nschema: /abs/s.yaml\n", errors);
     g_assert_cmpstr(c->schema, ==, "/abs/s.yaml");
     ecf_options_free(table, c);
