@@ -440,8 +440,10 @@ def test_broker_outage_fails_after_delivery_timeout_then_recovers(own_broker):
     produced, delivered, failed, _ = summary(err)
     assert produced == count and delivered + failed == count
     assert failed > 0 and delivered > 0
-    # What the source was told agrees with the sink, token by token.
-    assert source_summary(err) == (count, delivered, failed)
+    # What the source was told agrees with the sink. source-generate holds one
+    # token per batch, so a batch with any failed record counts as failed:
+    # the source may hear of more failures than the sink saw, never fewer.
+    assert_source_agrees(source_summary(err), count, delivered, failed)
     assert "not delivered: Local: Message timed out" in err
     assert "Kafka brokers unreachable; not ready" in err
     records = read_topic(own_broker.bootstrap, topic)
@@ -497,10 +499,17 @@ def test_shutdown_with_broker_down_fails_leftovers_within_flush_timeout(own_brok
     assert took < 30, f"shutdown took {took:.1f}s"
     produced, delivered, failed, _ = summary(err)
     assert failed > 0 and delivered + failed == produced
-    assert source_summary(err) == (produced, delivered, failed)
+    assert_source_agrees(source_summary(err), produced, delivered, failed)
     assert "not delivered within 2.0s; failed them" in err
     assert "did not settle" not in err  # the core's complaint about unsettled acks
     assert delivered <= len(read_topic_after_restart(own_broker, topic))
+
+
+def assert_source_agrees(src, produced, delivered, failed):
+    generated, durable, src_failed = src
+    assert generated == produced
+    assert durable + src_failed == produced
+    assert durable <= delivered and src_failed >= failed, (src, delivered, failed)
 
 
 def read_topic_after_restart(broker, topic):
