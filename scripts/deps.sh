@@ -7,7 +7,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libglib2.0-dev libjson-glib-dev libyaml-dev librdkafka-dev libcurl4-openssl-dev
   libmicrohttpd-dev libsimdjson-dev zlib1g-dev libzstd-dev libsnappy-dev
-  python3 python3-pip curl time procps kcat default-jre-headless maven
+  python3 python3-pip curl time procps kcat wrk default-jre-headless maven
 )
 
 missing=()

@@ -9,15 +9,23 @@
 #                           exit 1 if no broker runs there, 2 if it runs but does not answer.
 #   kafka.sh stop   [DIR]   stop DIR's broker (TERM, then KILL after KAFKA_STOP_TIMEOUT s),
 #                           wait until it is gone, delete its data. Logs stay in DIR/logs.
+#   kafka.sh pause  [DIR]   an outage: stop DIR's broker process (KAFKA_PAUSE_SIGNAL, default
+#                           TERM = clean shutdown; KILL = a crash) and wait until it is gone,
+#                           but keep its data, ports and config. Prints nothing on stdout.
+#   kafka.sh resume [DIR]   start DIR's paused broker again: same ports, same data, same
+#                           cluster; when it answers, print "127.0.0.1:PORT" as start does.
+#                           If it is already running, just print its address.
 #   kafka.sh fetch          only download the broker jars into the cache.
 #
 # Only the bootstrap address goes to stdout; every other message goes to stderr, so
 #     BOOTSTRAP=$(tests/services/kafka.sh start "$dir")  ...  tests/services/kafka.sh stop "$dir"
 # is the whole contract. One broker per DIR; brokers in different DIRs never share ports.
+# pause/resume sit inside it: clients keep their bootstrap address across an outage.
 #
 # DIR (state dir: server.properties, data/, logs/, kafka.pid, bootstrap) defaults to
 #     ${KAFKA_STATE_DIR:-${TMPDIR:-/tmp}/ecflow-kafka-$USER} and is created if missing.
-# Each start begins from empty data: topics never survive a stop/start.
+# Each start begins from empty data: topics never survive a stop/start (start on a paused
+# DIR starts over too); only pause/resume keeps them.
 #
 # Environment (all optional):
 #   KAFKA_VERSION         broker version (default 3.9.1; see tests/services/README.md)
@@ -26,6 +34,7 @@
 #   KAFKA_STATE_DIR       default DIR (see above)
 #   KAFKA_START_TIMEOUT   seconds to wait for the broker to answer (default 90)
 #   KAFKA_STOP_TIMEOUT    seconds between TERM and KILL (default 30)
+#   KAFKA_PAUSE_SIGNAL    signal pause sends first: TERM (default) or KILL
 #   KAFKA_NUM_PARTITIONS  partitions of auto-created topics (default 3)
 #   KAFKA_EXTRA_PROPS     extra server.properties lines, appended verbatim (newline separated)
 #   KAFKA_HEAP_OPTS       default "-Xms256m -Xmx512m"
@@ -254,9 +263,9 @@ java_cmd() {   # java_cmd MAIN ARGS... (no heap options: those differ per tool)
 # One attempt: fresh data, new ports, format, launch, wait. 0 = ready, 1 = failed,
 # 2 = a port was taken under us (worth another try).
 start_once() {
-    local port cport pid cluster_id deadline
+    local port cport cluster_id
     read -r port cport < <(free_ports 2)
-    rm -rf "$state/data" "$state/logs" "$state/bootstrap" "$state/kafka.pid"
+    rm -rf "$state/data" "$state/logs" "$state/bootstrap" "$state/kafka.pid" "$state/paused"
     mkdir -p "$state/data" "$state/logs"
     write_config "$port" "$cport"
 
@@ -267,22 +276,36 @@ start_once() {
     java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" \
         >"$state/logs/format.log" 2>&1 || { cat "$state/logs/format.log" >&2; return 1; }
 
+    launch
+    log "broker pid $launched_pid, port $port (controller $cport), state $state"
+    wait_answer "$launched_pid" "$port" "$cport"
+}
+
+# Runs the broker on DIR's config and data; sets launched_pid and writes kafka.pid.
+# Notes where its logs end now: on resume they already hold earlier runs.
+launch() {
+    log_marks="$(stat -c %s "$state/logs/server.log" 2>/dev/null || echo 0) $(
+                 stat -c %s "$state/logs/stdout.log" 2>/dev/null || echo 0)"
     # setsid: the broker outlives the caller's terminal/process group; fds 3 and 9 are
     # closed so `$(kafka.sh start)` returns and the state lock is released.
     # shellcheck disable=SC2086
     setsid java $heap_opts $jvm_opts -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
         -Dlog4j.configuration="file:$state/log4j.properties" -Dkafka.logs.dir="$state/logs" \
         -cp "$libs/*" kafka.Kafka "$state/server.properties" \
-        </dev/null >"$state/logs/stdout.log" 2>&1 3>&- 9>&- &
-    pid=$!
-    echo "$pid" >"$state/kafka.pid"
-    log "broker pid $pid, port $port (controller $cport), state $state"
+        </dev/null >>"$state/logs/stdout.log" 2>&1 3>&- 9>&- &
+    launched_pid=$!
+    echo "$launched_pid" >"$state/kafka.pid"
+}
 
+# Waits until the broker (pid $1) answers on port $2. 0 = ready (DIR/bootstrap written),
+# 1 = failed (broker stopped), 2 = one of its ports ($2, $3) was taken.
+wait_answer() {
+    local pid=$1 port=$2 cport=$3 deadline
     deadline=$((SECONDS + start_timeout))
     while [ $SECONDS -lt $deadline ]; do
         if ! kill -0 "$pid" 2>/dev/null; then
-            if grep -qsE 'BindException|Address already in use' "$state/logs/server.log" "$state/logs/stdout.log"; then
-                log "port clash on $port/$cport, retrying with other ports"
+            if new_log_lines | grep -qE 'BindException|Address already in use'; then
+                log "port clash on $port/$cport"
                 return 2
             fi
             log "broker exited early; last lines of $state/logs:"
@@ -301,9 +324,17 @@ start_once() {
     return 1
 }
 
+# What the broker logged since launch (both logs).
+new_log_lines() {
+    local server_mark stdout_mark
+    read -r server_mark stdout_mark <<<"${log_marks:-}"
+    tail -c +"$(( ${server_mark:-0} + 1 ))" "$state/logs/server.log" 2>/dev/null || true
+    tail -c +"$(( ${stdout_mark:-0} + 1 ))" "$state/logs/stdout.log" 2>/dev/null || true
+}
+
 stop_pid() {
-    local pid=$1 deadline
-    kill -TERM "$pid" 2>/dev/null || return 0
+    local pid=$1 sig=${2:-TERM} deadline
+    kill -"$sig" "$pid" 2>/dev/null || return 0
     deadline=$((SECONDS + stop_timeout))
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -333,7 +364,7 @@ cmd_start() {
         rc=0; start_once || rc=$?
         case $rc in
             0) log "ready in $((SECONDS - t0))s"; cat "$state/bootstrap" >&3; return 0 ;;
-            2) continue ;;
+            2) log "retrying with other ports"; continue ;;
             *) break ;;
         esac
     done
@@ -351,12 +382,76 @@ cmd_stop() {
     else
         log "no broker running in $state"
     fi
-    rm -rf "$state/data" "$state/kafka.pid" "$state/bootstrap"
+    rm -rf "$state/data" "$state/kafka.pid" "$state/bootstrap" "$state/paused"
+}
+
+# A port from DIR's server.properties: listener NAME (PLAINTEXT or CONTROLLER).
+config_port() {
+    sed -n "s/^listeners=.*$1:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p" "$state/server.properties"
+}
+
+cmd_pause() {
+    [ -d "$state" ] || die "nothing to pause: no $state"
+    lock_state
+    local pid sig=${KAFKA_PAUSE_SIGNAL:-TERM}
+    case $sig in TERM|KILL) ;; *) die "KAFKA_PAUSE_SIGNAL must be TERM or KILL, not '$sig'" ;; esac
+    if ! pid=$(broker_pid); then
+        [ -f "$state/paused" ] && { log "broker in $state is paused already"; return 0; }
+        die "no broker running in $state"
+    fi
+    log "pausing broker pid $pid (SIG$sig); data, ports and config stay in $state"
+    stop_pid "$pid" "$sig"
+    rm -f "$state/kafka.pid"
+    touch "$state/paused"
+}
+
+cmd_resume() {
+    [ -d "$state" ] || die "nothing to resume: no $state"
+    lock_state
+    local pid port cport rc t0=$SECONDS deadline
+    if pid=$(broker_pid); then
+        port=$(config_port PLAINTEXT)
+        if [ -n "$port" ] && probe "$port"; then
+            log "broker already running in $state (pid $pid)"
+            echo "127.0.0.1:$port" >"$state/bootstrap"
+            cat "$state/bootstrap" >&3
+            return 0
+        fi
+        stop_pid "$pid"     # alive but not answering: run it again
+    fi
+    [ -f "$state/server.properties" ] && [ -f "$state/data/meta.properties" ] ||
+        die "nothing to resume in $state: no broker data (start one; stop deletes the data)"
+    port=$(config_port PLAINTEXT)
+    cport=$(config_port CONTROLLER)
+    [ -n "$port" ] && [ -n "$cport" ] || die "no listener ports in $state/server.properties"
+    need_java
+    fetch_jars
+    # The ports are the broker's identity for its clients: wait for them rather than move.
+    deadline=$((SECONDS + 30))
+    while :; do
+        launch
+        log "resuming broker: pid $launched_pid, port $port (controller $cport), state $state"
+        rc=0; wait_answer "$launched_pid" "$port" "$cport" || rc=$?
+        [ $rc -eq 2 ] && [ $SECONDS -lt $deadline ] && { sleep 1; continue; }
+        break
+    done
+    if [ $rc -ne 0 ]; then
+        rm -f "$state/kafka.pid"
+        [ $rc -eq 2 ] && die "port $port or $cport is taken by another process: cannot resume"
+        die "could not resume Kafka in $state (logs in $state/logs)"
+    fi
+    rm -f "$state/paused"
+    log "resumed in $((SECONDS - t0))s"
+    cat "$state/bootstrap" >&3
 }
 
 cmd_status() {
     local pid
-    pid=$(broker_pid) || { log "not running ($state)"; return 1; }
+    if ! pid=$(broker_pid); then
+        if [ -f "$state/paused" ]; then log "paused ($state): kafka.sh resume brings it back"
+        else log "not running ($state)"; fi
+        return 1
+    fi
     if [ -f "$state/bootstrap" ] && probe "$(cut -d: -f2 "$state/bootstrap")"; then
         cat "$state/bootstrap" >&3
         return 0
@@ -369,6 +464,8 @@ case ${1:-} in
     start)  cmd_start ;;
     stop)   cmd_stop ;;
     status) cmd_status ;;
+    pause)  cmd_pause ;;
+    resume) cmd_resume ;;
     fetch)  fetch_jars; log "jars in $libs" ;;
-    *)      sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
+    *)      sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 64 ;;
 esac

@@ -1,0 +1,669 @@
+"""ecflow ingest benchmark (run it through bench/ingest/run.sh).
+
+In one run, against one real local Kafka broker (tests/services/kafka.sh, a private state
+dir, stopped at the end), with the same client load (wrk, keep-alive connections, bodies
+from a pool of realistic events that source-generate makes):
+
+    pipeline    the ingest leg of pipelines/ecommerce.yaml (its `http` and `to_kafka` stages,
+                copied verbatim at run time): source-http -> sink-kafka, answering once the
+                events are durable in Kafka (acks=all)
+    discard     discard_server.c: libmicrohttpd with source-http's threading model, reads the
+                body and throws it away: the HTTP ceiling
+    raw         raw_producer.c: librdkafka alone with sink-kafka's settings, producing the
+                same events as fast as it can, counting delivery reports: the Kafka ceiling
+
+Runs are interleaved (every scenario once, then again) so slow drift on a shared machine
+hits all of them alike; every figure is the median over the repeats. Server CPU is utime +
+stime of the server process (all threads) from /proc/PID/stat over the measured window,
+divided by the events answered 200 in it; peak RSS is the process's VmHWM; the broker's CPU
+is measured the same way. Only the standard library.
+"""
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+KAFKA_SH = os.path.join(REPO, "tests", "services", "kafka.sh")
+PIPELINE = os.path.join(REPO, "pipelines", "ecommerce.yaml")
+LUA = os.path.join(HERE, "post_events.lua")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TARGET_HTTP, TARGET_KAFKA = 0.5, 0.7
+
+
+def log(msg):
+    print(f"bench-ingest: {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(msg)
+    sys.exit(1)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="bench/ingest/run.sh",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("build_dir", nargs="?", default=os.path.join(REPO, "build"),
+                   help="CMake build directory holding ecflow and plugins/ (default: %(default)s)")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds, one run, no results file unless --out: for CI")
+    p.add_argument("--duration", type=int, help="whole seconds per measured run (default 12)")
+    p.add_argument("--repeats", type=int, help="interleaved runs per scenario (default 3)")
+    p.add_argument("--connections", type=int, default=None,
+                   help="keep-alive connections of the main load (default 64, as in DESIGN.md)")
+    p.add_argument("--wide", type=int, default=None,
+                   help="also run the pipeline (batch 1 and 100) and discard_server (batch 1) at "
+                        "this many connections: the pipeline answers only once events are "
+                        "durable, so at 64 it is bound by latency, not CPU (default 256; 0 = "
+                        "skip)")
+    p.add_argument("--perf", action="store_true",
+                   help="record a perf profile (cpu-clock) of the pipeline in the last repeat "
+                        "and print where its time goes")
+    p.add_argument("--out", help="results file (default bench/results/ingest-DATE.md)")
+    a = p.parse_args(argv)
+    a.duration = a.duration or (2 if a.smoke else 12)
+    a.repeats = a.repeats or 1 if a.smoke else a.repeats or 3
+    a.connections = a.connections or (16 if a.smoke else 64)
+    if a.wide is None:
+        a.wide = 0 if a.smoke else 256
+    a.warmup = 1.0 if a.smoke else 2.0
+    if a.duration <= 0 or a.repeats < 1 or a.connections < 1:
+        p.error("--duration, --repeats and --connections must be positive")
+    return a
+
+
+# ---------------------------------------------------------------- small tools
+
+def read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def cmd_out(args, cwd=None):
+    try:
+        return subprocess.run(args, cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, all its threads, in clock ticks."""
+    f = read(f"/proc/{pid}/stat").rsplit(")", 1)[-1].split()
+    return int(f[11]) + int(f[12]) if len(f) > 12 else 0
+
+
+def machine_ticks():
+    f = read("/proc/stat").splitlines()[0].split()[1:]
+    v = [int(x) for x in f]
+    return sum(v[:8]), v[3] + v[4]  # total, idle + iowait
+
+
+def vm_hwm_mb(pid):
+    m = re.search(r"^VmHWM:\s+(\d+) kB", read(f"/proc/{pid}/status"), re.M)
+    return int(m.group(1)) / 1024.0 if m else float("nan")
+
+
+def http_get(port, path, timeout=2):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except (urllib.error.URLError, OSError):
+        return None, ""
+
+
+def wait_until(what, cond, timeout, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if cond():
+            return True
+        time.sleep(0.05)
+    log(f"timed out after {timeout}s waiting for {what}")
+    return False
+
+
+def metric_sum(text, name):
+    vals = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+            if l.startswith(name + "{") or l.startswith(name + " ")]
+    return sum(vals) if vals else None
+
+
+def need_tool(tool, package):
+    if shutil.which(tool):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log(f"installing {package} with apt-get")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        r = subprocess.run(["apt-get", "install", "-y", "-q", package], env=env,
+                           capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "-q", package], env=env,
+                           capture_output=True)
+    if not shutil.which(tool):
+        die(f"{tool} is needed: apt-get install {package}")
+
+
+def compile_tools(out_dir):
+    """gcc builds the two reference programs; pkg-config supplies the library flags."""
+    built = {}
+    for name, lib in (("discard_server", "libmicrohttpd"), ("raw_producer", "rdkafka")):
+        flags = cmd_out(["pkg-config", "--cflags", "--libs", lib])
+        if not flags:
+            die(f"pkg-config knows no {lib}: apt-get install "
+                f"{'libmicrohttpd-dev' if lib == 'libmicrohttpd' else 'librdkafka-dev'}")
+        exe = os.path.join(out_dir, name)
+        cmd = ["gcc", "-O2", "-Wall", "-o", exe, os.path.join(HERE, name + ".c")] + \
+            shlex.split(flags)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            die(f"compiling {name}.c failed:\n{r.stderr}")
+        built[name] = exe
+    return built
+
+
+# ---------------------------------------------------------------- the pieces
+
+class Kafka:
+    def __init__(self, state):
+        self.state = state
+        r = subprocess.run(["bash", KAFKA_SH, "start", state], capture_output=True, text=True,
+                           timeout=600)
+        if r.returncode != 0:
+            die(f"kafka.sh start failed:\n{r.stderr[-3000:]}")
+        self.bootstrap = r.stdout.strip()
+        self.pid = int(read(os.path.join(state, "kafka.pid")).strip())
+
+    def stop(self):
+        subprocess.run(["bash", KAFKA_SH, "stop", self.state], capture_output=True, timeout=300)
+
+
+def make_pool(ecflow, plugin_dir, path, count):
+    """Realistic events: source-generate's shopper sessions (pipelines/demo.yaml)."""
+    env = dict(os.environ, COUNT=str(count), OUT=path, METRICS_PORT=str(free_port()),
+               ECFLOW_PLUGIN_PATH=plugin_dir)
+    env.pop("ECFLOW_PROFILE", None)
+    r = subprocess.run([ecflow, "run", os.path.join(REPO, "pipelines", "demo.yaml")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 or not os.path.exists(path):
+        die(f"making the event pool failed:\n{r.stderr[-3000:]}")
+    with open(path, "rb") as f:
+        lines = [l for l in f.read().splitlines() if l]
+    return len(lines), sum(len(l) for l in lines) / len(lines)
+
+
+def ingest_leg(src, dst):
+    """pipelines/ecommerce.yaml is the whole flow (HTTP -> Kafka -> validate -> Iceberg); this
+    benchmark is about its ingest leg. Copies the `http` and `to_kafka` stages verbatim (so
+    the numbers follow the shipped options), with the topic created as the ci profile does."""
+    stages, name, block = {}, None, None
+    in_stages = False
+    for line in read(src).splitlines():
+        if re.match(r"^\S", line):
+            in_stages, name = line.startswith("stages:"), None
+            continue
+        if not in_stages:
+            continue
+        m = re.match(r"^  ([A-Za-z0-9_]+):\s*(.*)$", line)
+        if m:
+            name = m.group(1)
+            block = stages.setdefault(name, [])
+        elif re.match(r"^  \S", line):  # a comment at stage level ends the block
+            name = None
+            continue
+        if name:
+            block.append(line)
+    missing = [n for n in ("http", "to_kafka") if n not in stages]
+    if missing:
+        die(f"{src}: no stage(s) {', '.join(missing)}: the benchmark runs http -> to_kafka")
+    text = ("# Written by bench/ingest: the ingest leg of pipelines/ecommerce.yaml, verbatim.\n"
+            "pipeline:\n  name: ecommerce-ingest\n"
+            '  metrics: "127.0.0.1:${METRICS_PORT}"\n'
+            "stages:\n" + "\n".join(stages["http"] + stages["to_kafka"]) + "\n"
+            "profiles:\n  bench:\n    stages:\n"
+            "      to_kafka: {create_topic: true, partitions: 3}\n")
+    with open(dst, "w") as f:
+        f.write(text)
+    return dst
+
+
+def run_wrk(port, batch, conns, seconds, pool):
+    seconds = max(1, int(round(seconds)))  # wrk takes whole seconds
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "30s", "-s", LUA,
+           f"http://127.0.0.1:{port}/events", "--", pool, str(batch)]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"^RESULT (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        die(f"wrk failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    res = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    res["client_cpu"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    res["samples"] = [l for l in r.stderr.splitlines() if l.startswith("wrk: HTTP")]
+    return res
+
+
+class Window:
+    """CPU of the server, the broker and the whole machine over one measured run."""
+
+    def __init__(self, pid, broker_pid):
+        self.pid, self.broker_pid = pid, broker_pid
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.c0 = cpu_ticks(self.pid)
+        self.b0 = cpu_ticks(self.broker_pid) if self.broker_pid else 0
+        self.m0 = machine_ticks()
+        return self
+
+    def __exit__(self, *exc):
+        self.secs = time.monotonic() - self.t0
+        self.cpu = (cpu_ticks(self.pid) - self.c0) / CLK_TCK
+        self.broker_cpu = ((cpu_ticks(self.broker_pid) - self.b0) / CLK_TCK
+                           if self.broker_pid else 0.0)
+        m1 = machine_ticks()
+        total, idle = m1[0] - self.m0[0], m1[1] - self.m0[1]
+        self.busy = 100.0 * (total - idle) / total if total else float("nan")
+
+
+def http_result(kind, batch, conns, w, win, pid):
+    ok_events = w["status_200"] * batch
+    secs = w["duration_us"] / 1e6
+    r = {
+        "kind": kind, "batch": batch, "conns": conns,
+        "req_s": w["requests"] / secs,
+        "ok_req_s": w["status_200"] / secs,
+        "events_s": ok_events / secs,
+        "s503_s": w["status_503"] / secs,
+        "other": w["status_207"] + w["status_other"] + w["errors"],
+        "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
+        "cpu_us_ev": win.cpu / ok_events * 1e6 if ok_events else float("nan"),
+        "broker_us_ev": win.broker_cpu / ok_events * 1e6 if ok_events and win.broker_cpu
+        else float("nan"),
+        "client_us_ev": w["client_cpu"] / ok_events * 1e6 if ok_events else float("nan"),
+        "busy": win.busy, "rss_mb": vm_hwm_mb(pid), "ok_events": ok_events,
+        "samples": w["samples"],
+    }
+    return r
+
+
+def run_pipeline(a, ctx, batch, conns, perf_to=None):
+    port, mport = free_port(), free_port()
+    topic = f"bench_ingest_{batch}_{conns}_{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, HTTP_PORT=str(port), METRICS_PORT=str(mport),
+               KAFKA_BOOTSTRAP=ctx["kafka"].bootstrap, KAFKA_TOPIC=topic,
+               ECFLOW_PLUGIN_PATH=ctx["plugin_dir"])
+    env.pop("ECFLOW_PROFILE", None)
+    log_path = os.path.join(ctx["tmp"], f"ecflow-{topic}.log")
+    with open(log_path, "w") as lf:
+        proc = subprocess.Popen([ctx["ecflow"], "run", ctx["pipeline"], "--profile", "bench"],
+                                env=env, stdout=lf, stderr=subprocess.STDOUT)
+    try:
+        if not wait_until("the pipeline's /ready", lambda: http_get(port, "/ready")[0] == 200,
+                          60, proc):
+            die(f"the pipeline did not get ready:\n{read(log_path)[-3000:]}")
+        run_wrk(port, batch, conns, a.warmup, ctx["pool"])  # connections, PID, JIT
+        perf = None
+        if perf_to:
+            perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "499", "-g",
+                                     "-p", str(proc.pid), "-o", perf_to, "--", "sleep",
+                                     str(max(1.0, a.duration - 1))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with Window(proc.pid, ctx["kafka"].pid) as win:
+            w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
+        if perf:
+            perf.wait(60)
+        r = http_result("pipeline", batch, conns, w, win, proc.pid)
+        time.sleep(0.2)  # reports served just before the last answers reach the counters
+        status, text = http_get(mport, "/metrics")
+        delivered = metric_sum(text, "ecflow_kafka_messages_delivered_total") or 0
+        failed = metric_sum(text, "ecflow_kafka_messages_failed_total") or 0
+        accepted = metric_sum(text, "ecflow_http_events_accepted_total") or 0
+        r.update(delivered=delivered, failed=failed, accepted=accepted)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    r["exit"] = proc.returncode
+    if proc.returncode != 0:
+        die(f"ecflow exited {proc.returncode}:\n{read(log_path)[-3000:]}")
+    # Honesty check: everything answered 200 was delivered (warm-up included).
+    if delivered < accepted or failed:
+        die(f"pipeline: {accepted:.0f} events answered as durable but {delivered:.0f} "
+            f"delivered, {failed:.0f} failed:\n{read(log_path)[-3000:]}")
+    return r
+
+
+def run_discard(a, ctx, batch, conns):
+    port = free_port()
+    proc = subprocess.Popen([ctx["tools"]["discard_server"], str(port), "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        if not wait_until("discard_server to listen", listening, 10, proc):
+            die("discard_server did not start")
+        run_wrk(port, batch, conns, a.warmup, ctx["pool"])
+        with Window(proc.pid, None) as win:
+            w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
+        r = http_result("discard", batch, conns, w, win, proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return r
+
+
+def run_raw(a, ctx, seconds=None, warm=False):
+    topic = f"bench_ingest_raw_{uuid.uuid4().hex[:8]}"
+    secs = seconds or a.duration
+    cmd = [ctx["tools"]["raw_producer"], ctx["kafka"].bootstrap, topic, ctx["pool"], str(secs)]
+    broker = ctx["kafka"].pid
+    b0, m0 = cpu_ticks(broker), machine_ticks()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 120)
+    b1, m1 = cpu_ticks(broker), machine_ticks()
+    m = re.search(r"^RESULT (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        die(f"raw_producer failed ({r.returncode}):\n{r.stdout}\n{r.stderr[-3000:]}")
+    if warm:
+        return None
+    v = {k: float(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    total, idle = m1[0] - m0[0], m1[1] - m0[1]
+    return {
+        "kind": "raw", "batch": None, "conns": None,
+        "events_s": v["events_per_s"], "req_s": float("nan"), "ok_req_s": float("nan"),
+        "s503_s": float("nan"), "other": v["failed"],
+        "p50_ms": v["p50_us"] / 1000, "p99_ms": v["p99_us"] / 1000,
+        "cpu_us_ev": v["cpu_s"] / v["delivered"] * 1e6,
+        "broker_us_ev": (b1 - b0) / CLK_TCK / v["delivered"] * 1e6,
+        "client_us_ev": float("nan"),
+        "busy": 100.0 * (total - idle) / total if total else float("nan"),
+        "rss_mb": v["maxrss_kb"] / 1024.0, "ok_events": v["delivered"], "samples": [],
+    }
+
+
+# ---------------------------------------------------------------- report
+
+def med(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None and r[key] == r[key]]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def fmt(v, nd=0):
+    if v is None or v != v:
+        return "—"
+    return f"{v:,.{nd}f}"
+
+
+def machine_info(a, ctx):
+    cpu = re.search(r"^model name\s*:\s*(.+)$", read("/proc/cpuinfo"), re.M)
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", read("/proc/meminfo"), re.M)
+    commit = cmd_out(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO) or "unknown"
+    dirty = cmd_out(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO)
+    build_type = re.search(r"^CMAKE_BUILD_TYPE:\w+=(.*)$",
+                           read(os.path.join(a.build_dir, "CMakeCache.txt")), re.M)
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    return {
+        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "?",
+        "nproc": os.cpu_count(), "mem_gib": f"{int(mem.group(1)) / 1048576:.1f}" if mem else "?",
+        "os": (re.search(r'^PRETTY_NAME="?([^"\n]+)', read("/etc/os-release"), re.M)
+               or [None, "?"])[1],
+        "kernel": platform.release(),
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "build_type": build_type.group(1) if build_type else "?",
+        "ecflow": " / ".join(cmd_out([ctx["ecflow"], "version"]).splitlines()) or "?",
+        "mhd": cmd_out(["pkg-config", "--modversion", "libmicrohttpd"]) or "?",
+        "rdkafka": cmd_out(["pkg-config", "--modversion", "rdkafka"]) or "?",
+        "wrk": (cmd_out(["dpkg-query", "-W", "-f", "${Version}", "wrk"]) or "?"),
+        "kafka": os.environ.get("KAFKA_VERSION", "3.9.1"),
+        "java": (java.splitlines() or ["?"])[0],
+        "load": read("/proc/loadavg").split()[:3],
+    }
+
+
+def report(a, ctx, results, info, pool_info, argv):
+    groups = {}
+    for r in results:
+        groups.setdefault((r["kind"], r["batch"], r["conns"]), []).append(r)
+    c, wide = a.connections, a.wide
+    rows = [("pipeline", 1, c), ("discard", 1, c)]
+    if wide:
+        rows += [("pipeline", 1, wide), ("discard", 1, wide)]
+    rows += [("pipeline", 100, c)]
+    if wide:
+        rows += [("pipeline", 100, wide)]
+    rows += [("discard", 100, c), ("raw", None, None)]
+    names = {
+        "pipeline": "pipeline: source-http -> sink-kafka",
+        "discard": "discard_server (HTTP ceiling)",
+        "raw": "raw librdkafka producer (Kafka ceiling)",
+    }
+    L = []
+    now = dt.datetime.now(dt.timezone.utc)
+    L.append(f"# ecflow ingest benchmark, {now:%Y-%m-%d %H:%M} UTC\n")
+    L.append(f"{'Smoke run: ' if a.smoke else ''}{a.repeats} interleaved run(s) of "
+             f"{a.duration:g} s per scenario (after a {a.warmup:g} s warm-up each), medians; "
+             f"wrk -t1, keep-alive; events from source-generate, {pool_info[0]:,} in the pool, "
+             f"{pool_info[1]:.0f} bytes each on average; one local Kafka {info['kafka']} broker "
+             f"(KRaft, 1 node) on the same machine.\n")
+    L.append("| scenario | batch | conns | events/s | req/s answered 200 | 503/s | p50 ms | "
+             "p99 ms | server CPU µs/event | broker CPU µs/event | wrk CPU µs/event | "
+             "machine busy % | peak RSS MB |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key in rows:
+        runs = groups.get(key, [])
+        if not runs:
+            continue
+        kind, batch, conns = key
+        L.append(f"| {names[kind]} | {batch or '—'} | {conns or '—'} | "
+                 f"{fmt(med(runs, 'events_s'))} | {fmt(med(runs, 'ok_req_s'))} | "
+                 f"{fmt(med(runs, 's503_s'))} | {fmt(med(runs, 'p50_ms'), 2)} | "
+                 f"{fmt(med(runs, 'p99_ms'), 2)} | {fmt(med(runs, 'cpu_us_ev'), 2)} | "
+                 f"{fmt(med(runs, 'broker_us_ev'), 2)} | {fmt(med(runs, 'client_us_ev'), 2)} | "
+                 f"{fmt(med(runs, 'busy'))} | {fmt(med(runs, 'rss_mb'), 1)} |")
+
+    def ratio(num_key, num_field, den_key, den_field):
+        n, d = med(groups.get(num_key, []), num_field), med(groups.get(den_key, []), den_field)
+        return n / d if d and d == d and n == n else float("nan")
+
+    r_http = ratio(("pipeline", 1, c), "ok_req_s", ("discard", 1, c), "ok_req_s")
+    r_kafka = ratio(("pipeline", 100, c), "events_s", ("raw", None, None), "events_s")
+    L.append("")
+    L.append("## Ratios against the ceilings\n")
+    L.append("| ratio | value | target |")
+    L.append("|---|---:|---:|")
+    L.append(f"| pipeline req/s ÷ discard req/s, batch 1, {c} connections | "
+             f"{fmt(r_http, 2)} | ≥ {TARGET_HTTP} {'✔' if r_http >= TARGET_HTTP else '✘'} |")
+    if wide:
+        r_w = ratio(("pipeline", 1, wide), "ok_req_s", ("discard", 1, wide), "ok_req_s")
+        L.append(f"| pipeline req/s ÷ discard req/s, batch 1, {wide} connections | "
+                 f"{fmt(r_w, 2)} | ≥ {TARGET_HTTP} {'✔' if r_w >= TARGET_HTTP else '✘'} |")
+    L.append(f"| pipeline events/s ÷ raw producer events/s, batch 100, {c} connections | "
+             f"{fmt(r_kafka, 2)} | ≥ {TARGET_KAFKA} {'✔' if r_kafka >= TARGET_KAFKA else '✘'} |")
+    if wide:
+        r_w = ratio(("pipeline", 100, wide), "events_s", ("raw", None, None), "events_s")
+        L.append(f"| pipeline events/s ÷ raw producer events/s, batch 100, {wide} connections | "
+                 f"{fmt(r_w, 2)} | ≥ {TARGET_KAFKA} {'✔' if r_w >= TARGET_KAFKA else '✘'} |")
+    L.append("")
+    L.append("- **events/s** counts only events answered 200 (durable in Kafka for the "
+             "pipeline); **req/s answered 200** likewise; **503/s** are answers wrk did not "
+             "retry (it does not honour Retry-After). For the raw producer, events/s are "
+             "delivery reports over the time from the first produce to the last report, and "
+             "p50/p99 are librdkafka's produce-to-report latency (time in a full queue).")
+    L.append("- **server CPU** is the server process (all threads: HTTP workers, stage threads, "
+             "librdkafka) per event answered 200; **broker CPU** is the Kafka JVM per event; "
+             "**wrk CPU** is the load generator's (it shares the machine); **machine busy** "
+             "counts everything, other tenants too. 2xx answers other than 200, "
+             "and socket errors: "
+             f"{int(sum(r['other'] for r in results if r['kind'] != 'raw'))} in all runs.")
+    L.append("- Honesty check after every pipeline run: events answered as durable "
+             "(`http_events_accepted_total`, warm-up included) ≤ records the brokers "
+             "confirmed (`kafka_messages_delivered_total`), none failed, exit 0 on SIGTERM.")
+    L.append("")
+    L.append("## Machine and build\n")
+    L.append(f"- CPU: {info['cpu']}; nproc {info['nproc']}; memory {info['mem_gib']} GiB")
+    L.append(f"- OS: {info['os']}, kernel {info['kernel']}; load average before the runs: "
+             f"{' '.join(info['load'])} (shared machines skew numbers)")
+    L.append(f"- {info['ecflow']}; build type {info['build_type']}; libmicrohttpd "
+             f"{info['mhd']}; librdkafka {info['rdkafka']}; wrk {info['wrk']}; "
+             f"Kafka {info['kafka']} on {info['java']}")
+    L.append(f"- git commit: {info['commit']}")
+    L.append(f"- command: `{' '.join(['bench/ingest/run.sh'] + [shlex.quote(x) for x in argv])}`")
+    L.append("- the pipeline run (`ecflow run ingest.yaml --profile bench`), made from "
+             "pipelines/ecommerce.yaml at run time:\n")
+    L.append("```yaml\n" + read(ctx["pipeline"]).rstrip() + "\n```")
+    L.append("")
+    L.append("## Every run\n")
+    L.append("| run | scenario | batch | conns | events/s | req/s 200 | 503/s | p50 ms | p99 ms "
+             "| CPU µs/event | broker µs/event | busy % | RSS MB |")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        L.append(f"| {r['rep']} | {r['kind']} | {r['batch'] or '—'} | {r['conns'] or '—'} | "
+                 f"{fmt(r['events_s'])} | {fmt(r['ok_req_s'])} | {fmt(r['s503_s'])} | "
+                 f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['cpu_us_ev'], 2)} | "
+                 f"{fmt(r['broker_us_ev'], 2)} | {fmt(r['busy'])} | {fmt(r['rss_mb'], 1)} |")
+    samples = sorted({s for r in results for s in r["samples"]})
+    if samples:
+        L.append("")
+        L.append("Answers other than 200 (samples):\n")
+        L += [f"    {s}" for s in samples[:10]]
+    return "\n".join(L) + "\n", r_http, r_kafka
+
+
+def perf_summary(path, top=25):
+    """Where the ecflow process spends its CPU: by thread, then by function (self time)."""
+    out = []
+    for sort, limit, n in (("comm", "0.5", 10), ("dso,sym", "0.7", top)):
+        r = subprocess.run(["perf", "report", "-i", path, "--no-children", "--sort", sort,
+                            "--stdio", "-g", "none", "--percent-limit", limit],
+                           capture_output=True, text=True)
+        lines = [l for l in r.stdout.splitlines() if l.strip() and not l.startswith("#")]
+        out += lines[:n] + [""]
+    return "\n".join(out).rstrip()
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv):
+    a = parse_args(argv)
+    a.build_dir = os.path.abspath(a.build_dir)
+    ecflow = os.path.join(a.build_dir, "ecflow")
+    plugin_dir = os.path.join(a.build_dir, "plugins")
+    for f in (ecflow, os.path.join(plugin_dir, "source-http.so"),
+              os.path.join(plugin_dir, "sink-kafka.so")):
+        if not os.path.exists(f):
+            die(f"{f} not found: build first (cmake -S . -B build -G Ninja && ninja -C build)")
+    need_tool("wrk", "wrk")
+    need_tool("gcc", "gcc")
+    need_tool("pkg-config", "pkg-config")
+    if a.perf and not shutil.which("perf"):
+        die("--perf needs perf (apt-get install linux-perf)")
+
+    tmp = tempfile.mkdtemp(prefix="ecflow-bench-ingest-")
+    ctx = {"ecflow": ecflow, "plugin_dir": plugin_dir, "tmp": tmp}
+    kafka = None
+    try:
+        ctx["tools"] = compile_tools(tmp)
+        ctx["pipeline"] = ingest_leg(PIPELINE, os.path.join(tmp, "ingest.yaml"))
+        r = subprocess.run([ecflow, "validate", ctx["pipeline"], "--profile", "bench"],
+                           env=dict(os.environ, ECFLOW_PLUGIN_PATH=plugin_dir, METRICS_PORT="0"),
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            die(f"the ingest leg of {PIPELINE} does not validate:\n{read(ctx['pipeline'])}\n"
+                f"{r.stdout}{r.stderr}")
+        ctx["pool"] = os.path.join(tmp, "events.ndjson")
+        pool_info = make_pool(ecflow, plugin_dir, ctx["pool"], 2000 if a.smoke else 20000)
+        info = machine_info(a, ctx)
+        log("starting a Kafka broker")
+        kafka = Kafka(os.path.join(tmp, "kafka"))
+        ctx["kafka"] = kafka
+        log(f"broker at {kafka.bootstrap}; warming it up")
+        run_raw(a, ctx, seconds=1 if a.smoke else 3, warm=True)
+
+        plan = [("pipeline", 1, a.connections), ("discard", 1, a.connections),
+                ("pipeline", 100, a.connections), ("discard", 100, a.connections), ("raw",)]
+        if a.wide:
+            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("pipeline", 100, a.wide)]
+        results, perf_files = [], []
+        for rep in range(1, a.repeats + 1):
+            for step in plan:
+                log(f"run {rep}/{a.repeats}: {' '.join(str(x) for x in step)}")
+                if step[0] == "pipeline":
+                    perf_to = None
+                    if a.perf and rep == a.repeats:
+                        perf_to = os.path.join(tmp, f"perf-b{step[1]}-c{step[2]}.data")
+                        perf_files.append((step, perf_to))
+                    r = run_pipeline(a, ctx, step[1], step[2], perf_to)
+                elif step[0] == "discard":
+                    r = run_discard(a, ctx, step[1], step[2])
+                else:
+                    r = run_raw(a, ctx)
+                r["rep"] = rep
+                results.append(r)
+                log(f"  {fmt(r['events_s'])} events/s, {fmt(r['ok_req_s'])} req/s (200), "
+                    f"p99 {fmt(r['p99_ms'], 2)} ms, {fmt(r['cpu_us_ev'], 2)} µs CPU/event")
+
+        text, r_http, r_kafka = report(a, ctx, results, info, pool_info, argv)
+        for step, path in perf_files:
+            text += (f"\n## perf: pipeline, batch {step[1]}, {step[2]} connections "
+                     f"(cpu-clock samples of the ecflow process)\n\n```\n"
+                     f"{perf_summary(path)}\n```\n")
+        print(text, end="")
+        out = a.out
+        if not out and not a.smoke:
+            out = os.path.join(REPO, "bench", "results",
+                               f"ingest-{dt.date.today().isoformat()}.md")
+        if out:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            with open(out, "w") as f:
+                f.write(text)
+            log(f"wrote {out}")
+    finally:
+        if kafka:
+            kafka.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
