@@ -20,10 +20,7 @@ if grep -q 'KAFKA_BOOTSTRAP' "$pipeline" && [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   echo "quickstart: local Kafka at $KAFKA_BOOTSTRAP" >&2
 fi
 
-build/plain/ecflow run "$pipeline" "$@" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null || true' INT TERM
-wait $pid || code=$?
-# A first Ctrl-C interrupts `wait`; wait again for the drain to finish.
-wait $pid 2>/dev/null || code=${code:-$?}
-exit "${code:-0}"
+# In the foreground, so Ctrl-C reaches ecflow itself: the first one drains
+# (sinks flush, acks settle), a second exits at once. The EXIT trap then
+# stops the local broker.
+build/plain/ecflow run "$pipeline" "$@"
