@@ -13,11 +13,19 @@ bash scripts/deps.sh
 bash scripts/build.sh build/plain -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 if grep -q 'KAFKA_BOOTSTRAP' "$pipeline" && [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  state=$(mktemp -d -t ecflow-kafka-XXXXXX)
-  KAFKA_BOOTSTRAP=$(bash tests/services/kafka.sh start "$state")
+  # The local broker keeps its data between quick starts (pause/resume), so
+  # Kafka offsets stay consistent with the Iceberg table in ./warehouse.
+  state=${ECFLOW_KAFKA_STATE:-$root/.ecflow/kafka}
+  mkdir -p "$state"
+  KAFKA_BOOTSTRAP=$(bash tests/services/kafka.sh resume "$state" 2>/dev/null) ||
+    KAFKA_BOOTSTRAP=$(bash tests/services/kafka.sh start "$state")
   export KAFKA_BOOTSTRAP
-  trap 'bash tests/services/kafka.sh stop "$state" >/dev/null 2>&1 || true' EXIT
-  echo "quickstart: local Kafka at $KAFKA_BOOTSTRAP" >&2
+  trap 'bash tests/services/kafka.sh pause "$state" >/dev/null 2>&1 || true' EXIT
+  # The table stores Kafka positions per writer; a brand-new broker restarts
+  # offsets at 0, so the writer id names the Kafka cluster it reads.
+  cluster=$(sed -n 's/^cluster.id=//p' "$state"/data/meta.properties 2>/dev/null | head -1)
+  export ECFLOW_WRITER_ID="ecommerce/lake@${cluster:-local}"
+  echo "quickstart: local Kafka at $KAFKA_BOOTSTRAP (state in $state)" >&2
 fi
 
 # In the foreground, so Ctrl-C reaches ecflow itself: the first one drains
