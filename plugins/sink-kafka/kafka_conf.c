@@ -7,6 +7,7 @@
  * those keys: its own error text reaches the user, with secret values masked.
  */
 #include "sink_kafka.h"
+#include "rdkafka_conf.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -66,59 +67,6 @@ const ecf_option kafka_options[] = {
     ECF_OPT_END,
 };
 
-/* Values of these librdkafka keys never appear in a message we print. */
-static bool key_is_secret(const char *key)
-{
-    static const char *const marks[] = {
-        "password", "secret", "jaas", ".pem", "ssl_key", "oauthbearer.config", "token",
-    };
-    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
-        if (strstr(key, marks[i]))
-            return true;
-    }
-    return false;
-}
-
-/* Copies errstr into out with every occurrence of value replaced by "***". */
-static void mask_value(const char *errstr, const char *value, char *out, size_t outsz)
-{
-    size_t vlen = value ? strlen(value) : 0;
-    size_t o = 0;
-    for (const char *p = errstr; *p && o + 1 < outsz;) {
-        if (vlen && strncmp(p, value, vlen) == 0) {
-            if (o + 4 > outsz)
-                break;
-            memcpy(out + o, "***", 3);
-            o += 3;
-            p += vlen;
-            continue;
-        }
-        out[o++] = *p++;
-    }
-    out[o] = '\0';
-}
-
-/* Sets one property; `origin` names the option the user wrote for the error. */
-static bool conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                     const char *key, const char *value)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
-        return true;
-    char shown[512];
-    mask_value(errstr, key_is_secret(key) ? value : NULL, shown, sizeof shown);
-    ecf_error(stage, "option '%s': librdkafka rejected it: %s", origin, shown);
-    return false;
-}
-
-static bool conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                         const char *key, int64_t v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, v);
-    return conf_set(stage, conf, origin, key, buf);
-}
-
 /* librdkafka takes milliseconds; a sub-millisecond linger stays fractional. */
 static bool conf_set_ms(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
                         const char *key, int64_t us, bool fractional)
@@ -128,7 +76,7 @@ static bool conf_set_ms(ecf_stage *stage, rd_kafka_conf_t *conf, const char *ori
         snprintf(buf, sizeof buf, "%.3f", (double)us / 1000.0);
     else
         snprintf(buf, sizeof buf, "%" PRId64, (us + 999) / 1000);
-    return conf_set(stage, conf, origin, key, buf);
+    return ecf_rdkafka_conf_set(stage, conf, origin, key, buf);
 }
 
 static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const kafka_config *cfg)
@@ -138,31 +86,31 @@ static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const kaf
     int64_t kbytes = (cfg->queue_max_bytes + 1023) / 1024;
 
     /* Durability first: the ack we give the source must mean "in the ISR". */
-    return conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
-        && conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true")
-        && conf_set(stage, conf, "kafka.acks", "acks", "all")
+    return ecf_rdkafka_conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true")
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.acks", "acks", "all")
         /* Same key -> same partition as the Java clients (and Spark) choose. */
-        && conf_set(stage, conf, "kafka.partitioner", "partitioner", "murmur2_random")
-        && conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
-        && conf_set(stage, conf, "compression", "compression.codec", cfg->compression)
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.partitioner", "partitioner", "murmur2_random")
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
+        && ecf_rdkafka_conf_set(stage, conf, "compression", "compression.codec", cfg->compression)
         && conf_set_ms(stage, conf, "linger", "linger.ms", cfg->linger_us, true)
-        && conf_set_int(stage, conf, "batch_size", "batch.size", cfg->batch_size)
-        && conf_set_int(stage, conf, "batch_messages", "batch.num.messages",
+        && ecf_rdkafka_conf_set_int(stage, conf, "batch_size", "batch.size", cfg->batch_size)
+        && ecf_rdkafka_conf_set_int(stage, conf, "batch_messages", "batch.num.messages",
                         cfg->batch_messages)
         && conf_set_ms(stage, conf, "delivery_timeout", "message.timeout.ms",
                        cfg->delivery_timeout_us, false)
-        && conf_set_int(stage, conf, "queue_max_messages", "queue.buffering.max.messages",
+        && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_messages", "queue.buffering.max.messages",
                         cfg->queue_max_messages)
-        && conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes)
+        && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes)
         /*
          * librdkafka's 10s default means a down broker's records are checked
          * against delivery_timeout only that often, and a returning broker
          * is found that late; 1s is the Java client's default.
          */
-        && conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
                     "1000")
         /* Logs are served on our poller thread, not librdkafka's own. */
-        && conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
 }
 
 rd_kafka_conf_t *kafka_conf_build(ecf_stage *stage, const kafka_config *cfg)
@@ -175,7 +123,7 @@ rd_kafka_conf_t *kafka_conf_build(ecf_stage *stage, const kafka_config *cfg)
     for (const ecf_kv *kv = cfg->kafka; kv && kv->key; kv++) {
         char origin[256];
         snprintf(origin, sizeof origin, "kafka.%s", kv->key);
-        if (!conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
+        if (!ecf_rdkafka_conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }

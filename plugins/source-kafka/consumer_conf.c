@@ -4,6 +4,7 @@
  * through the `kafka` map verbatim and librdkafka judges it, in its own words.
  */
 #include "source_kafka.h"
+#include "rdkafka_conf.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -57,81 +58,28 @@ const ecf_option ksrc_options[] = {
     ECF_OPT_END,
 };
 
-/* Values of these librdkafka keys never appear in a message we print. */
-static bool key_is_secret(const char *key)
-{
-    static const char *const marks[] = {
-        "password", "secret", "jaas", ".pem", "ssl_key", "oauthbearer.config", "token",
-    };
-    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
-        if (strstr(key, marks[i]))
-            return true;
-    }
-    return false;
-}
-
-/* Copies errstr into out with every occurrence of value replaced by "***". */
-static void mask_value(const char *errstr, const char *value, char *out, size_t outsz)
-{
-    size_t vlen = value ? strlen(value) : 0;
-    size_t o = 0;
-    for (const char *p = errstr; *p && o + 1 < outsz;) {
-        if (vlen && strncmp(p, value, vlen) == 0) {
-            if (o + 4 > outsz)
-                break;
-            memcpy(out + o, "***", 3);
-            o += 3;
-            p += vlen;
-            continue;
-        }
-        out[o++] = *p++;
-    }
-    out[o] = '\0';
-}
-
-/* Sets one property; `origin` names the option the user wrote, for the error. */
-static bool conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                     const char *key, const char *value)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
-        return true;
-    char shown[512];
-    mask_value(errstr, key_is_secret(key) ? value : NULL, shown, sizeof shown);
-    ecf_error(stage, "option '%s': librdkafka rejected it: %s", origin, shown);
-    return false;
-}
-
-static bool conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                         const char *key, int64_t v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, v);
-    return conf_set(stage, conf, origin, key, buf);
-}
-
 static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const ksrc_config *cfg)
 {
     char client_id[256];
     snprintf(client_id, sizeof client_id, "ecflow-%s", ecf_name(stage));
     int64_t kbytes = (cfg->prefetch_max_bytes + 1023) / 1024;
 
-    return conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
-        && conf_set(stage, conf, "group", "group.id", cfg->group)
-        && conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
+    return ecf_rdkafka_conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
+        && ecf_rdkafka_conf_set(stage, conf, "group", "group.id", cfg->group)
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
         /* We commit, and only what every sink acknowledged. */
-        && conf_set(stage, conf, "kafka.enable.auto.commit", "enable.auto.commit", "false")
-        && conf_set(stage, conf, "kafka.enable.auto.offset.store", "enable.auto.offset.store",
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.commit", "enable.auto.commit", "false")
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.offset.store", "enable.auto.offset.store",
                     "false")
-        && conf_set(stage, conf, "auto_offset_reset", "auto.offset.reset",
+        && ecf_rdkafka_conf_set(stage, conf, "auto_offset_reset", "auto.offset.reset",
                     cfg->auto_offset_reset)
         /* The memory bound while the pipeline is slower than the topic. */
-        && conf_set_int(stage, conf, "prefetch_max_bytes", "queued.max.messages.kbytes", kbytes)
+        && ecf_rdkafka_conf_set_int(stage, conf, "prefetch_max_bytes", "queued.max.messages.kbytes", kbytes)
         /* Same reason as sink-kafka: find a returning broker within a second. */
-        && conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
                     "1000")
         /* Logs reach us through the consumer queue, on our own threads. */
-        && conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
+        && ecf_rdkafka_conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
 }
 
 static bool truthy(const char *v)
@@ -168,7 +116,7 @@ rd_kafka_conf_t *ksrc_conf_build(ecf_stage *stage, const ksrc_config *cfg)
         char origin[256];
         snprintf(origin, sizeof origin, "kafka.%s", kv->key);
         if (!passthrough_allowed(stage, kv) ||
-            !conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
+            !ecf_rdkafka_conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
