@@ -113,17 +113,13 @@ static ecf_status emit(ecf_stage *s, const char *port_name, ecf_batch *b, gboole
     }
     ecf_metric_do_add(s->m_out, n);
     /* Fan-out: every extra consumer gets its own copy, made before the
-     * first consumer can release the original. */
-    guint fan = port->consumers->len;
-    g_autofree ecf_batch **copies = g_new(ecf_batch *, fan);
-    copies[0] = b;
-    for (guint i = 1; i < fan; i++)
-        copies[i] = ecf_batch_clone(b);
+     * first consumer, which takes the original, can release it. */
     ecf_status st = ECF_OK;
-    for (guint i = 0; i < fan; i++) {
+    for (guint i = port->consumers->len; i-- > 0;) {
         ecf_out_edge *e = &g_array_index(port->consumers, ecf_out_edge, i);
-        ecf_batch_set_input_index(copies[i], e->input);
-        ecf_status r = push_to(e->down, copies[i]);
+        ecf_batch *copy = i == 0 ? b : ecf_batch_clone(b);
+        ecf_batch_set_input_index(copy, e->input);
+        ecf_status r = push_to(e->down, copy);
         if (r != ECF_OK)
             st = r;
     }

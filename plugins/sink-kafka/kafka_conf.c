@@ -27,14 +27,17 @@ const ecf_option kafka_options[] = {
                    "topic every message is produced to"),
     ECF_OPT_ENUM("compression", kafka_config, compression, "lz4", "none|lz4|zstd|snappy|gzip",
                  "codec for record batches (compression.codec)"),
-    ECF_OPT_DURATION("linger", kafka_config, linger_us, "5ms", 0, 900,
-                     "how long a partition batch may wait to fill (linger.ms)"),
+    ECF_OPT_DURATION("linger", kafka_config, linger_us, "1ms", 0, 900,
+                     "how long a partition batch may wait to fill (linger.ms); sources that "
+                     "answer clients on delivery wait this long too"),
     ECF_OPT_SIZE("batch_size", kafka_config, batch_size, "1MiB", 1, 2147483647,
                  "largest record batch in bytes (batch.size)"),
     ECF_OPT_INT("batch_messages", kafka_config, batch_messages, "10000", 1, 1000000,
                 "most records in one batch (batch.num.messages)"),
-    ECF_OPT_DURATION("delivery_timeout", kafka_config, delivery_timeout_us, "30s", 0.01, 86400,
-                     "retry a message this long, then fail it (message.timeout.ms)"),
+    ECF_OPT_DURATION("delivery_timeout", kafka_config, delivery_timeout_us, "20s", 0.01, 86400,
+                     "retry a message this long, then fail it (message.timeout.ms); keep it "
+                     "below the source's ack timeout (source-http: 30s) so no record is "
+                     "delivered after its client was told to retry"),
     ECF_OPT_INT("queue_max_messages", kafka_config, queue_max_messages, "100000", 1, 10000000,
                 "records waiting in the producer before the stage blocks "
                 "(queue.buffering.max.messages)"),

@@ -4,7 +4,8 @@
  *   headers   route, method, API key, Content-Type/-Encoding/-Length
  *   upload    body bytes (inflated if gzip) into a padded buffer
  *   door      simdjson scan: valid JSON? each event an object with the key?
- *   emit      one ack token per event, batches via ecf_try_emit()
+ *   emit      one ack token per event; whole batches via ecf_try_emit(),
+ *             the rest into the batch small requests share (outbox.c)
  *   wait      connection suspended until every token settled (or
  *             ack_timeout passed); settle callbacks run on sink threads
  *   answer    200 / 207 / 422 / 503 from the per-event outcomes
@@ -74,6 +75,8 @@ struct http_request {
     uint32_t      n_events;
     uint32_t      pending; /* tokens not settled, +1 while the handler emits */
     bool          suspended, timed_out, stopped;
+    GList         wait_link; /* in src->waiting, when in_waiting (src->lock) */
+    bool          in_waiting;
     int64_t       deadline_us;
     GHashTable   *reasons;
 };
@@ -440,64 +443,122 @@ static ecf_status flush_batch(http_request *req, ecf_batch *batch, GArray *idx)
         if (st == ECF_ERR_BACKPRESSURE)
             ecf_batch_release(stage, batch);
     }
-    g_array_set_size(idx, 0);
     return st;
 }
 
-/* One token per event, so an array gets one verdict per event. Returns the
- * number of events that never got a token (they hold `pending` too). */
-static uint32_t emit_events(http_request *req)
+/* Moves *i to the next event that passed the door; false past the last. */
+static bool next_valid(const http_request *req, uint32_t *i)
 {
-    source_http *src = req->src;
-    ecf_stage *stage = src->stage;
-    const uint32_t per_batch = (uint32_t)src->cfg->batch_max_events;
-    GArray *idx = g_array_sized_new(FALSE, FALSE, sizeof(uint32_t), MIN(per_batch, req->n_events));
-    ecf_batch *batch = NULL;
-    ecf_status stop = ECF_OK;
-    uint32_t unsent = 0;
+    for (; *i < req->n_events; (*i)++)
+        if (g_array_index(req->events, door_event, *i).verdict == DOOR_PASS)
+            return true;
+    return false;
+}
 
-    for (uint32_t i = 0; i < req->n_events; i++) {
-        const door_event *de = &g_array_index(req->events, door_event, i);
-        if (de->verdict != DOOR_PASS)
-            continue;
-        if (stop != ECF_OK) {
-            record_locked(req, i, stop, emit_failure_reason(stop));
-            unsent++;
-            continue;
-        }
-        ecf_token *tok = ecf_token_new(stage, on_settle, req, i);
-        if (!tok) {
-            record_locked(req, i, ECF_ERR_NOMEM, "out of memory");
-            unsent++;
-            continue;
-        }
-        if (!batch)
-            batch = ecf_batch_new(stage);
-        ecf_message_init m = {
-            .payload = req->body.data + de->offset,
-            .payload_len = de->length,
-            .key = req->keys->data + de->key_off,
-            .key_len = de->key_len,
-            .origin = {.kind = ECF_ORIGIN_HTTP, .partition = -1, .offset = i},
-            .token = tok,
-        };
-        ecf_status st = batch ? ecf_batch_add(stage, batch, &m) : ECF_ERR_NOMEM;
-        if (st != ECF_OK)
-            record_locked(req, i, st, "could not add the event to a batch");
-        ecf_token_release(stage, tok); /* the batch holds its own reference */
-        if (st != ECF_OK)
-            continue;
-        g_array_append_val(idx, i);
-        if (idx->len >= per_batch) {
-            stop = flush_batch(req, batch, idx);
-            batch = NULL;
-        }
+/* Event i as a message with a token of its own; the caller releases the
+ * token once the message is in a batch (which takes its own reference). */
+static ecf_token *prepare(http_request *req, uint32_t i, ecf_message_init *m)
+{
+    ecf_token *tok = ecf_token_new(req->src->stage, on_settle, req, i);
+    if (!tok) {
+        record_locked(req, i, ECF_ERR_NOMEM, "out of memory");
+        return NULL;
     }
-    if (batch && idx->len > 0)
-        flush_batch(req, batch, idx);
-    else if (batch)
-        ecf_batch_release(stage, batch);
+    const door_event *de = &g_array_index(req->events, door_event, i);
+    *m = (ecf_message_init){
+        .payload = req->body.data + de->offset,
+        .payload_len = de->length,
+        .key = req->keys->data + de->key_off,
+        .key_len = de->key_len,
+        .origin = {.kind = ECF_ORIGIN_HTTP, .partition = -1, .offset = i},
+        .token = tok,
+    };
+    return tok;
+}
+
+/* Whether adding event i to a batch went well; if not, its verdict says
+ * why (its token then settles when the caller releases it). */
+static bool add_or_record(http_request *req, uint32_t i, ecf_status st)
+{
+    if (st == ECF_OK)
+        return true;
+    record_locked(req, i, st, "could not add the event to a batch");
+    return false;
+}
+
+/* Valid events from i on that will get no token: each gets `st`. */
+static uint32_t refuse_rest(http_request *req, uint32_t i, ecf_status st)
+{
+    uint32_t n = 0;
+    g_mutex_lock(&req->lock);
+    for (; next_valid(req, &i); i++, n++)
+        record(req, i, st, emit_failure_reason(st));
+    g_mutex_unlock(&req->lock);
+    return n;
+}
+
+/* The next `want` valid events from *i as one batch, emitted from this
+ * thread. Events that never got a token are added to *unsent. */
+static ecf_status emit_full_batch(http_request *req, uint32_t *i, uint32_t want, uint32_t *unsent)
+{
+    ecf_stage *stage = req->src->stage;
+    ecf_batch *batch = ecf_batch_new(stage);
+    if (!batch)
+        return ECF_ERR_NOMEM;
+    GArray *idx = g_array_sized_new(FALSE, FALSE, sizeof(uint32_t), want);
+    for (uint32_t taken = 0; taken < want && next_valid(req, i); (*i)++, taken++) {
+        ecf_message_init m;
+        ecf_token *tok = prepare(req, *i, &m);
+        if (!tok) {
+            (*unsent)++;
+            continue;
+        }
+        if (add_or_record(req, *i, ecf_batch_add(stage, batch, &m)))
+            g_array_append_val(idx, *i);
+        ecf_token_release(stage, tok);
+    }
+    ecf_status st = flush_batch(req, batch, idx);
     g_array_free(idx, TRUE);
+    return st;
+}
+
+/* The valid events from i on join the batch small requests share. */
+static uint32_t put_in_outbox(http_request *req, uint32_t i)
+{
+    http_outbox *o = &req->src->outbox;
+    ecf_status st = outbox_put_begin(o);
+    if (st != ECF_OK)
+        return refuse_rest(req, i, st);
+    uint32_t unsent = 0;
+    for (; next_valid(req, &i); i++) {
+        ecf_message_init m;
+        ecf_token *tok = prepare(req, i, &m);
+        if (!tok) {
+            unsent++;
+            continue;
+        }
+        add_or_record(req, i, outbox_put(o, &m));
+        ecf_token_release(req->src->stage, tok);
+    }
+    outbox_put_end(o);
+    return unsent;
+}
+
+/* One token per event, so an array gets one verdict per event. Whole
+ * batches go out from this thread; the rest shares a batch with other
+ * requests (outbox.c). Returns the number of events that never got a
+ * token (they hold `pending` too). */
+static uint32_t emit_events(http_request *req, uint32_t valid)
+{
+    const uint32_t per_batch = (uint32_t)req->src->cfg->batch_max_events;
+    uint32_t i = 0, unsent = 0;
+    for (; valid >= per_batch; valid -= per_batch) {
+        ecf_status st = emit_full_batch(req, &i, per_batch, &unsent);
+        if (st != ECF_OK)
+            return unsent + refuse_rest(req, i, st);
+    }
+    if (valid > 0)
+        unsent += put_in_outbox(req, i);
     return unsent;
 }
 
@@ -506,7 +567,10 @@ static uint32_t emit_events(http_request *req)
 static void waiting_remove(source_http *src, http_request *req)
 {
     g_mutex_lock(&src->lock);
-    bool found = g_queue_remove(&src->waiting, req);
+    bool found = req->in_waiting;
+    if (found)
+        g_queue_unlink(&src->waiting, &req->wait_link);
+    req->in_waiting = false;
     g_mutex_unlock(&src->lock);
     if (found)
         req_unref(req);
@@ -549,7 +613,7 @@ static enum MHD_Result on_upload_done(http_request *req)
     g_mutex_lock(&req->lock);
     req->pending = valid + 1;
     g_mutex_unlock(&req->lock);
-    uint32_t unsent = emit_events(req);
+    uint32_t unsent = emit_events(req, valid);
     req_drop_scratch(req); /* batches copied the bytes: free the body now */
 
     /* src->lock first: stop() must see this request in `waiting` or know it
@@ -565,7 +629,9 @@ static enum MHD_Result on_upload_done(http_request *req)
         req->deadline_us = ecf_monotonic_us(src->stage) + src->cfg->ack_timeout_us;
         MHD_suspend_connection(req->conn);
         g_atomic_int_inc(&req->refs); /* the waiting list's reference */
-        g_queue_push_tail(&src->waiting, req);
+        req->wait_link.data = req;
+        g_queue_push_tail_link(&src->waiting, &req->wait_link);
+        req->in_waiting = true;
     } else if (!done) {
         req->stopped = true; /* answered now; its tokens settle later, unheard */
     }

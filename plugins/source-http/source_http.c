@@ -3,8 +3,9 @@
  *
  * The plugin and its lifecycle; request handling lives in request.c.
  * libmicrohttpd runs its own worker threads (epoll, one event loop per
- * thread); run() on the stage thread only watches for shutdown and for
- * requests whose acknowledgements are overdue.
+ * thread); run() on the stage thread emits the batch small requests share
+ * (outbox.c), watches for shutdown and answers requests whose
+ * acknowledgements are overdue.
  */
 #define _GNU_SOURCE
 #include "source_http.h"
@@ -178,6 +179,7 @@ static ecf_status http_create(ecf_stage *stage)
     src->retry_after_s = (unsigned)((cfg->retry_after_us + 999999) / 1000000);
     g_mutex_init(&src->lock);
     g_queue_init(&src->waiting);
+    outbox_init(&src->outbox, stage, (uint32_t)cfg->batch_max_events);
     src->parsers = g_ptr_array_new();
     src->why_key_missing = g_strdup_printf("missing key field '%s'", cfg->key_field);
     src->why_key_not_string = g_strdup_printf("key field '%s' is not a string", cfg->key_field);
@@ -281,9 +283,23 @@ static ecf_status http_start(ecf_stage *stage)
 
 /* ---------------------------------------------------------------- run */
 
+/*
+ * The stage thread emits the outbox (small requests' shared batch) and, on
+ * a timer, answers requests whose acks are overdue. A taken batch waits for
+ * room downstream at most GIVE_UP: then its events are answered 503, so a
+ * stuck downstream turns into prompt retries, not into requests that hang
+ * until ack_timeout and events that reach Kafka after their client gave up.
+ */
+#define BACKOFF_US 500
+
 static int64_t poll_interval_us(const http_config *cfg)
 {
     return CLAMP(cfg->ack_timeout_us / 4, 10000, 100000);
+}
+
+static int64_t give_up_us(const http_config *cfg)
+{
+    return MIN(cfg->ack_timeout_us / 4, 1000000);
 }
 
 static void tick(source_http *src)
@@ -292,14 +308,61 @@ static void tick(source_http *src)
     ecf_metric_set(src->stage, src->m_inflight, (double)atomic_load(&src->budget.used));
 }
 
-/* Waits until no POST is in progress or `deadline` (monotonic µs) passes. */
+static void tick_if_due(source_http *src)
+{
+    int64_t now = ecf_monotonic_us(src->stage);
+    if (now < src->next_tick_us)
+        return;
+    src->next_tick_us = now + poll_interval_us(src->cfg);
+    tick(src);
+}
+
+static void emit_taken(source_http *src, ecf_batch *b, int64_t opened_us)
+{
+    ecf_stage *stage = src->stage;
+    bool blocked = false;
+    while (ecf_try_emit(stage, NULL, b) == ECF_ERR_BACKPRESSURE) {
+        if (!blocked)
+            outbox_set_blocked(&src->outbox, blocked = true);
+        if (ecf_monotonic_us(stage) - opened_us >= give_up_us(src->cfg)) {
+            ecf_batch_nack_all(stage, b, ECF_ERR_BACKPRESSURE,
+                               "backpressure: the pipeline is full, retry later");
+            ecf_batch_release(stage, b);
+            break;
+        }
+        tick_if_due(src);
+        g_usleep(BACKOFF_US);
+    }
+    if (blocked)
+        outbox_set_blocked(&src->outbox, false);
+}
+
+/* Emits the outbox if it has events, waiting up to wait_us for some. */
+static void flush_outbox(source_http *src, int64_t wait_us)
+{
+    int64_t opened_us;
+    ecf_batch *b = outbox_take(&src->outbox, wait_us, &opened_us);
+    if (b)
+        emit_taken(src, b, opened_us);
+    tick_if_due(src);
+}
+
+static void close_outbox(source_http *src, const char *why)
+{
+    ecf_batch *b = outbox_close(&src->outbox);
+    if (!b)
+        return;
+    ecf_batch_nack_all(src->stage, b, ECF_ERR_STOPPED, why);
+    ecf_batch_release(src->stage, b);
+}
+
+/* Flushes until no POST is in progress or `deadline` (monotonic µs) passes. */
 static bool wait_idle(source_http *src, int64_t deadline)
 {
     while (atomic_load(&src->active) > 0) {
         if (ecf_monotonic_us(src->stage) >= deadline)
             return false;
-        tick(src);
-        g_usleep(10000);
+        flush_outbox(src, 10000);
     }
     return true;
 }
@@ -317,10 +380,8 @@ static ecf_status http_run(ecf_stage *stage)
 {
     source_http *src = ecf_state(stage);
     const int64_t interval = poll_interval_us(src->cfg);
-    while (!ecf_should_stop(stage)) {
-        tick(src);
-        g_usleep((gulong)interval);
-    }
+    while (!ecf_should_stop(stage))
+        flush_outbox(src, interval);
     /* Stop taking connections; let requests already in finish, each within
      * its own ack_timeout; whatever is still waiting then is answered 503. */
     begin_drain(src);
@@ -330,8 +391,10 @@ static ecf_status http_run(ecf_stage *stage)
         if (n)
             ecf_log(stage, ECF_LOG_WARN, "shutdown: %u request%s answered 503 with acks pending",
                     n, n == 1 ? "" : "s");
+        close_outbox(src, "the pipeline is shutting down");
         wait_idle(src, ecf_monotonic_us(stage) + 1000000);
     }
+    close_outbox(src, "the pipeline is shutting down");
     return ECF_OK;
 }
 
@@ -345,6 +408,7 @@ static void http_stop(ecf_stage *stage)
     begin_drain(src);
     /* libmicrohttpd must not be stopped with a connection suspended. */
     http_tear_down(src);
+    close_outbox(src, "the pipeline is shutting down");
     wait_idle(src, ecf_monotonic_us(stage) + 1000000);
     MHD_stop_daemon(src->daemon);
     src->daemon = NULL;
@@ -374,7 +438,8 @@ static void http_destroy(ecf_stage *stage)
     for (guint i = 0; i < src->parsers->len; i++)
         jd_parser_free(src->parsers->pdata[i]);
     g_ptr_array_free(src->parsers, TRUE);
-    g_queue_clear(&src->waiting);
+    g_queue_init(&src->waiting); /* empty by now; its links live in the requests */
+    outbox_clear(&src->outbox);
     g_mutex_clear(&src->lock);
     g_free(src->why_key_missing);
     g_free(src->why_key_not_string);

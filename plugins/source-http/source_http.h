@@ -87,6 +87,34 @@ body_status body_append(http_body *b, const void *data, size_t n);
 body_status body_finish(http_body *b);
 void body_release(http_body *b);
 
+/* ---------------------------------------------------------------- outbox.c */
+
+/* The batch small requests share; the stage thread takes and emits it. */
+typedef struct {
+    GMutex      lock;
+    GCond       wake;
+    ecf_stage  *stage;
+    ecf_batch  *open;
+    uint32_t    count, cap;
+    int64_t     opened_us;     /* when `open` got its first event        */
+    bool        taker_waiting, taker_blocked, closed;
+} http_outbox;
+
+void outbox_init(http_outbox *o, ecf_stage *stage, uint32_t cap);
+void outbox_clear(http_outbox *o);
+/* OK: the outbox is locked for outbox_put() until outbox_put_end().
+ * BACKPRESSURE (full) or STOPPED (closed): nothing is locked. */
+ecf_status outbox_put_begin(http_outbox *o);
+ecf_status outbox_put(http_outbox *o, const ecf_message_init *m);
+void outbox_put_end(http_outbox *o);
+/* The taker holds a batch downstream has no room for (or no longer). */
+void outbox_set_blocked(http_outbox *o, bool blocked);
+/* The open batch if it has events, waiting up to wait_us for one; NULL
+ * when none came. The caller owns it. */
+ecf_batch *outbox_take(http_outbox *o, int64_t wait_us, int64_t *opened_us);
+/* Refuses every later put; returns what was still open (caller owns). */
+ecf_batch *outbox_close(http_outbox *o);
+
 /* ---------------------------------------------------------------- request.c */
 
 typedef struct source_http source_http;
@@ -126,6 +154,8 @@ struct source_http {
     GMutex          lock;        /* guards `waiting`, `parsers`, `tearing_down`;
                                     taken before a request's lock, never after  */
     GQueue          waiting;     /* http_request* suspended for their acks       */
+    http_outbox     outbox;      /* small requests' events, for run() to emit    */
+    int64_t         next_tick_us; /* run(): next check for overdue acks          */
     GPtrArray      *parsers;     /* idle jd_parser*, reused across requests      */
 
     /* Addresses used as the connection context of requests answered
