@@ -5,6 +5,7 @@
 #include "sync.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 
 #define CHUNK_MIN (64 * 1024)
@@ -149,6 +150,13 @@ static void copy_headers(ecf_batch *b, ecf_message *m, const ecf_header *src, gs
     m->n_headers = (guint32)n;
 }
 
+/* The ingest time a 1.1 (or later) producer gave, 0 otherwise. */
+static gint64 given_ingest_time(const ecf_message_init *in)
+{
+    gsize need = offsetof(ecf_message_init, ingest_time_us) + sizeof in->ingest_time_us;
+    return in->struct_size >= need ? in->ingest_time_us : 0;
+}
+
 ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
 {
     if (in->payload_len > G_MAXUINT32 || in->key_len > G_MAXUINT32)
@@ -168,7 +176,9 @@ ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
     m->key = in->key ? copy_bytes(b, in->key, in->key_len) : NULL;
     m->key_len = in->key ? (guint32)in->key_len : 0;
     m->event_time_us = in->event_time_us ? in->event_time_us : parent ? parent->event_time_us : 0;
-    m->ingest_time_us = parent ? parent->ingest_time_us : ecf_clock_now_us();
+    m->ingest_time_us = given_ingest_time(in) ? given_ingest_time(in)
+                        : parent              ? parent->ingest_time_us
+                                              : ecf_clock_now_us();
     m->origin = in->origin.kind != ECF_ORIGIN_NONE ? in->origin
                 : parent                           ? parent->origin
                                                    : in->origin;

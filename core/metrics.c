@@ -188,6 +188,8 @@ double ecf_metric_value(const ecf_metric *m)
     return bits_to_double(atomic_load_explicit(&((ecf_metric *)m)->value_bits, memory_order_relaxed));
 }
 
+ecf_metric_kind ecf_metric_kind_of(const ecf_metric *m) { return m->kind; }
+
 guint64 ecf_metric_count(const ecf_metric *m)
 {
     return atomic_load_explicit(&((ecf_metric *)m)->count, memory_order_relaxed);

@@ -24,6 +24,7 @@ void ecf_metric_do_add(ecf_metric *m, double v);
 void ecf_metric_do_set(ecf_metric *m, double v);
 void ecf_metric_do_observe(ecf_metric *m, double v);
 double ecf_metric_value(const ecf_metric *m);
+ecf_metric_kind ecf_metric_kind_of(const ecf_metric *m);
 guint64 ecf_metric_count(const ecf_metric *m);
 
 void ecf_metrics_add_collector(ecf_metrics *reg, ecf_metrics_collect_fn fn, void *user);

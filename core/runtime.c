@@ -22,7 +22,24 @@ struct ecf_runtime {
     _Atomic gboolean signals_done;
     pthread_t signal_thread;
     _Atomic gboolean status_done;
+    GMutex status_lock;   /* guards status_items: stages add them from their threads */
+    GPtrArray *status_items; /* status_item*, in the order their labels first came */
 };
+
+/* One label of the live status line and the metrics summed under it. */
+typedef struct {
+    char *label;
+    GPtrArray *metrics; /* ecf_metric*, borrowed from the registry */
+    double last;        /* counters: the sum a second ago, for the rate */
+} status_item;
+
+static void status_item_free(gpointer p)
+{
+    status_item *it = p;
+    g_free(it->label);
+    g_ptr_array_free(it->metrics, TRUE);
+    g_free(it);
+}
 
 ecf_batch_pool *ecf_runtime_batches(ecf_runtime *rt) { return rt->batches; }
 ecf_ack_pool *ecf_runtime_acks(ecf_runtime *rt) { return rt->acks; }
@@ -83,6 +100,8 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
     rt->acks = ecf_ack_pool_new();
     rt->metrics = ecf_metrics_new(def->settings.name);
     rt->settings = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+    g_mutex_init(&rt->status_lock);
+    rt->status_items = g_ptr_array_new_with_free_func(status_item_free);
     g_hash_table_insert(rt->settings, "name", g_strdup(def->settings.name));
     g_hash_table_insert(rt->settings, "batch_size",
                         g_strdup_printf("%" G_GINT64_FORMAT, def->settings.batch_size));
@@ -121,6 +140,8 @@ void ecf_runtime_free(ecf_runtime *rt)
     ecf_batch_pool_free(rt->batches);
     ecf_ack_pool_free(rt->acks);
     g_hash_table_destroy(rt->settings);
+    g_ptr_array_free(rt->status_items, TRUE);
+    g_mutex_clear(&rt->status_lock);
     g_free(rt);
 }
 
@@ -165,14 +186,14 @@ static void block_signals(void)
 
 /* ------------------------------------------------------------ live status */
 
-/* Sum of one per-stage counter over the stages of one kind. */
-static double total(ecf_runtime *rt, ecf_kind kind, gboolean inbound)
+/* Events the sources have put into the pipeline so far. */
+static double sources_out(ecf_runtime *rt)
 {
     double sum = 0;
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
-        if (s->p->kind == kind)
-            sum += ecf_metric_value(inbound ? s->m_in : s->m_out);
+        if (s->p->kind == ECF_SOURCE)
+            sum += ecf_metric_value(s->m_out);
     }
     return sum;
 }
@@ -185,23 +206,64 @@ static double failed(ecf_runtime *rt)
     return sum;
 }
 
+void ecf_runtime_add_status(ecf_runtime *rt, const char *label, ecf_metric *m)
+{
+    g_mutex_lock(&rt->status_lock);
+    status_item *it = NULL;
+    for (guint i = 0; i < rt->status_items->len && !it; i++)
+        if (strcmp(((status_item *)rt->status_items->pdata[i])->label, label) == 0)
+            it = rt->status_items->pdata[i];
+    if (!it) {
+        it = g_new0(status_item, 1);
+        it->label = g_strdup(label);
+        it->metrics = g_ptr_array_new();
+        g_ptr_array_add(rt->status_items, it);
+    }
+    if (!g_ptr_array_find(it->metrics, m, NULL))
+        g_ptr_array_add(it->metrics, m);
+    g_mutex_unlock(&rt->status_lock);
+}
+
+/* The plugins' labels: counters as a rate, gauges as a value. */
+static void append_status_items(ecf_runtime *rt, GString *line, double secs)
+{
+    g_mutex_lock(&rt->status_lock);
+    for (guint i = 0; i < rt->status_items->len; i++) {
+        status_item *it = rt->status_items->pdata[i];
+        double sum = 0;
+        gboolean counter = FALSE;
+        for (guint j = 0; j < it->metrics->len; j++) {
+            const ecf_metric *m = it->metrics->pdata[j];
+            counter |= ecf_metric_kind_of(m) == ECF_METRIC_COUNTER;
+            sum += ecf_metric_value(m);
+        }
+        if (counter)
+            g_string_append_printf(line, " | %s %.0f/s", it->label, (sum - it->last) / secs);
+        else
+            g_string_append_printf(line, " | %s %.0f", it->label, sum);
+        it->last = sum;
+    }
+    g_mutex_unlock(&rt->status_lock);
+}
+
 /* One line, rewritten in place, for a person watching a terminal. */
 static gpointer status_main(gpointer data)
 {
     ecf_runtime *rt = data;
-    double last_in = 0, last_out = 0;
+    double last_in = 0;
     gint64 last = g_get_monotonic_time();
+    g_autoptr(GString) line = g_string_new(NULL);
     ecf_log_set_status_line(TRUE);
     while (!atomic_load(&rt->status_done)) {
         g_usleep(G_USEC_PER_SEC);
         gint64 now = g_get_monotonic_time();
-        double secs = (now - last) / 1e6, in = total(rt, ECF_SOURCE, FALSE), out = total(rt, ECF_SINK, TRUE);
-        fprintf(stderr, "\r\033[K%s: in %.0f ev/s, to sinks %.0f ev/s | total in %.0f | acks pending %" G_GINT64_FORMAT
-                        " | failed %.0f",
-                rt->def->settings.name, (in - last_in) / secs, (out - last_out) / secs, in,
-                ecf_ack_pool_outstanding(rt->acks), failed(rt));
+        double secs = (now - last) / 1e6, in = sources_out(rt);
+        g_string_printf(line, "%s: in %.0f ev/s", rt->def->settings.name, (in - last_in) / secs);
+        append_status_items(rt, line, secs);
+        g_string_append_printf(line, " | acks pending %" G_GINT64_FORMAT " | failed %.0f",
+                               ecf_ack_pool_outstanding(rt->acks), failed(rt));
+        fprintf(stderr, "\r\033[K%s", line->str);
         last_in = in;
-        last_out = out;
         last = now;
     }
     ecf_log_set_status_line(FALSE);

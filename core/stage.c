@@ -45,6 +45,12 @@ static ecf_metric *host_metric(ecf_stage *s, ecf_metric_kind kind, const char *n
     return m;
 }
 
+static void host_metric_status(ecf_stage *s, ecf_metric *m, const char *label)
+{
+    if (m && label && *label)
+        ecf_runtime_add_status(s->rt, label, m);
+}
+
 static ecf_batch *host_batch_new(ecf_stage *s) { return ecf_batch_get(ecf_runtime_batches(s->rt)); }
 static ecf_status host_batch_add(ecf_batch *b, const ecf_message_init *m) { return ecf_batch_append(b, m); }
 static uint32_t host_batch_count(const ecf_batch *b) { return ecf_batch_size(b); }
@@ -289,6 +295,7 @@ static const ecf_host host_table = {
     .batch_input = host_batch_input,
     .resume_position = host_resume_position,
     .port_connected = host_port_connected,
+    .metric_status = host_metric_status,
 };
 
 /* ------------------------------------------------------------ building */

@@ -63,6 +63,8 @@ gboolean ecf_runtime_stopping(ecf_runtime *rt);
 gboolean ecf_runtime_ready(ecf_runtime *rt);
 const char *ecf_runtime_setting(ecf_runtime *rt, const char *key);
 void ecf_runtime_fail(ecf_runtime *rt, ecf_stage *culprit);
+/* Shows `m` on the live status line as `label` (ecf_metric_status). */
+void ecf_runtime_add_status(ecf_runtime *rt, const char *label, ecf_metric *m);
 
 ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def);
 void ecf_stage_free(ecf_stage *s);

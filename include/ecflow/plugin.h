@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 #define ECF_ABI_MAJOR 1
-#define ECF_ABI_MINOR 0
+#define ECF_ABI_MINOR 1
 
 /* ---------------------------------------------------------------- status */
 
@@ -128,7 +128,8 @@ typedef struct {
     uint32_t       payload_len;
     uint32_t       key_len;
     int64_t        event_time_us;   /* 0 when unknown                   */
-    int64_t        ingest_time_us;  /* set by the core when first added */
+    int64_t        ingest_time_us;  /* set by the core when first added,
+                                       or as ecf_message_init says      */
     ecf_origin     origin;
     ecf_token     *token;           /* NULL once acked or held          */
     const ecf_header *headers;      /* in the batch's arena             */
@@ -155,6 +156,10 @@ typedef struct {
     /* Copied; when none are given, a derived message keeps its parent's. */
     const ecf_header  *headers;
     size_t             n_headers;
+    /* Since 1.1 (set struct_size = sizeof(ecf_message_init)): when the
+     * event entered the system, e.g. a Kafka record's timestamp, so that
+     * freshness is measured across pipelines; 0 = the parent's, else now. */
+    int64_t            ingest_time_us;
 } ecf_message_init;
 
 /* Called once per token, on whichever thread settles its last reference. */
@@ -436,6 +441,12 @@ struct ecf_host {
     /* Whether any stage reads this port (an unread port's batches are
      * counted and dropped), so a plugin can choose another way to answer. */
     bool (*port_connected)(ecf_stage *s, const char *port);
+
+    /* Since 1.1. Puts a metric on the live line `ecflow run` prints on a
+     * terminal, as `label`: a counter as its rate per second, a gauge as
+     * its value; metrics given the same label are summed. For the few
+     * numbers a person watching needs ("committed", "lag", "invalid"). */
+    void (*metric_status)(ecf_stage *s, ecf_metric *m, const char *label);
 };
 
 /* The public head of every stage handle; the rest is the core's. */
@@ -547,6 +558,14 @@ static inline void ecf_token_release(ecf_stage *s, ecf_token *t)
 {
     ecf_host_of(s)->token_release(t);
 }
+/* A no-op on a host older than 1.1. */
+static inline void ecf_metric_status(ecf_stage *s, ecf_metric *m, const char *label)
+{
+    const ecf_host *h = ecf_host_of(s);
+    if (m && h->size >= offsetof(ecf_host, metric_status) + sizeof h->metric_status)
+        h->metric_status(s, m, label);
+}
+
 static inline void ecf_metric_add(ecf_stage *s, ecf_metric *m, double v)
 {
     ecf_host_of(s)->metric_add(m, v);

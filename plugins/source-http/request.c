@@ -122,9 +122,10 @@ static void req_unref(http_request *req)
 
 static void count_status(source_http *src, unsigned status)
 {
-    unsigned cls = status / 100;
-    if (cls < G_N_ELEMENTS(src->m_status) && src->m_status[cls])
-        ecf_metric_add(src->stage, src->m_status[cls], 1);
+    int i = 0;
+    while (i < HTTP_N_CODES - 1 && src->codes[i] != status)
+        i++;
+    ecf_metric_add(src->stage, src->m_status[i], 1);
 }
 
 static void json_string(GString *out, const char *s)

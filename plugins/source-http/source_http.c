@@ -141,17 +141,25 @@ static ecf_status read_pem(ecf_stage *stage, const char *opt, const char *file, 
     return ECF_OK;
 }
 
+/* Every status source-http answers with; anything else counts as "other". */
+static const unsigned answered_codes[HTTP_N_CODES] = {200, 207, 400, 401, 404, 405,
+                                                      413, 415, 422, 500, 503, 0};
+
 static void make_metrics(source_http *src)
 {
     ecf_stage *s = src->stage;
-    src->m_status[2] = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_responses_2xx_total",
-                                      "HTTP responses with a 2xx status");
-    src->m_status[4] = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_responses_4xx_total",
-                                      "HTTP responses with a 4xx status (client errors)");
-    src->m_status[5] = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_responses_5xx_total",
-                                      "HTTP responses with a 5xx status (busy, downstream failed)");
+    for (int i = 0; i < HTTP_N_CODES; i++) {
+        char name[64];
+        if (answered_codes[i])
+            snprintf(name, sizeof name, "http_responses_total{code=\"%u\"}", answered_codes[i]);
+        else
+            snprintf(name, sizeof name, "http_responses_total{code=\"other\"}");
+        src->codes[i] = answered_codes[i];
+        src->m_status[i] = ecf_metric_new(s, ECF_METRIC_COUNTER, name, "HTTP responses by status code");
+    }
     src->m_accepted = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_accepted_total",
                                      "events answered as durable");
+    ecf_metric_status(s, src->m_accepted, "accepted");
     src->m_rejected = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_rejected_total",
                                      "events answered as rejected (door checks or downstream)");
     src->m_bytes = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_received_bytes_total",

@@ -135,6 +135,8 @@ void http_tear_down(source_http *src);
 
 /* ---------------------------------------------------------------- source_http.c */
 
+#define HTTP_N_CODES 12
+
 struct source_http {
     ecf_stage         *stage;
     const http_config *cfg;
@@ -166,7 +168,8 @@ struct source_http {
     /* Reasons that name the configured key field, formatted once. */
     char *why_key_missing, *why_key_not_string, *why_key_empty, *why_too_large;
 
-    ecf_metric *m_status[6];     /* responses by class: [2] = 2xx ... [5] = 5xx   */
+    unsigned    codes[HTTP_N_CODES];    /* the status codes counted, 0 = other    */
+    ecf_metric *m_status[HTTP_N_CODES]; /* responses, by codes[i]                 */
     ecf_metric *m_accepted, *m_rejected, *m_bytes, *m_latency, *m_inflight;
 };
 

@@ -84,6 +84,7 @@ static void part_metrics(kafka_source *ks, book_part *p)
              p->topic, p->partition);
     p->m_lag = ecf_metric_new(ks->stage, ECF_METRIC_GAUGE, name,
                               "records between the committed offset and the partition's end");
+    ecf_metric_status(ks->stage, p->m_lag, "lag");
 }
 
 static void set_committed(kafka_source *ks, book_part *p, int64_t offset)
@@ -237,8 +238,11 @@ void ksrc_update_gauges(kafka_source *ks)
     int64_t inflight = 0;
     for (uint32_t k = 0; k < n; k++) {
         book_part *p = book_get(b, k);
-        if (!p->assigned)
+        if (!p->assigned) {
+            if (p->m_lag) /* its new owner reports it now */
+                ecf_metric_set(ks->stage, p->m_lag, 0);
             continue;
+        }
         assigned++;
         inflight += book_inflight(b, k);
         int64_t lo = -1, hi = -1;

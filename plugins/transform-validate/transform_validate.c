@@ -141,6 +141,7 @@ static ecf_status tv_create(ecf_stage *stage)
         snprintf(name, sizeof name, "validate_invalid_total{reason=\"%s\"}", tv_reason_name((tv_reason)r));
         st->m_invalid[r] = ecf_metric_new(stage, ECF_METRIC_COUNTER, name,
                                           "Events that failed validation, by reason class");
+        ecf_metric_status(stage, st->m_invalid[r], "invalid");
     }
     st->m_errors = ecf_metric_new(stage, ECF_METRIC_COUNTER, "validate_errors_total",
                                   "Events that could not be validated (out of memory), failed back");
