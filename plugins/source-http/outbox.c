@@ -80,6 +80,17 @@ void outbox_put_end(http_outbox *o)
         g_cond_signal(&o->wake);
 }
 
+/* The open batch if it has events; an empty one stays for reuse. */
+static ecf_batch *steal_locked(http_outbox *o)
+{
+    if (o->count == 0)
+        return NULL;
+    ecf_batch *b = o->open;
+    o->open = NULL;
+    o->count = 0;
+    return b;
+}
+
 ecf_batch *outbox_take(http_outbox *o, int64_t wait_us, int64_t *opened_us)
 {
     g_mutex_lock(&o->lock);
@@ -91,12 +102,9 @@ ecf_batch *outbox_take(http_outbox *o, int64_t wait_us, int64_t *opened_us)
                 break;
         o->taker_waiting = false;
     }
-    ecf_batch *b = o->count > 0 ? o->open : NULL;
-    if (b) {
+    if (o->count > 0)
         *opened_us = o->opened_us;
-        o->open = NULL;
-        o->count = 0;
-    }
+    ecf_batch *b = steal_locked(o);
     g_mutex_unlock(&o->lock);
     return b;
 }
@@ -105,11 +113,7 @@ ecf_batch *outbox_close(http_outbox *o)
 {
     g_mutex_lock(&o->lock);
     o->closed = true;
-    ecf_batch *b = o->count > 0 ? o->open : NULL;
-    if (b) {
-        o->open = NULL;
-        o->count = 0;
-    }
+    ecf_batch *b = steal_locked(o);
     g_cond_signal(&o->wake);
     g_mutex_unlock(&o->lock);
     return b;

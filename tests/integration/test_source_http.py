@@ -557,46 +557,41 @@ def test_acks_within_ack_timeout_get_200_after_they_settle(start):
     assert time.monotonic() - t0 >= 0.35  # the answer waited for durability
 
 
-def test_small_requests_share_batches_through_a_narrow_ring(start):
-    # One batch per request would fill this 2-batch ring behind a slow sink and
-    # answer most of these 503; the outbox coalesces them, so all are durable.
-    s = verdict(start, MODE="block", DELAY="100ms", RING_CAPACITY=2, THREADS=4)
-    statuses, lock = [], threading.Lock()
+def post_one_event_each(s, n, prefix):
+    """n concurrent one-event POSTs; their (status, Retry-After, body) answers."""
+    answers, lock = [], threading.Lock()
 
     def one(i):
-        st, _, resp = s.post(json.dumps(events(f"s{i}")))
+        st, hdrs, resp = s.post(json.dumps(events(f"{prefix}{i}")))
         with lock:
-            statuses.append((st, resp))
+            answers.append((st, hdrs.get("retry-after"), resp))
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert [x for x in statuses if x[0] != 200] == []
-    assert sum(x[1]["accepted"] for x in statuses) == 40
+    return answers
+
+
+def test_small_requests_share_batches_through_a_narrow_ring(start):
+    # One batch per request would fill this 2-batch ring behind a slow sink and
+    # answer most of these 503; the outbox coalesces them, so all are durable.
+    s = verdict(start, MODE="block", DELAY="100ms", RING_CAPACITY=2, THREADS=4)
+    answers = post_one_event_each(s, 40, "s")
+    assert [x for x in answers if x[0] != 200] == []
+    assert sum(x[2]["accepted"] for x in answers) == 40
 
 
 def test_full_pipeline_gets_503_backpressure(start):
     # The sink holds its batch for 3 s, past the 1 s a shared batch waits for
     # room in the ring (a quarter of ack_timeout, at most 1 s).
     s = verdict(start, MODE="block", DELAY="3s", RING_CAPACITY=2, THREADS=4)
-    statuses, lock = [], threading.Lock()
-
-    def one(i):
-        st, hdrs, resp = s.post(json.dumps(events(f"b{i}")))
-        with lock:
-            statuses.append((st, hdrs.get("retry-after"), resp))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    refused = [x for x in statuses if x[0] == 503]
-    assert refused, statuses
+    answers = post_one_event_each(s, 10, "b")
+    refused = [x for x in answers if x[0] == 503]
+    assert refused, answers
     assert all(r[1] == "1" and "backpressure" in r[2]["rejected"][0]["reason"] for r in refused)
-    assert all(x[0] in (200, 503) for x in statuses)
+    assert all(x[0] in (200, 503) for x in answers)
 
 
 def test_shutdown_answers_the_request_it_is_waiting_for(start):
