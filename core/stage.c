@@ -329,7 +329,8 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
                                      "Events emitted to a port nothing reads", n);
     if (s->p->kind == ECF_SOURCE)
         s->m_ack_latency = ecf_metrics_get(reg, ECF_METRIC_HISTOGRAM, "ack_latency_seconds",
-                                           "Time from event creation to its settled ack", n);
+                                           "Time from event creation to its settled ack "
+                                           "(one event in 16 sampled)", n);
     return s;
 }
 
