@@ -19,7 +19,6 @@ wait4(2) on that process alone.
 import argparse
 import datetime as dt
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -28,7 +27,10 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # bench/benchlib.py, next to this script
+from benchlib import read
+
+REPO = benchlib.REPO
 START_TIME = "2024-01-01T00:00:00Z"
 SEED = 42
 
@@ -63,52 +65,18 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- machine
 
-def read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return default
-
-
-def cmd_out(args, cwd=None):
-    try:
-        return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def cmake_cache(build_dir):
-    cache = {}
-    for line in read(os.path.join(build_dir, "CMakeCache.txt")).splitlines():
-        m = re.match(r"^([A-Za-z_0-9]+):[A-Z]+=(.*)$", line)
-        if m:
-            cache[m.group(1)] = m.group(2)
-    return cache
-
-
 def machine_info(build_dir, ecflow, tmpdir):
-    cpu = re.search(r"^model name\s*:\s*(.+)$", read("/proc/cpuinfo"), re.M)
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", read("/proc/meminfo"), re.M)
-    cache = cmake_cache(build_dir)
-    commit = cmd_out(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO) or "unknown"
-    dirty = cmd_out(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO)
+    cache = benchlib.cmake_cache(build_dir)
     cc = cache.get("CMAKE_C_COMPILER", "cc")
     sanitizers = [k for k in ("ECF_SANITIZE", "ECF_TSAN") if cache.get(k, "OFF").upper() in ("ON", "1", "TRUE")]
     return {
-        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "unknown",
-        "nproc": os.cpu_count(),
-        "usable": len(os.sched_getaffinity(0)),
-        "mem_gib": f"{int(mem.group(1)) / 1048576:.1f}" if mem else "?",
-        "kernel": platform.release(),
-        "os": (re.search(r'^PRETTY_NAME="?([^"\n]+)', read("/etc/os-release"), re.M) or [None, "?"])[1],
-        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        **benchlib.machine(unknown="unknown"),
+        "commit": benchlib.git_commit(),
         "build_type": cache.get("CMAKE_BUILD_TYPE", "?"),
         "sanitizers": sanitizers,
-        "compiler": (cmd_out([cc, "--version"]).splitlines() or ["?"])[0],
-        "ecflow": " / ".join(cmd_out([ecflow, "version"]).splitlines()) or "?",
-        "tmpfs": cmd_out(["stat", "-f", "-c", "%T", tmpdir]) or "?",
-        "load": read("/proc/loadavg").split()[:3],
+        "compiler": (benchlib.cmd_out([cc, "--version"]).splitlines() or ["?"])[0],
+        "ecflow": benchlib.ecflow_version(ecflow),
+        "tmpfs": benchlib.cmd_out(["stat", "-f", "-c", "%T", tmpdir]) or "?",
     }
 
 

@@ -22,28 +22,25 @@ is measured the same way. Only the standard library.
 import argparse
 import datetime as dt
 import os
-import platform
 import re
-import resource
 import shlex
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-KAFKA_SH = os.path.join(REPO, "tests", "services", "kafka.sh")
+sys.path.insert(0, os.path.dirname(HERE))  # bench/, for benchlib
+import benchlib  # noqa: E402
+from benchlib import (cmd_out, cpu_secs, fmt, free_port, http_get,  # noqa: E402
+                      machine_ticks, med, read)
+
+REPO = benchlib.REPO
 PIPELINE = os.path.join(REPO, "pipelines", "ecommerce.yaml")
 LUA = os.path.join(HERE, "post_events.lua")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_HTTP, TARGET_KAFKA = 0.5, 0.7
 
 
@@ -90,55 +87,6 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- small tools
 
-def read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return default
-
-
-def cmd_out(args, cwd=None):
-    try:
-        return subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_ticks(pid):
-    """utime + stime of a process, all its threads, in clock ticks."""
-    f = read(f"/proc/{pid}/stat").rsplit(")", 1)[-1].split()
-    return int(f[11]) + int(f[12]) if len(f) > 12 else 0
-
-
-def machine_ticks():
-    f = read("/proc/stat").splitlines()[0].split()[1:]
-    v = [int(x) for x in f]
-    return sum(v[:8]), v[3] + v[4]  # total, idle + iowait
-
-
-def vm_hwm_mb(pid):
-    m = re.search(r"^VmHWM:\s+(\d+) kB", read(f"/proc/{pid}/status"), re.M)
-    return int(m.group(1)) / 1024.0 if m else float("nan")
-
-
-def http_get(port, path, timeout=2):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, ""
-    except (urllib.error.URLError, OSError):
-        return None, ""
-
-
 def wait_until(what, cond, timeout, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,22 +103,6 @@ def metric_sum(text, name):
     vals = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
             if l.startswith(name + "{") or l.startswith(name + " ")]
     return sum(vals) if vals else None
-
-
-def need_tool(tool, package):
-    if shutil.which(tool):
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        log(f"installing {package} with apt-get")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        r = subprocess.run(["apt-get", "install", "-y", "-q", package], env=env,
-                           capture_output=True)
-        if r.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-            subprocess.run(["apt-get", "install", "-y", "-q", package], env=env,
-                           capture_output=True)
-    if not shutil.which(tool):
-        die(f"{tool} is needed: apt-get install {package}")
 
 
 def compile_tools(out_dir):
@@ -193,29 +125,9 @@ def compile_tools(out_dir):
 
 # ---------------------------------------------------------------- the pieces
 
-class Kafka:
-    def __init__(self, state):
-        self.state = state
-        r = subprocess.run(["bash", KAFKA_SH, "start", state], capture_output=True, text=True,
-                           timeout=600)
-        if r.returncode != 0:
-            die(f"kafka.sh start failed:\n{r.stderr[-3000:]}")
-        self.bootstrap = r.stdout.strip()
-        self.pid = int(read(os.path.join(state, "kafka.pid")).strip())
-
-    def stop(self):
-        subprocess.run(["bash", KAFKA_SH, "stop", self.state], capture_output=True, timeout=300)
-
-
 def make_pool(ecflow, plugin_dir, path, count):
     """Realistic events: source-generate's shopper sessions (pipelines/demo.yaml)."""
-    env = dict(os.environ, COUNT=str(count), OUT=path, METRICS_PORT=str(free_port()),
-               ECFLOW_PLUGIN_PATH=plugin_dir)
-    env.pop("ECFLOW_PROFILE", None)
-    r = subprocess.run([ecflow, "run", os.path.join(REPO, "pipelines", "demo.yaml")], env=env,
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode != 0 or not os.path.exists(path):
-        die(f"making the event pool failed:\n{r.stderr[-3000:]}")
+    benchlib.generate_pool(ecflow, plugin_dir, path, count, die)
     with open(path, "rb") as f:
         lines = [l for l in f.read().splitlines() if l]
     return len(lines), sum(len(l) for l in lines) / len(lines)
@@ -257,19 +169,7 @@ def ingest_leg(src, dst):
 
 
 def run_wrk(port, batch, conns, seconds, pool):
-    seconds = max(1, int(round(seconds)))  # wrk takes whole seconds
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "30s", "-s", LUA,
-           f"http://127.0.0.1:{port}/events", "--", pool, str(batch)]
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    m = re.search(r"^RESULT (.*)$", r.stdout, re.M)
-    if r.returncode != 0 or not m:
-        die(f"wrk failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    res = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-    res["client_cpu"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-    res["samples"] = [l for l in r.stderr.splitlines() if l.startswith("wrk: HTTP")]
-    return res
+    return benchlib.run_wrk(LUA, port, conns, seconds, [pool, batch], die)
 
 
 class Window:
@@ -280,19 +180,16 @@ class Window:
 
     def __enter__(self):
         self.t0 = time.monotonic()
-        self.c0 = cpu_ticks(self.pid)
-        self.b0 = cpu_ticks(self.broker_pid) if self.broker_pid else 0
+        self.c0 = cpu_secs(self.pid)
+        self.b0 = cpu_secs(self.broker_pid) if self.broker_pid else 0
         self.m0 = machine_ticks()
         return self
 
     def __exit__(self, *exc):
         self.secs = time.monotonic() - self.t0
-        self.cpu = (cpu_ticks(self.pid) - self.c0) / CLK_TCK
-        self.broker_cpu = ((cpu_ticks(self.broker_pid) - self.b0) / CLK_TCK
-                           if self.broker_pid else 0.0)
-        m1 = machine_ticks()
-        total, idle = m1[0] - self.m0[0], m1[1] - self.m0[1]
-        self.busy = 100.0 * (total - idle) / total if total else float("nan")
+        self.cpu = cpu_secs(self.pid) - self.c0
+        self.broker_cpu = cpu_secs(self.broker_pid) - self.b0 if self.broker_pid else 0.0
+        self.busy = benchlib.busy_pct(self.m0, machine_ticks())
 
 
 def http_result(kind, batch, conns, w, win, pid):
@@ -309,8 +206,8 @@ def http_result(kind, batch, conns, w, win, pid):
         "cpu_us_ev": win.cpu / ok_events * 1e6 if ok_events else float("nan"),
         "broker_us_ev": win.broker_cpu / ok_events * 1e6 if ok_events and win.broker_cpu
         else float("nan"),
-        "client_us_ev": w["client_cpu"] / ok_events * 1e6 if ok_events else float("nan"),
-        "busy": win.busy, "rss_mb": vm_hwm_mb(pid), "ok_events": ok_events,
+        "client_us_ev": w["cpu"] / ok_events * 1e6 if ok_events else float("nan"),
+        "busy": win.busy, "rss_mb": benchlib.vm_hwm_mb(pid), "ok_events": ok_events,
         "samples": w["samples"],
     }
     return r
@@ -328,8 +225,8 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None):
         proc = subprocess.Popen([ctx["ecflow"], "run", ctx["pipeline"], "--profile", "bench"],
                                 env=env, stdout=lf, stderr=subprocess.STDOUT)
     try:
-        if not wait_until("the pipeline's /ready", lambda: http_get(port, "/ready")[0] == 200,
-                          60, proc):
+        if not wait_until("the pipeline's /ready",
+                          lambda: http_get(port, "/ready", timeout=2)[0] == 200, 60, proc):
             die(f"the pipeline did not get ready:\n{read(log_path)[-3000:]}")
         run_wrk(port, batch, conns, a.warmup, ctx["pool"])  # connections, PID, JIT
         perf = None
@@ -344,19 +241,13 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None):
             perf.wait(60)
         r = http_result("pipeline", batch, conns, w, win, proc.pid)
         time.sleep(0.2)  # reports served just before the last answers reach the counters
-        status, text = http_get(mport, "/metrics")
+        status, text = http_get(mport, "/metrics", timeout=2)
         delivered = metric_sum(text, "ecflow_kafka_messages_delivered_total") or 0
         failed = metric_sum(text, "ecflow_kafka_messages_failed_total") or 0
         accepted = metric_sum(text, "ecflow_http_events_accepted_total") or 0
         r.update(delivered=delivered, failed=failed, accepted=accepted)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        benchlib.terminate(proc, 60)
     r["exit"] = proc.returncode
     if proc.returncode != 0:
         die(f"ecflow exited {proc.returncode}:\n{read(log_path)[-3000:]}")
@@ -385,12 +276,7 @@ def run_discard(a, ctx, batch, conns):
             w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
         r = http_result("discard", batch, conns, w, win, proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        benchlib.terminate(proc, 10)
     return r
 
 
@@ -399,65 +285,40 @@ def run_raw(a, ctx, seconds=None, warm=False):
     secs = seconds or a.duration
     cmd = [ctx["tools"]["raw_producer"], ctx["kafka"].bootstrap, topic, ctx["pool"], str(secs)]
     broker = ctx["kafka"].pid
-    b0, m0 = cpu_ticks(broker), machine_ticks()
+    b0, m0 = cpu_secs(broker), machine_ticks()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 120)
-    b1, m1 = cpu_ticks(broker), machine_ticks()
-    m = re.search(r"^RESULT (.*)$", r.stdout, re.M)
-    if r.returncode != 0 or not m:
+    b1, m1 = cpu_secs(broker), machine_ticks()
+    v = benchlib.result_line(r.stdout)
+    if r.returncode != 0 or v is None:
         die(f"raw_producer failed ({r.returncode}):\n{r.stdout}\n{r.stderr[-3000:]}")
     if warm:
         return None
-    v = {k: float(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
-    total, idle = m1[0] - m0[0], m1[1] - m0[1]
     return {
         "kind": "raw", "batch": None, "conns": None,
         "events_s": v["events_per_s"], "req_s": float("nan"), "ok_req_s": float("nan"),
         "s503_s": float("nan"), "other": v["failed"],
         "p50_ms": v["p50_us"] / 1000, "p99_ms": v["p99_us"] / 1000,
         "cpu_us_ev": v["cpu_s"] / v["delivered"] * 1e6,
-        "broker_us_ev": (b1 - b0) / CLK_TCK / v["delivered"] * 1e6,
+        "broker_us_ev": (b1 - b0) / v["delivered"] * 1e6,
         "client_us_ev": float("nan"),
-        "busy": 100.0 * (total - idle) / total if total else float("nan"),
+        "busy": benchlib.busy_pct(m0, m1),
         "rss_mb": v["maxrss_kb"] / 1024.0, "ok_events": v["delivered"], "samples": [],
     }
 
 
 # ---------------------------------------------------------------- report
 
-def med(runs, key):
-    vals = [r[key] for r in runs if r.get(key) is not None and r[key] == r[key]]
-    return statistics.median(vals) if vals else float("nan")
-
-
-def fmt(v, nd=0):
-    if v is None or v != v:
-        return "—"
-    return f"{v:,.{nd}f}"
-
-
 def machine_info(a, ctx):
-    cpu = re.search(r"^model name\s*:\s*(.+)$", read("/proc/cpuinfo"), re.M)
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", read("/proc/meminfo"), re.M)
-    commit = cmd_out(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO) or "unknown"
-    dirty = cmd_out(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO)
-    build_type = re.search(r"^CMAKE_BUILD_TYPE:\w+=(.*)$",
-                           read(os.path.join(a.build_dir, "CMakeCache.txt")), re.M)
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
     return {
-        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "?",
-        "nproc": os.cpu_count(), "mem_gib": f"{int(mem.group(1)) / 1048576:.1f}" if mem else "?",
-        "os": (re.search(r'^PRETTY_NAME="?([^"\n]+)', read("/etc/os-release"), re.M)
-               or [None, "?"])[1],
-        "kernel": platform.release(),
-        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
-        "build_type": build_type.group(1) if build_type else "?",
-        "ecflow": " / ".join(cmd_out([ctx["ecflow"], "version"]).splitlines()) or "?",
-        "mhd": cmd_out(["pkg-config", "--modversion", "libmicrohttpd"]) or "?",
-        "rdkafka": cmd_out(["pkg-config", "--modversion", "rdkafka"]) or "?",
-        "wrk": (cmd_out(["dpkg-query", "-W", "-f", "${Version}", "wrk"]) or "?"),
+        **benchlib.machine(),
+        "commit": benchlib.git_commit(),
+        "build_type": benchlib.cmake_cache(a.build_dir).get("CMAKE_BUILD_TYPE", "?"),
+        "ecflow": benchlib.ecflow_version(ctx["ecflow"]),
+        "mhd": benchlib.pkg_version("libmicrohttpd"),
+        "rdkafka": benchlib.pkg_version("rdkafka"),
+        "wrk": benchlib.deb_version("wrk"),
         "kafka": os.environ.get("KAFKA_VERSION", "3.9.1"),
-        "java": (java.splitlines() or ["?"])[0],
-        "load": read("/proc/loadavg").split()[:3],
+        "java": benchlib.java_version(),
     }
 
 
@@ -593,9 +454,9 @@ def main(argv):
               os.path.join(plugin_dir, "sink-kafka.so")):
         if not os.path.exists(f):
             die(f"{f} not found: build first (cmake -S . -B build -G Ninja && ninja -C build)")
-    need_tool("wrk", "wrk")
-    need_tool("gcc", "gcc")
-    need_tool("pkg-config", "pkg-config")
+    benchlib.need_tool("wrk", "wrk", log, die)
+    benchlib.need_tool("gcc", "gcc", log, die)
+    benchlib.need_tool("pkg-config", "pkg-config", log, die)
     if a.perf and not shutil.which("perf"):
         die("--perf needs perf (apt-get install linux-perf)")
 
@@ -615,7 +476,7 @@ def main(argv):
         pool_info = make_pool(ecflow, plugin_dir, ctx["pool"], 2000 if a.smoke else 20000)
         info = machine_info(a, ctx)
         log("starting a Kafka broker")
-        kafka = Kafka(os.path.join(tmp, "kafka"))
+        kafka = benchlib.Kafka(os.path.join(tmp, "kafka"), die, timeout=600)
         ctx["kafka"] = kafka
         log(f"broker at {kafka.bootstrap}; warming it up")
         run_raw(a, ctx, seconds=1 if a.smoke else 3, warm=True)

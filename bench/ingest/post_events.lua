@@ -10,9 +10,12 @@
 --   RESULT requests=R status_200=A status_207=B status_503=C status_other=D errors=E
 --          p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=.. duration_us=..
 -- and the first few answers other than 200 on stderr ("wrk: HTTP 503: {...}").
+-- setup(), response() and the counting are bench/wrk_common.lua's.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local common = dofile(here .. "../wrk_common.lua")
+setup, response = common.setup, common.response
+
 local bodies, pool_n = {}, 0
-local counts = {}
-local threads = {}
 local batch = 1
 local path = "/events"
 
@@ -24,15 +27,10 @@ local function read_pool(file)
   return lines
 end
 
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads)
-end
-
 function init(args)
   local file = args[1] or error("usage: -- POOL_FILE [BATCH]")
   batch = tonumber(args[2] or "1")
-  if wrk.path and wrk.path ~= "" and wrk.path ~= "/" then path = wrk.path end
+  path = common.path()
   local lines = read_pool(file)
   if #lines == 0 then error("empty pool " .. file) end
   -- Each thread starts at its own place in the pool: different threads, different events.
@@ -51,40 +49,16 @@ function init(args)
     bodies[#bodies + 1] = wrk.format("POST", path, headers, body)
   end
   pool_n = #bodies
-  counts = { total = 0, s200 = 0, s207 = 0, s503 = 0, other = 0 }
 end
 
 local next_i = 0
-local shown = 0
 function request()
   next_i = next_i % pool_n + 1
   return bodies[next_i]
 end
 
-function response(status, headers, body)
-  counts.total = counts.total + 1
-  if status == 200 then counts.s200 = counts.s200 + 1
-  elseif status == 207 then counts.s207 = counts.s207 + 1
-  elseif status == 503 then counts.s503 = counts.s503 + 1
-  else counts.other = counts.other + 1 end
-  if status ~= 200 and shown < 3 then  -- a few samples of what went wrong, for the log
-    shown = shown + 1
-    io.stderr:write(string.format("wrk: HTTP %d: %s\n", status, string.sub(body or "", 1, 300)))
-  end
-  -- published for done(), which runs in the main Lua state
-  wrk.thread:set("c200", counts.s200)
-  wrk.thread:set("c207", counts.s207)
-  wrk.thread:set("c503", counts.s503)
-  wrk.thread:set("cother", counts.other)
-end
-
 function done(summary, latency, requests)
-  local t = { c200 = 0, c207 = 0, c503 = 0, cother = 0 }
-  for _, th in ipairs(threads) do
-    for k, _ in pairs(t) do t[k] = t[k] + (tonumber(th:get(k)) or 0) end
-  end
-  local e = summary.errors
-  local errors = e.connect + e.read + e.write + e.timeout
+  local t, errors = common.totals(summary)
   io.write(string.format(
     "RESULT requests=%d status_200=%d status_207=%d status_503=%d status_other=%d errors=%d " ..
     "p50_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d duration_us=%d\n",

@@ -12,25 +12,14 @@ import argparse, os, re, statistics, subprocess, sys, tempfile, time, urllib.req
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(HERE.parent))  # bench/, for benchlib
+from benchlib import Kafka, cpu_secs, free_port  # noqa: E402
 
 
 def metric(port, name, stage):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     m = re.search(rf'^{name}{{pipeline="bench-lake",stage="{stage}"}} (\S+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
-
-
-def cpu_seconds(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def consume(ecflow, env, profile, n):
@@ -50,14 +39,14 @@ def consume(ecflow, env, profile, n):
             except OSError:
                 pass
             time.sleep(0.01)
-        t0, c0 = time.monotonic(), cpu_seconds(p.pid)
+        t0, c0 = time.monotonic(), cpu_secs(p.pid)
         base = metric(port, "ecflow_events_in_total", "out")
         while metric(port, "ecflow_events_in_total", "out") < n:
             if p.poll() is not None:
                 log.seek(0)
                 sys.exit(f"{profile}: ecflow exited {p.returncode}:\n{log.read()[-3000:]}")
             time.sleep(0.01)
-        t1, c1 = time.monotonic(), cpu_seconds(p.pid)
+        t1, c1 = time.monotonic(), cpu_secs(p.pid)
     except OSError:
         log.seek(0)
         sys.exit(f"{profile}: metrics endpoint gone (exit {p.poll()}):\n{log.read()[-3000:]}")
@@ -75,12 +64,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     ecflow = str(Path(a.build) / "ecflow")
-    state = tempfile.mkdtemp(prefix="bench-lake-kafka-")
-    boot = subprocess.run(["bash", str(ROOT / "tests/services/kafka.sh"), "start", state],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    kafka = Kafka(tempfile.mkdtemp(prefix="bench-lake-kafka-"), sys.exit)
     try:
-        env = dict(os.environ, KAFKA_BOOTSTRAP=boot, TOPIC="bench-events", COUNT=str(a.events),
-                   ECFLOW_PLUGIN_PATH=str(Path(a.build) / "plugins"), METRICS_PORT=str(free_port()))
+        env = dict(os.environ, KAFKA_BOOTSTRAP=kafka.bootstrap, TOPIC="bench-events",
+                   COUNT=str(a.events), ECFLOW_PLUGIN_PATH=str(Path(a.build) / "plugins"),
+                   METRICS_PORT=str(free_port()))
         subprocess.run([ecflow, "run", str(HERE / "lake.yaml"), "--profile", "produce"], env=env,
                        check=True, stderr=subprocess.DEVNULL)
         size = a.events * 250  # source-generate events average ~250 bytes
@@ -96,8 +84,7 @@ def main():
             cpu = statistics.median(r[1] for r in runs)
             print(f"| {names[profile]} | {eps:,.0f} | {eps * 250 / 1e6:,.1f} | {cpu:.2f} |")
     finally:
-        subprocess.run(["bash", str(ROOT / "tests/services/kafka.sh"), "stop", state],
-                       capture_output=True)
+        kafka.stop()
 
 
 if __name__ == "__main__":
