@@ -36,6 +36,20 @@ char *fio_join(const char *a, const char *b)
     return g_strconcat(a, "/", b, NULL);
 }
 
+/* Java writers (Hadoop FileIO under Spark, Flink, Trino) record locations
+ * as URIs: a table they touched lists "file:/p" or "file:///p" where we
+ * write "/p". Locations are opaque to the spec; resolving is the IO's job. */
+static const char *local_path(const char *location)
+{
+    if (g_str_has_prefix(location, "file://")) {
+        const char *p = strchr(location + 7, '/'); /* past an authority such as "localhost" */
+        return p ? p : location;
+    }
+    if (g_str_has_prefix(location, "file:/"))
+        return location + 5;
+    return location;
+}
+
 static bool mkparents(const char *path, char **err)
 {
     g_autofree char *dir = g_path_get_dirname(path);
@@ -116,6 +130,11 @@ static int local_write(fio_out *o, const void *p, size_t n)
     return 0;
 }
 
+static char *local_error(fio_out *o)
+{
+    return o->failed ? g_strdup_printf("cannot write %s: %s", o->final, g_strerror(o->err_no)) : NULL;
+}
+
 static void out_free(fio_out *o)
 {
     g_free(o->tmp);
@@ -164,7 +183,7 @@ static bool local_read_all(file_io *io, const char *location, byte_buf *out, cha
     gchar *data = NULL;
     gsize len = 0;
     GError *ge = NULL;
-    if (!g_file_get_contents(location, &data, &len, &ge)) {
+    if (!g_file_get_contents(local_path(location), &data, &len, &ge)) {
         *err = g_strdup(ge->message);
         g_error_free(ge);
         return false;
@@ -238,15 +257,18 @@ static fio_result local_put_if_absent(file_io *io, const char *location, const v
 
 static bool local_exists(file_io *io, const char *location)
 {
-    return g_file_test(location, G_FILE_TEST_EXISTS);
+    return g_file_test(local_path(location), G_FILE_TEST_EXISTS);
 }
 
-static bool local_remove(file_io *io, const char *location) { return g_unlink(location) == 0; }
+static bool local_remove(file_io *io, const char *location)
+{
+    return g_unlink(local_path(location)) == 0;
+}
 
 static char **local_list(file_io *io, const char *dir_location)
 {
     GPtrArray *names = g_ptr_array_new();
-    GDir *d = g_dir_open(dir_location, 0, NULL);
+    GDir *d = g_dir_open(local_path(dir_location), 0, NULL);
     if (d) {
         const char *n;
         while ((n = g_dir_read_name(d)))
@@ -265,6 +287,7 @@ file_io *file_io_local_new(bool fsync_data)
     l->fsync_data = fsync_data;
     l->base.create = local_create;
     l->base.write = local_write;
+    l->base.error = local_error;
     l->base.close = local_close;
     l->base.abort = local_abort;
     l->base.read_all = local_read_all;

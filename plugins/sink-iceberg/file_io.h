@@ -27,6 +27,8 @@ struct file_io {
     /* A new object written as a stream; visible (whole) only after close. */
     fio_out   *(*create)(file_io *io, const char *location, char **err);
     int        (*write)(fio_out *o, const void *p, size_t n); /* 0 or -1 */
+    /* Why a write failed ("cannot write LOCATION: REASON"), or NULL while none has. */
+    char      *(*error)(fio_out *o);
     /* Finish the object; 0 or -1. The stream is freed either way. */
     int        (*close)(fio_out *o, char **err);
     void       (*abort)(fio_out *o);                          /* discard */

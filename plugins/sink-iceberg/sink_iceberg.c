@@ -130,6 +130,7 @@ typedef struct {
     GPtrArray     *pending; /* data_file*, finished, uncommitted */
     int64_t        pending_bytes;
     GPtrArray     *held;    /* ecf_token* */
+    GArray        *held_since; /* int64 ingest time (µs) of each held row, for freshness */
     int64_t        first_row_us;
     char          *poisoned; /* a write failed: the next commit must fail */
     /* Kafka positions (positions.h). `committed` is what the table holds for
@@ -148,6 +149,7 @@ typedef struct {
     char          *run_id;
     int64_t        file_seq;
     byte_buf       keybuf;
+    ecf_metric    *m_committed_rows, *m_freshness;
     ecf_metric    *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open,
         *m_buffered, *m_skipped;
 } ice_state;
@@ -275,12 +277,22 @@ static bool writer_open_file(ice_state *st, part_writer *w, char **err)
     w->location = fio_join(st->location, (const char *)path.data);
     bb_free(&path);
     w->out = st->io->create(st->io, w->location, err);
-    if (!w->out)
+    if (!w->out) {
+        g_clear_pointer(&w->location, g_free); /* the next batch tries a new file */
         return false;
+    }
     w->octx.io = st->io;
     w->octx.out = w->out;
     w->pq = pq_writer_new(st->cols, st->n_cols, &st->pq, (pq_sink){out_write, &w->octx});
     return true;
+}
+
+/* Why w's file could not be written: the IO's reason (the OS error) when it
+ * has one. */
+static char *write_error(const ice_state *st, const part_writer *w)
+{
+    char *e = w->out ? st->io->error(w->out) : NULL;
+    return e ? e : g_strdup_printf("cannot write %s", w->location);
 }
 
 /* Finishes w's file: footer, close, and a data_file for the next commit. */
@@ -295,8 +307,8 @@ static bool writer_finish(ice_state *st, part_writer *w, char **err)
     if (ok)
         ok = st->io->close(w->out, &e) == 0;
     else {
+        e = write_error(st, w);
         st->io->abort(w->out);
-        e = g_strdup_printf("cannot write %s", w->location);
     }
     w->out = NULL;
     pq_writer_free(w->pq);
@@ -430,6 +442,18 @@ static void settle_all(ice_state *st, ecf_status status, const char *reason)
     for (guint i = 0; i < st->held->len; i++)
         ecf_settle(st->stage, g_ptr_array_index(st->held, i), status, reason);
     g_ptr_array_set_size(st->held, 0);
+    g_array_set_size(st->held_since, 0);
+}
+
+/* From when each held row entered the system to now, when it became readable. */
+static void observe_freshness(ice_state *st)
+{
+    int64_t now = ecf_now_us(st->stage);
+    for (guint i = 0; i < st->held_since->len; i++) {
+        int64_t since = g_array_index(st->held_since, int64_t, i);
+        if (since > 0 && since <= now)
+            ecf_metric_observe(st->stage, st->m_freshness, (double)(now - since) / 1e6);
+    }
 }
 
 static void discard_pending(ice_state *st)
@@ -505,6 +529,8 @@ static ecf_status commit(ice_state *st, const char *why)
             g_mutex_unlock(&st->pos_lock);
             g_ptr_array_set_size(st->pending, 0);
             st->pending_bytes = 0;
+            ecf_metric_add(st->stage, st->m_committed_rows, (double)rows);
+            observe_freshness(st);
             settle_all(st, ECF_OK, NULL);
         } else {
             g_autofree char *reason = g_strdup_printf("sink-iceberg: commit to %s failed: %s", st->location,
@@ -567,7 +593,7 @@ static void enforce_bounds(ice_state *st)
         if (total <= cfg->max_buffered_bytes || !big || most <= 0)
             return;
         if (pq_flush_row_group(big->pq) != 0) {
-            poison(st, g_strdup_printf("cannot write %s", big->location));
+            poison(st, write_error(st, big));
             return;
         }
         if (pq_buffered_bytes(big->pq) >= most)
@@ -670,7 +696,7 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
             arrow_append_column(w->pq, c, rec->children[c], st->kinds[c], rec->offset, w->rows, w->n_rows,
                                 st->cols[c].type);
         if (pq_end_rows(w->pq, w->n_rows) != 0)
-            poison(st, g_strdup_printf("cannot write %s", w->location));
+            poison(st, write_error(st, w));
         w->n_rows = 0;
         if (pq_estimated_size(w->pq) >= cfg->target_file_size) {
             char *err = NULL;
@@ -693,6 +719,7 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
             ecf_ack(stage, m);
         } else {
             g_ptr_array_add(st->held, ecf_hold(stage, m));
+            g_array_append_val(st->held_since, m->ingest_time_us);
             n_held++;
         }
     }
@@ -770,6 +797,8 @@ static void state_free(ice_state *st)
         settle_all(st, ECF_ERR_STOPPED, "sink-iceberg stopped before the commit");
         g_ptr_array_free(st->held, TRUE);
     }
+    if (st->held_since)
+        g_array_free(st->held_since, TRUE);
     if (st->pending) {
         discard_pending(st);
         g_ptr_array_free(st->pending, TRUE);
@@ -866,12 +895,19 @@ static ecf_status ice_create(ecf_stage *stage)
     st->writers = g_hash_table_new_full(writer_hash, writer_equal, (GDestroyNotify)writer_free, NULL);
     st->pending = g_ptr_array_new_with_free_func((GDestroyNotify)data_file_free);
     st->held = g_ptr_array_new();
+    st->held_since = g_array_new(FALSE, FALSE, sizeof(int64_t));
     st->committed = pos_map_new();
     st->pending_lo = pos_map_new();
     st->pending_hi = pos_map_new();
     st->merged = pos_map_new();
     st->skip_logged = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     st->m_rows = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_rows_total", "Rows taken into data files");
+    st->m_committed_rows = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_committed_rows_total",
+                                          "Rows in committed snapshots (readable)");
+    st->m_freshness = ecf_metric_new(stage, ECF_METRIC_HISTOGRAM, "iceberg_freshness_seconds",
+                                     "From when a row entered the system (its Kafka record's timestamp, "
+                                     "else when the pipeline took it) to the commit that made it readable");
+    ecf_metric_status(stage, st->m_committed_rows, "committed");
     st->m_files = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_files_total", "Parquet data files finished");
     st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_bytes_total", "Bytes of finished data files");
     st->m_commits = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commits_total", "Snapshots committed");

@@ -33,6 +33,7 @@
 #define ERROR_LOG_QUIET_US  (30LL * 1000 * 1000)
 #define SEEK_TIMEOUT_MS     5000
 #define PROBE_INTERVAL_US   (1000 * 1000)
+#define TOPIC_PROBE_MAX_US  (30LL * 1000 * 1000)
 
 static int64_t mono_us(void)
 {
@@ -407,12 +408,17 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
     int64_t ts_ms = rd_kafka_message_timestamp(m, &tstype);
     size_t n_headers = record_headers(ks, m);
     ecf_token *tok = ecf_token_new(stage, on_settle, ks, tag);
+    int64_t record_us = tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts_ms > 0 ? ts_ms * 1000 : 0;
     ecf_message_init init = {
+        .struct_size = sizeof(ecf_message_init),
         .payload = m->payload,
         .payload_len = m->payload ? m->len : 0,
         .key = m->key,
         .key_len = m->key ? m->key_len : 0,
-        .event_time_us = tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts_ms > 0 ? ts_ms * 1000 : 0,
+        .event_time_us = record_us,
+        /* Entered the system when it was written to Kafka (by sink-kafka:
+         * when the pipeline took it in), so freshness spans both legs. */
+        .ingest_time_us = record_us,
         .origin = {.kind = ECF_ORIGIN_KAFKA, .partition = m->partition, .offset = m->offset,
                    .topic = p->topic},
         .token = tok,
@@ -595,9 +601,48 @@ static void probe_brokers(kafka_source *ks, int64_t now)
     set_ready(ks, true);
 }
 
+static bool topic_listed(const struct rd_kafka_metadata *md, const char *topic)
+{
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, topic) == 0)
+            return md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    return false;
+}
+
+/*
+ * A named topic that did not exist at start (in the default pipeline the
+ * producer stage creates it a moment later): librdkafka looks at the
+ * subscription's topics again only every topic.metadata.refresh.interval.ms,
+ * five minutes by default, and assigns nothing until then. A metadata request
+ * for all topics from the application updates the group's subscription at
+ * once, so ask until every named topic is there: after a second, then less
+ * and less often (a topic that never comes costs one request per 30 s).
+ */
+static void probe_topics(kafka_source *ks, int64_t now)
+{
+    if (!ks->topics_missing || now < ks->next_topic_probe_us)
+        return;
+    int64_t every = ks->topic_probe_every_us;
+    ks->topic_probe_every_us = !every ? PROBE_INTERVAL_US
+                               : every * 2 > TOPIC_PROBE_MAX_US ? TOPIC_PROBE_MAX_US : every * 2;
+    ks->next_topic_probe_us = now + ks->topic_probe_every_us;
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(ks->rk, 1, NULL, &md, 250) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    bool all = true;
+    for (char **t = ks->cfg->topics; t && *t; t++)
+        all = all && topic_listed(md, *t);
+    rd_kafka_metadata_destroy(md);
+    if (all) {
+        ks->topics_missing = false;
+        ecf_log(ks->stage, ECF_LOG_INFO, "every subscribed topic exists now");
+    }
+}
+
 static void housekeeping(kafka_source *ks, int64_t now)
 {
     probe_brokers(ks, now);
+    probe_topics(ks, now);
     if (now < ks->next_commit_us)
         return;
     ks->next_commit_us = now + ks->cfg->commit_interval_us;
@@ -799,14 +844,6 @@ static rd_kafka_topic_partition_list_t *subscription(const ksrc_config *cfg)
     return l;
 }
 
-static bool topic_listed(const struct rd_kafka_metadata *md, const char *topic)
-{
-    for (int i = 0; i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, topic) == 0)
-            return md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
-    return false;
-}
-
 /* A metadata round trip: is a broker there, and do the named topics exist? */
 static ecf_status broker_check(kafka_source *ks)
 {
@@ -828,9 +865,11 @@ static ecf_status broker_check(kafka_source *ks)
         return ECF_OK;
     }
     for (char **t = cfg->topics; t && *t; t++)
-        if (!topic_listed(md, *t))
+        if (!topic_listed(md, *t)) {
             ecf_log(ks->stage, ECF_LOG_WARN, "topic '%s' does not exist (yet): its "
                     "partitions are assigned once it is created", *t);
+            ks->topics_missing = true;
+        }
     rd_kafka_metadata_destroy(md);
     return ECF_OK;
 }

@@ -206,6 +206,8 @@ typedef struct kafka_source {
     int32_t            last_partition;
     bool               ready;
     int64_t            next_probe_us;
+    bool               topics_missing; /* a named topic did not exist at start    */
+    int64_t            next_topic_probe_us, topic_probe_every_us;
     ecf_header        *headers;     /* scratch for one record's headers        */
     size_t             headers_cap;
 

@@ -19,6 +19,10 @@ import glob
 import json
 import os
 import random
+import re
+import resource
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -327,6 +331,39 @@ def test_bounded_memory_rolls_many_files_and_loses_nothing(tmp_path, readers):
     assert sum(pq.read_metadata(f["file_path"]).num_rows for f in files) == 30000
     con = duck(readers)
     assert con.execute(f"select count(distinct event_id) from iceberg_scan('{t}')").fetchone()[0] == 30000
+
+
+def test_a_file_the_disk_cannot_take_fails_naming_the_file_and_the_os_reason(tmp_path):
+    """A data file whose write fails while it streams out (larger than the IO's buffer) names
+    the file and the OS reason, as a small one failing at close does. Past RLIMIT_FSIZE,
+    write(2) fails with EFBIG, as it would with ENOSPC on a full disk."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300 << 10, 300 << 10))
+
+    e = dict(os.environ, ECFLOW_PLUGIN_PATH=PLUGIN_PATH, WAREHOUSE=str(tmp_path / "wh"),
+             NDJSON="/dev/null", COUNT="100000")
+    p = subprocess.run([str(ECFLOW), "run", str(PIPELINE)], env=e, capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    log = p.stdout + p.stderr
+    assert p.returncode == 1, log[-3000:]
+    failed = re.findall(r"error \[lake\] cannot write \S+/data/\S+\.parquet(.*)$", log, re.M)
+    assert failed and all(reason == ": File too large" for reason in failed), log[-3000:]
+
+
+def test_data_files_that_cannot_be_created_fail_the_commit_and_leak_nothing(tmp_path):
+    """Every batch tries to open a new file for its partitions and fails (here `data` is a
+    regular file, so no directory can be made under it, even as root): the error names the
+    path and the OS reason, the commit fails, and each failed attempt frees what it took
+    (the sanitizer builds check the last part)."""
+    run(tmp_path, COUNT=100)
+    data = table_dir(tmp_path) / "data"
+    shutil.rmtree(data)
+    data.write_text("not a directory\n")
+    log = run(tmp_path, expect_rc=1, COUNT=5000, BATCH=250)
+    assert re.search(rf"error \[lake\] cannot create directory {re.escape(str(data))}/\S+: "
+                     r"Not a directory", log), log[-3000:]
+    assert "LeakSanitizer" not in log and "AddressSanitizer" not in log, log[-5000:]
 
 
 @pytest.mark.parametrize("codec", ["snappy", "none"])

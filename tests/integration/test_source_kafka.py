@@ -597,6 +597,24 @@ def test_topic_regex_subscribes_to_matching_topics(bootstrap, names, consumers):
     assert sorted(c.lines()) == sorted(values(ra + rb))
 
 
+def test_topic_created_after_start_is_consumed_within_seconds(bootstrap, names, consumers):
+    """A named topic that does not exist yet when the stage subscribes (in the default
+    pipeline, the producer stage creates it a moment later) is assigned as soon as it is
+    created, not at librdkafka's next metadata refresh (topic.metadata.refresh.interval.ms,
+    five minutes by default)."""
+    topic, group, run = names
+    c = consumers(bootstrap, topic, group)
+    wait_until("the missing topic's warning",
+               lambda: "does not exist (yet)" in c.log_text(), 30)
+    time.sleep(1.5)  # the stage is past its start, consuming nothing
+    create_topic(bootstrap, topic)
+    recs = numbered(run, 200)
+    produce(bootstrap, topic, recs)
+    c.wait_lines(len(recs), timeout=30)
+    c.stop()
+    assert sorted(c.lines()) == sorted(values(recs))
+
+
 def run_quick(bootstrap, tmp_path, *args, **env):
     e = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, TOPIC="t", GROUP="g",
              OUT=str(tmp_path / "out"), ECFLOW_PLUGIN_PATH=PLUGIN_PATH)
