@@ -25,6 +25,7 @@
 #include <ecflow/plugin.h>
 
 #include "arrow_columns.h"
+#include "dedupe.h"
 #include "file_io.h"
 #include "iceberg_schema.h"
 #include "manifest.h"
@@ -54,6 +55,8 @@ typedef struct {
     int64_t  max_buffered_bytes;
     bool     fsync;
     char    *writer_id;
+    char    *dedupe_key;
+    int64_t  dedupe_window;
 } ice_config;
 
 static const ecf_option ice_options[] = {
@@ -81,6 +84,12 @@ static const ecf_option ice_options[] = {
                    "who this sink is in the table's snapshot summaries: its Kafka positions are kept "
                    "and read back under this id; default \"<pipeline name>/<stage name>\". Keep it "
                    "stable across restarts; give every pipeline that writes the same table its own"),
+    ECF_OPT_STRING("dedupe_key", ice_config, dedupe_key, NULL, 0,
+                   "a string column (e.g. event_id): a row whose key the table got within the last "
+                   "dedupe_window keys is not written again, e.g. an event a client sent twice because "
+                   "its first answer was lost in a crash; default none"),
+    ECF_OPT_INT("dedupe_window", ice_config, dedupe_window, "1000000", 1, 1000000000,
+                "keys remembered for dedupe_key, newest first (~50 bytes each)"),
     ECF_OPT_END,
 };
 
@@ -149,7 +158,10 @@ typedef struct {
     char          *run_id;
     int64_t        file_seq;
     byte_buf       keybuf;
-    ecf_metric    *m_committed_rows, *m_freshness;
+    dedupe        *dedupe;     /* NULL without dedupe_key */
+    int            dedupe_col; /* its column in the input records */
+    uint32_t       copies_held; /* rows skipped as copies since the last commit */
+    ecf_metric    *m_committed_rows, *m_freshness, *m_duplicates;
     ecf_metric    *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open,
         *m_buffered, *m_skipped;
 } ice_state;
@@ -456,6 +468,13 @@ static void observe_freshness(ice_state *st)
     }
 }
 
+/* The keys of rows that will not be in the table: they come again. */
+static void forget_pending_keys(ice_state *st)
+{
+    if (st->dedupe)
+        dedupe_rollback(st->dedupe);
+}
+
 static void discard_pending(ice_state *st)
 {
     for (guint i = 0; i < st->pending->len; i++) {
@@ -488,15 +507,19 @@ static ecf_status commit(ice_state *st, const char *why)
     if (st->poisoned) {
         g_autofree char *reason = g_strdup_printf("sink-iceberg: %s", st->poisoned);
         discard_pending(st);
+        forget_pending_keys(st);
         settle_all(st, ECF_ERR_IO, reason);
         g_clear_pointer(&st->poisoned, g_free);
         pos_map_clear(st->pending_lo);
         pos_map_clear(st->pending_hi);
         ecf_metric_add(st->stage, st->m_commit_fail, 1);
         st->first_row_us = 0;
+        st->copies_held = 0;
         return ECF_ERR_IO;
     }
-    if (st->pending->len > 0) {
+    /* Copies alone still make a snapshot: it moves the positions past them,
+     * or a restart would read them again with no memory of their keys. */
+    if (st->pending->len > 0 || st->copies_held > 0) {
         const char *pipeline = ecf_pipeline_setting(st->stage, "name");
         const char *extra[7] = {0};
         int k = 0;
@@ -531,6 +554,8 @@ static ecf_status commit(ice_state *st, const char *why)
             st->pending_bytes = 0;
             ecf_metric_add(st->stage, st->m_committed_rows, (double)rows);
             observe_freshness(st);
+            if (st->dedupe)
+                dedupe_commit(st->dedupe);
             settle_all(st, ECF_OK, NULL);
         } else {
             g_autofree char *reason = g_strdup_printf("sink-iceberg: commit to %s failed: %s", st->location,
@@ -538,17 +563,21 @@ static ecf_status commit(ice_state *st, const char *why)
             ecf_log(st->stage, ECF_LOG_ERROR, "%s", reason);
             ecf_metric_add(st->stage, st->m_commit_fail, 1);
             discard_pending(st);
+            forget_pending_keys(st);
             settle_all(st, ECF_ERR_IO, reason);
             result = ECF_ERR_IO;
         }
         g_free(err);
     } else {
         /* tokens without rows (nothing to write): durable by definition */
+        if (st->dedupe)
+            dedupe_commit(st->dedupe);
         settle_all(st, ECF_OK, NULL);
     }
     pos_map_clear(st->pending_lo);
     pos_map_clear(st->pending_hi);
     st->first_row_us = 0;
+    st->copies_held = 0;
     return result;
 }
 
@@ -603,6 +632,16 @@ static void enforce_bounds(ice_state *st)
 
 /* ------------------------------------------------------------ process */
 
+/* Whether row i's dedupe key was taken lately (a null key never is). */
+static bool is_duplicate(ice_state *st, const struct ArrowArray *rec, uint32_t i)
+{
+    if (!st->dedupe)
+        return false;
+    part_value v;
+    arrow_cell(rec->children[st->dedupe_col], st->kinds[st->dedupe_col], rec->offset + i, &v);
+    return !v.is_null && dedupe_seen(st->dedupe, v.p, v.n);
+}
+
 static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
 {
     ice_state *st = ecf_state(stage);
@@ -635,7 +674,7 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
         st->fates = g_renew(uint8_t, st->fates, n);
     }
     uint8_t *fate = st->fates;
-    uint32_t n_write = 0;
+    uint32_t n_write = 0, n_dup = 0;
     for (uint32_t i = 0; i < n; i++) {
         const ecf_origin *o = &ecf_batch_message(stage, batch, i)->origin;
         pos_fate f = POS_WRITE;
@@ -648,9 +687,19 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
                 log_skip_once(st, o, f);
             }
         }
+        /* Another record with a key the table has: taken (its position
+         * counts) but not written, and settled with the next commit, which
+         * makes that position durable. */
+        if (f == POS_WRITE && is_duplicate(st, rec, i)) {
+            f = POS_PENDING;
+            n_dup++;
+        }
         fate[i] = (uint8_t)f;
         n_write += f == POS_WRITE;
     }
+    if (n_dup)
+        ecf_metric_add(stage, st->m_duplicates, n_dup);
+    st->copies_held += n_dup;
 
     /* 1. each row to its partition's writer */
     part_writer **row_writer = g_new(part_writer *, n);
@@ -815,6 +864,7 @@ static void state_free(ice_state *st)
     g_free(st->poisoned);
     g_free(st->run_id);
     g_free(st->writer_id);
+    dedupe_free(st->dedupe);
     g_free(st->fates);
     pos_map_free(st->committed);
     pos_map_free(st->pending_lo);
@@ -860,6 +910,14 @@ static ecf_status ice_create(ecf_stage *stage)
     if (!st->location) {
         state_free(st);
         return ecf_error(stage, "%s", err);
+    }
+    if (cfg->dedupe_key) { /* checked here too, so `ecflow validate` says it */
+        const ice_field *k = ice_schema_find(&st->input, cfg->dedupe_key);
+        if (!k || (k->type.id != ICE_STRING && k->type.id != ICE_BINARY)) {
+            state_free(st);
+            return ecf_error(stage, "option 'dedupe_key': the records have no string column '%s'",
+                             cfg->dedupe_key);
+        }
     }
     st->partition_by = cfg->partition_by ? cfg->partition_by : default_partition_by;
     part_spec probe;
@@ -908,6 +966,8 @@ static ecf_status ice_create(ecf_stage *stage)
                                      "From when a row entered the system (its Kafka record's timestamp, "
                                      "else when the pipeline took it) to the commit that made it readable");
     ecf_metric_status(stage, st->m_committed_rows, "committed");
+    st->m_duplicates = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_skipped_duplicates_total",
+                                      "Rows not written because the table got their dedupe_key lately");
     st->m_files = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_files_total", "Parquet data files finished");
     st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_bytes_total", "Bytes of finished data files");
     st->m_commits = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commits_total", "Snapshots committed");
@@ -921,6 +981,25 @@ static ecf_status ice_create(ecf_stage *stage)
                                    "positions (acked at once) or already in the commit being prepared");
     ecf_set_state(stage, st);
     return ECF_OK;
+}
+
+/* dedupe_key names a string column of the input. */
+static ecf_status dedupe_start(ecf_stage *stage, ice_state *st)
+{
+    const ice_config *cfg = ecf_config(stage);
+    if (!cfg->dedupe_key)
+        return ECF_OK;
+    for (int c = 0; c < st->n_cols; c++) {
+        if (strcmp(st->input.fields[c].name, cfg->dedupe_key) != 0)
+            continue;
+        if (st->kinds[c] != AC_UTF8 && st->kinds[c] != AC_LARGE_UTF8 && st->kinds[c] != AC_BINARY)
+            return ecf_error(stage, "option 'dedupe_key': column '%s' is not a string", cfg->dedupe_key);
+        st->dedupe_col = c;
+        dedupe_free(st->dedupe);
+        st->dedupe = dedupe_new((uint32_t)cfg->dedupe_window);
+        return ECF_OK;
+    }
+    return ecf_error(stage, "option 'dedupe_key': the records have no column '%s'", cfg->dedupe_key);
 }
 
 static ecf_status ice_start(ecf_stage *stage)
@@ -953,6 +1032,9 @@ static ecf_status ice_start(ecf_stage *stage)
         st->cols[c].required = col->required;
         arrow_kind_of(in->children[c]->format, &st->kinds[c]);
     }
+    ecf_status dst = dedupe_start(stage, st);
+    if (dst != ECF_OK)
+        return dst;
     st->psrc = g_new0(part_source, (gsize)st->table.spec.n_fields + 1);
     for (int f = 0; f < st->table.spec.n_fields; f++) {
         st->psrc[f].input_col = -1;

@@ -219,8 +219,11 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
     g_autofree char *uuid = g_uuid_string_random();
     g_autofree char *mname = g_strdup_printf("metadata/%s-m0.avro", uuid);
     g_autofree char *mpath = fio_join(t->cat.location, mname);
-    manifest_file ours;
-    if (!manifest_write(t->cat.io, mpath, &t->schema, &t->spec, snapshot_id, files, n_files, &ours, err))
+    /* No files: a snapshot that only moves the summary's positions on (the
+     * rows it covers were all copies); it lists the parent's manifests. */
+    manifest_file ours = {0};
+    const int n_ours = n_files > 0 ? 1 : 0;
+    if (n_ours && !manifest_write(t->cat.io, mpath, &t->schema, &t->spec, snapshot_id, files, n_files, &ours, err))
         return false;
 
     int64_t added_rows = 0, added_size = 0;
@@ -260,14 +263,16 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         }
         /* ours first (newest), then the parent's */
         manifest_file *all = g_new0(manifest_file, (gsize)n_prev + 1);
-        all[0] = ours;
-        all[0].sequence_number = all[0].min_sequence_number = seq;
+        if (n_ours) {
+            all[0] = ours;
+            all[0].sequence_number = all[0].min_sequence_number = seq;
+        }
         for (int i = 0; i < n_prev; i++)
-            all[i + 1] = prev[i];
+            all[i + n_ours] = prev[i];
         g_autofree char *lname = g_strdup_printf("metadata/snap-%" G_GINT64_FORMAT "-%d-%s.avro", snapshot_id,
                                                  attempt, uuid);
         g_autofree char *lpath = fio_join(t->cat.location, lname);
-        bool wrote = manifest_list_write(t->cat.io, lpath, snapshot_id, parent, seq, all, n_prev + 1, err);
+        bool wrote = manifest_list_write(t->cat.io, lpath, snapshot_id, parent, seq, all, n_prev + n_ours, err);
         g_free(all);
         for (int i = 0; i < n_prev; i++)
             manifest_file_clear(&prev[i]);
@@ -340,7 +345,7 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         if (attempt == MAX_ATTEMPTS)
             *err = g_strdup_printf("gave up after %d conflicting commits", MAX_ATTEMPTS);
     }
-    if (!ok)
+    if (!ok && n_ours)
         t->cat.io->remove(t->cat.io, mpath);
     manifest_file_clear(&ours);
     if (ok && snapshot_id_out)

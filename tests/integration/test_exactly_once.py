@@ -576,6 +576,39 @@ def test_sigterm_commits_what_is_buffered_and_exits_0(bootstrap, names, pipeline
     assert len(current_metadata(t)["snapshots"]) == snapshots
 
 
+def test_copies_of_an_event_are_written_once_by_event_id(bootstrap, names, pipelines, tmp_path,
+                                                         readers):
+    """A client that never got its answer sends the same events again: new Kafka records with
+    the same event_ids. With dedupe_key the table has each event once, whether the copy
+    arrives in the commit of its original or after it, and the copies' positions count, so a
+    restart does not bring them back. (The window's eviction: sink-iceberg's unit tests.)"""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    events = make_events(run, 3000)
+    produce(bootstrap, topic, events + events[:500])  # copies in the originals' commit
+    t = table_dir(tmp_path)
+    p = pipelines(bootstrap, topic, group, name="dedupe", profile="dedupe")
+    wait_until("500 copies dropped",
+               lambda: p.alive() and p.metric("iceberg_skipped_duplicates_total") == 500, 60)
+    wait_until("3000 rows committed",
+               lambda: p.alive() and p.metric("iceberg_committed_rows_total") == 3000, 60)
+    produce(bootstrap, topic, events[2000:2400])  # copies of committed rows
+    wait_until("900 copies dropped",
+               lambda: p.alive() and p.metric("iceberg_skipped_duplicates_total") == 900, 60)
+    rc, _ = p.term()
+    assert rc == 0, p.log_text()[-5000:]
+    ids = [json.loads(v)["event_id"] for _, v in events]
+    verify_table(t, ids, bootstrap, topic)  # the table's positions cover the copies too
+
+    again = pipelines(bootstrap, topic, group, name="again", profile="dedupe")
+    again.wait_assigned()
+    time.sleep(1.5)
+    assert not again.metric("iceberg_rows_total"), "a restart brings no copy back"
+    rc, _ = again.term()
+    assert rc == 0, again.log_text()[-5000:]
+    verify_table(t, ids, bootstrap, topic)
+
+
 def test_two_pipelines_on_one_table_keep_their_own_positions(bootstrap, names, pipelines,
                                                               tmp_path, readers):
     """Each writer id reads back its own positions, whoever committed last."""
