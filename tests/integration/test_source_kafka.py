@@ -468,11 +468,12 @@ def test_revoke_under_backpressure_abandons_what_the_ring_refused(bootstrap, nam
     a.stop()
     wait_until("every record", lambda: set(values(recs)) <= set(a.lines()) | set(b.lines()), 90)
     b.stop()
-    if assignor:
-        assert "read again from the first of them" in a.log_text()
+    # Whether an abandoned batch held records of partitions `a` kept (then read again from
+    # the first of them) depends on timing; every record arriving somewhere is the check.
+    rewound = "read again from the first of them" in a.log_text()
     union = a.lines() + b.lines()
     print(f"\nrevoke under backpressure {assignor or 'eager'}: a {len(a.lines())}, "
-          f"b {len(b.lines())}, duplicates {dup_count(union)}")
+          f"b {len(b.lines())}, duplicates {dup_count(union)}, kept partitions rewound: {rewound}")
 
 
 def test_crash_loses_nothing(bootstrap, names, consumers):
