@@ -2,7 +2,9 @@
 plugins are, free ports, and one real Kafka broker per test session (from
 tests/services/kafka.sh) unless KAFKA_BOOTSTRAP names one.
 
-Older test files carry their own copies of these helpers; new ones use these.
+Test files import these (`from conftest import ECFLOW, free_port`); the functions and
+classes they share otherwise (waiting, kafka.sh, Kafka on the wire, processes, Iceberg
+readers) are in harness.py.
 """
 import os
 import shutil

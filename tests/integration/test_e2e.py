@@ -65,6 +65,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ECFLOW, KAFKA_SH, ROOT, ecflow_env, free_port
+import harness
+from harness import (check_sanitizers, metadata_versions, recv_exactly, sigterm, start_broker,
+                     wait_until)
 
 PIPELINE = ROOT / "pipelines" / "ecommerce.yaml"
 N_EVENTS = int(os.environ.get("E2E_EVENTS", "200000"))
@@ -74,15 +77,6 @@ PARTITIONS = 3  # the ci profile's to_kafka partitions
 CLIENT_THREADS = 4
 
 pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built")
-
-
-def wait_until(what, cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # ------------------------------------------------------------------ events
@@ -361,12 +355,7 @@ class Ecflow:
     def term(self, timeout=60):
         """SIGTERM; returns (exit code, seconds until it exited)."""
         t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        sigterm(self.proc, timeout)
         took = time.monotonic() - t0
         self.log.close()
         check_sanitizers(self.log_text())
@@ -378,11 +367,6 @@ class Ecflow:
             self.proc.wait()
         if not self.log.closed:
             self.log.close()
-
-
-def check_sanitizers(text):
-    for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-        assert bad not in text, text[-8000:]
 
 
 class Runs:
@@ -422,16 +406,6 @@ def runs(tmp_path):
 # ------------------------------------------------------------------ Kafka
 
 
-def _recv(c, n):
-    b = b""
-    while len(b) < n:
-        x = c.recv(n - len(b))
-        if not x:
-            raise EOFError("broker closed the connection")
-        b += x
-    return b
-
-
 def committed_offsets(bootstrap, group, topic, partitions=PARTITIONS):
     """The group's committed offsets {partition: offset (-1: none)}: OffsetFetch v1 on the
     wire (kcat has no way to ask); a single-node broker is every group's coordinator."""
@@ -443,7 +417,7 @@ def committed_offsets(bootstrap, group, topic, partitions=PARTITIONS):
     for _ in range(50):
         with socket.create_connection((host, int(port)), timeout=10) as c:
             c.sendall(struct.pack(">i", len(body)) + body)
-            r = _recv(c, struct.unpack(">i", _recv(c, 4))[0])
+            r = recv_exactly(c, struct.unpack(">i", recv_exactly(c, 4))[0])
         o, got, retry = 8, {}, False  # correlation id, topic count
         for _ in range(struct.unpack_from(">i", r, 4)[0]):
             o += 2 + struct.unpack_from(">h", r, o)[0]
@@ -463,11 +437,7 @@ def committed_offsets(bootstrap, group, topic, partitions=PARTITIONS):
 
 
 def end_offsets(bootstrap, topic, partitions=PARTITIONS):
-    cmd = ["kcat", "-b", bootstrap, "-Q"] + [a for p in range(partitions)
-                                             for a in ("-t", f"{topic}:{p}:-1")]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    return {int(m.group(1)): int(m.group(2))
-            for m in re.finditer(r"^\S+ \[(\d+)\] offset (-?\d+)$", r.stdout, re.M)}
+    return harness.end_offsets(bootstrap, topic, partitions)
 
 
 def settled(bootstrap, env):
@@ -508,10 +478,6 @@ def dlq_ids(bootstrap, topic):
 
 def table_dir(env):
     return Path(env["WAREHOUSE"]) / "ecommerce" / "events"
-
-
-def metadata_versions(t):
-    return sorted(int(p.name[1:].split(".")[0]) for p in (t / "metadata").glob("v*.metadata.json"))
 
 
 def current_snapshot(t):
@@ -704,20 +670,14 @@ def own_broker():
     the session's broker (maybe given by KAFKA_BOOTSTRAP) must never see."""
     state = tempfile.mkdtemp(prefix="ecflow-e2e-kafka-")
     try:
-        for _ in range(3):  # a port taken under it, now and then
-            r = subprocess.run(["bash", str(KAFKA_SH), "start", state], capture_output=True,
-                               text=True, timeout=300)
-            if r.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"kafka.sh start failed:\n{r.stderr[-3000:]}")
-        yield state, r.stdout.strip()
+        yield state, start_broker(state)  # 3 tries: a port taken under it, now and then
     finally:
-        subprocess.run(["bash", str(KAFKA_SH), "stop", state], capture_output=True, timeout=120)
+        harness.kafka_sh("stop", state, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
 
 
 def kafka_sh(*args, **env):
+    """Not harness.kafka_sh: asserts success, returns stdout, takes environment overrides."""
     r = subprocess.run(["bash", str(KAFKA_SH), *args], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, **env))
     assert r.returncode == 0, r.stderr[-3000:]

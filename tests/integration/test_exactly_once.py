@@ -29,36 +29,30 @@ Standard library, pytest, kcat (Debian package), pyiceberg and duckdb (tests/req
 """
 
 import datetime as dt
-import glob
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ECFLOW = Path(os.environ.get("ECFLOW_BIN", ROOT / "build" / "ecflow"))
-PLUGIN_PATH = os.environ.get("ECFLOW_PLUGIN_PATH", str(ECFLOW.parent / "plugins"))
+from conftest import ECFLOW, ROOT, free_port
+from harness import (check_sanitizers, create_topic as _create_topic, duck, metadata_versions,
+                     metric_sum, plugin_path_with_ledger, scrape_metrics, session_broker, sigterm,
+                     started, unique_names, wait_until)
+from harness import end_offsets as _end_offsets
+
 # source-kafka's sink-ledger fixture (profile `rewind`) is built beside its tests, not among
-# the shipped plugins: add it when the given path does not have it (ctest passes the shared one).
-LEDGER_DIR = ECFLOW.parent / "plugins" / "source-kafka" / "tests" / "fixtures"
-if not any((Path(d) / "sink-ledger.so").exists() for d in PLUGIN_PATH.split(":") if d):
-    PLUGIN_PATH = f"{PLUGIN_PATH}:{LEDGER_DIR}"
+# the shipped plugins: added when the given path does not have it (ctest passes the shared one).
+PLUGIN_PATH = plugin_path_with_ledger()
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "exactly_once.yaml"
 SCHEMA = ROOT / "pipelines" / "schemas" / "ecommerce_event.yaml"
-KAFKA_SH = ROOT / "tests" / "services" / "kafka.sh"
 PARTITIONS = 4
 N_EVENTS = int(os.environ.get("EXACTLY_ONCE_EVENTS", "50000"))
 KILLS = int(os.environ.get("EXACTLY_ONCE_KILLS", "6"))
@@ -71,92 +65,21 @@ pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built
 # ------------------------------------------------------------------ helpers
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def kafka_sh(*args, timeout=300):
-    return subprocess.run(["bash", str(KAFKA_SH), *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def bootstrap():
     if not shutil.which("kcat"):
         pytest.fail("kcat is needed to produce test data: apt-get install -y kcat")
-    given = os.environ.get("KAFKA_BOOTSTRAP")
-    if given:
-        yield given
-        return
-    state = Path(tempfile.mkdtemp(prefix="ecflow-exactly-once-"))
-    try:
-        # More than one try: kafka.sh now and then draws a cluster id that starts with "-".
-        for _ in range(3):
-            r = kafka_sh("start", str(state))
-            if r.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"kafka.sh start failed:\n{r.stderr[-3000:]}")
-        yield r.stdout.strip()
-    finally:
-        kafka_sh("stop", str(state), timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def _recv(c, n):
-    b = b""
-    while len(b) < n:
-        x = c.recv(n - len(b))
-        if not x:
-            raise EOFError("broker closed the connection")
-        b += x
-    return b
+    yield from session_broker("ecflow-exactly-once-")
 
 
 def create_topic(bootstrap, topic, partitions=PARTITIONS):
-    """CreateTopics (API 19, v2) on the wire: kcat cannot choose a partition count."""
-    host, port = bootstrap.split(",")[0].rsplit(":", 1)
-    cid = b"ecflow-test"
-    name = topic.encode()
-    body = struct.pack(">hhih", 19, 2, 1, len(cid)) + cid
-    body += struct.pack(">ih", 1, len(name)) + name
-    body += struct.pack(">ihii", partitions, 1, 0, 0)  # no assignments, no configs
-    body += struct.pack(">ib", 30000, 0)               # timeout_ms, validate_only
-    with socket.create_connection((host, int(port)), timeout=30) as c:
-        c.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", _recv(c, 4))[0]
-        r = _recv(c, size)
-    o = 4 + 4 + 4  # correlation id, throttle time, topic count
-    nl = struct.unpack_from(">h", r, o)[0]
-    o += 2 + nl
-    err = struct.unpack_from(">h", r, o)[0]
-    assert err in (0, 36), f"CreateTopics {topic}: error {err}"  # 36: already exists
-    wait_until(f"topic {topic} to have {partitions} partitions",
-               lambda: len(end_offsets(bootstrap, topic, partitions)) == partitions, 30, 0.2)
+    _create_topic(bootstrap, topic, partitions,
+                  lambda: len(end_offsets(bootstrap, topic, partitions)) == partitions)
 
 
 def end_offsets(bootstrap, topic, partitions=PARTITIONS):
-    """{partition: high watermark} (kcat -Q with timestamp -1 = the end)."""
-    cmd = ["kcat", "-b", bootstrap, "-Q"]
-    for p in range(partitions):
-        cmd += ["-t", f"{topic}:{p}:-1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    got = {}
-    for m in re.finditer(r"^\S+ \[(\d+)\] offset (-?\d+)$", r.stdout, re.M):
-        if int(m.group(2)) >= 0:
-            got[int(m.group(1))] = int(m.group(2))
-    return got
+    """{partition: high watermark}, only the partitions kcat could look up."""
+    return {p: o for p, o in _end_offsets(bootstrap, topic, partitions).items() if o >= 0}
 
 
 TYPES = ["page_view", "add_to_cart", "remove_from_cart", "purchase", "search"]
@@ -226,14 +149,10 @@ class Pipeline:
     def metric(self, name):
         """Sum of a metric's series on /metrics (None when absent or not serving)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                        timeout=5) as r:
-                text = r.read().decode()
+            text = scrape_metrics(self.metrics_port)
         except OSError:
             return None
-        vals = [float(m.group(1)) for m in
-                re.finditer(rf"^ecflow_{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
-        return sum(vals) if vals else None
+        return metric_sum(text, name)
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -244,47 +163,24 @@ class Pipeline:
     def term(self, timeout=60):
         """SIGTERM; returns (exit code, seconds until exit)."""
         t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        sigterm(self.proc, timeout)
         took = time.monotonic() - t0
         self.log.close()
         self._check_sanitizers()
         return self.proc.returncode, took
 
     def _check_sanitizers(self):
-        text = self.log_path.read_text()
-        assert "ERROR: AddressSanitizer" not in text, text[-8000:]
-        assert "runtime error:" not in text, text[-8000:]
-        assert "ERROR: LeakSanitizer" not in text, text[-8000:]
+        check_sanitizers(self.log_path.read_text())
 
 
 @pytest.fixture
 def names(request):
-    tag = uuid.uuid4().hex[:8]
-    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40]
-    return f"eo-{base}-{tag}", f"g-{base}-{tag}", tag
+    return unique_names(request, "eo")
 
 
 @pytest.fixture
 def pipelines(tmp_path):
-    started = []
-
-    def start(*args, **kwargs):
-        p = Pipeline(tmp_path, *args, **kwargs)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:  # always stop what we started
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
-        if not p.log.closed:
-            p.log.close()
+    yield from started(lambda *args, **kwargs: Pipeline(tmp_path, *args, **kwargs))
 
 
 # ------------------------------------------------------------------ the table
@@ -292,11 +188,6 @@ def pipelines(tmp_path):
 
 def table_dir(tmp):
     return Path(tmp) / "wh" / "shop" / "events"
-
-
-def metadata_versions(t):
-    return sorted(int(Path(p).name[1:].split(".")[0])
-                  for p in glob.glob(str(t / "metadata" / "v*.metadata.json")))
 
 
 def current_metadata(t):
@@ -327,18 +218,6 @@ def readers():
     except ImportError as e:
         pytest.fail(f"{e}: pip install -r tests/requirements.txt")
     return True
-
-
-def duck():
-    import duckdb
-    import duckdb_extension_avro
-    import duckdb_extension_iceberg
-    con = duckdb.connect()
-    for mod in (duckdb_extension_avro, duckdb_extension_iceberg):
-        ext = glob.glob(os.path.join(os.path.dirname(mod.__file__), "extensions", "*",
-                                     "*.duckdb_extension"))
-        con.execute(f"LOAD '{ext[0]}'")
-    return con
 
 
 def writer_positions(t, writer):

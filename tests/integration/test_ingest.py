@@ -33,7 +33,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -45,12 +44,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ECFLOW = Path(os.environ.get("ECFLOW_BIN", ROOT / "build" / "ecflow"))
+from conftest import ECFLOW, ROOT, free_port
+from harness import HttpRequests, ensure_kcat, kafka_sh, sigterm
+from harness import wait_until as _wait_until
+
+# Not conftest's PLUGIN_PATH: this file's default is build/plugins of the source tree, not
+# plugins/ beside ECFLOW_BIN.
 PLUGIN_PATH = os.environ.get("ECFLOW_PLUGIN_PATH", str(ROOT / "build" / "plugins"))
 ECOMMERCE = ROOT / "pipelines" / "ecommerce.yaml"
 AUTH_PIPELINE = Path(__file__).resolve().parent / "pipelines" / "ingest_auth.yaml"
-KAFKA_SH = ROOT / "tests" / "services" / "kafka.sh"
 MAX_BODY = 10 * 1024 * 1024  # pipelines/ecommerce.yaml: max_body_bytes: 10MiB
 
 pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built")
@@ -59,35 +61,9 @@ pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built
 # ------------------------------------------------------------------ helpers
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(what, cond, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def kafka_sh(*args, timeout=300):
-    r = subprocess.run(["bash", str(KAFKA_SH), *args], capture_output=True, text=True,
-                       timeout=timeout)
-    return r
-
-
-def ensure_kcat():
-    if shutil.which("kcat"):
-        return
-    if os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "kcat"], capture_output=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), timeout=600)
-    if not shutil.which("kcat"):
-        pytest.fail("kcat is needed to read topics back: apt-get install -y kcat")
+    """harness.wait_until, polling every 50 ms."""
+    _wait_until(what, cond, timeout, step)
 
 
 class Broker:
@@ -178,7 +154,7 @@ def compact(e):
     return json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class Pipeline:
+class Pipeline(HttpRequests):
     """`ecflow run` of a pipeline file on free ports; SIGTERM must exit 0."""
 
     def __init__(self, tmp, bootstrap, pipeline=ECOMMERCE, profile="ci", **env):
@@ -212,18 +188,6 @@ class Pipeline:
     def connection(self, timeout=60):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, conn=None):
-        own = conn is None
-        conn = conn or self.connection()
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            data = r.read()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-        finally:
-            if own:
-                conn.close()
-
     def post(self, body, content_type="application/json", headers=None, conn=None):
         h = {"Content-Type": content_type}
         h.update(headers or {})
@@ -246,12 +210,7 @@ class Pipeline:
 
     def stop(self, check=True):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            sigterm(self.proc, 60)
         self.log.close()
         if check:
             text = self.log_path.read_text(errors="replace")

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ECFLOW = Path(os.environ.get("ECFLOW_BIN", ROOT / "build" / "ecflow"))
+from conftest import ECFLOW, ROOT
+from harness import duck
+
+# Not conftest's PLUGIN_PATH: the default adds the transform-records fixture's directory.
 PLUGIN_PATH = os.environ.get(
     "ECFLOW_PLUGIN_PATH",
     f"{ROOT / 'build' / 'plugins'}:{ROOT / 'build' / 'plugins' / 'sink-iceberg' / 'tests' / 'fixtures'}",
@@ -67,16 +69,6 @@ def readers():
     import pyarrow.parquet as pq
     from pyiceberg.table import StaticTable
     return {"duckdb": duckdb, "pq": pq, "StaticTable": StaticTable}
-
-
-def duck(readers):
-    duckdb = readers["duckdb"]
-    import duckdb_extension_avro, duckdb_extension_iceberg
-    con = duckdb.connect()
-    for mod in (duckdb_extension_avro, duckdb_extension_iceberg):
-        ext = glob.glob(os.path.join(os.path.dirname(mod.__file__), "extensions", "*", "*.duckdb_extension"))
-        con.execute(f"LOAD '{ext[0]}'")
-    return con
 
 
 # ------------------------------------------------------------------ harness
@@ -248,7 +240,7 @@ def test_partitioned_table_reads_back_exactly_in_every_reader(tmp_path, readers)
         assert "RLE_DICTIONARY" in et.encodings and et.has_dictionary_page
 
     # --- DuckDB
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"select count(*) from iceberg_scan('{t}')").fetchone()[0] == 24000
     desc = dict((r[0], r[1]) for r in con.execute(f"describe select * from iceberg_scan('{t}')").fetchall())
     assert desc["timestamp"] == "TIMESTAMP WITH TIME ZONE" and desc["price"] == "DECIMAL(10,2)"
@@ -302,7 +294,7 @@ def test_schema_evolves_across_runs_and_old_rows_read_as_null(tmp_path, readers)
     # the first snapshot still reads with what it had
     s0 = meta["snapshots"][0]["snapshot-id"]
     assert table.scan(snapshot_id=s0).to_arrow().num_rows == 3000
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"select count(*), count(currency) from iceberg_scan('{t}')").fetchone() == (
         5000, sum(1 for e in second if "currency" in e))
     assert con.execute(f"select typeof(quantity) from iceberg_scan('{t}') limit 1").fetchone()[0] == "BIGINT"
@@ -329,7 +321,7 @@ def test_bounded_memory_rolls_many_files_and_loses_nothing(tmp_path, readers):
     pq = readers["pq"]
     assert sum(pq.ParquetFile(f["file_path"]).metadata.num_row_groups for f in files) > len(files)
     assert sum(pq.read_metadata(f["file_path"]).num_rows for f in files) == 30000
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"select count(distinct event_id) from iceberg_scan('{t}')").fetchone()[0] == 30000
 
 
@@ -374,7 +366,7 @@ def test_other_codecs_read_back(tmp_path, readers, codec):
     for f in glob.glob(str(t / "data" / "**" / "*.parquet"), recursive=True):
         assert pq.ParquetFile(f).metadata.row_group(0).column(0).compression == codec.upper().replace(
             "NONE", "UNCOMPRESSED")
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"select count(*) from iceberg_scan('{t}')").fetchone()[0] == 2000
 
 
@@ -397,7 +389,7 @@ def test_concurrent_writers_both_commit_through_conflicts(tmp_path, readers):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     table = readers["StaticTable"].from_metadata(latest_metadata(t))
     assert table.scan().to_arrow().num_rows == 16010
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"select count(distinct event_id) from iceberg_scan('{t}')").fetchone()[0] == 16010
 
 
@@ -414,6 +406,6 @@ def test_redelivered_kafka_records_are_not_written_twice(tmp_path, readers):
     assert json.loads(last["ecflow.kafka-offsets"]) == {"events": {"0": 1000, "1": 1000, "2": 1000}}
     table = readers["StaticTable"].from_metadata(latest_metadata(t))
     assert table.scan().to_arrow().num_rows == 3000
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"select count(*), count(distinct event_id) from iceberg_scan('{t}')"
                        ).fetchone() == (3000, 3000)

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,10 +31,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ECFLOW = Path(os.environ.get("ECFLOW_BIN", ROOT / "build" / "ecflow"))
+from conftest import ECFLOW, free_port
+from harness import ensure_kcat, kafka_sh, read_topic, session_broker, start_broker, wait_until
+
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "sink_kafka.yaml"
-KAFKA_SH = ROOT / "tests" / "services" / "kafka.sh"
 
 # source-generate's closing line: what its sources were told, token by token.
 SOURCE_SUMMARY = re.compile(r"\[shoppers\] generated (\d+) events: (\d+) durable, (\d+) failed")
@@ -46,40 +45,6 @@ SUMMARY = re.compile(
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def kafka_sh(*args, timeout=300):
-    return subprocess.run(
-        ["bash", str(KAFKA_SH), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_broker(state_dir, tries=3):
-    # More than one try: kafka.sh now and then draws a cluster id starting with "-", which
-    # kafka-storage format takes for an option (reported; the script is not ours).
-    for _ in range(tries):
-        r = kafka_sh("start", str(state_dir))
-        if r.returncode == 0:
-            return r.stdout.strip()
-    raise RuntimeError(f"kafka.sh start failed:\n{r.stderr[-3000:]}")
 
 
 class Broker:
@@ -140,31 +105,6 @@ class Broker:
     def stop(self):
         kafka_sh("stop", str(self.state), timeout=120)
         shutil.rmtree(self.state, ignore_errors=True)
-
-
-def ensure_kcat():
-    if shutil.which("kcat"):
-        return
-    if os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "kcat"],
-            capture_output=True,
-            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-            timeout=600,
-        )
-    if not shutil.which("kcat"):
-        pytest.fail("kcat is needed to read topics back: apt-get install -y kcat")
-
-
-def read_topic(bootstrap, topic):
-    r = subprocess.run(
-        ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
 def topic_partitions(bootstrap, topic):
@@ -288,16 +228,7 @@ def ecflow_bin():
 def kafka(ecflow_bin):
     """Bootstrap address of the session's broker."""
     ensure_kcat()
-    given = os.environ.get("KAFKA_BOOTSTRAP")
-    if given:
-        yield given
-        return
-    state = tempfile.mkdtemp(prefix="ecflow-kafka-sink-")
-    try:
-        yield start_broker(state)
-    finally:
-        kafka_sh("stop", state, timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
+    yield from session_broker("ecflow-kafka-sink-")
 
 
 @pytest.fixture

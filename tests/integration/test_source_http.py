@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -34,8 +33,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ECFLOW = Path(os.environ.get("ECFLOW_BIN", ROOT / "build" / "ecflow"))
+from conftest import ECFLOW, ROOT, free_port
+from harness import HttpRequests, sigterm
+from harness import wait_until as _wait_until
+
+# Not conftest's PLUGIN_PATH: the default adds the sink-verdict fixture's directory.
 PLUGIN_PATH = os.environ.get(
     "ECFLOW_PLUGIN_PATH",
     f"{ROOT / 'build' / 'plugins'}:{ROOT / 'build' / 'plugins' / 'source-http' / 'tests' / 'fixtures'}",
@@ -48,22 +50,12 @@ pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built
 # ------------------------------------------------------------------ harness
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(what, cond, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """harness.wait_until, polling every 50 ms."""
+    _wait_until(what, cond, timeout, step)
 
 
-class Server:
+class Server(HttpRequests):
     """One `ecflow run` process; stopped with SIGTERM, which must exit 0."""
 
     def __init__(self, tmp, pipeline="source_http", profile=None, tls=None, **env):
@@ -101,18 +93,6 @@ class Server:
                                                context=ctx)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, conn=None):
-        own = conn is None
-        conn = conn or self.connection()
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            data = r.read()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-        finally:
-            if own:
-                conn.close()
-
     def post(self, body, content_type="application/json", headers=None, path="/events",
              conn=None):
         h = {"Content-Type": content_type} if content_type else {}
@@ -133,12 +113,7 @@ class Server:
 
     def stop(self, check=True):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            sigterm(self.proc, 30)
         self.log.close()
         if check:
             text = self.log_path.read_text()

@@ -27,30 +27,22 @@ Only the standard library, pytest and kcat (Debian package `kcat`).
 import json
 import os
 import re
-import shutil
-import signal
-import socket
-import struct
 import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ECFLOW = Path(os.environ.get("ECFLOW_BIN", ROOT / "build" / "ecflow"))
-PLUGIN_PATH = os.environ.get("ECFLOW_PLUGIN_PATH", str(ECFLOW.parent / "plugins"))
+from conftest import ECFLOW, free_port
+from harness import (create_topic as _create_topic, ensure_kcat, plugin_path_with_ledger,
+                     metric_sum, read_topic, scrape_metrics, session_broker, sigterm,
+                     started, unique_names, wait_until)
+
 # The sink-ledger fixture is built beside source-kafka's tests, not among the shipped
-# plugins: add it when the given path does not have it (ctest passes the shared one).
-LEDGER_DIR = ECFLOW.parent / "plugins" / "source-kafka" / "tests" / "fixtures"
-if not any((Path(d) / "sink-ledger.so").exists() for d in PLUGIN_PATH.split(":") if d):
-    PLUGIN_PATH = f"{PLUGIN_PATH}:{LEDGER_DIR}"
+# plugins: added when the given path does not have it (ctest passes the shared one).
+PLUGIN_PATH = plugin_path_with_ledger()
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "source_kafka.yaml"
-KAFKA_SH = ROOT / "tests" / "services" / "kafka.sh"
 PARTITIONS = 4
 
 pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built")
@@ -59,88 +51,15 @@ pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built
 # ------------------------------------------------------------------ helpers
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def kafka_sh(*args, timeout=300):
-    return subprocess.run(["bash", str(KAFKA_SH), *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ensure_kcat():
-    if shutil.which("kcat"):
-        return
-    if os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "kcat"], capture_output=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), timeout=600)
-    if not shutil.which("kcat"):
-        pytest.fail("kcat is needed to produce test data: apt-get install -y kcat")
-
-
 @pytest.fixture(scope="session")
 def bootstrap():
-    ensure_kcat()
-    given = os.environ.get("KAFKA_BOOTSTRAP")
-    if given:
-        yield given
-        return
-    state = Path(tempfile.mkdtemp(prefix="ecflow-source-kafka-"))
-    try:
-        # More than one try: kafka.sh now and then draws a cluster id that starts with "-".
-        for _ in range(3):
-            r = kafka_sh("start", str(state))
-            if r.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"kafka.sh start failed:\n{r.stderr[-3000:]}")
-        yield r.stdout.strip()
-    finally:
-        kafka_sh("stop", str(state), timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
+    ensure_kcat("to produce test data")
+    yield from session_broker("ecflow-source-kafka-")
 
 
 def create_topic(bootstrap, topic, partitions=PARTITIONS):
-    """CreateTopics (API 19, v2) on the wire: kcat cannot choose a partition count."""
-    host, port = bootstrap.split(",")[0].rsplit(":", 1)
-    cid = b"ecflow-test"
-    name = topic.encode()
-    body = struct.pack(">hhih", 19, 2, 1, len(cid)) + cid
-    body += struct.pack(">ih", 1, len(name)) + name
-    body += struct.pack(">ihii", partitions, 1, 0, 0)  # no assignments, no configs
-    body += struct.pack(">ib", 30000, 0)               # timeout_ms, validate_only
-    with socket.create_connection((host, int(port)), timeout=30) as c:
-        c.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", _recv(c, 4))[0]
-        r = _recv(c, size)
-    o = 4 + 4 + 4  # correlation id, throttle time, topic count
-    nl = struct.unpack_from(">h", r, o)[0]
-    o += 2 + nl
-    err = struct.unpack_from(">h", r, o)[0]
-    assert err in (0, 36), f"CreateTopics {topic}: error {err}"  # 36: already exists
-    wait_until(f"topic {topic} to have {partitions} partitions",
-               lambda: topic_partitions(bootstrap, topic) == partitions, 30, 0.2)
-
-
-def _recv(c, n):
-    b = b""
-    while len(b) < n:
-        x = c.recv(n - len(b))
-        if not x:
-            raise EOFError("broker closed the connection")
-        b += x
-    return b
+    _create_topic(bootstrap, topic, partitions,
+                  lambda: topic_partitions(bootstrap, topic) == partitions)
 
 
 def topic_partitions(bootstrap, topic):
@@ -171,13 +90,6 @@ def produce(bootstrap, topic, records, headers=()):
         r = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0, r.stderr
-
-
-def read_topic(bootstrap, topic):
-    r = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e",
-                        "-q", "-J"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
 def numbered(run, n, per_partition=False, extra=lambda p, i: ""):
@@ -233,12 +145,7 @@ class Consumer:
 
     def metric(self, name):
         """Sum of a metric's series on /metrics (None when absent)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=5) as r:
-            text = r.read().decode()
-        vals = [float(m.group(1)) for m in
-                re.finditer(rf"^ecflow_{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
-        return sum(vals) if vals else None
+        return metric_sum(scrape_metrics(self.metrics_port), name)
 
     def wait(self, timeout=60):
         try:
@@ -249,12 +156,7 @@ class Consumer:
 
     def stop(self, check=True):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            sigterm(self.proc, 60)
         if not self.log.closed:
             self.log.close()
         text = self.log_path.read_text()
@@ -267,27 +169,12 @@ class Consumer:
 
 @pytest.fixture
 def names(request):
-    tag = uuid.uuid4().hex[:8]
-    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40]
-    return f"sk-{base}-{tag}", f"g-{base}-{tag}", tag
+    return unique_names(request, "sk")
 
 
 @pytest.fixture
 def consumers(tmp_path):
-    started = []
-
-    def start(*args, **kwargs):
-        c = Consumer(tmp_path, *args, **kwargs)
-        started.append(c)
-        return c
-
-    yield start
-    for c in started:  # always stop what we started
-        if c.proc.poll() is None:
-            c.proc.kill()
-            c.proc.wait()
-        if not c.log.closed:
-            c.log.close()
+    yield from started(lambda *args, **kwargs: Consumer(tmp_path, *args, **kwargs))
 
 
 def values(records):
