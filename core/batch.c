@@ -11,6 +11,9 @@
 #define CHUNK_MIN (64 * 1024)
 #define KEEP_BYTES (4 * 1024 * 1024) /* arena kept across reuse, per batch */
 #define POOL_KEEP 1024               /* batches kept in the free list      */
+/* Arena bytes the free list keeps in all: sources that build large batches
+ * (HTTP requests sharing one) would otherwise keep KEEP_BYTES per batch. */
+#define POOL_KEEP_BYTES (32 * 1024 * 1024)
 
 typedef struct chunk {
     struct chunk *next;
@@ -35,6 +38,7 @@ struct ecf_batch {
     gsize bytes;
     chunk *chunks;  /* all chunks, in order */
     chunk *current; /* where the next allocation goes */
+    gsize kept;     /* arena bytes, while in the free list */
     ecf_batch *next_free;
 };
 
@@ -42,6 +46,7 @@ struct ecf_batch_pool {
     ecf_mutex lock;
     ecf_batch *free_list;
     guint free_count;
+    gsize free_bytes; /* arena bytes of the free list */
 };
 
 ecf_batch_pool *ecf_batch_pool_new(void)
@@ -87,6 +92,7 @@ ecf_batch *ecf_batch_get(ecf_batch_pool *pool)
     if (b) {
         pool->free_list = b->next_free;
         pool->free_count--;
+        pool->free_bytes -= b->kept;
     }
     ecf_mutex_unlock(&pool->lock);
     if (!b) {
@@ -202,7 +208,7 @@ ecf_message *ecf_batch_at(ecf_batch *b, guint32 i)
 gsize ecf_batch_payload_bytes(const ecf_batch *b) { return b->bytes; }
 
 /* Keep the first chunks up to KEEP_BYTES so a reused batch needs no malloc. */
-static void trim_arena(ecf_batch *b)
+static gsize trim_arena(ecf_batch *b)
 {
     gsize kept = 0;
     chunk **link = &b->chunks;
@@ -214,6 +220,7 @@ static void trim_arena(ecf_batch *b)
     free_chunks(*link);
     *link = NULL;
     b->current = b->chunks;
+    return kept;
 }
 
 static void records_unref(shared_records *r)
@@ -258,15 +265,16 @@ void ecf_batch_put(ecf_batch *b)
     }
     b->count = 0;
     b->bytes = 0;
-    trim_arena(b);
+    b->kept = trim_arena(b);
 
     ecf_batch_pool *pool = b->pool;
     ecf_mutex_lock(&pool->lock);
-    gboolean keep = pool->free_count < POOL_KEEP;
+    gboolean keep = pool->free_count < POOL_KEEP && pool->free_bytes + b->kept <= POOL_KEEP_BYTES;
     if (keep) {
         b->next_free = pool->free_list;
         pool->free_list = b;
         pool->free_count++;
+        pool->free_bytes += b->kept;
     }
     ecf_mutex_unlock(&pool->lock);
     if (!keep)
