@@ -768,7 +768,9 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
             ecf_ack(stage, m);
         } else {
             g_ptr_array_add(st->held, ecf_hold(stage, m));
-            g_array_append_val(st->held_since, m->ingest_time_us);
+            /* freshness counts rows made readable, not copies or redeliveries */
+            int64_t since = fate[i] == POS_WRITE ? m->ingest_time_us : 0;
+            g_array_append_val(st->held_since, since);
             n_held++;
         }
     }

@@ -474,6 +474,8 @@ def test_copies_of_an_event_are_written_once_by_event_id(bootstrap, names, pipel
     produce(bootstrap, topic, events[2000:2400])  # copies of committed rows
     wait_until("900 copies dropped",
                lambda: p.alive() and p.metric("iceberg_skipped_duplicates_total") == 900, 60)
+    # freshness is observed once per row made readable, copies not counted
+    assert p.metric("iceberg_freshness_seconds_count") == 3000
     rc, _ = p.term()
     assert rc == 0, p.log_text()[-5000:]
     ids = [json.loads(v)["event_id"] for _, v in events]
