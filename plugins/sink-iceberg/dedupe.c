@@ -108,7 +108,7 @@ static void alloc_slots(dedupe *d, size_t cap)
 
 static void insert(dedupe *d, hkey k, uint8_t state);
 
-/* Doubles the table: at most half full keeps probes short. */
+/* Doubles the table: at most three quarters full keeps probes short. */
 static void grow(dedupe *d)
 {
     hkey *old = d->slots;
@@ -124,7 +124,7 @@ static void grow(dedupe *d)
 
 static void insert(dedupe *d, hkey k, uint8_t state)
 {
-    if (2 * (d->used + 1) > d->mask + 1)
+    if (4 * (d->used + 1) > 3 * (d->mask + 1))
         grow(d);
     size_t i = find(d, k);
     if (d->state[i] == SLOT_EMPTY)

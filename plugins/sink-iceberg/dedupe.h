@@ -8,8 +8,9 @@
  * reach the lake after the restart, on the same partition (same session key)
  * and the retry after the original: it is recognised here and not written.
  *
- * Keys are kept as 128-bit hashes (MurmurHash3 x64 128), about 50 bytes a
- * key with the table's slack: a window of a million keys is ~50 MB. Keys of
+ * Keys are kept as 128-bit hashes (MurmurHash3 x64 128): 16 bytes in the
+ * FIFO and 17 in a table at most 3/4 full, so a full window of a million
+ * keys (plus the pending ones) takes 50-70 MB. Keys of
  * rows in the commit being prepared are "pending": forgotten if it fails
  * (the rows come again), kept if it succeeds, the oldest dropped past the
  * window. Not thread-safe: the sink's thread alone uses it.

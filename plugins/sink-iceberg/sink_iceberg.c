@@ -89,7 +89,7 @@ static const ecf_option ice_options[] = {
                    "dedupe_window keys is not written again, e.g. an event a client sent twice because "
                    "its first answer was lost in a crash; default none"),
     ECF_OPT_INT("dedupe_window", ice_config, dedupe_window, "1000000", 1, 1000000000,
-                "keys remembered for dedupe_key, newest first (~50 bytes each)"),
+                "keys remembered for dedupe_key, newest first (50-70 bytes each)"),
     ECF_OPT_END,
 };
 
