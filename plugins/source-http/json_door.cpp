@@ -8,6 +8,7 @@
  * refused at the door.
  */
 #include "json_door.h"
+#include "json_lexeme.hpp"
 
 #include <simdjson.h>
 
@@ -20,6 +21,11 @@ static_assert(JD_PADDING == simdjson::SIMDJSON_PADDING, "JD_PADDING must match s
 
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
+using ecf_json::at_end;
+using ecf_json::is_ws;
+using ecf_json::scalar_token;
+using ecf_json::short_message;
+using ecf_json::valid_number;
 
 struct jd_parser {
     od::parser parser;
@@ -46,11 +52,6 @@ struct key_seen {
     std::string_view value;
 };
 
-bool is_ws(uint8_t c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 size_t trim_end(const uint8_t *buf, size_t begin, size_t end)
 {
     while (end > begin && is_ws(buf[end - 1]))
@@ -63,24 +64,6 @@ size_t trim_start(const uint8_t *buf, size_t begin, size_t end)
     while (begin < end && is_ws(buf[begin]))
         begin++;
     return begin;
-}
-
-const char *short_message(error_code e)
-{
-    switch (e) {
-    case simdjson::TAPE_ERROR: return "unexpected token";
-    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT: return "unterminated array or object";
-    case simdjson::STRING_ERROR: return "invalid string or escape sequence";
-    case simdjson::NUMBER_ERROR: return "invalid number";
-    case simdjson::T_ATOM_ERROR:
-    case simdjson::F_ATOM_ERROR:
-    case simdjson::N_ATOM_ERROR: return "invalid literal";
-    case simdjson::UTF8_ERROR: return "invalid UTF-8";
-    case simdjson::UNCLOSED_STRING: return "unterminated string";
-    case simdjson::UNESCAPED_CHARS: return "unescaped control character in string";
-    case simdjson::TRAILING_CONTENT: return "unexpected content after the JSON value";
-    default: return simdjson::error_message(e);
-    }
 }
 
 jd_status fail(scan_ctx &s, jd_status st, size_t offset, const char *msg)
@@ -107,46 +90,6 @@ jd_status fail_doc(scan_ctx &s, error_code e, size_t doc_end)
     if (s.doc->current_location().get(loc) != simdjson::SUCCESS || loc == nullptr)
         return fail(s, JD_MALFORMED, doc_end, short_message(e));
     return fail_at(s, loc, short_message(e));
-}
-
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and nothing else. */
-bool valid_number(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    auto digits = [&]() {
-        size_t start = i;
-        while (i < n && p[i] >= '0' && p[i] <= '9')
-            i++;
-        return i - start;
-    };
-    if (i < n && p[i] == '-')
-        i++;
-    if (i < n && p[i] == '0')
-        i++;
-    else if (digits() == 0)
-        return false;
-    if (i < n && p[i] == '.') {
-        i++;
-        if (digits() == 0)
-            return false;
-    }
-    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
-        if (i < n && (p[i] == '+' || p[i] == '-'))
-            i++;
-        if (digits() == 0)
-            return false;
-    }
-    return i == n;
-}
-
-/* The raw token of a scalar without the whitespace simdjson leaves on it. */
-std::string_view scalar_token(std::string_view tok)
-{
-    size_t n = tok.size();
-    while (n > 0 && is_ws((uint8_t)tok[n - 1]))
-        n--;
-    return tok.substr(0, n);
 }
 
 jd_status walk_value(scan_ctx &s, od::value v, uint32_t depth, size_t doc_end);
@@ -230,7 +173,7 @@ jd_status walk_value(scan_ctx &s, od::value v, uint32_t depth, size_t doc_end)
     }
     case od::json_type::number: {
         std::string_view n = scalar_token(tok);
-        if (!valid_number((const uint8_t *)n.data(), n.size()))
+        if (!valid_number(n.data(), n.size()))
             return fail_at(s, tok.data(), "invalid number");
         return JD_OK; /* left unconsumed: the parent iterator steps over it */
     }
@@ -300,54 +243,6 @@ jd_status scan_element(scan_ctx &s, od::value v, size_t doc_end)
     return report(s, begin, end, t == od::json_type::object, ks) ? JD_OK : JD_STOPPED;
 }
 
-/* 3.0 has no document::at_end(); current_location() says "out of bounds" there. */
-bool at_end(od::document &doc)
-{
-    const char *loc = nullptr;
-    return doc.current_location().get(loc) == simdjson::OUT_OF_BOUNDS;
-}
-
-/* The offset simdjson's stage 1 cannot give: scan by hand, only on errors. */
-size_t locate_stage1(const uint8_t *p, size_t begin, size_t end, error_code e)
-{
-    bool in_string = false;
-    size_t quote = begin;
-    for (size_t i = begin; i < end; i++) {
-        uint8_t c = p[i];
-        if (e == simdjson::UTF8_ERROR && c >= 0x80) {
-            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-            if (n == 0 || c > 0xF4 || i + n > end)
-                return i;
-            for (size_t k = 1; k < n; k++)
-                if ((p[i + k] & 0xC0) != 0x80)
-                    return i;
-            uint32_t cp = (c & (0x7F >> n));
-            for (size_t k = 1; k < n; k++)
-                cp = (cp << 6) | (p[i + k] & 0x3F);
-            if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-                (cp >= 0xD800 && cp <= 0xDFFF))
-                return i;
-            i += n - 1;
-            continue;
-        }
-        if (!in_string) {
-            if (c == '"') {
-                in_string = true;
-                quote = i;
-            }
-            continue;
-        }
-        if (c == '\\') {
-            i++;
-        } else if (c == '"') {
-            in_string = false;
-        } else if (c < 0x20 && e == simdjson::UNESCAPED_CHARS) {
-            return i;
-        }
-    }
-    return in_string ? quote : begin;
-}
-
 /* One document: the whole body (JSON layout) or one NDJSON line. */
 jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t end, size_t capacity,
                         bool split_array)
@@ -357,7 +252,7 @@ jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t en
     if (e == simdjson::MEMALLOC || e == simdjson::CAPACITY)
         return fail(s, JD_NOMEM, begin, "out of memory");
     if (e)
-        return fail(s, JD_MALFORMED, locate_stage1(s.buf, begin, end, e), short_message(e));
+        return fail(s, JD_MALFORMED, ecf_json::locate_stage1(s.buf, begin, end, e, begin), short_message(e));
     s.doc = &doc;
 
     od::json_type t;
@@ -399,7 +294,7 @@ jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t en
         if ((e = doc.raw_json_token().get(tok)))
             return fail_doc(s, e, end);
         std::string_view n = scalar_token(tok);
-        if (!valid_number((const uint8_t *)n.data(), n.size()))
+        if (!valid_number(n.data(), n.size()))
             return fail_at(s, tok.data(), "invalid number");
         size_t tok_end = (size_t)((const uint8_t *)n.data() - s.buf) + n.size();
         if (tok_end != end)

@@ -9,6 +9,7 @@
  * means for its field (an int64, an exact decimal, a double).
  */
 #include "json_walk.h"
+#include "json_lexeme.hpp"
 
 #include <simdjson.h>
 
@@ -23,6 +24,11 @@ static_assert(TVJ_PADDING == simdjson::SIMDJSON_PADDING, "TVJ_PADDING must match
 
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
+using ecf_json::at_end;
+using ecf_json::is_ws;
+using ecf_json::scalar_token;
+using ecf_json::short_message;
+using ecf_json::valid_number;
 
 /* Keys of one object are compared pairwise up to this many; past it the
  * object's keys are sorted once it ends (n log n, no allocation). */
@@ -44,30 +50,6 @@ struct walk_ctx {
     od::document *doc;
     std::vector<std::string_view> *keys;
 };
-
-bool is_ws(uint8_t c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-const char *short_message(error_code e)
-{
-    switch (e) {
-    case simdjson::TAPE_ERROR: return "unexpected token";
-    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT: return "unterminated array or object";
-    case simdjson::STRING_ERROR: return "invalid string or escape sequence";
-    case simdjson::NUMBER_ERROR: return "invalid number";
-    case simdjson::T_ATOM_ERROR:
-    case simdjson::F_ATOM_ERROR:
-    case simdjson::N_ATOM_ERROR: return "invalid literal";
-    case simdjson::UTF8_ERROR: return "invalid UTF-8";
-    case simdjson::UNCLOSED_STRING: return "unterminated string";
-    case simdjson::UNESCAPED_CHARS: return "unescaped control character in string";
-    case simdjson::TRAILING_CONTENT: return "unexpected content after the JSON value";
-    case simdjson::EMPTY: return "empty document";
-    default: return simdjson::error_message(e);
-    }
-}
 
 tvj_status fail(walk_ctx &c, tvj_status st, size_t offset, const char *msg)
 {
@@ -93,46 +75,6 @@ tvj_status fail_doc(walk_ctx &c, error_code e)
     if (c.doc->current_location().get(loc) != simdjson::SUCCESS || loc == nullptr)
         return fail(c, TVJ_MALFORMED, c.len, short_message(e));
     return fail(c, TVJ_MALFORMED, offset_of(c, loc), short_message(e));
-}
-
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and nothing else. */
-bool valid_number(const char *p, size_t n)
-{
-    size_t i = 0;
-    auto digits = [&]() {
-        size_t start = i;
-        while (i < n && p[i] >= '0' && p[i] <= '9')
-            i++;
-        return i - start;
-    };
-    if (i < n && p[i] == '-')
-        i++;
-    if (i < n && p[i] == '0')
-        i++;
-    else if (digits() == 0)
-        return false;
-    if (i < n && p[i] == '.') {
-        i++;
-        if (digits() == 0)
-            return false;
-    }
-    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
-        if (i < n && (p[i] == '+' || p[i] == '-'))
-            i++;
-        if (digits() == 0)
-            return false;
-    }
-    return i == n;
-}
-
-/* The raw token of a scalar without the whitespace simdjson leaves on it. */
-std::string_view scalar_token(std::string_view tok)
-{
-    size_t n = tok.size();
-    while (n > 0 && is_ws((uint8_t)tok[n - 1]))
-        n--;
-    return tok.substr(0, n);
 }
 
 /* The end of a container just walked: the iterator stands on the next token. */
@@ -327,54 +269,6 @@ tvj_status walk_value(walk_ctx &c, od::value v, uint32_t depth)
     return walk_scalar_or_container(c, v, depth, nullptr);
 }
 
-/* 3.0 has no document::at_end(); current_location() says "out of bounds" there. */
-bool at_end(od::document &doc)
-{
-    const char *loc = nullptr;
-    return doc.current_location().get(loc) == simdjson::OUT_OF_BOUNDS;
-}
-
-/* The offset simdjson's stage 1 cannot give: scan by hand, only on errors. */
-size_t locate_stage1(const uint8_t *p, size_t end, error_code e)
-{
-    bool in_string = false;
-    size_t quote = 0;
-    for (size_t i = 0; i < end; i++) {
-        uint8_t ch = p[i];
-        if (e == simdjson::UTF8_ERROR && ch >= 0x80) {
-            size_t n = ch >= 0xF0 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC2 ? 2 : 0;
-            if (n == 0 || ch > 0xF4 || i + n > end)
-                return i;
-            for (size_t k = 1; k < n; k++)
-                if ((p[i + k] & 0xC0) != 0x80)
-                    return i;
-            uint32_t cp = (ch & (0x7F >> n));
-            for (size_t k = 1; k < n; k++)
-                cp = (cp << 6) | (p[i + k] & 0x3F);
-            if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-                (cp >= 0xD800 && cp <= 0xDFFF))
-                return i;
-            i += n - 1;
-            continue;
-        }
-        if (!in_string) {
-            if (ch == '"') {
-                in_string = true;
-                quote = i;
-            }
-            continue;
-        }
-        if (ch == '\\') {
-            i++;
-        } else if (ch == '"') {
-            in_string = false;
-        } else if (ch < 0x20 && e == simdjson::UNESCAPED_CHARS) {
-            return i;
-        }
-    }
-    return in_string ? quote : end;
-}
-
 tvj_type type_of(od::json_type t)
 {
     switch (t) {
@@ -461,7 +355,7 @@ tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_m
     if (e == simdjson::MEMALLOC || e == simdjson::CAPACITY)
         return fail(c, TVJ_NOMEM, 0, "out of memory");
     if (e)
-        return fail(c, TVJ_MALFORMED, locate_stage1(c.buf, c.len, e), short_message(e));
+        return fail(c, TVJ_MALFORMED, ecf_json::locate_stage1(c.buf, 0, c.len, e, c.len), short_message(e));
     c.doc = &doc;
 
     od::json_type t;
