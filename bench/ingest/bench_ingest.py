@@ -11,6 +11,10 @@ from a pool of realistic events that source-generate makes):
                 body and throws it away: the HTTP ceiling
     raw         raw_producer.c: librdkafka alone with sink-kafka's settings, producing the
                 same events as fast as it can, counting delivery reports: the Kafka ceiling
+    raw loop    raw_producer.c in a closed loop: as many records in flight as the batch-1
+                load has connections, each delivery report producing the next, with the
+                pipeline's linger: the most one-event requests per second that can be
+                answered once durable, whatever the HTTP side does (Kafka's bound at batch 1)
 
 Runs are interleaved (every scenario once, then again) so slow drift on a shared machine
 hits all of them alike; every figure is the median over the repeats. Server CPU is utime +
@@ -213,7 +217,7 @@ def http_result(kind, batch, conns, w, win, pid):
     return r
 
 
-def run_pipeline(a, ctx, batch, conns, perf_to=None):
+def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None):
     port, mport = free_port(), free_port()
     topic = f"bench_ingest_{batch}_{conns}_{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, HTTP_PORT=str(port), METRICS_PORT=str(mport),
@@ -236,7 +240,7 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None):
                                      str(max(1.0, a.duration - 1))],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with Window(proc.pid, ctx["kafka"].pid) as win:
-            w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
+            w = run_wrk(port, batch, conns, seconds or a.duration, ctx["pool"])
         if perf:
             perf.wait(60)
         r = http_result("pipeline", batch, conns, w, win, proc.pid)
@@ -280,10 +284,20 @@ def run_discard(a, ctx, batch, conns):
     return r
 
 
-def run_raw(a, ctx, seconds=None, warm=False):
+def pipeline_linger_ms(path):
+    """to_kafka's linger in ms as the ingest leg sets it (librdkafka's default, 5, if not)."""
+    m = re.search(r"^\s*linger:\s*\"?([0-9.]+)\s*(ms|s)\b", read(path), re.M)
+    if not m:
+        return 5.0
+    return float(m.group(1)) * (1000.0 if m.group(2) == "s" else 1.0)
+
+
+def run_raw(a, ctx, seconds=None, warm=False, inflight=None):
     topic = f"bench_ingest_raw_{uuid.uuid4().hex[:8]}"
     secs = seconds or a.duration
     cmd = [ctx["tools"]["raw_producer"], ctx["kafka"].bootstrap, topic, ctx["pool"], str(secs)]
+    if inflight:
+        cmd += [str(inflight), f"{pipeline_linger_ms(ctx['pipeline']):g}"]
     broker = ctx["kafka"].pid
     b0, m0 = cpu_secs(broker), machine_ticks()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 120)
@@ -294,7 +308,8 @@ def run_raw(a, ctx, seconds=None, warm=False):
     if warm:
         return None
     return {
-        "kind": "raw", "batch": None, "conns": None,
+        "kind": "rawloop" if inflight else "raw", "batch": 1 if inflight else None,
+        "conns": inflight,
         "events_s": v["events_per_s"], "req_s": float("nan"), "ok_req_s": float("nan"),
         "s503_s": float("nan"), "other": v["failed"],
         "p50_ms": v["p50_us"] / 1000, "p99_ms": v["p99_us"] / 1000,
@@ -327,9 +342,9 @@ def report(a, ctx, results, info, pool_info, argv):
     for r in results:
         groups.setdefault((r["kind"], r["batch"], r["conns"]), []).append(r)
     c, wide = a.connections, a.wide
-    rows = [("pipeline", 1, c), ("discard", 1, c)]
+    rows = [("pipeline", 1, c), ("discard", 1, c), ("rawloop", 1, c)]
     if wide:
-        rows += [("pipeline", 1, wide), ("discard", 1, wide)]
+        rows += [("pipeline", 1, wide), ("discard", 1, wide), ("rawloop", 1, wide)]
     rows += [("pipeline", 100, c)]
     if wide:
         rows += [("pipeline", 100, wide)]
@@ -338,6 +353,7 @@ def report(a, ctx, results, info, pool_info, argv):
         "pipeline": "pipeline: source-http -> sink-kafka",
         "discard": "discard_server (HTTP ceiling)",
         "raw": "raw librdkafka producer (Kafka ceiling)",
+        "rawloop": "raw producer, closed loop (Kafka's bound at batch 1)",
     }
     L = []
     now = dt.datetime.now(dt.timezone.utc)
@@ -379,6 +395,10 @@ def report(a, ctx, results, info, pool_info, argv):
         r_w = ratio(("pipeline", 1, wide), "ok_req_s", ("discard", 1, wide), "ok_req_s")
         L.append(f"| pipeline req/s ÷ discard req/s, batch 1, {wide} connections | "
                  f"{fmt(r_w, 2)} | ≥ {TARGET_HTTP} {'✔' if r_w >= TARGET_HTTP else '✘'} |")
+    for n in (c, wide) if wide else (c,):
+        r_l = ratio(("pipeline", 1, n), "ok_req_s", ("rawloop", 1, n), "events_s")
+        L.append(f"| pipeline req/s ÷ raw producer with {n} records in flight, batch 1, {n} "
+                 f"connections | {fmt(r_l, 2)} | (no target) |")
     L.append(f"| pipeline events/s ÷ raw producer events/s, batch 100, {c} connections | "
              f"{fmt(r_kafka, 2)} | ≥ {TARGET_KAFKA} {'✔' if r_kafka >= TARGET_KAFKA else '✘'} |")
     if wide:
@@ -390,7 +410,10 @@ def report(a, ctx, results, info, pool_info, argv):
              "pipeline); **req/s answered 200** likewise; **503/s** are answers wrk did not "
              "retry (it does not honour Retry-After). For the raw producer, events/s are "
              "delivery reports over the time from the first produce to the last report, and "
-             "p50/p99 are librdkafka's produce-to-report latency (time in a full queue).")
+             "p50/p99 are librdkafka's produce-to-report latency (time in a full queue). The "
+             "closed loop keeps as many records in flight as the load has connections, with "
+             "the pipeline's linger: one-event requests answered once durable cannot come "
+             "back faster than that, and the pipeline adds HTTP on the same cores.")
     L.append("- **server CPU** is the server process (all threads: HTTP workers, stage threads, "
              "librdkafka) per event answered 200; **broker CPU** is the Kafka JVM per event; "
              "**wrk CPU** is the load generator's (it shares the machine); **machine busy** "
@@ -407,7 +430,7 @@ def report(a, ctx, results, info, pool_info, argv):
              f"{' '.join(info['load'])} (shared machines skew numbers)")
     L.append(f"- {info['ecflow']}; build type {info['build_type']}; libmicrohttpd "
              f"{info['mhd']}; librdkafka {info['rdkafka']}; wrk {info['wrk']}; "
-             f"Kafka {info['kafka']} on {info['java']}")
+             f"Kafka {info['kafka']} on {info['java']} (`{ctx['kafka'].jvm_opts}`)")
     L.append(f"- git commit: {info['commit']}")
     L.append(f"- command: `{' '.join(['bench/ingest/run.sh'] + [shlex.quote(x) for x in argv])}`")
     L.append("- the pipeline run (`ecflow run ingest.yaml --profile bench`), made from "
@@ -478,13 +501,22 @@ def main(argv):
         log("starting a Kafka broker")
         kafka = benchlib.Kafka(os.path.join(tmp, "kafka"), die, timeout=600)
         ctx["kafka"] = kafka
+        # Until its JIT has compiled the paths both large and small produce requests take,
+        # the broker costs the first runs up to 5x the CPU per record (seen with
+        # --repeats 2: only the first pipeline run was slow, after a 30 s warm-up of the
+        # open loop alone).
         log(f"broker at {kafka.bootstrap}; warming it up")
-        run_raw(a, ctx, seconds=1 if a.smoke else 3, warm=True)
+        run_raw(a, ctx, seconds=1 if a.smoke else 15, warm=True)
+        run_raw(a, ctx, seconds=1 if a.smoke else 15, warm=True, inflight=a.connections)
+        if not a.smoke:
+            run_pipeline(a, ctx, 1, a.connections, seconds=15)
 
         plan = [("pipeline", 1, a.connections), ("discard", 1, a.connections),
-                ("pipeline", 100, a.connections), ("discard", 100, a.connections), ("raw",)]
+                ("rawloop", a.connections), ("pipeline", 100, a.connections),
+                ("discard", 100, a.connections), ("raw",)]
         if a.wide:
-            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("pipeline", 100, a.wide)]
+            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("rawloop", a.wide),
+                     ("pipeline", 100, a.wide)]
         results, perf_files = [], []
         for rep in range(1, a.repeats + 1):
             for step in plan:
@@ -497,6 +529,8 @@ def main(argv):
                     r = run_pipeline(a, ctx, step[1], step[2], perf_to)
                 elif step[0] == "discard":
                     r = run_discard(a, ctx, step[1], step[2])
+                elif step[0] == "rawloop":
+                    r = run_raw(a, ctx, inflight=step[1])
                 else:
                     r = run_raw(a, ctx)
                 r["rep"] = rep

@@ -7,8 +7,13 @@
  * and round as fast as the producer queue takes them for SECONDS, then flushes, and
  * counts delivery reports: only a delivered record counts.
  *
+ * With INFLIGHT, it is instead the ceiling for one-event requests answered once durable:
+ * INFLIGHT records are outstanding at any time, and each delivery report produces the
+ * next (a closed loop, like INFLIGHT HTTP clients that each wait for their answer), with
+ * LINGER_MS (default 1, sink-kafka's default) as the linger.
+ *
  *   gcc -O2 -o raw_producer raw_producer.c $(pkg-config --cflags --libs rdkafka)
- *   ./raw_producer BOOTSTRAP TOPIC POOL.ndjson SECONDS
+ *   ./raw_producer BOOTSTRAP TOPIC POOL.ndjson SECONDS [INFLIGHT [LINGER_MS]]
  *
  * Prints one line:
  *   RESULT delivered=D failed=F produce_s=P total_s=T events_per_s=E cpu_s=C maxrss_kb=R
@@ -25,10 +30,20 @@
 #include <sys/resource.h>
 #include <time.h>
 
-typedef struct { char *val; size_t len; const char *key; size_t key_len; } event;
+typedef struct event { char *val; size_t len; const char *key; size_t key_len; } event;
 
 static uint64_t delivered, failed;
 static rd_kafka_resp_err_t last_err;
+
+/* Closed-loop mode: each delivery report produces the next record until `closed_stop`. */
+static struct {
+    rd_kafka_topic_t *rkt;
+    const struct event *ev;
+    size_t n_events;
+    uint64_t next;
+    double stop;
+    int on;
+} loop;
 /* Produce -> delivery report latency, 100 µs buckets up to 30 s. */
 #define LAT_BUCKETS 300000
 static uint32_t lat[LAT_BUCKETS];
@@ -40,9 +55,15 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double now_s(void);
+static rd_kafka_resp_err_t produce_event(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const event *e);
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    (void)rk; (void)opaque;
+    (void)opaque;
+    if (loop.on && now_s() < loop.stop &&
+        produce_event(rk, loop.rkt, &loop.ev[loop.next++ % loop.n_events]) != 0)
+        last_err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
     if (m->err) {
         failed++;
         last_err = m->err;
@@ -61,6 +82,13 @@ static double lat_pct_us(double pct)
         if ((seen += lat[i]) > want)
             return (double)i * 100 + 50;
     return 0;
+}
+
+static rd_kafka_resp_err_t produce_event(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const event *e)
+{
+    return rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_VALUE(e->val, e->len), RD_KAFKA_V_KEY(e->key, e->key_len),
+                             RD_KAFKA_V_END);
 }
 
 static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
@@ -110,13 +138,15 @@ static event *load_pool(const char *path, size_t *n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s BOOTSTRAP TOPIC POOL.ndjson SECONDS\n", argv[0]);
+    if (argc < 5 || argc > 7) {
+        fprintf(stderr, "usage: %s BOOTSTRAP TOPIC POOL.ndjson SECONDS [INFLIGHT [LINGER_MS]]\n",
+                argv[0]);
         return 2;
     }
     size_t n_events;
     event *ev = load_pool(argv[3], &n_events);
     double seconds = atof(argv[4]);
+    int inflight = argc > 5 ? atoi(argv[5]) : 0;
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set(conf, "bootstrap.servers", argv[1]);
@@ -125,7 +155,7 @@ int main(int argc, char **argv)
     set(conf, "partitioner", "murmur2_random");
     set(conf, "client.id", "ecflow-bench-raw-producer");
     set(conf, "compression.codec", "lz4");
-    set(conf, "linger.ms", "5");
+    set(conf, "linger.ms", inflight ? (argc > 6 ? argv[6] : "1") : "5");
     set(conf, "batch.size", "1048576");
     set(conf, "batch.num.messages", "10000");
     set(conf, "message.timeout.ms", "10000");
@@ -162,12 +192,22 @@ int main(int argc, char **argv)
 
     double t0 = now_s(), stop = t0 + seconds;
     uint64_t i = 0;
-    while ((i & 1023) || now_s() < stop) {
-        const event *e = &ev[i % n_events];
-        rd_kafka_resp_err_t rc = rd_kafka_producev(
-            rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_VALUE(e->val, e->len), RD_KAFKA_V_KEY(e->key, e->key_len),
-            RD_KAFKA_V_END);
+    if (inflight > 0) {
+        loop.rkt = rkt;
+        loop.ev = ev;
+        loop.n_events = n_events;
+        loop.next = (uint64_t)inflight;
+        loop.stop = stop;
+        loop.on = 1;
+        for (int k = 0; k < inflight; k++)
+            if (produce_event(rk, rkt, &ev[(size_t)k % n_events]) != 0) {
+                fprintf(stderr, "raw_producer: cannot produce %d records at once\n", inflight);
+                return 1;
+            }
+        i = 1024; /* skips the open-loop producer below */
+    }
+    while (!inflight && ((i & 1023) || now_s() < stop)) {
+        rd_kafka_resp_err_t rc = produce_event(rk, rkt, &ev[i % n_events]);
         if (rc == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk, 1); /* room comes with delivery reports */
             continue;

@@ -4,22 +4,28 @@
  * One batch per request would make a one-event POST cost a whole batch
  * hand-off downstream (a ring slot, a consumer wake-up, a produce call of
  * its own), and 64 such requests fill a 64-batch ring: the source answered
- * 503 while Kafka was idle. So requests put their events in one open batch
- * and the stage thread takes it whenever it is free (group commit): idle,
- * it takes a single event at once; busy emitting, it finds the next batch
- * grown by everything that arrived meanwhile. Requests with a full batch
- * of events or more emit those themselves, off the outbox.
+ * 503 while Kafka was idle. So requests put their events in one open batch,
+ * and one thread at a time emits it (group commit): the request that finds
+ * no emitter at work emits the batch itself, from its HTTP worker, and
+ * whatever arrives meanwhile waits in the next open batch, which that
+ * emitter takes on its way out. Handing every batch to the stage thread
+ * instead cost a futex wake-up and a thread switch per batch, as much CPU
+ * as the rest of the request (bench/results/ingest-*.md).
  *
- * Memory stays bounded: past `cap` events in the open batch while the
- * stage thread finds no room downstream (or far past it in any case),
- * requests are turned away (503), and the batch the stage thread holds
- * gives up after a while if downstream has no room (see source_http.c).
+ * An HTTP worker must never wait for room downstream: the batch it could
+ * not emit goes to the stage thread (outbox_take), which retries it and
+ * gives up after a while. Memory stays bounded: past `cap` events in the
+ * open batch while downstream has no room (or far past it in any case),
+ * requests are turned away (503).
  */
 #include "source_http.h"
 
 /* Open-batch size, in batches of `cap`, past which requests are turned
- * away even while the taker still finds room downstream. */
+ * away even while the emitter still finds room downstream. */
 #define OUTBOX_HARD_CAP 8
+/* Batches one request's worker emits for others before it hands the rest
+ * to the stage thread: its own connections wait meanwhile. */
+#define LEADER_ROUNDS 4
 
 void outbox_init(http_outbox *o, ecf_stage *stage, uint32_t cap)
 {
@@ -33,7 +39,9 @@ void outbox_clear(http_outbox *o)
 {
     if (o->open)
         ecf_batch_release(o->stage, o->open);
-    o->open = NULL;
+    if (o->handed)
+        ecf_batch_release(o->stage, o->handed);
+    o->open = o->handed = NULL;
     g_mutex_clear(&o->lock);
     g_cond_clear(&o->wake);
 }
@@ -41,8 +49,8 @@ void outbox_clear(http_outbox *o)
 ecf_status outbox_put_begin(http_outbox *o)
 {
     g_mutex_lock(&o->lock);
-    /* Full only while downstream has no room: a taker that is merely busy
-     * emitting comes back for the batch within microseconds. */
+    /* Full only while downstream has no room: a busy emitter comes back
+     * for the batch within microseconds. */
     bool full = o->count >= o->cap && (o->taker_blocked || o->count >= OUTBOX_HARD_CAP * o->cap);
     ecf_status st = o->closed ? ECF_ERR_STOPPED : full ? ECF_ERR_BACKPRESSURE : ECF_OK;
     if (st == ECF_OK && !o->open) {
@@ -71,49 +79,99 @@ void outbox_set_blocked(http_outbox *o, bool blocked)
     g_mutex_unlock(&o->lock);
 }
 
-void outbox_put_end(http_outbox *o)
-{
-    /* Signalled only when the taker sleeps: a busy one looks again anyway. */
-    bool wake = o->taker_waiting && o->count > 0;
-    g_mutex_unlock(&o->lock);
-    if (wake)
-        g_cond_signal(&o->wake);
-}
-
 /* The open batch if it has events; an empty one stays for reuse. */
-static ecf_batch *steal_locked(http_outbox *o)
+static ecf_batch *steal_locked(http_outbox *o, int64_t *opened_us)
 {
     if (o->count == 0)
         return NULL;
     ecf_batch *b = o->open;
+    if (opened_us)
+        *opened_us = o->opened_us;
     o->open = NULL;
     o->count = 0;
     return b;
 }
 
+/* Called locked by the emitter that is done: the next batch, if it has
+ * events, goes to the stage thread. */
+static void stop_emitting_locked(http_outbox *o)
+{
+    o->emitting = false;
+    if (o->count > 0 && o->taker_waiting)
+        g_cond_signal(&o->wake);
+}
+
+void outbox_put_end(http_outbox *o)
+{
+    if (o->emitting || o->closed || o->count == 0) {
+        g_mutex_unlock(&o->lock); /* the emitter at work takes these events */
+        return;
+    }
+    o->emitting = true;
+    for (int round = 0; round < LEADER_ROUNDS; round++) {
+        int64_t opened_us;
+        ecf_batch *b = steal_locked(o, &opened_us);
+        if (!b)
+            break;
+        g_mutex_unlock(&o->lock);
+        ecf_status st = ecf_try_emit(o->stage, NULL, b);
+        g_mutex_lock(&o->lock);
+        if (st == ECF_ERR_BACKPRESSURE) {
+            /* The stage thread waits for room; puts stay open meanwhile
+             * (within `cap`), and `emitting` stays set until it is done. */
+            o->handed = b;
+            o->handed_opened_us = opened_us;
+            o->taker_blocked = true;
+            g_cond_signal(&o->wake);
+            g_mutex_unlock(&o->lock);
+            return;
+        }
+        /* Any other failure: the core released the batch and its tokens
+         * settle with the reason; nothing is left to do here. */
+    }
+    stop_emitting_locked(o);
+    g_mutex_unlock(&o->lock);
+}
+
 ecf_batch *outbox_take(http_outbox *o, int64_t wait_us, int64_t *opened_us)
 {
     g_mutex_lock(&o->lock);
-    if (o->count == 0 && !o->closed && wait_us > 0) {
+    gint64 until = g_get_monotonic_time() + wait_us;
+    while (!o->handed && !o->closed && (o->count == 0 || o->emitting) && wait_us > 0) {
         o->taker_waiting = true;
-        gint64 until = g_get_monotonic_time() + wait_us;
-        while (o->count == 0 && !o->closed)
-            if (!g_cond_wait_until(&o->wake, &o->lock, until))
-                break;
+        bool woken = g_cond_wait_until(&o->wake, &o->lock, until);
         o->taker_waiting = false;
+        if (!woken)
+            break;
     }
-    if (o->count > 0)
-        *opened_us = o->opened_us;
-    ecf_batch *b = steal_locked(o);
+    ecf_batch *b = NULL;
+    if (o->handed) {
+        b = o->handed;
+        *opened_us = o->handed_opened_us;
+        o->handed = NULL; /* `emitting` stays set: outbox_taken() clears it */
+    } else if (!o->emitting) {
+        b = steal_locked(o, opened_us);
+        if (b)
+            o->emitting = true;
+    }
     g_mutex_unlock(&o->lock);
     return b;
+}
+
+void outbox_taken(http_outbox *o)
+{
+    g_mutex_lock(&o->lock);
+    o->emitting = false;
+    o->taker_blocked = false;
+    g_mutex_unlock(&o->lock);
 }
 
 ecf_batch *outbox_close(http_outbox *o)
 {
     g_mutex_lock(&o->lock);
     o->closed = true;
-    ecf_batch *b = steal_locked(o);
+    ecf_batch *b = o->handed ? o->handed : steal_locked(o, NULL);
+    o->handed = NULL;
     g_cond_signal(&o->wake);
     g_mutex_unlock(&o->lock);
     return b;

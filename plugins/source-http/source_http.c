@@ -3,9 +3,9 @@
  *
  * The plugin and its lifecycle; request handling lives in request.c.
  * libmicrohttpd runs its own worker threads (epoll, one event loop per
- * thread); run() on the stage thread emits the batch small requests share
- * (outbox.c), watches for shutdown and answers requests whose
- * acknowledgements are overdue.
+ * thread) and emit what they take; run() on the stage thread emits the
+ * batches downstream had no room for (outbox.c), watches for shutdown and
+ * answers requests whose acknowledgements are overdue.
  */
 #define _GNU_SOURCE
 #include "source_http.h"
@@ -59,6 +59,9 @@ static const ecf_option http_options[] = {
                    "PEM certificate file; with tls_key, serve HTTPS"),
     ECF_OPT_STRING("tls_key", http_config, tls_key, NULL, ECF_OPTIONAL,
                    "PEM private key file for tls_cert"),
+    ECF_OPT_SIZE("connection_memory", http_config, connection_memory, "16KiB", 4096, 1048576,
+                 "per-connection buffer for request headers and body chunks; larger headers "
+                 "get 431. libmicrohttpd zeroes it for every request, so more costs CPU"),
     ECF_OPT_INT("threads", http_config, threads, "0", 0, 256,
                 "HTTP worker threads; 0 = one per CPU core"),
     ECF_OPT_END,
@@ -261,6 +264,8 @@ static ecf_status http_start(ecf_stage *stage)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                         (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000),
                                         NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                        (intptr_t)cfg->connection_memory, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
                                         (intptr_t)(void *)http_on_completed, src};
     if (threads > 1)
@@ -292,10 +297,10 @@ static ecf_status http_start(ecf_stage *stage)
 /* ---------------------------------------------------------------- run */
 
 /*
- * The stage thread emits the outbox (small requests' shared batch) and, on
- * a timer, answers requests whose acks are overdue. A taken batch waits for
- * room downstream at most GIVE_UP: then its events are answered 503, so a
- * stuck downstream turns into prompt retries, not into requests that hang
+ * The stage thread emits the outbox batches HTTP workers could not (no room
+ * downstream) and, on a timer, answers requests whose acks are overdue. Such
+ * a batch waits for room at most give_up_us(): then its events are answered
+ * 503, so a stuck downstream turns into prompt retries, not into requests that hang
  * until ack_timeout and events that reach Kafka after their client gave up.
  */
 #define BACKOFF_US 500
@@ -341,11 +346,10 @@ static void emit_taken(source_http *src, ecf_batch *b, int64_t opened_us)
         tick_if_due(src);
         g_usleep(BACKOFF_US);
     }
-    if (blocked)
-        outbox_set_blocked(&src->outbox, false);
+    outbox_taken(&src->outbox);
 }
 
-/* Emits the outbox if it has events, waiting up to wait_us for some. */
+/* Emits what the outbox holds for this thread, waiting up to wait_us. */
 static void flush_outbox(source_http *src, int64_t wait_us)
 {
     int64_t opened_us;
@@ -357,11 +361,11 @@ static void flush_outbox(source_http *src, int64_t wait_us)
 
 static void close_outbox(source_http *src, const char *why)
 {
-    ecf_batch *b = outbox_close(&src->outbox);
-    if (!b)
-        return;
-    ecf_batch_nack_all(src->stage, b, ECF_ERR_STOPPED, why);
-    ecf_batch_release(src->stage, b);
+    ecf_batch *b;
+    while ((b = outbox_close(&src->outbox)) != NULL) {
+        ecf_batch_nack_all(src->stage, b, ECF_ERR_STOPPED, why);
+        ecf_batch_release(src->stage, b);
+    }
 }
 
 /* Flushes until no POST is in progress or `deadline` (monotonic µs) passes. */

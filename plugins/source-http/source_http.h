@@ -38,6 +38,7 @@ typedef struct {
     char   *api_keys_env;
     char   *tls_cert;
     char   *tls_key;
+    int64_t connection_memory;
     int64_t threads;
 } http_config;
 
@@ -89,7 +90,9 @@ void body_release(http_body *b);
 
 /* ---------------------------------------------------------------- outbox.c */
 
-/* The batch small requests share; the stage thread takes and emits it. */
+/* The batch small requests share. One thread at a time emits it: a request's
+ * HTTP worker when none is at work, the stage thread for a batch downstream
+ * had no room for. */
 typedef struct {
     GMutex      lock;
     GCond       wake;
@@ -97,6 +100,9 @@ typedef struct {
     ecf_batch  *open;
     uint32_t    count, cap;
     int64_t     opened_us;     /* when `open` got its first event        */
+    ecf_batch  *handed;        /* refused downstream: the stage thread's */
+    int64_t     handed_opened_us;
+    bool        emitting;      /* a thread is emitting an outbox batch    */
     bool        taker_waiting, taker_blocked, closed;
 } http_outbox;
 
@@ -106,13 +112,19 @@ void outbox_clear(http_outbox *o);
  * BACKPRESSURE (full) or STOPPED (closed): nothing is locked. */
 ecf_status outbox_put_begin(http_outbox *o);
 ecf_status outbox_put(http_outbox *o, const ecf_message_init *m);
+/* Unlocks; emits the open batch from this thread if no one else is at it
+ * (never waits for room downstream: such a batch is handed over). */
 void outbox_put_end(http_outbox *o);
-/* The taker holds a batch downstream has no room for (or no longer). */
+/* The stage thread holds a batch downstream has no room for. */
 void outbox_set_blocked(http_outbox *o, bool blocked);
-/* The open batch if it has events, waiting up to wait_us for one; NULL
- * when none came. The caller owns it. */
+/* For the stage thread: a batch handed over, or the open one if it has
+ * events and no one is emitting, waiting up to wait_us; NULL when none
+ * came. The caller owns it and calls outbox_taken() once it is emitted or
+ * given up. */
 ecf_batch *outbox_take(http_outbox *o, int64_t wait_us, int64_t *opened_us);
-/* Refuses every later put; returns what was still open (caller owns). */
+void outbox_taken(http_outbox *o);
+/* Refuses every later put; returns a batch still held (caller owns), one
+ * per call, NULL when none is left. */
 ecf_batch *outbox_close(http_outbox *o);
 
 /* ---------------------------------------------------------------- request.c */
