@@ -224,10 +224,32 @@ static void append_rejection(GString *j, uint32_t index, const char *reason, boo
     g_string_append_printf(j, ",\"retryable\":%s}", retry ? "true" : "false");
 }
 
+/* `200 {"accepted":N}`, the answer nearly every request gets, built once per
+ * N and shared (libmicrohttpd responses are reference-counted): building
+ * one per request was a string, a response object with a mutex and two
+ * header copies. NULL when out of memory. */
+static struct MHD_Response *cached_ok(source_http *src, uint32_t n)
+{
+    struct MHD_Response *r = atomic_load_explicit(&src->ok_answers[n], memory_order_acquire);
+    if (r)
+        return r;
+    char body[40];
+    int len = snprintf(body, sizeof body, "{\"accepted\":%" PRIu32 "}\n", n);
+    r = MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return NULL;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    struct MHD_Response *none = NULL;
+    if (atomic_compare_exchange_strong(&src->ok_answers[n], &none, r))
+        return r;
+    MHD_destroy_response(r); /* another worker was first */
+    return none;
+}
+
 static enum MHD_Result answer_results(http_request *req)
 {
     source_http *src = req->src;
-    GString *list = g_string_new("[");
+    GString *list = NULL;
     uint32_t accepted = 0, rejected = 0;
     bool any_retry = false;
 
@@ -244,11 +266,25 @@ static enum MHD_Result answer_results(http_request *req)
                                          : "not acknowledged within ack_timeout";
         bool retry = status_retryable(st);
         any_retry |= retry;
+        if (!list)
+            list = g_string_new("[");
         if (rejected++ < MAX_LISTED_REJECTIONS)
             append_rejection(list, i, why ? why : ecf_status_str(st), retry);
     }
     g_mutex_unlock(&req->lock);
-    g_string_append_c(list, ']');
+
+    ecf_metric_add(src->stage, src->m_accepted, accepted);
+    ecf_metric_add(src->stage, src->m_rejected, rejected);
+    req->phase = PHASE_ANSWERED;
+    observe_latency(req);
+    bool draining = atomic_load(&src->draining);
+    if (rejected == 0 && accepted <= HTTP_CACHED_OK && !draining) {
+        struct MHD_Response *ok = cached_ok(src, accepted);
+        if (ok) {
+            count_status(src, MHD_HTTP_OK);
+            return MHD_queue_response(req->conn, MHD_HTTP_OK, ok);
+        }
+    }
 
     unsigned status = rejected == 0  ? MHD_HTTP_OK
                       : accepted > 0 ? MHD_HTTP_MULTI_STATUS
@@ -257,19 +293,15 @@ static enum MHD_Result answer_results(http_request *req)
     GString *j = g_string_new(NULL);
     g_string_append_printf(j, "{\"accepted\":%" PRIu32, accepted);
     if (rejected) {
-        g_string_append_printf(j, ",\"rejected\":%s", list->str);
+        g_string_append_printf(j, ",\"rejected\":%s]", list->str);
         if (rejected > MAX_LISTED_REJECTIONS)
             g_string_append_printf(j, ",\"rejected_count\":%" PRIu32 ",\"truncated\":true",
                                    rejected);
     }
     g_string_append_c(j, '}');
-    g_string_free(list, TRUE);
-
-    ecf_metric_add(src->stage, src->m_accepted, accepted);
-    ecf_metric_add(src->stage, src->m_rejected, rejected);
-    req->phase = PHASE_ANSWERED;
-    observe_latency(req);
-    answer_opts o = {.retry_after = any_retry, .close = atomic_load(&src->draining)};
+    if (list)
+        g_string_free(list, TRUE);
+    answer_opts o = {.retry_after = any_retry, .close = draining};
     return send_answer(src, req->conn, status, j, o);
 }
 

@@ -424,6 +424,11 @@ static void http_stop(ecf_stage *stage)
     wait_idle(src, ecf_monotonic_us(stage) + 1000000);
     MHD_stop_daemon(src->daemon);
     src->daemon = NULL;
+    for (int n = 0; n <= HTTP_CACHED_OK; n++) {
+        struct MHD_Response *r = atomic_exchange(&src->ok_answers[n], NULL);
+        if (r)
+            MHD_destroy_response(r);
+    }
     if (src->quiesced_fd != MHD_INVALID_SOCKET)
         close(src->quiesced_fd);
     src->quiesced_fd = MHD_INVALID_SOCKET;

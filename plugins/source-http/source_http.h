@@ -148,6 +148,8 @@ void http_tear_down(source_http *src);
 /* ---------------------------------------------------------------- source_http.c */
 
 #define HTTP_N_CODES 12
+/* 200 answers kept built for requests of up to this many events. */
+#define HTTP_CACHED_OK 128
 
 struct source_http {
     ecf_stage         *stage;
@@ -179,6 +181,8 @@ struct source_http {
 
     /* Reasons that name the configured key field, formatted once. */
     char *why_key_missing, *why_key_not_string, *why_key_empty, *why_too_large;
+
+    _Atomic(struct MHD_Response *) ok_answers[HTTP_CACHED_OK + 1]; /* see cached_ok() */
 
     unsigned    codes[HTTP_N_CODES];    /* the status codes counted, 0 = other    */
     ecf_metric *m_status[HTTP_N_CODES]; /* responses, by codes[i]                 */
