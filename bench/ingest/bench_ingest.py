@@ -76,6 +76,11 @@ def parse_args(argv):
     p.add_argument("--perf", action="store_true",
                    help="record a perf profile (cpu-clock) of the pipeline in the last repeat "
                         "and print where its time goes")
+    p.add_argument("--baseline", metavar="BUILD_DIR",
+                   help="also run this build's ecflow and plugins (an older commit, say) right "
+                        "after every pipeline run, with the same pipeline file, and report "
+                        "pipeline ÷ baseline: a before/after in one run, which a shared "
+                        "machine's drift between two runs would blur")
     p.add_argument("--out", help="results file (default bench/results/ingest-DATE.md)")
     a = p.parse_args(argv)
     a.duration = a.duration or (2 if a.smoke else 12)
@@ -217,16 +222,17 @@ def http_result(kind, batch, conns, w, win, pid):
     return r
 
 
-def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None):
+def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None, build=None):
+    build = build or ctx["build"]
     port, mport = free_port(), free_port()
     topic = f"bench_ingest_{batch}_{conns}_{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, HTTP_PORT=str(port), METRICS_PORT=str(mport),
                KAFKA_BOOTSTRAP=ctx["kafka"].bootstrap, KAFKA_TOPIC=topic,
-               ECFLOW_PLUGIN_PATH=ctx["plugin_dir"])
+               ECFLOW_PLUGIN_PATH=build["plugin_dir"])
     env.pop("ECFLOW_PROFILE", None)
     log_path = os.path.join(ctx["tmp"], f"ecflow-{topic}.log")
     with open(log_path, "w") as lf:
-        proc = subprocess.Popen([ctx["ecflow"], "run", ctx["pipeline"], "--profile", "bench"],
+        proc = subprocess.Popen([build["ecflow"], "run", ctx["pipeline"], "--profile", "bench"],
                                 env=env, stdout=lf, stderr=subprocess.STDOUT)
     try:
         if not wait_until("the pipeline's /ready",
@@ -243,7 +249,7 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None):
             w = run_wrk(port, batch, conns, seconds or a.duration, ctx["pool"])
         if perf:
             perf.wait(60)
-        r = http_result("pipeline", batch, conns, w, win, proc.pid)
+        r = http_result(build["kind"], batch, conns, w, win, proc.pid)
         time.sleep(0.2)  # reports served just before the last answers reach the counters
         status, text = http_get(mport, "/metrics", timeout=2)
         delivered = metric_sum(text, "ecflow_kafka_messages_delivered_total") or 0
@@ -257,7 +263,7 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None):
         die(f"ecflow exited {proc.returncode}:\n{read(log_path)[-3000:]}")
     # Honesty check: everything answered 200 was delivered (warm-up included).
     if delivered < accepted or failed:
-        die(f"pipeline: {accepted:.0f} events answered as durable but {delivered:.0f} "
+        die(f"{build['kind']}: {accepted:.0f} events answered as durable but {delivered:.0f} "
             f"delivered, {failed:.0f} failed:\n{read(log_path)[-3000:]}")
     return r
 
@@ -282,6 +288,18 @@ def run_discard(a, ctx, batch, conns):
     finally:
         benchlib.terminate(proc, 10)
     return r
+
+
+def baseline_build(build_dir):
+    """The --baseline build: its binaries and, for the report, the commit it was built from."""
+    ecflow = os.path.join(build_dir, "ecflow")
+    plugin_dir = os.path.join(build_dir, "plugins")
+    if not os.path.exists(ecflow) or not os.path.exists(os.path.join(plugin_dir, "source-http.so")):
+        die(f"--baseline {build_dir}: no ecflow and plugins/ there")
+    src = benchlib.cmake_cache(build_dir).get("CMAKE_HOME_DIRECTORY", "")
+    commit = cmd_out(["git", "-C", src, "rev-parse", "--short=12", "HEAD"]) if src else ""
+    return {"kind": "baseline", "ecflow": ecflow, "plugin_dir": plugin_dir,
+            "label": commit.strip() or build_dir}
 
 
 def pipeline_linger_ms(path):
@@ -342,18 +360,20 @@ def report(a, ctx, results, info, pool_info, argv):
     for r in results:
         groups.setdefault((r["kind"], r["batch"], r["conns"]), []).append(r)
     c, wide = a.connections, a.wide
-    rows = [("pipeline", 1, c), ("discard", 1, c), ("rawloop", 1, c)]
+    rows = [("pipeline", 1, c), ("baseline", 1, c), ("discard", 1, c), ("rawloop", 1, c)]
     if wide:
-        rows += [("pipeline", 1, wide), ("discard", 1, wide), ("rawloop", 1, wide)]
-    rows += [("pipeline", 100, c)]
+        rows += [("pipeline", 1, wide), ("baseline", 1, wide), ("discard", 1, wide),
+                 ("rawloop", 1, wide)]
+    rows += [("pipeline", 100, c), ("baseline", 100, c)]
     if wide:
-        rows += [("pipeline", 100, wide)]
+        rows += [("pipeline", 100, wide), ("baseline", 100, wide)]
     rows += [("discard", 100, c), ("raw", None, None)]
     names = {
         "pipeline": "pipeline: source-http -> sink-kafka",
         "discard": "discard_server (HTTP ceiling)",
         "raw": "raw librdkafka producer (Kafka ceiling)",
         "rawloop": "raw producer, closed loop (Kafka's bound at batch 1)",
+        "baseline": f"baseline build ({ctx['baseline']['label']})" if "baseline" in ctx else "",
     }
     L = []
     now = dt.datetime.now(dt.timezone.utc)
@@ -405,6 +425,12 @@ def report(a, ctx, results, info, pool_info, argv):
         r_w = ratio(("pipeline", 100, wide), "events_s", ("raw", None, None), "events_s")
         L.append(f"| pipeline events/s ÷ raw producer events/s, batch 100, {wide} connections | "
                  f"{fmt(r_w, 2)} | ≥ {TARGET_KAFKA} {'✔' if r_w >= TARGET_KAFKA else '✘'} |")
+    if "baseline" in ctx:
+        for b, n in [(1, c), (1, wide), (100, c), (100, wide)]:
+            if n:
+                r_b = ratio(("pipeline", b, n), "events_s", ("baseline", b, n), "events_s")
+                L.append(f"| pipeline events/s ÷ baseline build's, batch {b}, {n} connections | "
+                         f"{fmt(r_b, 2)} | (before/after) |")
     L.append("")
     L.append("- **events/s** counts only events answered 200 (durable in Kafka for the "
              "pipeline); **req/s answered 200** likewise; **503/s** are answers wrk did not "
@@ -484,7 +510,10 @@ def main(argv):
         die("--perf needs perf (apt-get install linux-perf)")
 
     tmp = tempfile.mkdtemp(prefix="ecflow-bench-ingest-")
-    ctx = {"ecflow": ecflow, "plugin_dir": plugin_dir, "tmp": tmp}
+    ctx = {"ecflow": ecflow, "plugin_dir": plugin_dir, "tmp": tmp,
+           "build": {"kind": "pipeline", "ecflow": ecflow, "plugin_dir": plugin_dir}}
+    if a.baseline:
+        ctx["baseline"] = baseline_build(os.path.abspath(a.baseline))
     kafka = None
     try:
         ctx["tools"] = compile_tools(tmp)
@@ -517,6 +546,9 @@ def main(argv):
         if a.wide:
             plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("rawloop", a.wide),
                      ("pipeline", 100, a.wide)]
+        if a.baseline:
+            plan = [x for step in plan
+                    for x in ([step, ("baseline",) + step[1:]] if step[0] == "pipeline" else [step])]
         results, perf_files = [], []
         for rep in range(1, a.repeats + 1):
             for step in plan:
@@ -527,6 +559,8 @@ def main(argv):
                         perf_to = os.path.join(tmp, f"perf-b{step[1]}-c{step[2]}.data")
                         perf_files.append((step, perf_to))
                     r = run_pipeline(a, ctx, step[1], step[2], perf_to)
+                elif step[0] == "baseline":
+                    r = run_pipeline(a, ctx, step[1], step[2], build=ctx["baseline"])
                 elif step[0] == "discard":
                     r = run_discard(a, ctx, step[1], step[2])
                 elif step[0] == "rawloop":
