@@ -142,6 +142,7 @@ typedef struct {
     GArray        *held_since; /* int64 ingest time (µs) of each held row, for freshness */
     int64_t        first_row_us;
     char          *poisoned; /* a write failed: the next commit must fail */
+    guint          poisoned_more; /* further write errors before that commit */
     /* Kafka positions (positions.h). `committed` is what the table holds for
      * this writer: written on this thread under pos_lock, read by
      * resume_position() on sources' threads under it. The pending maps
@@ -345,13 +346,18 @@ static bool writer_finish(ice_state *st, part_writer *w, char **err)
     return true;
 }
 
+/* One error line per failed commit attempt: an unwritable warehouse fails
+ * every partition's file alike, and their paths made each line unique. */
 static void poison(ice_state *st, char *why)
 {
-    ecf_log(st->stage, ECF_LOG_ERROR, "%s", why);
-    if (!st->poisoned)
+    if (!st->poisoned) {
+        ecf_log(st->stage, ECF_LOG_ERROR, "%s", why);
         st->poisoned = why;
-    else
-        g_free(why);
+        return;
+    }
+    st->poisoned_more++;
+    ecf_log(st->stage, ECF_LOG_DEBUG, "%s", why);
+    g_free(why);
 }
 
 static void finish_and_drop(ice_state *st, part_writer *w)
@@ -506,6 +512,11 @@ static ecf_status commit(ice_state *st, const char *why)
     ecf_status result = ECF_OK;
     if (st->poisoned) {
         g_autofree char *reason = g_strdup_printf("sink-iceberg: %s", st->poisoned);
+        if (st->poisoned_more)
+            ecf_log(st->stage, ECF_LOG_WARN,
+                    "commit skipped: %u more file write%s failed after the error above (debug log lists them)",
+                    st->poisoned_more, st->poisoned_more == 1 ? "" : "s");
+        st->poisoned_more = 0;
         discard_pending(st);
         forget_pending_keys(st);
         settle_all(st, ECF_ERR_IO, reason);
