@@ -553,7 +553,11 @@ def test_broker_outage_gives_503s_never_a_false_200_and_recovers(start, broker, 
     check_keys(records)
     in_topic = event_ids(records)
     missing = [x for x in acked if x not in in_topic]
-    assert not missing, f"{len(missing)} event(s) answered 200 are not in the topic"
+    assert not missing, (f"{len(missing)} event(s) answered 200 are not in the topic "
+                         f"(broker down at +0.0s, back at +{t_up - t_down:.2f}s):\n"
+                         + describe_missing(missing, answers, t_down)
+                         + "\npipeline log (tail):\n"
+                         + pipe.log_path.read_text(errors="replace")[-4000:])
     dupes = sum(n - 1 for n in in_topic.values() if n > 1)
     unacked_in_topic = len(set(in_topic) - set(acked))
     print(f"outage (SIG{how}): /ready 503 {t_unready - t_down:.1f}s after the broker was "
@@ -563,6 +567,19 @@ def test_broker_outage_gives_503s_never_a_false_200_and_recovers(start, broker, 
           f"{len(records)} records, {dupes} duplicate(s), {unacked_in_topic} event(s) in the "
           f"topic never answered 200 (in flight when a client gave up, or answered 503 "
           f"and delivered later); run {time.monotonic() - t_start:.0f}s")
+
+
+def describe_missing(missing, answers, t0):
+    """Every request that carried a missing event: when sent and answered (seconds from
+    t0), its status and the event's index in it."""
+    lines = []
+    for x in missing[:20]:
+        for sent, done, status, _, ids, body in answers:
+            if x in ids:
+                lines.append(f"  {x}: index {ids.index(x)} of {len(ids)}, sent "
+                             f"{sent - t0:+.3f}s, answered {done - t0:+.3f}s: {status} "
+                             f"{json.dumps(body)[:300]}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ many connections
