@@ -31,6 +31,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -86,6 +87,16 @@ class Broker:
         r = kafka_sh("resume", self.state, timeout=180)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == self.bootstrap, "resume moved the broker"
+
+    def log_excerpt(self, limit=60):
+        """The broker's log lines about truncation, recovery, deletion, warnings, errors."""
+        log = Path(self.state) / "logs" / "server.log"
+        if not log.exists():
+            return "(no server.log)"
+        pat = re.compile(r"^\[.*(WARN|ERROR|[Tt]runcat|[Ss]tray|[Uu]nclean|Recovering|"
+                         r"shut down completed|started \(kafka)")
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if pat.search(ln)]
+        return "\n".join(lines[-limit:])
 
     def running(self):
         return kafka_sh("status", self.state, timeout=60).returncode == 0
@@ -557,7 +568,9 @@ def test_broker_outage_gives_503s_never_a_false_200_and_recovers(start, broker, 
                          f"(broker down at +0.0s, back at +{t_up - t_down:.2f}s):\n"
                          + describe_missing(missing, answers, t_down)
                          + "\npipeline log (tail):\n"
-                         + pipe.log_path.read_text(errors="replace")[-4000:])
+                         + pipe.log_path.read_text(errors="replace")[-4000:]
+                         + "\nbroker log (what can lose or hide records):\n"
+                         + broker.log_excerpt())
     dupes = sum(n - 1 for n in in_topic.values() if n > 1)
     unacked_in_topic = len(set(in_topic) - set(acked))
     print(f"outage (SIG{how}): /ready 503 {t_unready - t_down:.1f}s after the broker was "
