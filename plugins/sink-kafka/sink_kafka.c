@@ -602,6 +602,49 @@ static bool topic_listed(const struct rd_kafka_metadata *md, const char *topic)
     return false;
 }
 
+/* Whether the topic is listed with `want` partitions, each with a leader. */
+static bool topic_complete(const struct rd_kafka_metadata *md, const char *topic, int want)
+{
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (strcmp(t->topic, topic) != 0)
+            continue;
+        if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt < want)
+            return false;
+        for (int p = 0; p < t->partition_cnt; p++)
+            if (t->partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partitions[p].leader < 0)
+                return false;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * A topic just created is known to the controller before the brokers'
+ * metadata caches have all of it. Production waits until the topic is listed
+ * complete twice in a row, so the producer's first view of it is the final
+ * one rather than a half-propagated topic it would have to revise.
+ */
+static void wait_topic_complete(kafka_sink *ks)
+{
+    const kafka_config *cfg = ks->cfg;
+    int64_t deadline = mono_us() + cfg->connect_timeout_us;
+    int seen = 0;
+    while (seen < 2 && mono_us() < deadline) {
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(ks->rk, 1, NULL, &md, PROBE_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            seen = topic_complete(md, cfg->topic, (int)cfg->partitions) ? seen + 1 : 0;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (seen < 2)
+            nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+    }
+    if (seen < 2)
+        ecf_log(ks->stage, ECF_LOG_WARN, "topic '%s' was created but its metadata is not "
+                "complete after %.1fs; producing anyway", cfg->topic,
+                (double)cfg->connect_timeout_us / 1e6);
+}
+
 /*
  * Asks for the full topic list: unlike a request for our one topic, it never
  * makes a broker auto-create the topic behind create_topic's back.
@@ -634,6 +677,7 @@ static ecf_status broker_check(kafka_sink *ks)
         ecf_status st = kafka_topic_create(stage, ks->rk, cfg);
         if (st != ECF_OK)
             return st;
+        wait_topic_complete(ks);
     } else if (!exists) {
         ecf_log(stage, ECF_LOG_WARN, "topic '%s' does not exist: records fail unless the "
                 "broker auto-creates topics (set create_topic: true to create it)", cfg->topic);
