@@ -593,30 +593,27 @@ static ecf_status kafka_create(ecf_stage *stage)
     return ECF_OK;
 }
 
-static bool topic_listed(const struct rd_kafka_metadata *md, const char *topic)
+/* The topic's entry if the brokers list it without error, else NULL. */
+static const struct rd_kafka_metadata_topic *find_topic(const struct rd_kafka_metadata *md,
+                                                        const char *topic)
 {
     for (int i = 0; i < md->topic_cnt; i++) {
         if (strcmp(md->topics[i].topic, topic) == 0)
-            return md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+            return md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR ? &md->topics[i] : NULL;
     }
-    return false;
+    return NULL;
 }
 
 /* Whether the topic is listed with `want` partitions, each with a leader. */
 static bool topic_complete(const struct rd_kafka_metadata *md, const char *topic, int want)
 {
-    for (int i = 0; i < md->topic_cnt; i++) {
-        const struct rd_kafka_metadata_topic *t = &md->topics[i];
-        if (strcmp(t->topic, topic) != 0)
-            continue;
-        if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt < want)
+    const struct rd_kafka_metadata_topic *t = find_topic(md, topic);
+    if (!t || t->partition_cnt < want)
+        return false;
+    for (int p = 0; p < t->partition_cnt; p++)
+        if (t->partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partitions[p].leader < 0)
             return false;
-        for (int p = 0; p < t->partition_cnt; p++)
-            if (t->partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partitions[p].leader < 0)
-                return false;
-        return true;
-    }
-    return false;
+    return true;
 }
 
 /*
@@ -670,7 +667,7 @@ static ecf_status broker_check(kafka_sink *ks)
                                     "auto-created by the broker)" : "");
         return ECF_OK;
     }
-    bool exists = topic_listed(md, cfg->topic);
+    bool exists = find_topic(md, cfg->topic) != NULL;
     rd_kafka_metadata_destroy(md);
 
     if (!exists && cfg->create_topic) {
