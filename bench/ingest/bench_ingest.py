@@ -15,6 +15,9 @@ from a pool of realistic events that source-generate makes):
                 load has connections, each delivery report producing the next, with the
                 pipeline's linger: the most one-event requests per second that can be
                 answered once durable, whatever the HTTP side does (Kafka's bound at batch 1)
+    durable     durable_server.c: discard's libmicrohttpd plus one producer with sink-kafka's
+                settings; each body is one record, produced from the HTTP worker, answered on
+                its delivery report. Nothing else: the stack's bound at batch 1, HTTP included
 
 Runs are interleaved (every scenario once, then again) so slow drift on a shared machine
 hits all of them alike; every figure is the median over the repeats. Server CPU is utime +
@@ -69,10 +72,10 @@ def parse_args(argv):
     p.add_argument("--connections", type=int, default=None,
                    help="keep-alive connections of the main load (default 64, as in DESIGN.md)")
     p.add_argument("--wide", type=int, default=None,
-                   help="also run the pipeline (batch 1 and 100) and discard_server (batch 1) at "
-                        "this many connections: the pipeline answers only once events are "
-                        "durable, so at 64 it is bound by latency, not CPU (default 256; 0 = "
-                        "skip)")
+                   help="also run the pipeline (batch 1 and 100) and the reference servers "
+                        "(batch 1) at this many connections: the pipeline answers only once "
+                        "events are durable, so at 64 it is bound by latency, not CPU "
+                        "(default 256; 0 = skip)")
     p.add_argument("--perf", action="store_true",
                    help="record a perf profile (cpu-clock) of the pipeline in the last repeat "
                         "and print where its time goes")
@@ -115,16 +118,20 @@ def metric_sum(text, name):
 
 
 def compile_tools(out_dir):
-    """gcc builds the two reference programs; pkg-config supplies the library flags."""
+    """gcc builds the three reference programs; pkg-config supplies the library flags."""
+    apt = {"libmicrohttpd": "libmicrohttpd-dev", "rdkafka": "librdkafka-dev"}
     built = {}
-    for name, lib in (("discard_server", "libmicrohttpd"), ("raw_producer", "rdkafka")):
-        flags = cmd_out(["pkg-config", "--cflags", "--libs", lib])
-        if not flags:
-            die(f"pkg-config knows no {lib}: apt-get install "
-                f"{'libmicrohttpd-dev' if lib == 'libmicrohttpd' else 'librdkafka-dev'}")
+    for name, libs in (("discard_server", ["libmicrohttpd"]), ("raw_producer", ["rdkafka"]),
+                       ("durable_server", ["libmicrohttpd", "rdkafka"])):
+        flags = []
+        for lib in libs:
+            f = cmd_out(["pkg-config", "--cflags", "--libs", lib])
+            if not f:
+                die(f"pkg-config knows no {lib}: apt-get install {apt[lib]}")
+            flags += shlex.split(f)
         exe = os.path.join(out_dir, name)
-        cmd = ["gcc", "-O2", "-Wall", "-o", exe, os.path.join(HERE, name + ".c")] + \
-            shlex.split(flags)
+        cmd = ["gcc", "-O2", "-Wall", "-o", exe, os.path.join(HERE, name + ".c")] + flags + \
+            ["-lpthread"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             die(f"compiling {name}.c failed:\n{r.stderr}")
@@ -268,9 +275,10 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None, build=None):
     return r
 
 
-def run_discard(a, ctx, batch, conns):
+def run_reference(a, ctx, kind, cmd, batch, conns):
+    """wrk against one of the reference servers (cmd, with {port} to fill in)."""
     port = free_port()
-    proc = subprocess.Popen([ctx["tools"]["discard_server"], str(port), "0"],
+    proc = subprocess.Popen([x.format(port=port) for x in cmd],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def listening():
@@ -279,15 +287,28 @@ def run_discard(a, ctx, batch, conns):
                 return True
             except OSError:
                 return False
-        if not wait_until("discard_server to listen", listening, 10, proc):
-            die("discard_server did not start")
+        if not wait_until(f"{kind} server to listen", listening, 10, proc):
+            die(f"{cmd[0]} did not start")
         run_wrk(port, batch, conns, a.warmup, ctx["pool"])
-        with Window(proc.pid, None) as win:
+        with Window(proc.pid, ctx["kafka"].pid if kind == "durable" else None) as win:
             w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
-        r = http_result("discard", batch, conns, w, win, proc.pid)
+        r = http_result(kind, batch, conns, w, win, proc.pid)
     finally:
-        benchlib.terminate(proc, 10)
+        benchlib.terminate(proc, 40)
     return r
+
+
+def run_discard(a, ctx, batch, conns):
+    return run_reference(a, ctx, "discard", [ctx["tools"]["discard_server"], "{port}", "0"],
+                         batch, conns)
+
+
+def run_durable(a, ctx, conns):
+    """One-event requests answered once Kafka has them, by the least a server can do."""
+    topic = f"bench_ingest_durable_{conns}_{uuid.uuid4().hex[:8]}"
+    cmd = [ctx["tools"]["durable_server"], "{port}", ctx["kafka"].bootstrap, topic,
+           f"{pipeline_linger_ms(ctx['pipeline']):g}", "0"]
+    return run_reference(a, ctx, "durable", cmd, 1, conns)
 
 
 def baseline_build(build_dir):
@@ -360,10 +381,11 @@ def report(a, ctx, results, info, pool_info, argv):
     for r in results:
         groups.setdefault((r["kind"], r["batch"], r["conns"]), []).append(r)
     c, wide = a.connections, a.wide
-    rows = [("pipeline", 1, c), ("baseline", 1, c), ("discard", 1, c), ("rawloop", 1, c)]
+    rows = [("pipeline", 1, c), ("baseline", 1, c), ("discard", 1, c), ("durable", 1, c),
+            ("rawloop", 1, c)]
     if wide:
         rows += [("pipeline", 1, wide), ("baseline", 1, wide), ("discard", 1, wide),
-                 ("rawloop", 1, wide)]
+                 ("durable", 1, wide), ("rawloop", 1, wide)]
     rows += [("pipeline", 100, c), ("baseline", 100, c)]
     if wide:
         rows += [("pipeline", 100, wide), ("baseline", 100, wide)]
@@ -373,6 +395,7 @@ def report(a, ctx, results, info, pool_info, argv):
         "discard": "discard_server (HTTP ceiling)",
         "raw": "raw librdkafka producer (Kafka ceiling)",
         "rawloop": "raw producer, closed loop (Kafka's bound at batch 1)",
+        "durable": "durable_server (the stack's bound for answers once durable)",
         "baseline": f"baseline build ({ctx['baseline']['label']})" if "baseline" in ctx else "",
     }
     L = []
@@ -419,6 +442,13 @@ def report(a, ctx, results, info, pool_info, argv):
         r_l = ratio(("pipeline", 1, n), "ok_req_s", ("rawloop", 1, n), "events_s")
         L.append(f"| pipeline req/s ÷ raw producer with {n} records in flight, batch 1, {n} "
                  f"connections | {fmt(r_l, 2)} | (no target) |")
+    for n in (c, wide) if wide else (c,):
+        r_d = ratio(("durable", 1, n), "ok_req_s", ("discard", 1, n), "ok_req_s")
+        r_p = ratio(("pipeline", 1, n), "ok_req_s", ("durable", 1, n), "ok_req_s")
+        L.append(f"| durable_server req/s ÷ discard req/s, batch 1, {n} connections (the most "
+                 f"any server on this stack reaches) | {fmt(r_d, 2)} | (no target) |")
+        L.append(f"| pipeline req/s ÷ durable_server req/s, batch 1, {n} connections | "
+                 f"{fmt(r_p, 2)} | (no target) |")
     L.append(f"| pipeline events/s ÷ raw producer events/s, batch 100, {c} connections | "
              f"{fmt(r_kafka, 2)} | ≥ {TARGET_KAFKA} {'✔' if r_kafka >= TARGET_KAFKA else '✘'} |")
     if wide:
@@ -439,7 +469,13 @@ def report(a, ctx, results, info, pool_info, argv):
              "p50/p99 are librdkafka's produce-to-report latency (time in a full queue). The "
              "closed loop keeps as many records in flight as the load has connections, with "
              "the pipeline's linger: one-event requests answered once durable cannot come "
-             "back faster than that, and the pipeline adds HTTP on the same cores.")
+             "back faster than that, and the pipeline adds HTTP on the same cores. "
+             "**durable_server** is that plus HTTP and nothing else: discard_server's "
+             "libmicrohttpd producing each body as one record from the HTTP worker (sink-kafka's "
+             "settings, the pipeline's linger, a topic of 3 partitions as the pipeline's) and "
+             "answering on its delivery report; no parsing, no validation, no pipeline. Its "
+             "ratio to the discard server is the most any server answering once durable "
+             "reaches on this stack and machine.")
     L.append("- **server CPU** is the server process (all threads: HTTP workers, stage threads, "
              "librdkafka) per event answered 200; **broker CPU** is the Kafka JVM per event; "
              "**wrk CPU** is the load generator's (it shares the machine); **machine busy** "
@@ -541,10 +577,12 @@ def main(argv):
             run_pipeline(a, ctx, 1, a.connections, seconds=15)
 
         plan = [("pipeline", 1, a.connections), ("discard", 1, a.connections),
-                ("rawloop", a.connections), ("pipeline", 100, a.connections),
+                ("durable", a.connections), ("rawloop", a.connections),
+                ("pipeline", 100, a.connections),
                 ("discard", 100, a.connections), ("raw",)]
         if a.wide:
-            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("rawloop", a.wide),
+            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("durable", a.wide),
+                     ("rawloop", a.wide),
                      ("pipeline", 100, a.wide)]
         if a.baseline:
             plan = [x for step in plan
@@ -563,6 +601,8 @@ def main(argv):
                     r = run_pipeline(a, ctx, step[1], step[2], build=ctx["baseline"])
                 elif step[0] == "discard":
                     r = run_discard(a, ctx, step[1], step[2])
+                elif step[0] == "durable":
+                    r = run_durable(a, ctx, step[1])
                 elif step[0] == "rawloop":
                     r = run_raw(a, ctx, inflight=step[1])
                 else:

@@ -8,16 +8,9 @@
  *   ./discard_server PORT [THREADS]      # THREADS 0 = one per CPU (source-http's default)
  * Runs until SIGINT/SIGTERM.
  */
-#include <microhttpd.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "reference_http.h"
 
 static struct MHD_Response *ok;
-static volatile sig_atomic_t quit;
-static void on_signal(int sig) { (void)sig; quit = 1; }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
@@ -41,29 +34,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PORT [THREADS]\n", argv[0]);
         return 2;
     }
-    unsigned port = (unsigned)atoi(argv[1]);
-    long threads = argc > 2 ? atol(argv[2]) : 0;
-    if (threads <= 0)
-        threads = sysconf(_SC_NPROCESSORS_ONLN);
-    static char body[] = "{\"accepted\":1}\n";
-    ok = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(ok, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
-        MHD_OPTION_END);
-    if (!d) {
-        fprintf(stderr, "discard_server: cannot listen on port %u\n", port);
+    ok = reference_answer("{\"accepted\":1}\n");
+    struct MHD_Daemon *d = reference_daemon("discard_server", (unsigned)atoi(argv[1]),
+                                            reference_threads(argc > 2 ? argv[2] : NULL),
+                                            on_request, NULL);
+    if (!d)
         return 1;
-    }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    fprintf(stderr, "discard_server: listening on port %u (%ld threads)\n", port, threads);
-    while (!quit)
-        pause();
+    reference_wait_for_signal();
     MHD_stop_daemon(d);
     MHD_destroy_response(ok);
     return 0;

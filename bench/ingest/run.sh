@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ecflow ingest benchmark: source-http -> sink-kafka against a real local Kafka broker, and,
 # in the same run and under the same wrk load, its two ceilings: a libmicrohttpd server that
-# discards the body (HTTP) and a raw librdkafka producer with sink-kafka's settings (Kafka).
+# discards the body (HTTP) and a raw librdkafka producer with sink-kafka's settings (Kafka),
+# and the two together with nothing else (durable_server: one-event requests answered once
+# durable, the bound for batch 1).
 # Prints a markdown table and writes bench/results/ingest-DATE.md.
 #
 #   bench/ingest/run.sh [BUILD_DIR] [--smoke] [--duration S] [--repeats R]
