@@ -84,8 +84,15 @@ def parse_args(argv):
                         "after every pipeline run, with the same pipeline file, and report "
                         "pipeline ÷ baseline: a before/after in one run, which a shared "
                         "machine's drift between two runs would blur")
+    p.add_argument("--durable-lingers", metavar="MS,MS,...", default="",
+                   help="also run durable_server at these lingers (ms), at both connection "
+                        "counts: whether any linger lifts the stack's batch-1 bound")
     p.add_argument("--out", help="results file (default bench/results/ingest-DATE.md)")
     a = p.parse_args(argv)
+    try:
+        a.durable_lingers = [float(x) for x in a.durable_lingers.split(",") if x.strip()]
+    except ValueError:
+        p.error("--durable-lingers: a comma-separated list of milliseconds, as 0,0.2,0.5")
     a.duration = a.duration or (2 if a.smoke else 12)
     a.repeats = a.repeats or 1 if a.smoke else a.repeats or 3
     a.connections = a.connections or (16 if a.smoke else 64)
@@ -290,7 +297,7 @@ def run_reference(a, ctx, kind, cmd, batch, conns):
         if not wait_until(f"{kind} server to listen", listening, 10, proc):
             die(f"{cmd[0]} did not start")
         run_wrk(port, batch, conns, a.warmup, ctx["pool"])
-        with Window(proc.pid, ctx["kafka"].pid if kind == "durable" else None) as win:
+        with Window(proc.pid, ctx["kafka"].pid if kind.startswith("durable") else None) as win:
             w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
         r = http_result(kind, batch, conns, w, win, proc.pid)
     finally:
@@ -303,12 +310,19 @@ def run_discard(a, ctx, batch, conns):
                          batch, conns)
 
 
-def run_durable(a, ctx, conns):
-    """One-event requests answered once Kafka has them, by the least a server can do."""
+def durable_kind(linger_ms):
+    """Results of durable_server at the pipeline's linger are "durable"; others name theirs."""
+    return "durable" if linger_ms is None else f"durable@{linger_ms:g}"
+
+
+def run_durable(a, ctx, conns, linger_ms=None):
+    """One-event requests answered once Kafka has them, by the least a server can do; with
+    the pipeline's linger unless another is given."""
     topic = f"bench_ingest_durable_{conns}_{uuid.uuid4().hex[:8]}"
+    linger = pipeline_linger_ms(ctx["pipeline"]) if linger_ms is None else linger_ms
     cmd = [ctx["tools"]["durable_server"], "{port}", ctx["kafka"].bootstrap, topic,
-           f"{pipeline_linger_ms(ctx['pipeline']):g}", "0"]
-    return run_reference(a, ctx, "durable", cmd, 1, conns)
+           f"{linger:g}", "0"]
+    return run_reference(a, ctx, durable_kind(linger_ms), cmd, 1, conns)
 
 
 def baseline_build(build_dir):
@@ -381,11 +395,12 @@ def report(a, ctx, results, info, pool_info, argv):
     for r in results:
         groups.setdefault((r["kind"], r["batch"], r["conns"]), []).append(r)
     c, wide = a.connections, a.wide
-    rows = [("pipeline", 1, c), ("baseline", 1, c), ("discard", 1, c), ("durable", 1, c),
-            ("rawloop", 1, c)]
+    durables = ["durable"] + [durable_kind(x) for x in a.durable_lingers]
+    rows = [("pipeline", 1, c), ("baseline", 1, c), ("discard", 1, c)] + \
+        [(d, 1, c) for d in durables] + [("rawloop", 1, c)]
     if wide:
-        rows += [("pipeline", 1, wide), ("baseline", 1, wide), ("discard", 1, wide),
-                 ("durable", 1, wide), ("rawloop", 1, wide)]
+        rows += [("pipeline", 1, wide), ("baseline", 1, wide), ("discard", 1, wide)] + \
+            [(d, 1, wide) for d in durables] + [("rawloop", 1, wide)]
     rows += [("pipeline", 100, c), ("baseline", 100, c)]
     if wide:
         rows += [("pipeline", 100, wide), ("baseline", 100, wide)]
@@ -397,6 +412,7 @@ def report(a, ctx, results, info, pool_info, argv):
         "rawloop": "raw producer, closed loop (Kafka's bound at batch 1)",
         "durable": "durable_server (the stack's bound for answers once durable)",
         "baseline": f"baseline build ({ctx['baseline']['label']})" if "baseline" in ctx else "",
+        **{durable_kind(x): f"durable_server, linger {x:g} ms" for x in a.durable_lingers},
     }
     L = []
     now = dt.datetime.now(dt.timezone.utc)
@@ -443,10 +459,12 @@ def report(a, ctx, results, info, pool_info, argv):
         L.append(f"| pipeline req/s ÷ raw producer with {n} records in flight, batch 1, {n} "
                  f"connections | {fmt(r_l, 2)} | (no target) |")
     for n in (c, wide) if wide else (c,):
-        r_d = ratio(("durable", 1, n), "ok_req_s", ("discard", 1, n), "ok_req_s")
+        for d, linger in zip(durables, [None] + a.durable_lingers):
+            r_d = ratio((d, 1, n), "ok_req_s", ("discard", 1, n), "ok_req_s")
+            at = "" if linger is None else f", linger {linger:g} ms"
+            L.append(f"| durable_server req/s ÷ discard req/s, batch 1, {n} connections{at} | "
+                     f"{fmt(r_d, 2)} | (no target) |")
         r_p = ratio(("pipeline", 1, n), "ok_req_s", ("durable", 1, n), "ok_req_s")
-        L.append(f"| durable_server req/s ÷ discard req/s, batch 1, {n} connections (the most "
-                 f"any server on this stack reaches) | {fmt(r_d, 2)} | (no target) |")
         L.append(f"| pipeline req/s ÷ durable_server req/s, batch 1, {n} connections | "
                  f"{fmt(r_p, 2)} | (no target) |")
     L.append(f"| pipeline events/s ÷ raw producer events/s, batch 100, {c} connections | "
@@ -475,7 +493,7 @@ def report(a, ctx, results, info, pool_info, argv):
              "settings, the pipeline's linger, a topic of 3 partitions as the pipeline's) and "
              "answering on its delivery report; no parsing, no validation, no pipeline. Its "
              "ratio to the discard server is the most any server answering once durable "
-             "reaches on this stack and machine.")
+             "reaches on this stack and machine (at the linger named, if any).")
     L.append("- **server CPU** is the server process (all threads: HTTP workers, stage threads, "
              "librdkafka) per event answered 200; **broker CPU** is the Kafka JVM per event; "
              "**wrk CPU** is the load generator's (it shares the machine); **machine busy** "
@@ -576,21 +594,22 @@ def main(argv):
         if not a.smoke:
             run_pipeline(a, ctx, 1, a.connections, seconds=15)
 
-        plan = [("pipeline", 1, a.connections), ("discard", 1, a.connections),
-                ("durable", a.connections), ("rawloop", a.connections),
-                ("pipeline", 100, a.connections),
-                ("discard", 100, a.connections), ("raw",)]
+        def durable_steps(n):
+            return [("durable", n, x) for x in [None] + a.durable_lingers]
+        plan = [("pipeline", 1, a.connections), ("discard", 1, a.connections)] + \
+            durable_steps(a.connections) + \
+            [("rawloop", a.connections), ("pipeline", 100, a.connections),
+             ("discard", 100, a.connections), ("raw",)]
         if a.wide:
-            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide), ("durable", a.wide),
-                     ("rawloop", a.wide),
-                     ("pipeline", 100, a.wide)]
+            plan += [("pipeline", 1, a.wide), ("discard", 1, a.wide)] + \
+                durable_steps(a.wide) + [("rawloop", a.wide), ("pipeline", 100, a.wide)]
         if a.baseline:
             plan = [x for step in plan
                     for x in ([step, ("baseline",) + step[1:]] if step[0] == "pipeline" else [step])]
         results, perf_files = [], []
         for rep in range(1, a.repeats + 1):
             for step in plan:
-                log(f"run {rep}/{a.repeats}: {' '.join(str(x) for x in step)}")
+                log(f"run {rep}/{a.repeats}: {' '.join(str(x) for x in step if x is not None)}")
                 if step[0] == "pipeline":
                     perf_to = None
                     if a.perf and rep == a.repeats:
@@ -602,7 +621,7 @@ def main(argv):
                 elif step[0] == "discard":
                     r = run_discard(a, ctx, step[1], step[2])
                 elif step[0] == "durable":
-                    r = run_durable(a, ctx, step[1])
+                    r = run_durable(a, ctx, step[1], step[2])
                 elif step[0] == "rawloop":
                     r = run_raw(a, ctx, inflight=step[1])
                 else:

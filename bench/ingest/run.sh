@@ -7,7 +7,8 @@
 # Prints a markdown table and writes bench/results/ingest-DATE.md.
 #
 #   bench/ingest/run.sh [BUILD_DIR] [--smoke] [--duration S] [--repeats R]
-#                       [--connections C] [--wide C2] [--perf] [--out FILE]
+#                       [--connections C] [--wide C2] [--perf] [--baseline BUILD_DIR]
+#                       [--durable-lingers MS,MS,...] [--out FILE]
 #
 # BUILD_DIR defaults to ./build of the repository. Defaults: 3 interleaved runs of 12 s per
 # scenario, 64 connections (as in DESIGN.md), plus the pipeline (batch 1 and 100) and the
