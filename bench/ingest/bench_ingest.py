@@ -282,8 +282,9 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None, build=None):
     return r
 
 
-def run_reference(a, ctx, kind, cmd, batch, conns):
-    """wrk against one of the reference servers (cmd, with {port} to fill in)."""
+def run_reference(a, ctx, kind, cmd, batch, conns, broker_pid=None):
+    """wrk against one of the reference servers (cmd, with {port} to fill in); broker_pid,
+    if it uses the broker, for the broker's CPU."""
     port = free_port()
     proc = subprocess.Popen([x.format(port=port) for x in cmd],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -297,7 +298,7 @@ def run_reference(a, ctx, kind, cmd, batch, conns):
         if not wait_until(f"{kind} server to listen", listening, 10, proc):
             die(f"{cmd[0]} did not start")
         run_wrk(port, batch, conns, a.warmup, ctx["pool"])
-        with Window(proc.pid, ctx["kafka"].pid if kind.startswith("durable") else None) as win:
+        with Window(proc.pid, broker_pid) as win:
             w = run_wrk(port, batch, conns, a.duration, ctx["pool"])
         r = http_result(kind, batch, conns, w, win, proc.pid)
     finally:
@@ -322,7 +323,7 @@ def run_durable(a, ctx, conns, linger_ms=None):
     linger = pipeline_linger_ms(ctx["pipeline"]) if linger_ms is None else linger_ms
     cmd = [ctx["tools"]["durable_server"], "{port}", ctx["kafka"].bootstrap, topic,
            f"{linger:g}", "0"]
-    return run_reference(a, ctx, durable_kind(linger_ms), cmd, 1, conns)
+    return run_reference(a, ctx, durable_kind(linger_ms), cmd, 1, conns, ctx["kafka"].pid)
 
 
 def baseline_build(build_dir):

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* THREADS as given on the command line; 0 or none = one per CPU (source-http's default). */
@@ -53,13 +54,14 @@ static struct MHD_Daemon *reference_daemon(const char *name, unsigned port, long
 static volatile sig_atomic_t reference_stop;
 static void reference_on_signal(int sig) { (void)sig; reference_stop = 1; }
 
-/* Returns once SIGINT or SIGTERM came. */
+/* Returns once SIGINT or SIGTERM came. Polls the flag instead of pause(): the signal may
+ * land on another thread (a worker, durable_server's poller), or just before pause(). */
 static void reference_wait_for_signal(void)
 {
     signal(SIGINT, reference_on_signal);
     signal(SIGTERM, reference_on_signal);
     while (!reference_stop)
-        pause();
+        nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
 }
 
 #endif
