@@ -51,7 +51,9 @@ int catalog_load(catalog_table *t, char **err)
     t->hint = v > 0 ? v : 0;
     if (v <= 0) { /* no hint: the highest vN in metadata/ */
         g_autofree char *dir = fio_join(t->location, "metadata");
-        char **names = t->io->list(t->io, dir);
+        char **names = t->io->list(t->io, dir, err);
+        if (!names)
+            return -1;
         for (char **n = names; n && *n; n++) {
             int k = parse_version_name(*n);
             if (k > v)

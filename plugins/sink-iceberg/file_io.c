@@ -28,6 +28,12 @@ struct fio_out {
 
 #define OUT_BUF (256 * 1024)
 
+bool fio_is_s3(const char *location)
+{
+    return g_str_has_prefix(location, "s3://") || g_str_has_prefix(location, "s3a://") ||
+           g_str_has_prefix(location, "s3n://");
+}
+
 char *fio_join(const char *a, const char *b)
 {
     size_t la = strlen(a);
@@ -265,7 +271,7 @@ static bool local_remove(file_io *io, const char *location)
     return g_unlink(local_path(location)) == 0;
 }
 
-static char **local_list(file_io *io, const char *dir_location)
+static char **local_list(file_io *io, const char *dir_location, char **err)
 {
     GPtrArray *names = g_ptr_array_new();
     GDir *d = g_dir_open(local_path(dir_location), 0, NULL);

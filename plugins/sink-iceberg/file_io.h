@@ -2,7 +2,8 @@
  * File IO behind a small table of operations, so that object stores (S3 with
  * conditional PUT) slot in beside the local file system without touching the
  * writers. Locations are what the table metadata stores: absolute paths for
- * the local implementation ("/data/wh/db/t/data/x.parquet").
+ * the local implementation ("/data/wh/db/t/data/x.parquet"), "s3://bucket/key"
+ * for S3 (file_io_s3.c).
  *
  * Errors come back as a malloc'ed message in *err (free with g_free).
  */
@@ -10,6 +11,7 @@
 #define ECF_ICEBERG_FILE_IO_H
 
 #include "byte_buf.h"
+#include "http_client.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,14 +41,32 @@ struct file_io {
     fio_result (*put_if_absent)(file_io *io, const char *location, const void *p, size_t n, char **err);
     bool       (*exists)(file_io *io, const char *location);
     bool       (*remove)(file_io *io, const char *location);
-    /* Names (not paths) of the entries directly under a directory location. */
-    char     **(*list)(file_io *io, const char *dir_location);
+    /* Names (not paths) of the entries directly under a directory location,
+     * NULL-terminated (empty when there is none); NULL with *err when the
+     * store could not be asked. */
+    char     **(*list)(file_io *io, const char *dir_location, char **err);
     void       (*destroy)(file_io *io);
 };
 
 /* Local disk: parent directories are created on demand; put_if_absent
  * writes a temporary file, fsyncs it and link(2)s it into place. */
 file_io *file_io_local_new(bool fsync_data);
+
+/* S3 (and S3-compatible stores): see file_io_s3.c. Secrets are copied;
+ * the caller may wipe its own. */
+#include "http_client.h"
+typedef struct {
+    const char *endpoint;          /* NULL: https://s3.<region>.amazonaws.com */
+    const char *region;
+    const char *access_key_id, *secret_access_key, *session_token;
+    bool        path_style;        /* endpoint/bucket/key instead of bucket.endpoint/key */
+    size_t      part_size;         /* multipart part size, >= 5 MiB */
+    http_client_options http;
+} s3_options;
+file_io *file_io_s3_new(const s3_options *o, char **err);
+
+/* Whether a location names an object store the S3 IO serves. */
+bool fio_is_s3(const char *location);
 
 /* Joins location parts with '/'. */
 char *fio_join(const char *a, const char *b);

@@ -57,11 +57,21 @@ typedef struct {
     char    *writer_id;
     char    *dedupe_key;
     int64_t  dedupe_window;
+    char    *s3_endpoint;
+    char    *s3_region;
+    char    *s3_path_style;
+    char    *s3_access_key_id;
+    char    *s3_secret_access_key;
+    char    *s3_session_token;
+    int64_t  s3_part_size;
+    int64_t  s3_max_attempts;
+    int64_t  s3_timeout;
 } ice_config;
 
 static const ecf_option ice_options[] = {
     ECF_OPT_STRING("warehouse", ice_config, warehouse, NULL, ECF_REQUIRED,
-                   "warehouse root directory; the table lives at <warehouse>/<namespace>/<name>"),
+                   "warehouse root: a directory or s3://bucket[/prefix]; the table lives at "
+                   "<warehouse>/<namespace>/<name>"),
     ECF_OPT_STRING("table", ice_config, table, NULL, ECF_REQUIRED, "table identifier, \"namespace.name\""),
     ECF_OPT_LIST("partition_by", ice_config, partition_by, 0,
                  "partition fields of a new table: a column (identity) or year|month|day|hour(column); "
@@ -90,6 +100,27 @@ static const ecf_option ice_options[] = {
                    "its first answer was lost in a crash; default none"),
     ECF_OPT_INT("dedupe_window", ice_config, dedupe_window, "1000000", 1, 1000000000,
                 "keys remembered for dedupe_key, newest first (50-70 bytes each)"),
+    ECF_OPT_STRING("s3_endpoint", ice_config, s3_endpoint, NULL, 0,
+                   "S3 endpoint URL (http[s]://host[:port]); default $AWS_ENDPOINT_URL_S3, "
+                   "$AWS_ENDPOINT_URL, else AWS's for the region"),
+    ECF_OPT_STRING("s3_region", ice_config, s3_region, NULL, 0,
+                   "S3 region requests are signed for; default $AWS_REGION, $AWS_DEFAULT_REGION, else us-east-1"),
+    ECF_OPT_ENUM("s3_path_style", ice_config, s3_path_style, "auto", "auto|true|false",
+                 "address buckets as endpoint/bucket/key (true) or bucket.endpoint/key (false); auto: path "
+                 "style when an endpoint is given (MinIO, SeaweedFS, Ceph), virtual-hosted on AWS"),
+    ECF_OPT_STRING("s3_access_key_id", ice_config, s3_access_key_id, NULL, ECF_SECRET,
+                   "default $AWS_ACCESS_KEY_ID; prefer the environment to a literal in the file"),
+    ECF_OPT_STRING("s3_secret_access_key", ice_config, s3_secret_access_key, NULL, ECF_SECRET,
+                   "default $AWS_SECRET_ACCESS_KEY"),
+    ECF_OPT_STRING("s3_session_token", ice_config, s3_session_token, NULL, ECF_SECRET,
+                   "default $AWS_SESSION_TOKEN (temporary credentials)"),
+    ECF_OPT_SIZE("s3_part_size", ice_config, s3_part_size, "8MiB", 5 << 20, 5368709120.0,
+                 "multipart upload part size: the memory one open data file holds on S3, whatever "
+                 "target_file_size is"),
+    ECF_OPT_INT("s3_max_attempts", ice_config, s3_max_attempts, "8", 1, 100,
+                "tries per S3 request on timeouts, resets, 5xx and 429, with exponential backoff and jitter"),
+    ECF_OPT_DURATION("s3_timeout", ice_config, s3_timeout, "30s", 1, 3600,
+                     "an S3 request that moves no byte for this long is tried again"),
     ECF_OPT_END,
 };
 
@@ -824,9 +855,9 @@ static char *table_location(const ice_config *cfg, char *err, size_t errcap)
         snprintf(err, errcap, "option 'table': expected \"namespace.name\", got \"%s\"", t);
         return NULL;
     }
-    if (g_str_has_prefix(cfg->warehouse, "s3://")) {
-        snprintf(err, errcap, "option 'warehouse': s3:// is not supported yet; give a local directory");
-        return NULL;
+    if (fio_is_s3(cfg->warehouse)) {
+        g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
+        return fio_join(cfg->warehouse, rel);
     }
     if (!g_path_is_absolute(cfg->warehouse)) {
         g_autofree char *cwd = g_get_current_dir();
@@ -836,6 +867,40 @@ static char *table_location(const ice_config *cfg, char *err, size_t errcap)
     }
     g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
     return g_build_filename(cfg->warehouse, rel, NULL);
+}
+
+/* An option, else the first of the environment variables that is set. */
+static const char *option_or_env(const char *opt, const char *env1, const char *env2)
+{
+    if (opt && *opt)
+        return opt;
+    const char *v = env1 ? g_getenv(env1) : NULL;
+    if ((!v || !*v) && env2)
+        v = g_getenv(env2);
+    return v && *v ? v : NULL;
+}
+
+/* The warehouse's file IO: local disk, or S3 configured from the options
+ * and the standard AWS environment. */
+static file_io *open_io(const ice_config *cfg, char **err)
+{
+    if (!fio_is_s3(cfg->warehouse))
+        return file_io_local_new(cfg->fsync);
+    const char *endpoint = option_or_env(cfg->s3_endpoint, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
+    const char *region = option_or_env(cfg->s3_region, "AWS_REGION", "AWS_DEFAULT_REGION");
+    s3_options o = {
+        .endpoint = endpoint,
+        .region = region ? region : "us-east-1",
+        .access_key_id = option_or_env(cfg->s3_access_key_id, "AWS_ACCESS_KEY_ID", NULL),
+        .secret_access_key = option_or_env(cfg->s3_secret_access_key, "AWS_SECRET_ACCESS_KEY", NULL),
+        .session_token = option_or_env(cfg->s3_session_token, "AWS_SESSION_TOKEN", NULL),
+        .path_style = strcmp(cfg->s3_path_style, "auto") == 0 ? endpoint != NULL
+                                                               : strcmp(cfg->s3_path_style, "true") == 0,
+        .part_size = (size_t)cfg->s3_part_size,
+        .http = {.max_attempts = (int)cfg->s3_max_attempts, .backoff_us = 100000, .backoff_max_us = 5000000,
+                 .timeout_us = cfg->s3_timeout, .connect_timeout_us = 5000000},
+    };
+    return file_io_s3_new(&o, err);
 }
 
 static void state_free(ice_state *st)
@@ -939,8 +1004,16 @@ static ecf_status ice_create(ecf_stage *stage)
         return ecf_error(stage, "%s", err);
     }
     part_spec_clear(&probe);
-    st->io = file_io_local_new(cfg->fsync);
-    /* an existing table: check now, so `ecflow validate` reports a mismatch */
+    char *ioerr = NULL;
+    st->io = open_io(cfg, &ioerr);
+    if (!st->io) {
+        ecf_status s = ecf_error(stage, "option 'warehouse': %s", ioerr);
+        g_free(ioerr);
+        state_free(st);
+        return s;
+    }
+    /* an existing table: check now, so `ecflow validate` reports a mismatch
+     * (and an unreachable or refusing store, with its reason) */
     ice_table t;
     table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
                          .now_ms = ecf_now_us(stage) / 1000, .dry_run = true};
