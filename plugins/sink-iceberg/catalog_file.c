@@ -1,21 +1,27 @@
-/* File catalog: see catalog_file.h. */
-#include "catalog_file.h"
+/* The file catalog and the dispatch between catalogs: see catalog.h. */
+#include "catalog.h"
+#include "catalog_rest.h"
 
 #include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void catalog_table_init(catalog_table *t, file_io *io, const char *location)
+void catalog_table_init(catalog_table *t, const catalog_ref *ref)
 {
     memset(t, 0, sizeof *t);
-    t->io = io;
-    t->location = g_strdup(location);
+    t->io = ref->io;
+    t->rest = ref->rest;
+    t->location = g_strdup(ref->location);
+    t->ns = g_strdup(ref->ns);
+    t->name = g_strdup(ref->name);
 }
 
 void catalog_table_clear(catalog_table *t)
 {
     g_free(t->location);
+    g_free(t->ns);
+    g_free(t->name);
     g_free(t->metadata_file);
     tm_clear(&t->meta);
     memset(t, 0, sizeof *t);
@@ -36,7 +42,7 @@ static int parse_version_name(const char *name)
     return 0;
 }
 
-int catalog_load(catalog_table *t, char **err)
+int catalog_file_load(catalog_table *t, char **err)
 {
     g_autofree char *hint_path = fio_join(t->location, "metadata/version-hint.text");
     int v = 0;
@@ -112,14 +118,14 @@ static bool write_hint(catalog_table *t)
     return ok;
 }
 
-bool catalog_repair_hint(catalog_table *t)
+bool catalog_file_repair_hint(catalog_table *t)
 {
     if (t->version <= 0 || t->hint == t->version)
         return true;
     return write_hint(t);
 }
 
-fio_result catalog_commit(catalog_table *t, table_metadata *next, char **err)
+fio_result catalog_file_commit(catalog_table *t, table_metadata *next, char **err)
 {
     int v = t->version + 1;
     g_autofree char *path = version_file(t, v);
@@ -138,4 +144,21 @@ fio_result catalog_commit(catalog_table *t, table_metadata *next, char **err)
      * (and the next start repairs it: catalog_repair_hint) */
     write_hint(t);
     return FIO_OK;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+int catalog_load(catalog_table *t, char **err)
+{
+    return t->rest ? rest_catalog_load(t->rest, t, err) : catalog_file_load(t, err);
+}
+
+bool catalog_repair_hint(catalog_table *t)
+{
+    return t->rest ? true : catalog_file_repair_hint(t);
+}
+
+fio_result catalog_commit(catalog_table *t, table_metadata *next, char **err)
+{
+    return t->rest ? rest_catalog_commit(t->rest, t, next, err) : catalog_file_commit(t, next, err);
 }

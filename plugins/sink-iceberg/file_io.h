@@ -23,6 +23,7 @@ typedef enum {
     FIO_OK = 0,
     FIO_EXISTS,  /* put_if_absent lost the race */
     FIO_ERROR,
+    FIO_UNKNOWN, /* a commit that may or may not have been applied (catalog.h) */
 } fio_result;
 
 struct file_io {

@@ -25,6 +25,7 @@
 #include <ecflow/plugin.h>
 
 #include "arrow_columns.h"
+#include "catalog_rest.h"
 #include "dedupe.h"
 #include "file_io.h"
 #include "iceberg_schema.h"
@@ -66,12 +67,39 @@ typedef struct {
     int64_t  s3_part_size;
     int64_t  s3_max_attempts;
     int64_t  s3_timeout;
+    char    *catalog;
+    char    *catalog_uri;
+    char    *catalog_credential;
+    char    *catalog_token;
+    char    *catalog_oauth2_uri;
+    char    *catalog_scope;
+    ecf_kv  *catalog_headers;
+    bool     create_namespace;
 } ice_config;
 
 static const ecf_option ice_options[] = {
-    ECF_OPT_STRING("warehouse", ice_config, warehouse, NULL, ECF_REQUIRED,
-                   "warehouse root: a directory or s3://bucket[/prefix]; the table lives at "
-                   "<warehouse>/<namespace>/<name>"),
+    ECF_OPT_STRING("warehouse", ice_config, warehouse, NULL, 0,
+                   "catalog file: the warehouse root, a directory or s3://bucket[/prefix], and the table "
+                   "lives at <warehouse>/<namespace>/<name> (required); catalog rest: the warehouse the "
+                   "catalog serves (its /v1/config?warehouse=), if it has several"),
+    ECF_OPT_ENUM("catalog", ice_config, catalog, "file", "file|rest",
+                 "file: versions as metadata/vN.metadata.json under the table (local disk or S3, no "
+                 "service); rest: an Iceberg REST catalog at catalog_uri, which assigns the table's location"),
+    ECF_OPT_STRING("catalog_uri", ice_config, catalog_uri, NULL, 0,
+                   "the REST catalog's base URI (requests go to <uri>/v1/...), e.g. http://127.0.0.1:8181"),
+    ECF_OPT_STRING("catalog_credential", ice_config, catalog_credential, NULL, ECF_SECRET,
+                   "\"client_id:client_secret\" for OAuth2 client credentials; tokens are fetched and "
+                   "refreshed before they expire. Give it from the environment: \"${ICEBERG_CREDENTIAL}\""),
+    ECF_OPT_STRING("catalog_token", ice_config, catalog_token, NULL, ECF_SECRET,
+                   "a bearer token for the REST catalog (when no catalog_credential)"),
+    ECF_OPT_STRING("catalog_oauth2_uri", ice_config, catalog_oauth2_uri, NULL, 0,
+                   "where tokens come from; default <catalog_uri>/v1/oauth/tokens"),
+    ECF_OPT_STRING("catalog_scope", ice_config, catalog_scope, "catalog", 0, "OAuth2 scope asked for"),
+    ECF_OPT_MAP("catalog_headers", ice_config, catalog_headers,
+                "extra HTTP headers on every REST catalog request (e.g. X-Iceberg-Access-Delegation)"),
+    ECF_OPT_BOOL("create_namespace", ice_config, create_namespace, "false",
+                 "REST: create the table's namespace when the catalog has none by that name (else that is "
+                 "an error at start)"),
     ECF_OPT_STRING("table", ice_config, table, NULL, ECF_REQUIRED, "table identifier, \"namespace.name\""),
     ECF_OPT_LIST("partition_by", ice_config, partition_by, 0,
                  "partition fields of a new table: a column (identity) or year|month|day|hour(column); "
@@ -153,7 +181,9 @@ typedef struct {
 typedef struct {
     ecf_stage     *stage;
     file_io       *io;
-    char          *location;
+    rest_catalog  *rest;     /* catalog: rest */
+    char          *ns, *name; /* the table identifier */
+    char          *location; /* the table's; REST: known once the table is open */
     ice_schema     input;
     char         **partition_by;
     ice_table      table;
@@ -604,10 +634,23 @@ static ecf_status commit(ice_state *st, const char *why)
                                                       err ? err : "unknown error");
             ecf_log(st->stage, ECF_LOG_ERROR, "%s", reason);
             ecf_metric_add(st->stage, st->m_commit_fail, 1);
-            discard_pending(st);
             forget_pending_keys(st);
             settle_all(st, ECF_ERR_IO, reason);
             result = ECF_ERR_IO;
+            if (st->table.outcome_unknown) {
+                /* The table may hold these rows now: its files stay, and
+                 * this process stops, because what it knows of the table
+                 * (positions, keys) may be wrong; a restart reads the truth
+                 * from the table and resumes from there. */
+                ecf_log(st->stage, ECF_LOG_ERROR,
+                        "the catalog could not say whether that commit was applied; stopping so that a restart "
+                        "resumes from what the table holds (its data files were kept)");
+                g_ptr_array_set_size(st->pending, 0);
+                st->pending_bytes = 0;
+                result = ECF_ERR_FATAL;
+            } else {
+                discard_pending(st);
+            }
         }
         g_free(err);
     } else {
@@ -823,8 +866,8 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
         st->first_row_us = ecf_monotonic_us(stage);
 
     enforce_bounds(st);
-    if (st->pending_bytes >= cfg->target_file_size)
-        commit(st, "size");
+    if (st->pending_bytes >= cfg->target_file_size && commit(st, "size") == ECF_ERR_FATAL)
+        return ECF_ERR_FATAL;
     return ECF_OK;
 }
 
@@ -832,9 +875,11 @@ static ecf_status ice_tick(ecf_stage *stage, int64_t now_us)
 {
     ice_state *st = ecf_state(stage);
     const ice_config *cfg = ecf_config(stage);
-    if (st->first_row_us && ecf_monotonic_us(stage) - st->first_row_us >= cfg->commit_interval)
-        commit(st, "interval");
-    return ECF_OK; /* a failed commit fails its rows, not the stage */
+    /* a failed commit fails its rows, not the stage; one of unknown outcome stops it */
+    if (st->first_row_us && ecf_monotonic_us(stage) - st->first_row_us >= cfg->commit_interval &&
+        commit(st, "interval") == ECF_ERR_FATAL)
+        return ECF_ERR_FATAL;
+    return ECF_OK;
 }
 
 static ecf_status ice_flush(ecf_stage *stage)
@@ -848,24 +893,29 @@ static ecf_status ice_flush(ecf_stage *stage)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static char *table_location(const ice_config *cfg, char *err, size_t errcap)
+/* "a.b.name" -> namespace "a.b", name "name" */
+static bool split_table(const char *t, char **ns, char **name, char *err, size_t errcap)
 {
-    const char *t = cfg->table;
-    if (!strchr(t, '.') || t[0] == '.' || t[strlen(t) - 1] == '.' || strstr(t, "..") || strchr(t, '/')) {
+    const char *dot = strrchr(t, '.');
+    if (!dot || t[0] == '.' || !dot[1] || strstr(t, "..") || strchr(t, '/')) {
         snprintf(err, errcap, "option 'table': expected \"namespace.name\", got \"%s\"", t);
-        return NULL;
+        return false;
     }
-    if (fio_is_s3(cfg->warehouse)) {
-        g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
+    *ns = g_strndup(t, (gsize)(dot - t));
+    *name = g_strdup(dot + 1);
+    return true;
+}
+
+/* The file catalog's table location: <warehouse>/<namespace levels>/<name>. */
+static char *file_table_location(const ice_config *cfg)
+{
+    g_autofree char *rel = g_strdelimit(g_strdup(cfg->table), ".", '/');
+    if (fio_is_s3(cfg->warehouse))
         return fio_join(cfg->warehouse, rel);
-    }
     if (!g_path_is_absolute(cfg->warehouse)) {
         g_autofree char *cwd = g_get_current_dir();
-        g_autofree char *abs = g_build_filename(cwd, cfg->warehouse, NULL);
-        g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
-        return g_build_filename(abs, rel, NULL);
+        return g_build_filename(cwd, cfg->warehouse, rel, NULL);
     }
-    g_autofree char *rel = g_strdelimit(g_strdup(t), ".", '/');
     return g_build_filename(cfg->warehouse, rel, NULL);
 }
 
@@ -880,11 +930,11 @@ static const char *option_or_env(const char *opt, const char *env1, const char *
     return v && *v ? v : NULL;
 }
 
-/* The warehouse's file IO: local disk, or S3 configured from the options
- * and the standard AWS environment. */
-static file_io *open_io(const ice_config *cfg, char **err)
+/* The IO for a table location: local disk, or S3 configured from the
+ * options and the standard AWS environment. */
+static file_io *open_io(const ice_config *cfg, const char *location, char **err)
 {
-    if (!fio_is_s3(cfg->warehouse))
+    if (!fio_is_s3(location))
         return file_io_local_new(cfg->fsync);
     const char *endpoint = option_or_env(cfg->s3_endpoint, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
     const char *region = option_or_env(cfg->s3_region, "AWS_REGION", "AWS_DEFAULT_REGION");
@@ -932,6 +982,9 @@ static void state_free(ice_state *st)
     }
     if (st->table_open)
         table_close(&st->table);
+    rest_catalog_free(st->rest);
+    g_free(st->ns);
+    g_free(st->name);
     ice_schema_clear(&st->input);
     for (int c = 0; st->cols && c < st->n_cols; c++)
         g_free((char *)st->cols[c].name);
@@ -955,6 +1008,97 @@ static void state_free(ice_state *st)
     if (st->io)
         st->io->destroy(st->io);
     g_free(st);
+}
+
+static catalog_ref table_ref(const ice_state *st)
+{
+    return (catalog_ref){.io = st->io, .location = st->location, .rest = st->rest, .ns = st->ns, .name = st->name};
+}
+
+/* The IO follows the table's location (REST: the catalog's choice). */
+static ecf_status open_table_io(ecf_stage *stage, ice_state *st, const char *location)
+{
+    if (st->io)
+        return ECF_OK;
+    char *e = NULL;
+    st->io = open_io(ecf_config(stage), location, &e);
+    if (st->io)
+        return ECF_OK;
+    ecf_status s = ecf_error(stage, "table location %s: %s", location, e);
+    g_free(e);
+    return s;
+}
+
+static rest_catalog *connect_rest(ecf_stage *stage, const ice_config *cfg, char **err)
+{
+    if (!cfg->catalog_uri || !*cfg->catalog_uri) {
+        *err = g_strdup("catalog rest needs option 'catalog_uri'");
+        return NULL;
+    }
+    GPtrArray *headers = g_ptr_array_new_with_free_func(g_free);
+    for (const ecf_kv *kv = cfg->catalog_headers; kv && kv->key; kv++)
+        g_ptr_array_add(headers, g_strdup_printf("%s: %s", kv->key, kv->value));
+    g_ptr_array_add(headers, NULL);
+    rest_options o = {
+        .uri = cfg->catalog_uri,
+        .warehouse = cfg->warehouse,
+        .credential = cfg->catalog_credential,
+        .token = cfg->catalog_token,
+        .oauth2_uri = cfg->catalog_oauth2_uri,
+        .scope = cfg->catalog_scope,
+        .headers = (const char *const *)headers->pdata,
+        .http = {.max_attempts = (int)cfg->s3_max_attempts, .backoff_us = 100000, .backoff_max_us = 5000000,
+                 .timeout_us = cfg->s3_timeout, .connect_timeout_us = 5000000},
+    };
+    rest_catalog *c = rest_catalog_new(&o, err);
+    g_ptr_array_free(headers, TRUE);
+    return c;
+}
+
+/* The table's catalog, and (file catalog, or a REST table that exists) its
+ * IO; then a dry-run open, so `ecflow validate` reports an unreachable or
+ * refusing catalog or store, a missing namespace and an incompatible table
+ * before anything runs. */
+static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config *cfg)
+{
+    char *e = NULL;
+    if (strcmp(cfg->catalog, "rest") == 0) {
+        st->rest = connect_rest(stage, cfg, &e);
+        if (!st->rest) {
+            ecf_status s = ecf_error(stage, "%s", e);
+            g_free(e);
+            return s;
+        }
+        int ns = rest_catalog_namespace_exists(st->rest, st->ns, &e);
+        if (ns < 0 || (ns == 0 && !cfg->create_namespace)) {
+            ecf_status s = ns < 0 ? ecf_error(stage, "%s", e)
+                                  : ecf_error(stage, "option 'table': the REST catalog at %s has no namespace '%s' "
+                                                     "(create it, or set create_namespace: true)",
+                                              cfg->catalog_uri, st->ns);
+            g_free(e);
+            return s;
+        }
+    } else {
+        if (!cfg->warehouse || !*cfg->warehouse)
+            return ecf_error(stage, "catalog file needs option 'warehouse' (a directory or s3://bucket/prefix)");
+        st->location = file_table_location(cfg);
+        ecf_status s = open_table_io(stage, st, st->location);
+        if (s != ECF_OK)
+            return s;
+    }
+    ice_table t;
+    table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
+                         .now_ms = ecf_now_us(stage) / 1000, .dry_run = true};
+    char *note = NULL;
+    catalog_ref ref = table_ref(st);
+    bool ok = table_open(&t, &ref, &a, &note, &e);
+    ecf_status s = ok ? ECF_OK : ecf_error(stage, "%s", e);
+    if (ok && t.exists && st->rest)
+        s = open_table_io(stage, st, t.cat.location);
+    table_close(&t);
+    g_free(note);
+    g_free(e);
+    return s;
 }
 
 static ecf_status ice_create(ecf_stage *stage)
@@ -984,8 +1128,7 @@ static ecf_status ice_create(ecf_stage *stage)
         state_free(st);
         return ecf_error(stage, "%s", err);
     }
-    st->location = table_location(cfg, err, sizeof err);
-    if (!st->location) {
+    if (!split_table(cfg->table, &st->ns, &st->name, err, sizeof err)) {
         state_free(st);
         return ecf_error(stage, "%s", err);
     }
@@ -1004,28 +1147,10 @@ static ecf_status ice_create(ecf_stage *stage)
         return ecf_error(stage, "%s", err);
     }
     part_spec_clear(&probe);
-    char *ioerr = NULL;
-    st->io = open_io(cfg, &ioerr);
-    if (!st->io) {
-        ecf_status s = ecf_error(stage, "option 'warehouse': %s", ioerr);
-        g_free(ioerr);
+    ecf_status cs = open_catalog(stage, st, cfg);
+    if (cs != ECF_OK) {
         state_free(st);
-        return s;
-    }
-    /* an existing table: check now, so `ecflow validate` reports a mismatch
-     * (and an unreachable or refusing store, with its reason) */
-    ice_table t;
-    table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
-                         .now_ms = ecf_now_us(stage) / 1000, .dry_run = true};
-    char *note = NULL, *e = NULL;
-    bool ok = table_open(&t, st->io, st->location, &a, &note, &e);
-    table_close(&t);
-    g_free(note);
-    if (!ok) {
-        ecf_status s = ecf_error(stage, "%s", e);
-        g_free(e);
-        state_free(st);
-        return s;
+        return cs;
     }
     st->pq.codec = strcmp(cfg->codec, "zstd") == 0 ? PQ_CODEC_ZSTD
                    : strcmp(cfg->codec, "snappy") == 0 ? PQ_CODEC_SNAPPY
@@ -1094,13 +1219,32 @@ static ecf_status ice_start(ecf_stage *stage)
     table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
                          .now_ms = ecf_now_us(stage) / 1000, .dry_run = false};
     char *note = NULL, *err = NULL;
-    if (!table_open(&st->table, st->io, st->location, &a, &note, &err)) {
+    const ice_config *cfg = ecf_config(stage);
+    if (st->rest && cfg->create_namespace && rest_catalog_namespace_exists(st->rest, st->ns, &err) == 0 &&
+        rest_catalog_create_namespace(st->rest, st->ns, &err))
+        ecf_log(stage, ECF_LOG_INFO, "created namespace '%s' in the REST catalog at %s", st->ns, cfg->catalog_uri);
+    if (err) {
+        ecf_error(stage, "%s", err);
+        g_free(err);
+        return ECF_ERR_IO;
+    }
+    catalog_ref ref = table_ref(st);
+    if (!table_open(&st->table, &ref, &a, &note, &err)) {
         ecf_status s = ecf_error(stage, "%s", err);
         g_free(err);
         table_close(&st->table);
         return s == ECF_ERR_CONFIG ? ECF_ERR_IO : s;
     }
     st->table_open = true;
+    if (!st->location) { /* REST: where the catalog put the table */
+        st->location = g_strdup(st->table.cat.location);
+        ecf_status s = open_table_io(stage, st, st->location);
+        if (s != ECF_OK) {
+            g_free(note);
+            return s == ECF_ERR_CONFIG ? ECF_ERR_IO : s;
+        }
+        st->table.cat.io = st->io;
+    }
     if (note) {
         ecf_log(stage, ECF_LOG_INFO, "%s", note);
         g_free(note);

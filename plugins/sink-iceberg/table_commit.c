@@ -56,12 +56,13 @@ static bool same_partition_by(const part_spec *table_spec, const ice_schema *tab
     return same;
 }
 
-bool table_open(ice_table *t, file_io *io, const char *location, const table_open_args *a, char **note,
-                char **err)
+bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, char **note, char **err)
 {
     memset(t, 0, sizeof *t);
     *note = NULL;
-    catalog_table_init(&t->cat, io, location);
+    catalog_table_init(&t->cat, ref);
+    g_autofree char *name = ref->rest ? g_strdup_printf("%s.%s", ref->ns, ref->name) : g_strdup(ref->location);
+    const char *location = name; /* what messages call the table */
     char e[512];
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         int r = catalog_load(&t->cat, err);
@@ -80,7 +81,8 @@ bool table_open(ice_table *t, file_io *io, const char *location, const table_ope
             if (a->dry_run)
                 return true;
             table_metadata tm;
-            tm_create(&tm, location, &t->schema, &t->spec, a->now_ms);
+            /* REST: the catalog assigns the location */
+            tm_create(&tm, ref->rest ? "" : ref->location, &t->schema, &t->spec, a->now_ms);
             fio_result fr = catalog_commit(&t->cat, &tm, err);
             tm_clear(&tm);
             if (fr == FIO_EXISTS)
@@ -88,8 +90,10 @@ bool table_open(ice_table *t, file_io *io, const char *location, const table_ope
             if (fr != FIO_OK)
                 return false;
             t->exists = true;
-            *note = g_strdup_printf("created table %s (schema 0, %d columns, %d partition fields)", location,
-                                    t->schema.n_fields, t->spec.n_fields);
+            if (!load_model(t, err)) /* as the catalog stored it (REST may renumber) */
+                return false;
+            *note = g_strdup_printf("created table %s at %s (schema %d, %d columns, %d partition fields)", location,
+                                    t->cat.location, t->schema.schema_id, t->schema.n_fields, t->spec.n_fields);
             return true;
         }
         t->exists = true;
@@ -216,6 +220,7 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
                   table_summary_fn more, void *more_ctx, int64_t now_ms, int64_t *snapshot_id_out, char **err)
 {
     int64_t snapshot_id = new_snapshot_id();
+    t->outcome_unknown = false;
     g_autofree char *uuid = g_uuid_string_random();
     g_autofree char *mname = g_strdup_printf("metadata/%s-m0.avro", uuid);
     g_autofree char *mpath = fio_join(t->cat.location, mname);
@@ -329,6 +334,11 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
             ok = true;
             break;
         }
+        if (fr == FIO_UNKNOWN) {
+            /* maybe committed: the table may reference these files now */
+            t->outcome_unknown = true;
+            break;
+        }
         t->cat.io->remove(t->cat.io, lpath);
         if (fr != FIO_EXISTS)
             break;
@@ -342,10 +352,17 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         }
         if (!load_model(t, err))
             break;
+        /* our own commit, applied although its answer said otherwise (a
+         * retried conditional PUT, a REST commit answered 409 after a lost
+         * first answer): done, not to be appended twice */
+        if (tm_snapshot(&t->cat.meta, snapshot_id)) {
+            ok = true;
+            break;
+        }
         if (attempt == MAX_ATTEMPTS)
             *err = g_strdup_printf("gave up after %d conflicting commits", MAX_ATTEMPTS);
     }
-    if (!ok && n_ours)
+    if (!ok && n_ours && !t->outcome_unknown)
         t->cat.io->remove(t->cat.io, mpath);
     manifest_file_clear(&ours);
     if (ok && snapshot_id_out)

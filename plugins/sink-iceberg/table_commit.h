@@ -7,7 +7,7 @@
 #ifndef ECF_ICEBERG_TABLE_COMMIT_H
 #define ECF_ICEBERG_TABLE_COMMIT_H
 
-#include "catalog_file.h"
+#include "catalog.h"
 #include "iceberg_schema.h"
 #include "manifest.h"
 #include "partition.h"
@@ -17,6 +17,10 @@ typedef struct {
     ice_schema    schema; /* the table's current schema */
     part_spec     spec;   /* the table's default partition spec */
     bool          exists;
+    /* the last commit may or may not have been applied and the catalog
+     * could not tell (catalog.h: FIO_UNKNOWN): its files were kept, and the
+     * writer must reload before it trusts what it knows of the table */
+    bool          outcome_unknown;
 } ice_table;
 
 typedef struct {
@@ -27,12 +31,11 @@ typedef struct {
 } table_open_args;
 
 /*
- * Loads the table at `location`, or (unless dry_run) creates it. Returns
+ * Loads the table `ref` names, or (unless dry_run) creates it. Returns
  * false with *err on IO errors and incompatible schemas. *note gets a line
  * worth logging (created / evolved / partition_by ignored), or NULL.
  */
-bool table_open(ice_table *t, file_io *io, const char *location, const table_open_args *a, char **note,
-                char **err);
+bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, char **note, char **err);
 void table_close(ice_table *t);
 
 /*

@@ -71,9 +71,38 @@ bool tm_parse(table_metadata *tm, const char *json, size_t len, char *err, size_
     return true;
 }
 
+/* json_node_copy() shares objects and arrays (it takes a reference): a
+ * "copy" changed for the next commit would change the loaded metadata too,
+ * and a commit that fails would leave its snapshot in it. */
+static JsonNode *deep_copy(JsonNode *n)
+{
+    switch (JSON_NODE_TYPE(n)) {
+    case JSON_NODE_OBJECT: {
+        JsonObject *src = json_node_get_object(n), *dst = json_object_new();
+        GList *members = json_object_get_members(src);
+        for (GList *m = members; m; m = m->next)
+            json_object_set_member(dst, m->data, deep_copy(json_object_get_member(src, m->data)));
+        g_list_free(members);
+        JsonNode *c = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(c, dst);
+        return c;
+    }
+    case JSON_NODE_ARRAY: {
+        JsonArray *src = json_node_get_array(n), *dst = json_array_sized_new(json_array_get_length(src));
+        for (guint i = 0; i < json_array_get_length(src); i++)
+            json_array_add_element(dst, deep_copy(json_array_get_element(src, i)));
+        JsonNode *c = json_node_new(JSON_NODE_ARRAY);
+        json_node_take_array(c, dst);
+        return c;
+    }
+    default:
+        return json_node_copy(n); /* values and null: a real copy */
+    }
+}
+
 void tm_copy(table_metadata *dst, const table_metadata *src)
 {
-    dst->root = json_node_copy(src->root);
+    dst->root = deep_copy(src->root);
     dst->o = json_node_get_object(dst->root);
 }
 
