@@ -1031,10 +1031,6 @@ static ecf_status open_table_io(ecf_stage *stage, ice_state *st, const char *loc
 
 static rest_catalog *connect_rest(ecf_stage *stage, const ice_config *cfg, char **err)
 {
-    if (!cfg->catalog_uri || !*cfg->catalog_uri) {
-        *err = g_strdup("catalog rest needs option 'catalog_uri'");
-        return NULL;
-    }
     GPtrArray *headers = g_ptr_array_new_with_free_func(g_free);
     for (const ecf_kv *kv = cfg->catalog_headers; kv && kv->key; kv++)
         g_ptr_array_add(headers, g_strdup_printf("%s: %s", kv->key, kv->value));
@@ -1063,20 +1059,24 @@ static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config
 {
     char *e = NULL;
     if (strcmp(cfg->catalog, "rest") == 0) {
+        if (!cfg->catalog_uri || !*cfg->catalog_uri)
+            return ecf_error(stage, "catalog rest needs option 'catalog_uri'");
         st->rest = connect_rest(stage, cfg, &e);
         if (!st->rest) {
-            ecf_status s = ecf_error(stage, "%s", e);
+            ecf_error(stage, "%s", e);
             g_free(e);
-            return s;
+            return ECF_ERR_IO; /* down, or refusing us: exit 1, not a configuration error */
         }
         int ns = rest_catalog_namespace_exists(st->rest, st->ns, &e);
         if (ns < 0 || (ns == 0 && !cfg->create_namespace)) {
-            ecf_status s = ns < 0 ? ecf_error(stage, "%s", e)
-                                  : ecf_error(stage, "option 'table': the REST catalog at %s has no namespace '%s' "
-                                                     "(create it, or set create_namespace: true)",
-                                              cfg->catalog_uri, st->ns);
+            if (ns < 0)
+                ecf_error(stage, "%s", e);
+            else
+                ecf_error(stage, "option 'table': the REST catalog at %s has no namespace '%s' (create it, or set "
+                                 "create_namespace: true)",
+                          cfg->catalog_uri, st->ns);
             g_free(e);
-            return s;
+            return ECF_ERR_IO;
         }
     } else {
         if (!cfg->warehouse || !*cfg->warehouse)
@@ -1093,6 +1093,8 @@ static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config
     catalog_ref ref = table_ref(st);
     bool ok = table_open(&t, &ref, &a, &note, &e);
     ecf_status s = ok ? ECF_OK : ecf_error(stage, "%s", e);
+    if (!ok && t.unreachable)
+        s = ECF_ERR_IO;
     if (ok && t.exists && st->rest)
         s = open_table_io(stage, st, t.cat.location);
     table_close(&t);

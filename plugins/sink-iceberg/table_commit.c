@@ -66,8 +66,10 @@ bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, 
     char e[512];
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         int r = catalog_load(&t->cat, err);
-        if (r < 0)
+        if (r < 0) {
+            t->unreachable = true;
             return false;
+        }
         if (r == 0) {
             /* a new table from the input schema */
             ice_schema_clear(&t->schema);

@@ -21,6 +21,9 @@ typedef struct {
      * could not tell (catalog.h: FIO_UNKNOWN): its files were kept, and the
      * writer must reload before it trusts what it knows of the table */
     bool          outcome_unknown;
+    /* table_open failed to reach the catalog or the store (not a schema or
+     * configuration problem): a service is down, refuses us, or lacks a bucket */
+    bool          unreachable;
 } ice_table;
 
 typedef struct {
