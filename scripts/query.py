@@ -3,8 +3,13 @@
 
     python3 scripts/query.py "SELECT event_type, count(*) FROM events GROUP BY 1"
     python3 scripts/query.py --table ./warehouse/ecommerce/events "SELECT * FROM events LIMIT 5"
+    python3 scripts/query.py --rest "SELECT count(*) FROM events"    # the s3 profile's table
 
-`events` is a view over iceberg_scan() of the table folder. DuckDB's iceberg
+`events` is a view over iceberg_scan() of the table folder, or (--rest) over
+the table in the Iceberg REST catalog named by the environment that
+tests/services/seaweedfs.sh prints (ICEBERG_REST_URI, ICEBERG_WAREHOUSE,
+ICEBERG_CREDENTIAL, S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), with
+its files read from S3. DuckDB's iceberg
 and avro extensions load from their PyPI wheels (duckdb-extension-iceberg,
 duckdb-extension-avro; scripts/deps.sh installs them), so no download from
 the internet is needed.
@@ -36,7 +41,20 @@ def main():
     ap.add_argument("--table", default=os.path.join(os.environ.get("WAREHOUSE", "./warehouse"),
                                                     "ecommerce", "events"),
                     help="table folder (default: $WAREHOUSE/ecommerce/events, or ./warehouse/...)")
+    ap.add_argument("--rest", nargs="?", const="ecommerce.events", metavar="NAMESPACE.TABLE",
+                    help="the table in the REST catalog of the environment (default ecommerce.events)")
     args = ap.parse_args()
+    if args.rest:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+        from lakehouse import duckdb_rest_connect, read_env_file
+        env = dict(os.environ)
+        state = os.environ.get("ECFLOW_SEAWEEDFS_STATE", ".ecflow/seaweedfs")
+        if "ICEBERG_REST_URI" not in env and os.path.isfile(os.path.join(state, "env")):
+            env.update(read_env_file(os.path.join(state, "env")))
+        con = duckdb_rest_connect(env)
+        con.execute(f"CREATE VIEW events AS SELECT * FROM lh.{args.rest}")
+        con.sql(args.sql).show(max_rows=50)
+        return
     if not os.path.isfile(os.path.join(args.table, "metadata", "version-hint.text")):
         sys.exit(f"query.py: {args.table} is not an Iceberg table yet (no metadata/version-hint.text); "
                  "has the pipeline committed anything?")

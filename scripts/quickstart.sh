@@ -28,6 +28,25 @@ if grep -q 'KAFKA_BOOTSTRAP' "$pipeline" && [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   echo "quickstart: local Kafka at $KAFKA_BOOTSTRAP (state in $state)" >&2
 fi
 
+# --profile s3: the table goes to an Iceberg REST catalog with its files on
+# S3. Without ICEBERG_REST_URI, a local SeaweedFS (S3 + REST catalog) is
+# started in .ecflow/seaweedfs and left running for scripts/query.py
+# (bash tests/services/seaweedfs.sh stop .ecflow/seaweedfs deletes it).
+case " $* ${ECFLOW_PROFILE:-} " in
+  *" --profile s3 "*|*" --profile=s3 "*|*" s3 "*)
+    if [ -z "${ICEBERG_REST_URI:-}" ]; then
+      sw=${ECFLOW_SEAWEEDFS_STATE:-$root/.ecflow/seaweedfs}
+      mkdir -p "$sw"
+      set -a
+      # shellcheck disable=SC1090
+      eval "$(bash tests/services/seaweedfs.sh start "$sw")"
+      set +a
+      export AWS_ENDPOINT_URL=$S3_ENDPOINT
+      echo "quickstart: S3 at $S3_ENDPOINT, Iceberg REST catalog at $ICEBERG_REST_URI (state in $sw;" \
+           "set -a; . $sw/env; set +a  gives a shell its variables)" >&2
+    fi ;;
+esac
+
 # In the foreground, so Ctrl-C reaches ecflow itself: the first one drains
 # (sinks flush, acks settle), a second exits at once. The EXIT trap then
 # stops the local broker.

@@ -68,6 +68,7 @@ from conftest import ECFLOW, KAFKA_SH, ROOT, ecflow_env, free_port
 import harness
 from harness import (check_sanitizers, metadata_versions, recv_exactly, sigterm, start_broker,
                      wait_until)
+from lakehouse import seaweedfs  # noqa: F401  (the session fixture, for the s3 profile)
 
 PIPELINE = ROOT / "pipelines" / "ecommerce.yaml"
 N_EVENTS = int(os.environ.get("E2E_EVENTS", "200000"))
@@ -307,7 +308,8 @@ class Ecflow:
         self.port, self.metrics_port = int(env["HTTP_PORT"]), int(env["METRICS_PORT"])
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([*prefix, str(ECFLOW), "run", str(PIPELINE), "--profile",
-                                      "ci"], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+                                      env.get("E2E_PROFILE", "ci")], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
 
     def log_text(self):
         if not self.log.closed:
@@ -375,13 +377,18 @@ class Runs:
     def __init__(self, tmp):
         self.tmp, self.started = Path(tmp), []
 
-    def env(self, bootstrap, warehouse=None, **over):
+    def env(self, bootstrap, warehouse=None, s3=None, **over):
+        """The ci profile on a local warehouse; with `s3` (the seaweedfs fixture's dict), the
+        s3 profile: the table in its REST catalog, the files on its S3."""
         tag = uuid.uuid4().hex[:10]
         knobs = dict(KAFKA_BOOTSTRAP=bootstrap, HTTP_PORT=free_port(), METRICS_PORT=free_port(),
                      WAREHOUSE=warehouse or self.tmp / "warehouse", KAFKA_TOPIC=f"e2e_{tag}",
                      KAFKA_DLQ_TOPIC=f"e2e_{tag}_dlq", KAFKA_GROUP=f"e2e_{tag}_lake",
                      ECFLOW_WRITER_ID=f"e2e/{tag}", COMMIT_INTERVAL="1s", HTTP_ACK_TIMEOUT="10s",
                      KAFKA_DELIVERY_TIMEOUT="5s")
+        if s3:
+            knobs.update(s3, E2E_PROFILE="s3", AWS_ENDPOINT_URL=s3["S3_ENDPOINT"],
+                         ICEBERG_TABLE=f"e2e_{tag}.events")
         env = ecflow_env(**dict(knobs, **over))
         env.pop("ECFLOW_PROFILE", None)
         return env
@@ -477,7 +484,15 @@ def dlq_ids(bootstrap, topic):
 
 
 def table_dir(env):
+    """The local table's folder; for the s3 profile, the env itself (see rows_in_table)."""
+    if env.get("E2E_PROFILE") == "s3":
+        return env
     return Path(env["WAREHOUSE"]) / "ecommerce" / "events"
+
+
+def rest_table(env):
+    from lakehouse import pyiceberg_rest_catalog
+    return pyiceberg_rest_catalog(env).load_table(env["ICEBERG_TABLE"])
 
 
 def current_snapshot(t):
@@ -490,6 +505,12 @@ def current_snapshot(t):
 
 
 def rows_in_table(t):
+    if isinstance(t, dict):  # the s3 profile's REST table
+        try:
+            snap = rest_table(t).current_snapshot()
+        except Exception:  # noqa: BLE001  (not created yet)
+            return 0
+        return int(snap.summary.additional_properties.get("total-records", 0)) if snap else 0
     return int(current_snapshot(t).get("summary", {}).get("total-records", 0))
 
 
@@ -508,8 +529,35 @@ def duckdb_connect():
     return query.connect()
 
 
+def read_rest_table(env):
+    """read_table() for the s3 profile: pyiceberg and DuckDB through the REST catalog, the
+    files the current snapshot references checked on S3."""
+    from pyarrow.fs import FileSelector, FileType
+    from lakehouse import duckdb_rest_connect, pyarrow_s3fs
+    table = rest_table(env)
+    snap = table.current_snapshot()
+    manifests = snap.manifests(table.io)
+    data_files = table.inspect.files().column("file_path").to_pylist()
+    fs = pyarrow_s3fs(env)
+    referenced = [snap.manifest_list] + [m.manifest_path for m in manifests] + data_files
+    gone = [f for f in referenced if fs.get_file_info(f.removeprefix("s3://")).type == FileType.NotFound]
+    assert not gone, f"the current snapshot references files that do not exist: {gone[:5]}"
+    py = table.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
+    con = duckdb_rest_connect(env)
+    dk = [r[0] for r in con.execute(f"select event_id from lh.{env['ICEBERG_TABLE']}").fetchall()]
+    dk_count = con.execute(f"select count(*) from lh.{env['ICEBERG_TABLE']}").fetchone()[0]
+    total = int(snap.summary.additional_properties.get("total-records", -1))
+    data = table.location().removeprefix("s3://") + "/data"
+    on_s3 = {"s3://" + i.path for i in fs.get_file_info(FileSelector(data, recursive=True))
+             if i.path.endswith(".parquet")}
+    orphans = len(on_s3 - set(data_files))
+    return Counter(py), Counter(dk), dk_count, total, orphans, len(manifests), len(data_files)
+
+
 def read_table(t):
     """Both readers' event_ids, after checking what a reader depends on."""
+    if isinstance(t, dict):
+        return read_rest_table(t)
     from pyiceberg.table import StaticTable
     versions = metadata_versions(t)
     hint = (t / "metadata" / "version-hint.text").read_text().strip()
@@ -604,8 +652,11 @@ def verify(bootstrap, env, events, *all_clients):
 # ------------------------------------------------------------------ tests
 
 
-def test_sigkill_at_random_moments_while_clients_post(runs, kafka):
-    env = runs.env(kafka)
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_sigkill_at_random_moments_while_clients_post(runs, kafka, storage, request):
+    """local: the ci profile's table on disk; s3: the s3 profile, the table in SeaweedFS's
+    REST catalog with its files on its S3."""
+    env = runs.env(kafka, s3=request.getfixturevalue("seaweedfs") if storage == "s3" else None)
     rng = random.Random(SEED)
     run = uuid.uuid4().hex[:6]
     events = make_events(rng, run, N_EVENTS)
