@@ -41,8 +41,10 @@ def main():
     ap.add_argument("--table", default=os.path.join(os.environ.get("WAREHOUSE", "./warehouse"),
                                                     "ecommerce", "events"),
                     help="table folder (default: $WAREHOUSE/ecommerce/events, or ./warehouse/...)")
-    ap.add_argument("--rest", nargs="?", const="ecommerce.events", metavar="NAMESPACE.TABLE",
-                    help="the table in the REST catalog of the environment (default ecommerce.events)")
+    ap.add_argument("--rest", action="store_true",
+                    help="the table in the REST catalog of the environment (the s3 profile's)")
+    ap.add_argument("--rest-table", default=os.environ.get("ICEBERG_TABLE", "ecommerce.events"),
+                    metavar="NAMESPACE.TABLE", help="with --rest (default $ICEBERG_TABLE or ecommerce.events)")
     args = ap.parse_args()
     if args.rest:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
@@ -52,7 +54,7 @@ def main():
         if "ICEBERG_REST_URI" not in env and os.path.isfile(os.path.join(state, "env")):
             env.update(read_env_file(os.path.join(state, "env")))
         con = duckdb_rest_connect(env)
-        con.execute(f"CREATE VIEW events AS SELECT * FROM lh.{args.rest}")
+        con.execute(f"CREATE VIEW events AS SELECT * FROM lh.{args.rest_table}")
         con.sql(args.sql).show(max_rows=50)
         return
     if not os.path.isfile(os.path.join(args.table, "metadata", "version-hint.text")):
