@@ -528,15 +528,6 @@ static int applied(rest_catalog *c, catalog_table *t, const table_metadata *next
     return result;
 }
 
-static void pause_before_retry(const rest_catalog *c, int n)
-{
-    int64_t d = c->hopt.backoff_us;
-    for (int i = 1; i < n && d < c->hopt.backoff_max_us; i++)
-        d *= 2;
-    d = MIN(d, c->hopt.backoff_max_us);
-    g_usleep((gulong)(d / 2 + (int64_t)g_random_double_range(0, (double)d / 2)));
-}
-
 fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata *next, char **err)
 {
     bool create = t->version == 0;
@@ -575,7 +566,7 @@ fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata
         if (create) {
             if (n >= max)
                 return FIO_ERROR;
-            pause_before_retry(c, n); /* a second create of an existing table answers 409 */
+            http_backoff(&c->hopt, n, 0); /* a create that did land answers 409 (or the table) next */
             continue;
         }
         char *e2 = NULL;
@@ -596,6 +587,6 @@ fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata
         g_free(e2);
         if (n >= max)
             return FIO_ERROR; /* known not applied */
-        pause_before_retry(c, n);
+        http_backoff(&c->hopt, n, 0);
     }
 }

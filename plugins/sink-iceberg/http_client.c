@@ -271,16 +271,16 @@ static CURLcode attempt(http_client *c, const http_req *r, http_resp *resp, down
     return rc;
 }
 
-static void backoff(const http_client *c, int n, int64_t retry_after_us)
+void http_backoff(const http_client_options *o, int n, int64_t at_least_us)
 {
-    int64_t d = c->o.backoff_us;
-    for (int i = 1; i < n && d < c->o.backoff_max_us; i++)
+    int64_t d = o->backoff_us;
+    for (int i = 1; i < n && d < o->backoff_max_us; i++)
         d *= 2;
-    d = MIN(d, c->o.backoff_max_us);
+    d = MIN(d, o->backoff_max_us);
     /* "equal jitter": half fixed, half random, so writers that failed
      * together do not come back together */
     d = d / 2 + (int64_t)g_random_double_range(0, (double)d / 2);
-    g_usleep((gulong)MAX(d, retry_after_us));
+    g_usleep((gulong)MAX(d, at_least_us));
 }
 
 bool http_do(http_client *c, const http_req *r, http_resp *resp)
@@ -298,6 +298,6 @@ bool http_do(http_client *c, const http_req *r, http_resp *resp)
             return rc == CURLE_OK;
         if (rc == CURLE_OK || maybe_sent(rc))
             resp->maybe_applied = true;
-        backoff(c, n, d.retry_after_us);
+        http_backoff(&c->o, n, d.retry_after_us);
     }
 }

@@ -64,6 +64,11 @@ void http_client_free(http_client *c);
 bool http_do(http_client *c, const http_req *r, http_resp *resp);
 void http_resp_clear(http_resp *resp);
 
+/* Sleeps before attempt n + 1: backoff_us doubled per attempt up to
+ * backoff_max_us, half of it random (jitter), and at least at_least_us
+ * (a server's Retry-After). */
+void http_backoff(const http_client_options *o, int n, int64_t at_least_us);
+
 /* Whether a status is worth another attempt (5xx, 429, S3's 400 RequestTimeout is the caller's). */
 bool http_status_retryable(long status);
 
