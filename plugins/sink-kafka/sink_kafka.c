@@ -6,8 +6,10 @@
  *
  * Threads: the stage thread produces; a poller thread owned by the stage
  * serves librdkafka's main queue (delivery reports, errors, logs) so reports
- * flow whether or not batches arrive. A full producer queue blocks the stage
- * thread (backpressure), never drops.
+ * flow whether or not batches arrive. The poller calls only host services
+ * plugin.h marks [any] (ecf_settle, ecf_set_ready, ecf_log, metric updates)
+ * and is joined in stop, or in destroy when start failed. A full producer
+ * queue blocks the stage thread (backpressure), never drops.
  */
 #include "sink_kafka.h"
 
