@@ -6,7 +6,8 @@
  * const descriptor. The core checks the descriptor's ABI major before it reads
  * anything else, validates every option of a stage against the plugin's
  * option table, fills the plugin's config struct, and then calls the
- * lifecycle callbacks on the stage's own thread.
+ * lifecycle callbacks: create, start, stop and destroy on the main thread,
+ * the others on the stage's own thread (see `ecf_plugin`).
  *
  * Host services reach the plugin through a function table (`ecf_host`) that
  * hangs off every stage handle; the static inline wrappers below are the API.
