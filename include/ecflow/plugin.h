@@ -6,7 +6,8 @@
  * const descriptor. The core checks the descriptor's ABI major before it reads
  * anything else, validates every option of a stage against the plugin's
  * option table, fills the plugin's config struct, and then calls the
- * lifecycle callbacks on the stage's own thread.
+ * lifecycle callbacks: create, start, stop and destroy on the main thread,
+ * the others on the stage's own thread (see `ecf_plugin`).
  *
  * Host services reach the plugin through a function table (`ecf_host`) that
  * hangs off every stage handle; the static inline wrappers below are the API.
@@ -29,9 +30,14 @@
  *     ECF_ERR_DROPPED (nobody took responsibility, e.g. a filter).
  *   - ecf_emit() always takes the batch, even when it fails. ecf_try_emit()
  *     leaves it with the caller only when it returns ECF_ERR_BACKPRESSURE.
- *   - Threads: every host service may be called from any thread the stage
- *     owns (e.g. an HTTP server's workers) except ecf_set_state() and
- *     ecf_error(), which belong to the lifecycle callbacks.
+ *
+ * Threads: each member of `ecf_host` says where it may be called from —
+ * [any] thread, including threads the plugin starts itself; [holder], any
+ * thread holding the batch it is about; [callback], only inside one of the
+ * stage's callbacks; [main], only in create/start/stop/destroy. The legend
+ * is above `struct ecf_host`.
+ *
+ * Versions: every member says the ABI minor that added it ("1.0", "1.1").
  */
 #ifndef ECFLOW_PLUGIN_H
 #define ECFLOW_PLUGIN_H
@@ -162,7 +168,9 @@ typedef struct {
     int64_t            ingest_time_us;
 } ecf_message_init;
 
-/* Called once per token, on whichever thread settles its last reference. */
+/* Called once per token, on whichever thread settles its last reference: a
+ * sink's stage thread, or a thread a sink started (sink-kafka's poller). So
+ * it must be thread-safe, and from it only [any] services may be called. */
 typedef void (*ecf_settle_fn)(void *user, uint64_t user_tag, ecf_status outcome,
                               const char *reason);
 
@@ -278,9 +286,14 @@ typedef struct {
 /* ---------------------------------------------------------------- plugin */
 
 /*
- * Lifecycle. create, start, stop and destroy run on the main thread (sinks
- * first, sources last, so nothing emits into a stage that is not started);
- * run, process, tick and flush run on the stage's own thread.
+ * The descriptor: every member is ABI 1.0.
+ *
+ * Lifecycle. create, start, stop and destroy run on the main thread (create
+ * upstream first; start sinks first, sources last, so nothing emits into a
+ * stage that is not started; stop only after every stage thread has ended);
+ * run, process, tick and flush run on the stage's own thread, one at a time.
+ * Threads a plugin starts itself must have ended when its destroy returns
+ * (usually they are joined in stop).
  *   create(stage)   config is filled; allocate state, check cross-option rules,
  *                   declare output schemas. No side effects outside the
  *                   process: `ecflow validate` runs create and destroy too.
@@ -356,100 +369,145 @@ typedef const ecf_plugin *(*ecf_plugin_entry_fn)(void);
 /*
  * Services of the core. Append-only: new members go at the end, and a
  * plugin checks `size` before calling one newer than it was built for (the
- * wrappers below do that for members added after minor 0).
+ * wrappers below do that for members added after minor 0). Each member
+ * says the ABI minor that added it; tests/unit/test_abi.c pins the layout.
+ *
+ * Threads. Each member says where a plugin may call it, as the core
+ * guarantees it (core/stage.c and what it calls):
+ *   [any]      any thread: the main thread in a lifecycle callback, the
+ *              stage's own thread, another stage's thread (in a settle
+ *              callback), or a thread the plugin started itself (a poller,
+ *              an HTTP server's workers), from create until destroy returns.
+ *              The core makes these safe with atomics or its own locks.
+ *   [holder]   any thread, on a batch (or a message of a batch) that thread
+ *              holds. A batch has one holder at a time: whoever made it with
+ *              batch_new, or the stage thread for the batch `process` got,
+ *              until it is emitted or released. Nothing in a batch is locked.
+ *   [callback] only inside one of this stage's callbacks, on the thread
+ *              running it, because the core reads what it leaves as that
+ *              callback returns.
+ *   [main]     only in create, start, stop or destroy (the main thread),
+ *              because the core reads it from other threads unlocked.
  */
 struct ecf_host {
-    uint32_t size;
-    uint32_t abi_major;
-    uint32_t abi_minor;
+    uint32_t size;        /* 1.0. sizeof(ecf_host) the core was built with */
+    uint32_t abi_major;   /* 1.0 */
+    uint32_t abi_minor;   /* 1.0 */
 
-    /* stage */
+    /* ---- the stage */
+    /* 1.0 [any]. The config struct the core filled; read-only. */
     void       *(*config)(ecf_stage *s);
+    /* 1.0 [any]. What set_state stored. */
     void       *(*state)(ecf_stage *s);
+    /* 1.0 [main]. A thread started later sees what was stored before. */
     void        (*set_state)(ecf_stage *s, void *state);
+    /* 1.0 [any]. The stage's name in the pipeline. */
     const char *(*name)(ecf_stage *s);
+    /* 1.0 [any]. True on shutdown or once the stage failed. */
     bool        (*should_stop)(ecf_stage *s);
+    /* 1.0 [callback]. Why the running callback fails (ecf_error): the core
+     * prints it when the callback returns; it is not locked. */
     void        (*set_error)(ecf_stage *s, const char *fmt, va_list ap);
 
-    /* logging: never pass secrets */
+    /* 1.0 [any]. Logging (one line, written under a lock); never pass secrets. */
     void (*log)(ecf_stage *s, ecf_log_level level, const char *fmt, va_list ap);
 
-    /* clock: microseconds; tests may replace it */
+    /* 1.0 [any]. Clocks in microseconds; tests may replace them. */
     int64_t (*now_us)(ecf_stage *s);      /* wall clock, UNIX epoch */
     int64_t (*monotonic_us)(ecf_stage *s);
 
-    /* metrics: name is prefixed with "ecflow_" and labelled by stage */
+    /* ---- metrics: name is prefixed with "ecflow_" and labelled by stage */
+    /* 1.0 [any]. Registration takes the registry's lock; usually done in
+     * create or start, but a stage may add series as it learns of them
+     * (source-kafka: one per partition, on its run thread). */
     ecf_metric *(*metric)(ecf_stage *s, ecf_metric_kind kind, const char *name,
                           const char *help);
+    /* 1.0 [any]. Updates are atomic. */
     void (*metric_add)(ecf_metric *m, double v);
     void (*metric_set)(ecf_metric *m, double v);
     void (*metric_observe)(ecf_metric *m, double v);
 
-    /* batches */
+    /* ---- batches */
+    /* 1.0 [any]. From a locked pool; the caller becomes the batch's holder. */
     ecf_batch   *(*batch_new)(ecf_stage *s);
+    /* 1.0 [holder]. */
     ecf_status   (*batch_add)(ecf_batch *b, const ecf_message_init *m);
     uint32_t     (*batch_count)(const ecf_batch *b);
     ecf_message *(*batch_message)(ecf_batch *b, uint32_t i);
     size_t       (*batch_bytes)(const ecf_batch *b);
     void         (*batch_release)(ecf_batch *b);
+    /* 1.0 [callback] of run, process, tick or flush, by the batch's holder.
+     * A source may also emit from threads it started, while its run is
+     * running: the core closes the stage's outputs when run returns (and
+     * when flush returns, for a transform). The rings take many producers. */
     ecf_status   (*emit)(ecf_stage *s, const char *port, ecf_batch *b);
     ecf_status   (*try_emit)(ecf_stage *s, const char *port, ecf_batch *b);
 
-    /* acknowledgements */
+    /* ---- acknowledgements */
+    /* 1.0 [any]. Tokens are reference-counted with atomics. */
     ecf_token *(*token_new)(ecf_stage *s, ecf_settle_fn fn, void *user, uint64_t tag);
     void       (*token_release)(ecf_token *t);
+    /* 1.0 [holder] of the message's batch: they take the token out of it. */
     void       (*ack)(ecf_stage *s, ecf_message *m);
     void       (*nack)(ecf_stage *s, ecf_message *m, ecf_status st, const char *reason);
     ecf_token *(*hold)(ecf_stage *s, ecf_message *m);
+    /* 1.0 [any]. A held token, exactly once; the source's settle callback
+     * may run on this thread. */
     void       (*settle)(ecf_stage *s, ecf_token *t, ecf_status st, const char *reason);
 
-    /* readiness: a stage says whether it can do its job now (e.g. its broker
-     * answers); the pipeline is ready when every stage is. */
+    /* ---- readiness: a stage says whether it can do its job now (e.g. its
+     * broker answers); the pipeline is ready when every stage is. */
+    /* 1.0 [any]. An atomic flag. */
     void (*set_ready)(ecf_stage *s, bool ready);
     bool (*pipeline_ready)(ecf_stage *s);
 
-    /* runtime settings of the `pipeline:` map ("name", "batch_size",
-     * "ring_capacity"), as strings; NULL when unset. */
+    /* 1.0 [any]. Runtime settings of the `pipeline:` map ("name",
+     * "batch_size", "ring_capacity"), as strings; NULL when unset. */
     const char *(*pipeline_setting)(ecf_stage *s, const char *key);
 
-    /* Schemas, negotiated while the pipeline is built (like caps in
+    /* ---- schemas, negotiated while the pipeline is built (like caps in
      * GStreamer). A stage that emits records declares each port's schema in
      * `create` — stages are created upstream first, so a downstream `create`
      * already sees it. declare_schema takes ownership (Arrow move semantics:
      * the core calls release). input_schema(i) is the schema arriving on
      * the stage's i-th input (in `inputs:` order), NULL for raw messages. */
+    /* 1.0 [main], in create only. */
     ecf_status (*declare_schema)(ecf_stage *s, const char *port, struct ArrowSchema *schema);
+    /* 1.0 [any]. Schemas do not change once every stage is created. */
     const struct ArrowSchema *(*input_schema)(ecf_stage *s, uint32_t input);
     uint32_t (*input_count)(ecf_stage *s);
 
-    /* Records on a batch: row i is message i. set_records takes ownership
-     * of the array (moved); its length must equal the message count. */
+    /* 1.0 [holder]. Records on a batch: row i is message i. set_records takes
+     * ownership of the array (moved); its length must equal the message
+     * count. */
     ecf_status (*batch_set_records)(ecf_batch *b, struct ArrowArray *records);
     const struct ArrowArray *(*batch_records)(const ecf_batch *b);
-    /* Which input a batch arrived on, for stages with several. */
+    /* 1.0 [holder]. Which input a batch arrived on, for stages with several. */
     uint32_t (*batch_input)(const ecf_batch *b);
 
-    /* Exactly-once resume: asks every sink downstream of this stage. ECF_OK
-     * with the smallest answer when every one of them keeps positions;
-     * ECF_ERR_UNAVAILABLE when any cannot answer — resuming past what that
-     * sink made durable could skip records — so fall back to your own
-     * committed position. Sinks that answer must therefore skip records
-     * below their stored position when they are delivered again. */
+    /* 1.0 [any], between this stage's start and stop. Exactly-once resume:
+     * asks every sink downstream of this stage (their resume_position
+     * callbacks run on the caller's thread). ECF_OK with the smallest answer
+     * when every one of them keeps positions; ECF_ERR_UNAVAILABLE when any
+     * cannot answer — resuming past what that sink made durable could skip
+     * records — so fall back to your own committed position. Sinks that
+     * answer must therefore skip records below their stored position when
+     * they are delivered again. */
     ecf_status (*resume_position)(ecf_stage *s, const char *topic, int32_t partition,
                                   int64_t *next_offset);
 
-    /* Whether any stage reads this port (an unread port's batches are
-     * counted and dropped), so a plugin can choose another way to answer. */
+    /* 1.0 [any]. Whether any stage reads this port (an unread port's batches
+     * are counted and dropped), so a plugin can choose another way to answer. */
     bool (*port_connected)(ecf_stage *s, const char *port);
 
-    /* Since 1.1. Puts a metric on the live line `ecflow run` prints on a
+    /* 1.1 [any]. Puts a metric on the live line `ecflow run` prints on a
      * terminal, as `label`: a counter as its rate per second, a gauge as
      * its value; metrics given the same label are summed. For the few
      * numbers a person watching needs ("committed", "lag", "invalid"). */
     void (*metric_status)(ecf_stage *s, ecf_metric *m, const char *label);
 };
 
-/* The public head of every stage handle; the rest is the core's. */
+/* 1.0. The public head of every stage handle; the rest is the core's. */
 typedef struct {
     uint32_t        size;
     const ecf_host *host;
@@ -484,7 +542,8 @@ static inline ECF_PRINTF(3, 4) void ecf_log(ecf_stage *s, ecf_log_level lvl, con
     va_end(ap);
 }
 
-/* Say why a callback failed; the core prints it with the stage name. */
+/* [callback]. Say why the running callback fails; the core prints it with
+ * the stage name when the callback returns. */
 static inline ECF_PRINTF(2, 3) ecf_status ecf_error(ecf_stage *s, const char *fmt, ...)
 {
     va_list ap;

@@ -1,6 +1,6 @@
 /*
  * Setting librdkafka properties from a stage's options, shared by the Kafka
- * plugins (compiled into each; not a plugin itself). A rejected property
+ * plugins (part of ecf_kafka_client; not a plugin itself). A rejected property
  * becomes an ecf_error() naming the option the user wrote, with the values
  * of secret-looking keys masked.
  */

@@ -61,7 +61,7 @@ static ecf_status create_result(ecf_stage *stage, rd_kafka_event_t *ev, const ch
 ecf_status kafka_topic_create(ecf_stage *stage, rd_kafka_t *rk, const kafka_config *cfg)
 {
     char errstr[512];
-    int timeout_ms = (int)(cfg->connect_timeout_us / 1000);
+    int timeout_ms = (int)(cfg->client.connect_timeout_us / 1000);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(cfg->topic, (int)cfg->partitions,
                                                     (int)cfg->replication, errstr,
                                                     sizeof errstr);

@@ -5,6 +5,8 @@
  * through the `kafka` map verbatim, so TLS, SASL and any librdkafka tuning
  * work without this file learning about them. librdkafka is the judge of
  * those keys: its own error text reaches the user, with secret values masked.
+ * The options every Kafka stage has (bootstrap, connect_timeout,
+ * require_broker, kafka) and what every client sets come from kafka_client.
  */
 #include "sink_kafka.h"
 #include "rdkafka_conf.h"
@@ -13,16 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/*
- * `kafka` carries SASL passwords and TLS keys, so the whole map is flagged
- * secret: the core never prints its values (the keys are not secret).
- */
-#define KAFKA_OPT_SECRET_MAP(n, T, f, h) \
-    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h }
-
 const ecf_option kafka_options[] = {
-    ECF_OPT_STRING("bootstrap", kafka_config, bootstrap, NULL, ECF_REQUIRED,
-                   "brokers as host:port[,host:port...]; pipelines pass ${KAFKA_BOOTSTRAP}"),
+    KC_OPTIONS(kafka_config, client),
     ECF_OPT_STRING("topic", kafka_config, topic, "ecommerce_events", ECF_OPTIONAL,
                    "topic every message is produced to"),
     ECF_OPT_ENUM("compression", kafka_config, compression, "lz4", "none|lz4|zstd|snappy|gzip",
@@ -45,11 +39,6 @@ const ecf_option kafka_options[] = {
                  2147483647.0 * 1024,
                  "bytes waiting in the producer before the stage blocks "
                  "(queue.buffering.max.kbytes)"),
-    ECF_OPT_DURATION("connect_timeout", kafka_config, connect_timeout_us, "10s", 0.1, 3600,
-                     "how long start waits for the brokers to answer"),
-    ECF_OPT_BOOL("require_broker", kafka_config, require_broker, "true",
-                 "fail start when no broker answers within connect_timeout; "
-                 "false = start not ready and keep trying"),
     ECF_OPT_DURATION("flush_timeout", kafka_config, flush_timeout_us, "0s", 0, 86400,
                      "how long flush waits for delivery reports before failing what is "
                      "left; 0 = delivery_timeout + 5s"),
@@ -64,9 +53,7 @@ const ecf_option kafka_options[] = {
                  "or its event time (falls back to produce time when unknown)"),
     ECF_OPT_MAP("headers", kafka_config, headers,
                 "static record headers added to every message (name: value)"),
-    KAFKA_OPT_SECRET_MAP("kafka", kafka_config, kafka,
-                         "librdkafka properties passed verbatim, e.g. "
-                         "kafka.security.protocol: SASL_SSL; they win over the options above"),
+    KC_OPT_KAFKA(kafka_config, client),
     ECF_OPT_END,
 };
 
@@ -84,17 +71,13 @@ static bool conf_set_ms(ecf_stage *stage, rd_kafka_conf_t *conf, const char *ori
 
 static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const kafka_config *cfg)
 {
-    char client_id[256];
-    snprintf(client_id, sizeof client_id, "ecflow-%s", ecf_name(stage));
     int64_t kbytes = (cfg->queue_max_bytes + 1023) / 1024;
 
     /* Durability first: the ack we give the source must mean "in the ISR". */
-    return ecf_rdkafka_conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true")
+    return ecf_rdkafka_conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true")
         && ecf_rdkafka_conf_set(stage, conf, "kafka.acks", "acks", "all")
         /* Same key -> same partition as the Java clients (and Spark) choose. */
         && ecf_rdkafka_conf_set(stage, conf, "kafka.partitioner", "partitioner", "murmur2_random")
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
         && ecf_rdkafka_conf_set(stage, conf, "compression", "compression.codec", cfg->compression)
         && conf_set_ms(stage, conf, "linger", "linger.ms", cfg->linger_us, true)
         && ecf_rdkafka_conf_set_int(stage, conf, "batch_size", "batch.size", cfg->batch_size)
@@ -104,41 +87,25 @@ static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const kaf
                        cfg->delivery_timeout_us, false)
         && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_messages", "queue.buffering.max.messages",
                         cfg->queue_max_messages)
-        && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes)
-        /*
-         * librdkafka's 10s default means a down broker's records are checked
-         * against delivery_timeout only that often, and a returning broker
-         * is found that late; 1s is the Java client's default.
-         */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
-                    "1000")
-        /* Logs are served on our poller thread, not librdkafka's own. */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
+        && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes);
 }
 
 rd_kafka_conf_t *kafka_conf_build(ecf_stage *stage, const kafka_config *cfg)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (!conf_set_defaults(stage, conf, cfg)) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_conf_t *conf = kc_conf_new(stage, &cfg->client);
+    if (!conf)
         return NULL;
-    }
-    for (const ecf_kv *kv = cfg->kafka; kv && kv->key; kv++) {
-        char origin[256];
-        snprintf(origin, sizeof origin, "kafka.%s", kv->key);
-        if (!ecf_rdkafka_conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-    return conf;
+    if (conf_set_defaults(stage, conf, cfg) && kc_conf_passthrough(stage, conf, &cfg->client, NULL))
+        return conf;
+    rd_kafka_conf_destroy(conf);
+    return NULL;
 }
 
 ecf_status kafka_conf_check(ecf_stage *stage, const kafka_config *cfg)
 {
-    if (!cfg->bootstrap || !*cfg->bootstrap)
-        return ecf_error(stage, "option 'bootstrap': empty; give host:port of a broker "
-                                "(is KAFKA_BOOTSTRAP set?)");
+    ecf_status st = kc_config_check(stage, &cfg->client);
+    if (st != ECF_OK)
+        return st;
     if (!cfg->topic || !*cfg->topic)
         return ecf_error(stage, "option 'topic': empty");
     /* librdkafka refuses this too, but only at start and in its own words. */

@@ -6,8 +6,10 @@
  *
  * Threads: the stage thread produces; a poller thread owned by the stage
  * serves librdkafka's main queue (delivery reports, errors, logs) so reports
- * flow whether or not batches arrive. A full producer queue blocks the stage
- * thread (backpressure), never drops.
+ * flow whether or not batches arrive. The poller calls only host services
+ * plugin.h marks [any] (ecf_settle, ecf_set_ready, ecf_log, metric updates)
+ * and is joined in stop, or in destroy when start failed. A full producer
+ * queue blocks the stage thread (backpressure), never drops.
  */
 #include "sink_kafka.h"
 
@@ -21,14 +23,12 @@
 #include <time.h>
 
 #define POLL_INTERVAL_MS     100
-#define PROBE_INTERVAL_US    (1000 * 1000)
 #define PROBE_TIMEOUT_MS     250
 #define GAUGE_INTERVAL_US    (250 * 1000)
-#define ERROR_LOG_QUIET_US   (30LL * 1000 * 1000)
+#define FAIL_LOG_QUIET_US    (30LL * 1000 * 1000)
 #define PURGE_WAIT_US        (5LL * 1000 * 1000)
 #define FLUSH_MARGIN_US      (5LL * 1000 * 1000)
 #define REPORT_CHUNK         256
-#define ERROR_KINDS          8
 #define DRAIN_BATCH          1024
 
 typedef enum { TS_PRODUCE, TS_INGEST, TS_EVENT } ts_mode;
@@ -57,7 +57,6 @@ typedef struct {
     pthread_t           poller;
     bool                poller_running;
     atomic_bool         quit;
-    atomic_bool         ready;
     atomic_bool         fatal;
     /* Records produced whose delivery report has not been handled yet. */
     atomic_int_fast64_t in_flight;
@@ -66,36 +65,15 @@ typedef struct {
     pthread_mutex_t     lock;
     pthread_cond_t      settled; /* broadcast after each batch of reports */
 
+    /* Readiness (any thread); its probe and the error log throttle are the
+     * poller thread's (or start's, before the poller exists). */
+    kc_client           client;
     /* Poller thread only (or start, before the poller exists). */
-    int64_t             next_probe_us;
     int64_t             next_gauge_us;
-    struct {
-        rd_kafka_resp_err_t err;
-        int64_t             said_us;
-        uint64_t            suppressed;
-    } quiet[ERROR_KINDS];       /* error log throttle, one slot per error code */
     int64_t             next_fail_log_us;
-    char                last_error[256];
 
     kafka_metrics       m;
 } kafka_sink;
-
-/*
- * pthread_cond_timedwait deadlines are CLOCK_MONOTONIC (see kafka_create),
- * so waits read that clock directly rather than the host's.
- */
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int ms_of(int64_t us)
-{
-    int64_t ms = (us + 999) / 1000;
-    return ms > INT32_MAX ? INT32_MAX : (int)ms;
-}
 
 /* ---------------------------------------------------------------- outcomes */
 
@@ -133,18 +111,6 @@ static const char *reason_for(rd_kafka_resp_err_t err)
     if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
         return "Kafka sink stopped before the brokers confirmed delivery";
     return rd_kafka_err2str(err);
-}
-
-static void set_ready(kafka_sink *ks, bool ready)
-{
-    if (atomic_exchange(&ks->ready, ready) == ready)
-        return;
-    ecf_set_ready(ks->stage, ready);
-    if (ready)
-        ecf_log(ks->stage, ECF_LOG_INFO, "Kafka brokers reachable; ready");
-    else
-        ecf_log(ks->stage, ECF_LOG_WARN, "Kafka brokers unreachable; not ready (messages are "
-                "retried for delivery_timeout, then failed)");
 }
 
 /* ---------------------------------------------------------------- reports */
@@ -191,13 +157,13 @@ static void serve_reports(kafka_sink *ks, rd_kafka_event_t *ev)
     if (t.ok) {
         ecf_metric_add(ks->stage, ks->m.delivered, (double)t.ok);
         ecf_metric_add(ks->stage, ks->m.bytes_delivered, (double)t.bytes);
-        set_ready(ks, true);
+        kc_set_ready(&ks->client, true);
     }
     if (t.failed) {
         ecf_metric_add(ks->stage, ks->m.failed, (double)t.failed);
-        int64_t now = mono_us();
+        int64_t now = kc_mono_us();
         if (now >= ks->next_fail_log_us) {
-            ks->next_fail_log_us = now + ERROR_LOG_QUIET_US;
+            ks->next_fail_log_us = now + FAIL_LOG_QUIET_US;
             ecf_log(ks->stage, ECF_LOG_WARN, "%" PRIu64 " message(s) not delivered: %s",
                     t.failed, reason_for(t.last_err));
         }
@@ -208,69 +174,28 @@ static void serve_reports(kafka_sink *ks, rd_kafka_event_t *ev)
     pthread_mutex_unlock(&ks->lock);
 }
 
-/*
- * Broker trouble repeats on every reconnect attempt; say each kind once per
- * quiet period, then how often it came back.
- */
-static void log_error_throttled(kafka_sink *ks, rd_kafka_resp_err_t err, const char *why)
-{
-    int64_t now = mono_us();
-    size_t slot = 0;
-    for (size_t i = 0; i < ERROR_KINDS; i++) {
-        if (ks->quiet[i].err == err) {
-            slot = i;
-            break;
-        }
-        if (ks->quiet[i].said_us < ks->quiet[slot].said_us)
-            slot = i; /* the least recently said kind gives way */
-    }
-    if (ks->quiet[slot].err == err && now - ks->quiet[slot].said_us < ERROR_LOG_QUIET_US) {
-        ks->quiet[slot].suppressed++;
-        return;
-    }
-    if (ks->quiet[slot].err == err && ks->quiet[slot].suppressed)
-        ecf_log(ks->stage, ECF_LOG_WARN, "Kafka: %s (%" PRIu64 " more like it since last said)",
-                why, ks->quiet[slot].suppressed);
-    else
-        ecf_log(ks->stage, ECF_LOG_WARN, "Kafka: %s", why);
-    ks->quiet[slot].err = err;
-    ks->quiet[slot].said_us = now;
-    ks->quiet[slot].suppressed = 0;
-}
-
 static void serve_error(kafka_sink *ks, rd_kafka_event_t *ev)
 {
     rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
     const char *why = rd_kafka_event_error_string(ev);
-    snprintf(ks->last_error, sizeof ks->last_error, "%s", why ? why : rd_kafka_err2str(err));
-
-    if (rd_kafka_event_error_is_fatal(ev)) {
-        char buf[512];
-        rd_kafka_fatal_error(ks->rk, buf, sizeof buf);
-        atomic_store(&ks->fatal, true);
-        set_ready(ks, false);
-        ecf_log(ks->stage, ECF_LOG_ERROR, "Kafka producer failed for good: %s", buf);
+    if (!rd_kafka_event_error_is_fatal(ev)) {
+        kc_serve_error(&ks->client, err, why);
         return;
     }
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        set_ready(ks, false);
-    log_error_throttled(ks, err, ks->last_error);
+    kc_note_error(&ks->client, err, why);
+    char buf[512];
+    kc_fatal_reason(ks->rk, buf, sizeof buf);
+    atomic_store(&ks->fatal, true);
+    kc_set_ready(&ks->client, false);
+    ecf_log(ks->stage, ECF_LOG_ERROR, "Kafka producer failed for good: %s", buf);
 }
 
 static void serve_log(kafka_sink *ks, rd_kafka_event_t *ev)
 {
     const char *fac = "", *str = "";
     int level = 7;
-    if (rd_kafka_event_log(ev, &fac, &str, &level) != 0)
-        return;
-    ecf_log_level lvl = level <= 4 ? ECF_LOG_WARN : level <= 6 ? ECF_LOG_INFO : ECF_LOG_DEBUG;
-    /* Broker failures also come as error events, which we report already. */
-    if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "ERROR") == 0)
-        lvl = ECF_LOG_DEBUG;
-    /* A fresh broker's "coordinator load in progress" is retried and passes. */
-    if (strcmp(fac, "GETPID") == 0 && lvl == ECF_LOG_WARN)
-        lvl = ECF_LOG_INFO;
-    ecf_log(ks->stage, lvl, "librdkafka %s: %s", fac, str);
+    if (rd_kafka_event_log(ev, &fac, &str, &level) == 0)
+        kc_log(ks->stage, level, fac, str);
 }
 
 static void serve_event(kafka_sink *ks, rd_kafka_event_t *ev)
@@ -300,27 +225,21 @@ static void drain_events(kafka_sink *ks, size_t max)
 }
 
 /*
- * While not ready, ask the brokers for metadata now and then: with no
- * traffic there is no delivery report to tell us they are back, and a
- * source that waits for readiness would otherwise wait forever. The probe
- * blocks the poller for up to PROBE_TIMEOUT_MS, but only while no broker is
- * up, when the reports it delays are failures anyway.
+ * While not ready, the probe asks the brokers for metadata now and then: a
+ * source that waits for readiness would otherwise wait for traffic that
+ * cannot come. It blocks the poller only while no broker is up, when the
+ * reports it delays are failures anyway. A producer that failed for good
+ * stays not ready.
  */
 static void housekeeping(kafka_sink *ks)
 {
-    int64_t now = mono_us();
+    int64_t now = kc_mono_us();
     if (now >= ks->next_gauge_us) {
         ks->next_gauge_us = now + GAUGE_INTERVAL_US;
         ecf_metric_set(ks->stage, ks->m.in_flight, (double)atomic_load(&ks->in_flight));
     }
-    if (atomic_load(&ks->ready) || atomic_load(&ks->fatal) || now < ks->next_probe_us)
-        return;
-    ks->next_probe_us = now + PROBE_INTERVAL_US;
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(ks->rk, 0, NULL, &md, PROBE_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    rd_kafka_metadata_destroy(md);
-    set_ready(ks, true);
+    if (!atomic_load(&ks->fatal))
+        kc_probe(&ks->client, ks->rk, now);
 }
 
 static void *poller_main(void *arg)
@@ -347,7 +266,7 @@ static int64_t wait_settled(kafka_sink *ks, int64_t deadline_us)
     pthread_mutex_lock(&ks->lock);
     int64_t left;
     while ((left = atomic_load(&ks->in_flight)) > 0) {
-        int64_t now = mono_us();
+        int64_t now = kc_mono_us();
         if (now >= deadline_us)
             break;
         int64_t until = now + (deadline_us - now < 100000 ? deadline_us - now : 100000);
@@ -361,7 +280,7 @@ static int64_t wait_settled(kafka_sink *ks, int64_t deadline_us)
 /* Sleeps until a batch of reports was handled (room in the queue) or ~wait_us. */
 static void wait_some_settled(kafka_sink *ks, int64_t wait_us)
 {
-    int64_t until = mono_us() + wait_us;
+    int64_t until = kc_mono_us() + wait_us;
     struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
     pthread_mutex_lock(&ks->lock);
     pthread_cond_timedwait(&ks->settled, &ks->lock, &ts);
@@ -378,7 +297,7 @@ static int64_t fail_unsettled(kafka_sink *ks)
     if (atomic_load(&ks->in_flight) <= 0)
         return 0;
     rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    return wait_settled(ks, mono_us() + PURGE_WAIT_US);
+    return wait_settled(ks, kc_mono_us() + PURGE_WAIT_US);
 }
 
 /* ---------------------------------------------------------------- produce */
@@ -457,7 +376,7 @@ static rd_kafka_resp_err_t produce(kafka_sink *ks, const ecf_message *m, ecf_tok
 static bool wait_for_room(kafka_sink *ks, int64_t *stop_deadline)
 {
     if (ecf_should_stop(ks->stage)) {
-        int64_t now = mono_us();
+        int64_t now = kc_mono_us();
         if (*stop_deadline == 0)
             *stop_deadline = now + ks->cfg->delivery_timeout_us + FLUSH_MARGIN_US;
         else if (now >= *stop_deadline)
@@ -498,12 +417,6 @@ static bool produce_one(kafka_sink *ks, ecf_message *m, produce_tally *t)
     return err != RD_KAFKA_RESP_ERR__FATAL;
 }
 
-static void fatal_reason(kafka_sink *ks, char *buf, size_t size)
-{
-    if (rd_kafka_fatal_error(ks->rk, buf, size) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        snprintf(buf, size, "%s", rd_kafka_err2str(RD_KAFKA_RESP_ERR__FATAL));
-}
-
 static ecf_status kafka_process(ecf_stage *stage, ecf_batch *batch)
 {
     kafka_sink *ks = ecf_state(stage);
@@ -525,7 +438,7 @@ static ecf_status kafka_process(ecf_stage *stage, ecf_batch *batch)
 
     /* The idempotent producer hit a fatal error: nothing more can be produced. */
     char why[512];
-    fatal_reason(ks, why, sizeof why);
+    kc_fatal_reason(ks->rk, why, sizeof why);
     for (i++; i < n; i++, t.failed++)
         ecf_nack(stage, ecf_batch_message(stage, batch, i), ECF_ERR_UNAVAILABLE, why);
     ecf_metric_add(stage, ks->m.failed, (double)t.failed);
@@ -580,6 +493,9 @@ static ecf_status kafka_create(ecf_stage *stage)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&ks->settled, &ca);
     pthread_condattr_destroy(&ca);
+    /* Not ready until start's metadata request succeeds. */
+    kc_client_init(&ks->client, stage, &cfg->client, false,
+                   " (messages are retried for delivery_timeout, then failed)");
     ecf_set_state(stage, ks);
 
     /* Built here so a rejected kafka.* property stops the pipeline before start. */
@@ -593,21 +509,10 @@ static ecf_status kafka_create(ecf_stage *stage)
     return ECF_OK;
 }
 
-/* The topic's entry if the brokers list it without error, else NULL. */
-static const struct rd_kafka_metadata_topic *find_topic(const struct rd_kafka_metadata *md,
-                                                        const char *topic)
-{
-    for (int i = 0; i < md->topic_cnt; i++) {
-        if (strcmp(md->topics[i].topic, topic) == 0)
-            return md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR ? &md->topics[i] : NULL;
-    }
-    return NULL;
-}
-
 /* Whether the topic is listed with `want` partitions, each with a leader. */
 static bool topic_complete(const struct rd_kafka_metadata *md, const char *topic, int want)
 {
-    const struct rd_kafka_metadata_topic *t = find_topic(md, topic);
+    const struct rd_kafka_metadata_topic *t = kc_find_topic(md, topic);
     if (!t || t->partition_cnt < want)
         return false;
     for (int p = 0; p < t->partition_cnt; p++)
@@ -625,49 +530,36 @@ static bool topic_complete(const struct rd_kafka_metadata *md, const char *topic
 static void wait_topic_complete(kafka_sink *ks)
 {
     const kafka_config *cfg = ks->cfg;
-    int64_t deadline = mono_us() + cfg->connect_timeout_us;
+    int64_t deadline = kc_mono_us() + cfg->client.connect_timeout_us;
     int seen = 0;
-    while (seen < 2 && mono_us() < deadline) {
+    while (seen < 2 && kc_mono_us() < deadline) {
         const struct rd_kafka_metadata *md = NULL;
-        if (rd_kafka_metadata(ks->rk, 1, NULL, &md, PROBE_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (kc_list_topics(ks->rk, PROBE_TIMEOUT_MS, &md) == RD_KAFKA_RESP_ERR_NO_ERROR) {
             seen = topic_complete(md, cfg->topic, (int)cfg->partitions) ? seen + 1 : 0;
             rd_kafka_metadata_destroy(md);
         }
         if (seen < 2)
-            nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+            kc_sleep_us(50 * 1000);
     }
     if (seen < 2)
         ecf_log(ks->stage, ECF_LOG_WARN, "topic '%s' was created but its metadata is not "
                 "complete after %.1fs; producing anyway", cfg->topic,
-                (double)cfg->connect_timeout_us / 1e6);
+                (double)cfg->client.connect_timeout_us / 1e6);
 }
 
-/*
- * Asks for the full topic list: unlike a request for our one topic, it never
- * makes a broker auto-create the topic behind create_topic's back.
- */
+/* Is a broker there, does the topic exist (or may we create it)? */
 static ecf_status broker_check(kafka_sink *ks)
 {
     ecf_stage *stage = ks->stage;
     const kafka_config *cfg = ks->cfg;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(ks->rk, 1, NULL, &md,
-                                                ms_of(cfg->connect_timeout_us));
+    rd_kafka_resp_err_t err = kc_list_topics(ks->rk, kc_ms(cfg->client.connect_timeout_us), &md);
     drain_events(ks, SIZE_MAX); /* logs librdkafka's view and keeps its last error */
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *detail = ks->last_error[0] ? ks->last_error : rd_kafka_err2str(err);
-        if (cfg->require_broker) {
-            ecf_error(stage, "no Kafka broker answered at '%s' within %.1fs: %s",
-                      cfg->bootstrap, (double)cfg->connect_timeout_us / 1e6, detail);
-            return ECF_ERR_UNAVAILABLE;
-        }
-        ecf_log(stage, ECF_LOG_WARN, "no Kafka broker answered at '%s' yet (%s); starting "
-                "not ready and retrying%s", cfg->bootstrap, detail,
-                cfg->create_topic ? " (create_topic skipped: the topic must exist or be "
-                                    "auto-created by the broker)" : "");
-        return ECF_OK;
-    }
-    bool exists = find_topic(md, cfg->topic) != NULL;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return kc_no_broker(&ks->client, err,
+                            cfg->create_topic ? " (create_topic skipped: the topic must exist "
+                                                "or be auto-created by the broker)" : "");
+    bool exists = kc_find_topic(md, cfg->topic) != NULL;
     rd_kafka_metadata_destroy(md);
 
     if (!exists && cfg->create_topic) {
@@ -679,25 +571,20 @@ static ecf_status broker_check(kafka_sink *ks)
         ecf_log(stage, ECF_LOG_WARN, "topic '%s' does not exist: records fail unless the "
                 "broker auto-creates topics (set create_topic: true to create it)", cfg->topic);
     }
-    set_ready(ks, true);
+    kc_set_ready(&ks->client, true);
     return ECF_OK;
 }
 
 static void log_started(kafka_sink *ks)
 {
     const kafka_config *cfg = ks->cfg;
-    /* Names of the passthrough keys only: their values may be secrets. */
-    char keys[512] = "";
-    size_t off = 0;
-    for (const ecf_kv *kv = cfg->kafka; kv && kv->key && off < sizeof keys; kv++) {
-        int w = snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", kv->key);
-        off += w > 0 ? (size_t)w : 0;
-    }
+    char keys[512];
+    kc_passthrough_keys(&cfg->client, keys, sizeof keys);
     ecf_log(ks->stage, ECF_LOG_INFO,
             "producing to topic '%s' at %s (idempotent, acks=all, compression %s, "
             "linger %.1fms, delivery_timeout %.1fs%s%s)",
-            cfg->topic, cfg->bootstrap, cfg->compression, (double)cfg->linger_us / 1000.0,
-            (double)cfg->delivery_timeout_us / 1e6, off ? "; kafka: " : "", keys);
+            cfg->topic, cfg->client.bootstrap, cfg->compression, (double)cfg->linger_us / 1000.0,
+            (double)cfg->delivery_timeout_us / 1e6, *keys ? "; kafka: " : "", keys);
 }
 
 static ecf_status kafka_start(ecf_stage *stage)
@@ -741,10 +628,10 @@ static ecf_status kafka_flush(ecf_stage *stage)
     /* Longer than delivery_timeout: librdkafka reports every record by then. */
     int64_t timeout = cfg->flush_timeout_us ? cfg->flush_timeout_us
                                             : cfg->delivery_timeout_us + FLUSH_MARGIN_US;
-    int64_t deadline = mono_us() + timeout;
+    int64_t deadline = kc_mono_us() + timeout;
 
     /* Sends lingering batches now and waits while the poller serves reports. */
-    rd_kafka_flush(ks->rk, ms_of(timeout));
+    rd_kafka_flush(ks->rk, kc_ms(timeout));
     int64_t left = wait_settled(ks, deadline);
     ecf_metric_set(stage, ks->m.in_flight, (double)left);
     if (left == 0)

@@ -1,12 +1,16 @@
 /*
  * sink-kafka internals shared by the plugin's own files; not installed.
  *
- * sink_kafka.c  lifecycle, produce, delivery reports, readiness
- * kafka_conf.c  option table -> librdkafka configuration (and its errors)
+ * sink_kafka.c  lifecycle, produce, delivery reports, the poller thread
+ * kafka_conf.c  option table -> librdkafka producer configuration (and its errors)
  * kafka_admin.c explicit topic creation through the Admin API
+ * ../common/kafka_client.c  what both Kafka plugins do alike: common options,
+ *               readiness and its probe, logs and errors, metadata lookups
  */
 #ifndef ECF_SINK_KAFKA_H
 #define ECF_SINK_KAFKA_H
+
+#include "kafka_client.h"
 
 #include <ecflow/plugin.h>
 #include <librdkafka/rdkafka.h>
@@ -16,7 +20,7 @@
 
 /* Filled by the core from kafka_options (kafka_conf.c). */
 typedef struct {
-    char    *bootstrap;
+    kc_config client;   /* bootstrap, connect_timeout, require_broker, kafka */
     char    *topic;
     char    *compression;
     int64_t  linger_us;
@@ -25,15 +29,12 @@ typedef struct {
     int64_t  delivery_timeout_us;
     int64_t  queue_max_messages;
     int64_t  queue_max_bytes;
-    int64_t  connect_timeout_us;
     int64_t  flush_timeout_us;
-    bool     require_broker;
     bool     create_topic;
     int64_t  partitions;
     int64_t  replication;
     char    *timestamp;
     ecf_kv  *headers;
-    ecf_kv  *kafka;
 } kafka_config;
 
 extern const ecf_option kafka_options[];

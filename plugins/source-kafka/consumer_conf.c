@@ -2,23 +2,18 @@
  * source-kafka options and the librdkafka consumer configuration built from
  * them. Named options cover what a pipeline tunes; everything else goes
  * through the `kafka` map verbatim and librdkafka judges it, in its own words.
+ * The options every Kafka stage has (bootstrap, connect_timeout,
+ * require_broker, kafka) and what every client sets come from kafka_client.
  */
 #include "source_kafka.h"
 #include "rdkafka_conf.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* `kafka` carries SASL passwords and TLS keys: the core never prints its values. */
-#define KSRC_OPT_SECRET_MAP(n, T, f, h) \
-    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h }
-
 const ecf_option ksrc_options[] = {
-    ECF_OPT_STRING("bootstrap", ksrc_config, bootstrap, NULL, ECF_REQUIRED,
-                   "brokers as host:port[,host:port...]; pipelines pass ${KAFKA_BOOTSTRAP}"),
+    KC_OPTIONS(ksrc_config, client),
     ECF_OPT_STRING("group", ksrc_config, group, NULL, ECF_REQUIRED,
                    "consumer group (group.id); its committed offsets are where a restart resumes"),
     ECF_OPT_LIST("topics", ksrc_config, topics, ECF_OPTIONAL,
@@ -47,26 +42,15 @@ const ecf_option ksrc_options[] = {
                  2097151.0 * 1024,
                  "bytes librdkafka may prefetch ahead of the pipeline "
                  "(queued.max.messages.kbytes): the memory bound while the rings are full"),
-    ECF_OPT_DURATION("connect_timeout", ksrc_config, connect_timeout_us, "10s", 0.1, 3600,
-                     "how long start waits for a broker to answer"),
-    ECF_OPT_BOOL("require_broker", ksrc_config, require_broker, "true",
-                 "fail start when no broker answers within connect_timeout; false = start "
-                 "not ready and keep trying"),
-    KSRC_OPT_SECRET_MAP("kafka", ksrc_config, kafka,
-                        "librdkafka consumer properties passed verbatim, e.g. "
-                        "kafka.security.protocol: SASL_SSL; they win over the options above"),
+    KC_OPT_KAFKA(ksrc_config, client),
     ECF_OPT_END,
 };
 
 static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const ksrc_config *cfg)
 {
-    char client_id[256];
-    snprintf(client_id, sizeof client_id, "ecflow-%s", ecf_name(stage));
     int64_t kbytes = (cfg->prefetch_max_bytes + 1023) / 1024;
 
-    return ecf_rdkafka_conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
-        && ecf_rdkafka_conf_set(stage, conf, "group", "group.id", cfg->group)
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
+    return ecf_rdkafka_conf_set(stage, conf, "group", "group.id", cfg->group)
         /* We commit, and only what every sink acknowledged. */
         && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.commit", "enable.auto.commit", "false")
         && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.offset.store", "enable.auto.offset.store",
@@ -74,12 +58,7 @@ static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const ksr
         && ecf_rdkafka_conf_set(stage, conf, "auto_offset_reset", "auto.offset.reset",
                     cfg->auto_offset_reset)
         /* The memory bound while the pipeline is slower than the topic. */
-        && ecf_rdkafka_conf_set_int(stage, conf, "prefetch_max_bytes", "queued.max.messages.kbytes", kbytes)
-        /* Same reason as sink-kafka: find a returning broker within a second. */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms",
-                    "1000")
-        /* Logs reach us through the consumer queue, on our own threads. */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
+        && ecf_rdkafka_conf_set_int(stage, conf, "prefetch_max_bytes", "queued.max.messages.kbytes", kbytes);
 }
 
 static bool truthy(const char *v)
@@ -105,23 +84,9 @@ static bool passthrough_allowed(ecf_stage *stage, const ecf_kv *kv)
     return true;
 }
 
-rd_kafka_conf_t *ksrc_conf_build(ecf_stage *stage, const ksrc_config *cfg)
+/* rebalance_timeout must be shorter than max.poll.interval.ms, whoever set it. */
+static bool max_poll_allows(ecf_stage *stage, rd_kafka_conf_t *conf, const ksrc_config *cfg)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (!conf_set_defaults(stage, conf, cfg)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    for (const ecf_kv *kv = cfg->kafka; kv && kv->key; kv++) {
-        char origin[256];
-        snprintf(origin, sizeof origin, "kafka.%s", kv->key);
-        if (!passthrough_allowed(stage, kv) ||
-            !ecf_rdkafka_conf_set(stage, conf, origin, kv->key, kv->value ? kv->value : "")) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-
     /* A revoke waits up to rebalance_timeout inside the poll; the group
      * evicts a member that has not polled for max.poll.interval.ms. */
     char buf[64];
@@ -133,18 +98,30 @@ rd_kafka_conf_t *ksrc_conf_build(ecf_stage *stage, const ksrc_config *cfg)
                              "max.poll.interval.ms (%.1fs), or the group evicts the stage "
                              "while it waits for acks",
                       (double)cfg->rebalance_timeout_us / 1e6, (double)max_poll_us / 1e6);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
+            return false;
         }
     }
-    return conf;
+    return true;
+}
+
+rd_kafka_conf_t *ksrc_conf_build(ecf_stage *stage, const ksrc_config *cfg)
+{
+    rd_kafka_conf_t *conf = kc_conf_new(stage, &cfg->client);
+    if (!conf)
+        return NULL;
+    if (conf_set_defaults(stage, conf, cfg) &&
+        kc_conf_passthrough(stage, conf, &cfg->client, passthrough_allowed) &&
+        max_poll_allows(stage, conf, cfg))
+        return conf;
+    rd_kafka_conf_destroy(conf);
+    return NULL;
 }
 
 ecf_status ksrc_conf_check(ecf_stage *stage, const ksrc_config *cfg)
 {
-    if (!cfg->bootstrap || !*cfg->bootstrap)
-        return ecf_error(stage, "option 'bootstrap': empty; give host:port of a broker "
-                                "(is KAFKA_BOOTSTRAP set?)");
+    ecf_status st = kc_config_check(stage, &cfg->client);
+    if (st != ECF_OK)
+        return st;
     if (!cfg->group || !*cfg->group)
         return ecf_error(stage, "option 'group': empty");
     bool has_topics = cfg->topics && cfg->topics[0];

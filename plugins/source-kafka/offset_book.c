@@ -34,13 +34,6 @@ struct offset_book {
     uint32_t        n_topics;
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 offset_book *book_new(void)
 {
     offset_book *b = calloc(1, sizeof *b);
@@ -405,12 +398,12 @@ static int64_t inflight_of(offset_book *b, const uint32_t *idx, size_t n)
 
 int64_t book_wait_settled(offset_book *b, const uint32_t *idx, size_t n, int64_t timeout_us)
 {
-    int64_t deadline = mono_us() + timeout_us;
+    int64_t deadline = kc_mono_us() + timeout_us;
     pthread_mutex_lock(&b->lock);
     int64_t left;
     b->waiters++;
     while ((left = inflight_of(b, idx, n)) > 0) {
-        int64_t now = mono_us();
+        int64_t now = kc_mono_us();
         if (now >= deadline)
             break;
         int64_t until = now + (deadline - now < 100000 ? deadline - now : 100000);

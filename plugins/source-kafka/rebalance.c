@@ -25,17 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define COMMITTED_QUERY_MAX_MS 5000
 #define COMMIT_LOG_QUIET_US    (30LL * 1000 * 1000)
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static bool cooperative(rd_kafka_t *rk)
 {
@@ -124,7 +116,7 @@ static rd_kafka_topic_partition_list_t *due(kafka_source *ks, const uint32_t *id
 static void log_commit_failure(kafka_source *ks, rd_kafka_resp_err_t err, const char *what)
 {
     ecf_metric_add(ks->stage, ks->m.commit_failures, 1);
-    int64_t now = mono_us();
+    int64_t now = kc_mono_us();
     if (now < ks->next_error_log_us && err == ks->last_err) {
         ks->errors_suppressed++;
         return;
@@ -394,7 +386,7 @@ static void on_revoke(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
                       bool lost)
 {
     ecf_metric_add(ks->stage, lost ? ks->m.rebalance_lost : ks->m.rebalance_revoke, 1);
-    int64_t t0 = mono_us();
+    int64_t t0 = kc_mono_us();
     int64_t deadline = t0 + ks->cfg->rebalance_timeout_us;
     size_t n = (size_t)parts->cnt, n_known = 0;
     uint32_t *known = calloc(n ? n : 1, sizeof *known);
@@ -414,11 +406,11 @@ static void on_revoke(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
      * pipeline has drained already: what is left will not settle now. */
     int64_t left = 0;
     if (!lost && !ks->closing)
-        left = book_wait_settled(ks->book, known, n_known, deadline - mono_us());
+        left = book_wait_settled(ks->book, known, n_known, deadline - kc_mono_us());
     else
         for (size_t i = 0; i < n_known; i++)
             left += book_inflight(ks->book, known[i]);
-    int64_t waited_ms = (mono_us() - t0) / 1000;
+    int64_t waited_ms = (kc_mono_us() - t0) / 1000;
 
     /* 3. Commit their acked prefix while we still own them. */
     char committed[1024] = "nothing (assignment lost)";

@@ -24,29 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define POLL_IDLE_MS        100
 #define PAUSE_AFTER_US      (250 * 1000)
 #define BACKOFF_MAX_US      (5 * 1000)
 #define REDELIVER_MAX_US    (60LL * 1000 * 1000)
-#define ERROR_LOG_QUIET_US  (30LL * 1000 * 1000)
 #define SEEK_TIMEOUT_MS     5000
-#define PROBE_INTERVAL_US   (1000 * 1000)
+#define TOPIC_PROBE_FIRST_US (1000 * 1000)
 #define TOPIC_PROBE_MAX_US  (30LL * 1000 * 1000)
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_us(int64_t us)
-{
-    struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
+#define TOPIC_PROBE_TIMEOUT_MS 250
 
 /* ---------------------------------------------------------------- settle */
 
@@ -125,7 +111,7 @@ static void set_paused(kafka_source *ks, bool pause)
         ks->n_pauses++;
         ecf_metric_add(ks->stage, ks->m.pauses, 1);
         ecf_log(ks->stage, ECF_LOG_DEBUG, "downstream full for %.0f ms: paused %d partition(s)",
-                (double)(mono_us() - ks->blocked_since_us) / 1000, count);
+                (double)(kc_mono_us() - ks->blocked_since_us) / 1000, count);
     } else {
         ecf_log(ks->stage, ECF_LOG_DEBUG, "downstream took the batch: resumed %d partition(s)",
                 count);
@@ -242,13 +228,13 @@ void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *rev
     ecf_batch *batches[2] = {ks->pending, ks->building};
     int64_t backoff = 100;
     for (int i = 0; i < 2; i++) {
-        while (batches[i] && mono_us() < deadline_us) {
+        while (batches[i] && kc_mono_us() < deadline_us) {
             ecf_status st = ecf_try_emit(ks->stage, NULL, batches[i]);
             if (st != ECF_ERR_BACKPRESSURE) {
                 batches[i] = NULL; /* taken (a stopped consumer fails its messages) */
                 break;
             }
-            sleep_us(backoff);
+            kc_sleep_us(backoff);
             backoff = backoff * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : backoff * 2;
         }
         if (batches[i])
@@ -268,7 +254,7 @@ static bool emit_pending(kafka_source *ks)
     ecf_status st = ecf_try_emit(ks->stage, NULL, ks->pending);
     if (st == ECF_ERR_BACKPRESSURE) {
         if (!ks->blocked_since_us)
-            ks->blocked_since_us = mono_us();
+            ks->blocked_since_us = kc_mono_us();
         return false;
     }
     /* OK, or STOPPED: the core failed its messages and the pipeline stops. */
@@ -291,49 +277,6 @@ static book_part *lookup(kafka_source *ks, const rd_kafka_message_t *m)
         ks->last_p = p;
     }
     return p;
-}
-
-static void set_ready(kafka_source *ks, bool ready)
-{
-    if (ks->ready == ready)
-        return;
-    ks->ready = ready;
-    ecf_set_ready(ks->stage, ready);
-    if (ready)
-        ecf_log(ks->stage, ECF_LOG_INFO, "Kafka brokers reachable; ready");
-    else
-        ecf_log(ks->stage, ECF_LOG_WARN, "Kafka brokers unreachable; not ready");
-}
-
-/*
- * Broker trouble repeats on every reconnect attempt: say each kind once per
- * quiet period, then how often it came back (one slot per error code).
- */
-static void log_consumer_error(kafka_source *ks, rd_kafka_resp_err_t err, const char *why)
-{
-    int64_t now = mono_us();
-    size_t slot = 0;
-    for (size_t i = 0; i < KSRC_ERROR_KINDS; i++) {
-        if (ks->quiet[i].err == err && ks->quiet[i].said_us) {
-            slot = i;
-            break;
-        }
-        if (ks->quiet[i].said_us < ks->quiet[slot].said_us)
-            slot = i; /* the least recently said kind gives way */
-    }
-    if (ks->quiet[slot].err == err && ks->quiet[slot].said_us &&
-        now - ks->quiet[slot].said_us < ERROR_LOG_QUIET_US) {
-        ks->quiet[slot].suppressed++;
-        return;
-    }
-    if (ks->quiet[slot].err == err && ks->quiet[slot].suppressed)
-        ecf_log(ks->stage, ECF_LOG_WARN, "Kafka: %s (%" PRIu64 " more like it since last said)",
-                why, ks->quiet[slot].suppressed);
-    else
-        ecf_log(ks->stage, ECF_LOG_WARN, "Kafka: %s", why);
-    ks->quiet[slot].err = err;
-    ks->quiet[slot].said_us = now;
-    ks->quiet[slot].suppressed = 0;
 }
 
 /*
@@ -378,11 +321,11 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
             return ECF_OK;
         if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
             char buf[512];
-            rd_kafka_fatal_error(ks->rk, buf, sizeof buf);
+            kc_fatal_reason(ks->rk, buf, sizeof buf);
             ecf_error(stage, "Kafka consumer failed for good: %s", buf);
             return ECF_ERR_FATAL;
         }
-        log_consumer_error(ks, m->err, rd_kafka_message_errstr(m));
+        kc_log_error(&ks->client, m->err, rd_kafka_message_errstr(m));
         return ECF_OK;
     }
     book_part *p = lookup(ks, m);
@@ -402,7 +345,7 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
     if (!ks->building) {
         ks->building = ecf_batch_new(stage);
         ks->building_n = 0;
-        ks->building_first_us = mono_us();
+        ks->building_first_us = kc_mono_us();
     }
     rd_kafka_timestamp_type_t tstype;
     int64_t ts_ms = rd_kafka_message_timestamp(m, &tstype);
@@ -434,8 +377,8 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
         return st;
     }
     ks->building_n++;
-    if (!ks->ready)
-        set_ready(ks, true);
+    if (!kc_ready(&ks->client))
+        kc_set_ready(&ks->client, true);
     atomic_fetch_add(&ks->n_consumed, 1);
     ecf_metric_add(stage, ks->m.messages, 1);
     ecf_metric_add(stage, ks->m.bytes, (double)(m->len + m->key_len));
@@ -480,7 +423,7 @@ static ecf_status fill(kafka_source *ks, int64_t until_us)
         since_clock = 0;
         if (ecf_should_stop(ks->stage))
             break;
-        int64_t now = mono_us();
+        int64_t now = kc_mono_us();
         int64_t deadline = until_us;
         if (ks->building && ks->building_first_us + ks->cfg->batch_wait_us < deadline)
             deadline = ks->building_first_us + ks->cfg->batch_wait_us;
@@ -498,7 +441,7 @@ static bool batch_due(const kafka_source *ks)
 {
     return ks->building && ks->building_n > 0 &&
            (ks->building_n >= ks->batch_size ||
-            mono_us() >= ks->building_first_us + ks->cfg->batch_wait_us);
+            kc_mono_us() >= ks->building_first_us + ks->cfg->batch_wait_us);
 }
 
 /* ---------------------------------------------------------------- failures */
@@ -585,31 +528,6 @@ static bool handle_failures(kafka_source *ks, int64_t now)
 /* ---------------------------------------------------------------- run */
 
 /*
- * While not ready, ask a broker for metadata now and then: an idle topic
- * brings no record to tell us the brokers are back. The probe blocks the
- * loop for up to 250 ms, but only while no broker answers anyway.
- */
-static void probe_brokers(kafka_source *ks, int64_t now)
-{
-    if (ks->ready || now < ks->next_probe_us)
-        return;
-    ks->next_probe_us = now + PROBE_INTERVAL_US;
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(ks->rk, 0, NULL, &md, 250) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    rd_kafka_metadata_destroy(md);
-    set_ready(ks, true);
-}
-
-static bool topic_listed(const struct rd_kafka_metadata *md, const char *topic)
-{
-    for (int i = 0; i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, topic) == 0)
-            return md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
-    return false;
-}
-
-/*
  * A named topic that did not exist at start (in the default pipeline the
  * producer stage creates it a moment later): librdkafka looks at the
  * subscription's topics again only every topic.metadata.refresh.interval.ms,
@@ -623,15 +541,15 @@ static void probe_topics(kafka_source *ks, int64_t now)
     if (!ks->topics_missing || now < ks->next_topic_probe_us)
         return;
     int64_t every = ks->topic_probe_every_us;
-    ks->topic_probe_every_us = !every ? PROBE_INTERVAL_US
+    ks->topic_probe_every_us = !every ? TOPIC_PROBE_FIRST_US
                                : every * 2 > TOPIC_PROBE_MAX_US ? TOPIC_PROBE_MAX_US : every * 2;
     ks->next_topic_probe_us = now + ks->topic_probe_every_us;
     const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(ks->rk, 1, NULL, &md, 250) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (kc_list_topics(ks->rk, TOPIC_PROBE_TIMEOUT_MS, &md) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
     bool all = true;
     for (char **t = ks->cfg->topics; t && *t; t++)
-        all = all && topic_listed(md, *t);
+        all = all && kc_find_topic(md, *t) != NULL;
     rd_kafka_metadata_destroy(md);
     if (all) {
         ks->topics_missing = false;
@@ -639,9 +557,11 @@ static void probe_topics(kafka_source *ks, int64_t now)
     }
 }
 
+/* While not ready, kc_probe asks a broker for metadata now and then: an idle
+ * topic brings no record to tell us the brokers are back. */
 static void housekeeping(kafka_source *ks, int64_t now)
 {
-    probe_brokers(ks, now);
+    kc_probe(&ks->client, ks->rk, now);
     probe_topics(ks, now);
     if (now < ks->next_commit_us)
         return;
@@ -655,11 +575,11 @@ static ecf_status ksrc_run(ecf_stage *stage)
     kafka_source *ks = ecf_state(stage);
     ecf_status st = ECF_OK;
     ks->running = true;
-    ks->next_commit_us = mono_us() + ks->cfg->commit_interval_us;
+    ks->next_commit_us = kc_mono_us() + ks->cfg->commit_interval_us;
     int64_t backoff = 100;
 
     while (!ecf_should_stop(stage)) {
-        int64_t now = mono_us();
+        int64_t now = kc_mono_us();
         if (handle_failures(ks, now))
             break;
         housekeeping(ks, now);
@@ -674,7 +594,7 @@ static ecf_status ksrc_run(ecf_stage *stage)
                     bool got; /* serve callbacks; paused partitions yield nothing */
                     st = poll_one(ks, 10, &got);
                 } else {
-                    sleep_us(backoff);
+                    kc_sleep_us(backoff);
                     backoff = backoff * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : backoff * 2;
                 }
             } else {
@@ -772,7 +692,7 @@ static ecf_status ksrc_create(ecf_stage *stage)
     ks->cfg = cfg;
     ks->redeliver = strcmp(cfg->on_failure, "redeliver") == 0;
     ks->last_partition = -1;
-    ks->ready = true; /* every stage starts ready */
+    kc_client_init(&ks->client, stage, &cfg->client, true, NULL); /* every stage starts ready */
     const char *bs = ecf_pipeline_setting(stage, "batch_size");
     int64_t n = cfg->batch_size ? cfg->batch_size : bs ? atoll(bs) : 1024;
     ks->batch_size = n > 0 ? (uint32_t)n : 1024;
@@ -798,34 +718,23 @@ static ecf_status ksrc_create(ecf_stage *stage)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     kafka_source *ks = rd_kafka_opaque(rk);
-    if (!ks)
-        return;
-    ecf_log_level lvl = level <= 4 ? ECF_LOG_WARN : level <= 6 ? ECF_LOG_INFO : ECF_LOG_DEBUG;
-    /* Broker failures also come as errors, which we report already. */
-    if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "ERROR") == 0)
-        lvl = ECF_LOG_DEBUG;
-    /* Commit failures are reported by the commit callback; a closing
-     * consumer's "leaving group" and a fresh group's first join are routine. */
-    if (strcmp(fac, "COMMITFAIL") == 0 || strcmp(fac, "MAXPOLL") == 0)
-        lvl = lvl < ECF_LOG_INFO ? lvl : ECF_LOG_INFO;
-    ecf_log(ks->stage, lvl, "librdkafka %s: %s", fac, buf);
+    if (ks)
+        kc_log(ks->stage, level, fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kafka_source *ks = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char buf[512];
-        rd_kafka_fatal_error(rk, buf, sizeof buf);
-        if (ks->stop_status == ECF_OK) {
-            ecf_error(ks->stage, "Kafka consumer failed for good: %s", buf);
-            ks->stop_status = ECF_ERR_FATAL;
-        }
+    if (err != RD_KAFKA_RESP_ERR__FATAL) {
+        kc_serve_error(&ks->client, (rd_kafka_resp_err_t)err, reason);
         return;
     }
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        set_ready(ks, false);
-    log_consumer_error(ks, (rd_kafka_resp_err_t)err, reason);
+    char buf[512];
+    kc_fatal_reason(rk, buf, sizeof buf);
+    if (ks->stop_status == ECF_OK) {
+        ecf_error(ks->stage, "Kafka consumer failed for good: %s", buf);
+        ks->stop_status = ECF_ERR_FATAL;
+    }
 }
 
 static rd_kafka_topic_partition_list_t *subscription(const ksrc_config *cfg)
@@ -849,23 +758,15 @@ static ecf_status broker_check(kafka_source *ks)
 {
     const ksrc_config *cfg = ks->cfg;
     const struct rd_kafka_metadata *md = NULL;
-    int timeout = (int)(cfg->connect_timeout_us / 1000);
-    rd_kafka_resp_err_t err = rd_kafka_metadata(ks->rk, 1, NULL, &md, timeout > 0 ? timeout : 1);
+    rd_kafka_resp_err_t err = kc_list_topics(ks->rk, kc_ms(cfg->client.connect_timeout_us), &md);
     if (err) {
-        if (cfg->require_broker) {
-            ecf_error(ks->stage, "no Kafka broker answered at '%s' within %.1fs: %s",
-                      cfg->bootstrap, (double)cfg->connect_timeout_us / 1e6,
-                      rd_kafka_err2str(err));
-            return ECF_ERR_UNAVAILABLE;
-        }
-        ecf_log(ks->stage, ECF_LOG_WARN, "no Kafka broker answered at '%s' yet (%s); "
-                "starting not ready and retrying", cfg->bootstrap, rd_kafka_err2str(err));
-        ks->ready = true;
-        set_ready(ks, false);
-        return ECF_OK;
+        ecf_status st = kc_no_broker(&ks->client, err, NULL);
+        if (st == ECF_OK)
+            kc_set_ready(&ks->client, false);
+        return st;
     }
     for (char **t = cfg->topics; t && *t; t++)
-        if (!topic_listed(md, *t)) {
+        if (!kc_find_topic(md, *t)) {
             ecf_log(ks->stage, ECF_LOG_WARN, "topic '%s' does not exist (yet): its "
                     "partitions are assigned once it is created", *t);
             ks->topics_missing = true;
@@ -904,16 +805,12 @@ static ecf_status ksrc_start(ecf_stage *stage)
         return ecf_error(stage, "subscribing to %s failed: %s", names, rd_kafka_err2str(err));
     ks->subscribed = true;
 
-    char keys[512] = "";
-    size_t off = 0;
-    for (const ecf_kv *kv = cfg->kafka; kv && kv->key && off < sizeof keys; kv++) {
-        int w = snprintf(keys + off, sizeof keys - off, "%s%s", off ? ", " : "", kv->key);
-        off += w > 0 ? (size_t)w : 0;
-    }
+    char keys[512];
+    kc_passthrough_keys(&cfg->client, keys, sizeof keys);
     ecf_log(stage, ECF_LOG_INFO, "consuming %s as group '%s' at %s (batches of %u or %.0f ms, "
-            "commit every %.1fs, on_failure %s%s%s)", names, cfg->group, cfg->bootstrap,
+            "commit every %.1fs, on_failure %s%s%s)", names, cfg->group, cfg->client.bootstrap,
             ks->batch_size, (double)cfg->batch_wait_us / 1000,
-            (double)cfg->commit_interval_us / 1e6, cfg->on_failure, off ? "; kafka: " : "",
+            (double)cfg->commit_interval_us / 1e6, cfg->on_failure, *keys ? "; kafka: " : "",
             keys);
     return ECF_OK;
 }

@@ -6,10 +6,14 @@
  * rebalance.c      assign / revoke protocol and offset commits
  * offset_book.c    per-partition windows of in-flight offsets: which prefix is
  *                  acknowledged, so commits never pass an unacked message
- * consumer_conf.c  option table -> librdkafka configuration (and its errors)
+ * consumer_conf.c  option table -> librdkafka consumer configuration (and its errors)
+ * ../common/kafka_client.c  what both Kafka plugins do alike: common options,
+ *                  readiness and its probe, logs and errors, metadata lookups
  */
 #ifndef ECF_SOURCE_KAFKA_H
 #define ECF_SOURCE_KAFKA_H
+
+#include "kafka_client.h"
 
 #include <ecflow/plugin.h>
 #include <librdkafka/rdkafka.h>
@@ -23,7 +27,7 @@
 
 /* Filled by the core from ksrc_options (consumer_conf.c). */
 typedef struct {
-    char    *bootstrap;
+    kc_config client;   /* bootstrap, connect_timeout, require_broker, kafka */
     char    *group;
     char   **topics;
     char    *topic_regex;
@@ -35,9 +39,6 @@ typedef struct {
     char    *on_failure;
     int64_t  redeliver_backoff_us;
     int64_t  prefetch_max_bytes;
-    int64_t  connect_timeout_us;
-    bool     require_broker;
-    ecf_kv  *kafka;
 } ksrc_config;
 
 extern const ecf_option ksrc_options[];
@@ -170,8 +171,6 @@ typedef struct {
     ecf_metric *redeliveries;
 } ksrc_metrics;
 
-#define KSRC_ERROR_KINDS 8
-
 typedef struct kafka_source {
     ecf_stage         *stage;
     const ksrc_config *cfg;
@@ -196,16 +195,10 @@ typedef struct kafka_source {
     int64_t            next_error_log_us; /* commit failures: one quiet period */
     rd_kafka_resp_err_t last_err;
     uint64_t           errors_suppressed;
-    struct {
-        rd_kafka_resp_err_t err;
-        int64_t             said_us;
-        uint64_t            suppressed;
-    } quiet[KSRC_ERROR_KINDS];              /* consumer errors, per error code */
+    kc_client          client;      /* readiness, its probe, consumer error log */
     book_part         *last_p;      /* lookup cache for the hot path            */
     const rd_kafka_topic_t *last_rkt;
     int32_t            last_partition;
-    bool               ready;
-    int64_t            next_probe_us;
     bool               topics_missing; /* a named topic did not exist at start    */
     int64_t            next_topic_probe_us, topic_probe_every_us;
     ecf_header        *headers;     /* scratch for one record's headers        */
