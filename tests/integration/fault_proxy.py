@@ -46,6 +46,9 @@ class FaultProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without this every answer waits out
+            # the client's delayed ACK (~40 ms)
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
