@@ -16,6 +16,9 @@ struct rest_catalog {
     char   *credential; /* secret */
     char   *oauth2_uri;
     char   *scope;
+    /* the token: the stage's thread commits while a source's thread may load
+     * the table (resume positions), so it is guarded */
+    GMutex  auth_lock;
     char   *auth;       /* "Authorization: Bearer ..." (secret), NULL without auth */
     int64_t auth_expires_us; /* monotonic; 0: does not expire (or unknown) */
     char  **headers;    /* extra */
@@ -66,6 +69,13 @@ static char *describe(const char *what, const http_resp *r)
 }
 
 /* ------------------------------------------------------------ requests */
+
+static void wipe_secret(char *s)
+{
+    if (s)
+        memset(s, 0, strlen(s));
+    g_free(s);
+}
 
 static bool fetch_token(rest_catalog *c, char **err)
 {
@@ -119,11 +129,15 @@ static bool call(rest_catalog *c, const char *method, const char *url, JsonNode 
 {
     g_autofree char *text = body ? node_to_string(body) : NULL;
     for (int round = 0; round < 2; round++) {
-        if ((token_due(c) || round == 1) && !fetch_token(c, err))
+        g_mutex_lock(&c->auth_lock);
+        bool have = !(token_due(c) || round == 1) || fetch_token(c, err);
+        char *auth = have ? g_strdup(c->auth) : NULL;
+        g_mutex_unlock(&c->auth_lock);
+        if (!have)
             return false;
         GPtrArray *h = g_ptr_array_new();
-        if (c->auth)
-            g_ptr_array_add(h, c->auth);
+        if (auth)
+            g_ptr_array_add(h, auth);
         if (text)
             g_ptr_array_add(h, "Content-Type: application/json");
         for (char **x = c->headers; x && *x; x++)
@@ -134,6 +148,7 @@ static bool call(rest_catalog *c, const char *method, const char *url, JsonNode 
         http_resp_clear(resp);
         http_do(c->http, &r, resp);
         g_ptr_array_free(h, TRUE);
+        wipe_secret(auth);
         if (resp->status != 401 || !c->credential || round == 1)
             return true;
     }
@@ -221,6 +236,7 @@ rest_catalog *rest_catalog_new(const rest_options *o, char **err)
         return NULL;
     }
     rest_catalog *c = g_new0(rest_catalog, 1);
+    g_mutex_init(&c->auth_lock);
     c->hopt = o->http;
     c->http = http_client_new(&o->http);
     c->uri = g_strdup(o->uri);
@@ -241,13 +257,6 @@ rest_catalog *rest_catalog_new(const rest_options *o, char **err)
     return c;
 }
 
-static void wipe(char *s)
-{
-    if (s)
-        memset(s, 0, strlen(s));
-    g_free(s);
-}
-
 void rest_catalog_free(rest_catalog *c)
 {
     if (!c)
@@ -256,10 +265,11 @@ void rest_catalog_free(rest_catalog *c)
     g_free(c->uri);
     g_free(c->base);
     g_free(c->warehouse);
-    wipe(c->credential);
+    wipe_secret(c->credential);
     g_free(c->oauth2_uri);
     g_free(c->scope);
-    wipe(c->auth);
+    wipe_secret(c->auth);
+    g_mutex_clear(&c->auth_lock);
     g_strfreev(c->headers);
     g_free(c);
 }

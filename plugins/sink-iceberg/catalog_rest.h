@@ -11,7 +11,8 @@
  * outcome is unknown (timeout, 5xx after sending) is resolved by reloading
  * the table and looking for this commit's snapshot before any retry.
  *
- * One client per sink, used from one thread at a time.
+ * One client per sink. Calls may come from several threads at once (the
+ * stage's commits, a source's resume positions): the token is guarded.
  */
 #ifndef ECF_ICEBERG_CATALOG_REST_H
 #define ECF_ICEBERG_CATALOG_REST_H

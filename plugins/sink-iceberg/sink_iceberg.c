@@ -213,7 +213,9 @@ typedef struct {
     pos_map       *committed;
     pos_map       *pending_lo, *pending_hi;
     pos_map       *merged;  /* what the commit being applied stores */
-    bool           writer_clash_logged;
+    GMutex         fresh_lock;
+    pos_map       *fresh;   /* positions read back from the table for sources (fresh_lock) */
+    int64_t        fresh_at; /* when (monotonic µs; 0: never) */
     GHashTable    *skip_logged; /* partitions whose first skip was logged */
     uint8_t       *fates;
     uint32_t       cap_fates;
@@ -434,27 +436,34 @@ static void finish_and_drop(ice_state *st, part_writer *w)
 /* Commit hook, per attempt (positions.h, table_commit.h): the positions the
  * new snapshot stores are the newest ones of this writer in the table as it
  * stands now, raised by what this process committed and by the rows of this
- * commit. Raising (never lowering) keeps two processes that share a writer
- * id on different topics or partitions from erasing each other's. */
+ * commit. Raising (never lowering) lets the processes of one pipeline share
+ * the writer id (scale-out: each partition is read by one of them at a time)
+ * without erasing each other's positions.
+ *
+ * Unless another process committed past the first record this commit holds
+ * of a partition: it read that partition after this one (a rebalance whose
+ * revoke gave up waiting for this commit), and the rows between would be in
+ * the table twice. The commit is refused; its rows fail back to their
+ * sources, which read them again from where the table says. */
 typedef struct {
     ice_state *st;
+    char      *why;
 } clash_ctx;
 
 static void clash_cb(void *ctx, const char *topic, int32_t partition, int64_t lo)
 {
     clash_ctx *c = ctx;
     int64_t theirs;
-    if (c->st->writer_clash_logged || !pos_get(c->st->merged, topic, partition, &theirs) || theirs <= lo)
+    if (c->why || !pos_get(c->st->merged, topic, partition, &theirs) || theirs <= lo)
         return;
-    c->st->writer_clash_logged = true;
-    ecf_log(c->st->stage, ECF_LOG_WARN,
-            "another process committed %s[%" PRId32 "] up to offset %" PRId64 " under writer id '%s' while this "
-            "one holds records of it from offset %" PRId64 ": two pipelines are writing the same partitions "
-            "under one writer_id, and rows can be duplicated; give each its own writer_id",
-            topic, partition, theirs, c->st->writer_id, lo);
+    c->why = g_strdup_printf("%s[%" PRId32 "] was committed up to offset %" PRId64 " by another process under "
+                             "writer id '%s' while this one holds its records from offset %" PRId64 " (a rebalance "
+                             "that did not wait for this commit: make commit_interval shorter than source-kafka's "
+                             "rebalance_timeout); refused, so that nothing is written twice",
+                             topic, partition, theirs, c->st->writer_id, lo);
 }
 
-static void summary_positions(void *ctx, const ice_table *t, GPtrArray *kv, GPtrArray *keep)
+static bool summary_positions(void *ctx, const ice_table *t, GPtrArray *kv, GPtrArray *keep, char **err)
 {
     ice_state *st = ctx;
     pos_map_clear(st->merged);
@@ -464,27 +473,74 @@ static void summary_positions(void *ctx, const ice_table *t, GPtrArray *kv, GPtr
     if (stored && pos_from_json(st->merged, stored)) {
         clash_ctx c = {.st = st};
         pos_foreach(st->pending_lo, clash_cb, &c);
+        if (c.why) {
+            *err = c.why;
+            return false;
+        }
     }
     pos_merge_max(st->merged, st->committed);
     pos_merge_max(st->merged, st->pending_hi);
     if (pos_map_count(st->merged) == 0)
-        return;
+        return true;
     char *json = pos_to_json(st->merged);
     g_ptr_array_add(keep, json);
     g_ptr_array_add(kv, "ecflow.kafka-offsets");
     g_ptr_array_add(kv, json);
+    return true;
 }
 
-/* Called from sources' threads (ecf_resume_position), after start. */
+/* This writer's positions as the table holds them now, into st->fresh (under
+ * fresh_lock). Other processes of the same pipeline (scale-out: one group, one
+ * table, one writer id) commit partitions this one gets in a rebalance; what
+ * this process loaded at start, or committed itself, is behind their
+ * commits. A separate catalog handle: the stage's thread may be committing
+ * through its own meanwhile. Loads at most once per 100 ms, so a rebalance
+ * that assigns many partitions loads the table once. */
+static void refresh_positions(ice_state *st)
+{
+    int64_t now = g_get_monotonic_time();
+    if (st->fresh_at && now - st->fresh_at < 100000)
+        return;
+    catalog_table probe;
+    catalog_ref ref = {.io = st->io, .location = st->location, .rest = st->rest, .ns = st->ns, .name = st->name};
+    catalog_table_init(&probe, &ref);
+    char *err = NULL;
+    int64_t snap;
+    pos_map *got = pos_map_new();
+    bool ok = catalog_load(&probe, &err) >= 0;
+    const char *stored = ok && probe.version > 0 ? tm_lineage_summary(&probe.meta, "ecflow.writer-id", st->writer_id,
+                                                                      "ecflow.kafka-offsets", &snap)
+                                                 : NULL;
+    if (stored && !pos_from_json(got, stored))
+        ok = false;
+    if (ok) {
+        pos_merge_max(st->fresh, got);
+        st->fresh_at = now;
+    } else {
+        ecf_log(st->stage, ECF_LOG_WARN, "could not read this writer's positions from the table (%s); sources "
+                "resume from what this process knows", err ? err : "malformed ecflow.kafka-offsets");
+    }
+    pos_map_free(got);
+    g_free(err);
+    catalog_table_clear(&probe);
+}
+
+/* Called from sources' threads (ecf_resume_position), after start: the
+ * newest position of the partition this process or the table knows. */
 static ecf_status ice_resume_position(ecf_stage *stage, const char *topic, int32_t partition, int64_t *next_offset)
 {
     ice_state *st = ecf_state(stage);
     if (!st || !topic || partition < 0 || !next_offset)
         return ECF_ERR_UNAVAILABLE;
-    int64_t v = -1;
+    int64_t mine = -1, table = -1;
+    g_mutex_lock(&st->fresh_lock);
+    refresh_positions(st);
+    bool known = pos_get(st->fresh, topic, partition, &table);
+    g_mutex_unlock(&st->fresh_lock);
     g_mutex_lock(&st->pos_lock);
-    bool known = pos_get(st->committed, topic, partition, &v);
+    known |= pos_get(st->committed, topic, partition, &mine);
     g_mutex_unlock(&st->pos_lock);
+    int64_t v = MAX(mine, table);
     if (!known || v < 0)
         return ECF_ERR_UNAVAILABLE;
     *next_offset = v;
@@ -1001,9 +1057,11 @@ static void state_free(ice_state *st)
     pos_map_free(st->pending_lo);
     pos_map_free(st->pending_hi);
     pos_map_free(st->merged);
+    pos_map_free(st->fresh);
     if (st->skip_logged)
         g_hash_table_destroy(st->skip_logged);
     g_mutex_clear(&st->pos_lock);
+    g_mutex_clear(&st->fresh_lock);
     bb_free(&st->keybuf);
     if (st->io)
         st->io->destroy(st->io);
@@ -1116,6 +1174,7 @@ static ecf_status ice_create(ecf_stage *stage)
     ice_state *st = g_new0(ice_state, 1);
     st->stage = stage;
     g_mutex_init(&st->pos_lock);
+    g_mutex_init(&st->fresh_lock);
     if (cfg->writer_id) {
         st->writer_id = g_strstrip(g_strdup(cfg->writer_id));
     } else {
@@ -1171,6 +1230,7 @@ static ecf_status ice_create(ecf_stage *stage)
     st->pending_lo = pos_map_new();
     st->pending_hi = pos_map_new();
     st->merged = pos_map_new();
+    st->fresh = pos_map_new();
     st->skip_logged = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     st->m_rows = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_rows_total", "Rows taken into data files");
     st->m_committed_rows = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_committed_rows_total",

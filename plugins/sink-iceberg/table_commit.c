@@ -157,9 +157,15 @@ bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, 
 const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value,
                                   const char *key, int64_t *snapshot_id)
 {
+    return tm_lineage_summary(&t->cat.meta, match_key, match_value, key, snapshot_id);
+}
+
+const char *tm_lineage_summary(const table_metadata *meta, const char *match_key, const char *match_value,
+                               const char *key, int64_t *snapshot_id)
+{
     *snapshot_id = -1;
-    JsonArray *snaps = json_object_has_member(t->cat.meta.o, "snapshots")
-                           ? json_object_get_array_member(t->cat.meta.o, "snapshots")
+    JsonArray *snaps = json_object_has_member(meta->o, "snapshots")
+                           ? json_object_get_array_member(meta->o, "snapshots")
                            : NULL;
     if (!snaps)
         return NULL;
@@ -175,7 +181,7 @@ const char *table_lineage_summary(const ice_table *t, const char *match_key, con
             g_hash_table_insert(by_id, &ids[i], s);
     }
     const char *found = NULL;
-    gint64 id = tm_current_snapshot_id(&t->cat.meta);
+    gint64 id = tm_current_snapshot_id(meta);
     for (guint guard = 0; id >= 0 && guard <= n; guard++) {
         JsonObject *s = g_hash_table_lookup(by_id, &id);
         if (!s)
@@ -320,8 +326,12 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         for (const char *const *e = extra; e && *e; e++)
             g_ptr_array_add(kv, (gpointer)*e);
         GPtrArray *keep = g_ptr_array_new_with_free_func(g_free);
-        if (more)
-            more(more_ctx, t, kv, keep);
+        if (more && !more(more_ctx, t, kv, keep, err)) {
+            g_ptr_array_free(kv, TRUE);
+            g_ptr_array_free(keep, TRUE);
+            t->cat.io->remove(t->cat.io, lpath);
+            break;
+        }
         g_ptr_array_add(kv, NULL);
 
         table_metadata next;

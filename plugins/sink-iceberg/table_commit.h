@@ -45,9 +45,10 @@ void table_close(ice_table *t);
  * Summary entries that depend on the table as it stands when the snapshot is
  * applied: called on every attempt (again after a reload on a lost race).
  * Appends key, value, ... to `kv`; strings it allocates go into `keep`
- * (freed after the attempt).
+ * (freed after the attempt). Returning false (with *err) refuses the commit:
+ * the table as it stands makes it wrong.
  */
-typedef void (*table_summary_fn)(void *ctx, const ice_table *t, GPtrArray *kv, GPtrArray *keep);
+typedef bool (*table_summary_fn)(void *ctx, const ice_table *t, GPtrArray *kv, GPtrArray *keep, char **err);
 
 /*
  * Appends `files` as one snapshot. `extra` is key, value, ..., NULL for the
@@ -68,5 +69,8 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
  */
 const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value,
                                   const char *key, int64_t *snapshot_id);
+/* The same on metadata loaded apart from an ice_table (another thread's view). */
+const char *tm_lineage_summary(const table_metadata *meta, const char *match_key, const char *match_value,
+                               const char *key, int64_t *snapshot_id);
 
 #endif

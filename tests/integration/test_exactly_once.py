@@ -594,3 +594,92 @@ def test_reassigned_before_the_commit_writes_nothing_twice(bootstrap, names, pip
     assert "delivered again before the commit" in log, log[-3000:]
     assert b.term()[0] == 0
     verify_table(t, ids, bootstrap, topic)
+
+
+def test_two_processes_share_partitions_and_table_through_rebalances_and_a_sigkill(
+        bootstrap, names, pipelines, tmp_path, readers):
+    """Scale-out: two `ecflow run` of the same pipeline (same group, same table, the same
+    writer_id) split the partitions; a third joins after one is SIGKILLed. Partitions move on
+    every join and on the kill, while events keep arriving; every event is in the table
+    exactly once, and both processes committed."""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    events = make_events(run, 40000)
+    done, produced, producer_error = [False], [0], []
+
+    def producer():
+        try:
+            t0 = time.monotonic()
+            while produced[0] < len(events):
+                due = min(len(events), int(len(events) * (time.monotonic() - t0) / 25.0))
+                if due > produced[0]:
+                    produce(bootstrap, topic, events[produced[0]:due])
+                    produced[0] = due
+                time.sleep(0.2)
+        except Exception as e:  # reported by the test thread
+            producer_error.append(e)
+
+    th = threading.Thread(target=producer, daemon=True)
+    th.start()
+    knobs = dict(COMMIT_INTERVAL="500ms")
+    a = pipelines(bootstrap, topic, group, name="a", **knobs)
+    a.wait_assigned()
+    time.sleep(2)
+    b = pipelines(bootstrap, topic, group, name="b", **knobs)
+    b.wait_assigned()
+    wait_until("a's partitions split with b",
+               lambda: a.alive() and len(re.findall(r"assigned [1-9]\d* partition", a.log_text())) >= 2, 60)
+    time.sleep(3)
+    a.kill()  # its uncommitted rows are lost with it; b takes its partitions after 6 s
+    wait_until("b takes every partition",
+               lambda: b.alive() and re.search(rf"assigned {PARTITIONS} partition", b.log_text()), 60)
+    c = pipelines(bootstrap, topic, group, name="c", **knobs)
+    c.wait_assigned()
+    th.join(120)
+    assert not producer_error, producer_error
+    t = table_dir(tmp_path)
+    wait_until(f"{len(events)} rows in the table",
+               lambda: b.alive() and c.alive() and total_records(t) >= len(events), 180, 0.25)
+    time.sleep(1.0)  # a duplicate would have time to land now
+    logs = {}
+    for p in (b, c):
+        rc, _ = p.term()
+        logs[p.name] = p.log_text()
+        assert rc == 0, logs[p.name][-5000:]
+    logs["a"] = a.log_text()
+    commits = {n: len(re.findall(r"committed snapshot", log)) for n, log in logs.items()}
+    print(f"commits per process: {commits}")
+    assert all(commits.values()), commits
+    verify_table(t, [json.loads(v)["event_id"] for _, v in events], bootstrap, topic)
+
+
+def test_a_commit_a_rebalance_outran_is_refused_not_written_twice(bootstrap, names, pipelines,
+                                                                  tmp_path, readers):
+    """Scale-out when a revoke gives up: `a` holds every partition's records for a commit that
+    is an hour away, `b` joins, a's revoke stops waiting after 300 ms, and `b` reads and commits
+    the partitions it got. a's commit at SIGTERM holds records `b` committed: refused with the
+    reason, and its rows fail back instead of landing twice; `b` takes a's partitions when `a`
+    leaves, and every event is in the table once."""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    events = make_events(run, 4000)
+    produce(bootstrap, topic, events)
+    ids = [json.loads(v)["event_id"] for _, v in events]
+    t = table_dir(tmp_path)
+    a = pipelines(bootstrap, topic, group, name="a", COMMIT_INTERVAL="1h", REBALANCE_TIMEOUT="300ms")
+    wait_until("4000 rows taken by a, none committed",
+               lambda: a.alive() and a.metric("iceberg_rows_total") == 4000, 60)
+    b = pipelines(bootstrap, topic, group, name="b", COMMIT_INTERVAL="200ms")
+    wait_until("b committed the partitions it got",
+               lambda: b.alive() and (b.metric("iceberg_commits_total") or 0) >= 1, 60)
+    assert 0 < total_records(t) < 4000
+    a.term()
+    log = a.log_text()
+    assert re.search(r"was committed up to offset \d+ by another process under writer id "
+                     r"'exactly-once-test/lake' while this one holds its records from offset \d+ .*"
+                     r"refused, so that nothing is written twice", log), log[-4000:]
+    wait_until("b took a's partitions and committed them",
+               lambda: b.alive() and total_records(t) >= 4000, 120, 0.25)
+    time.sleep(1.0)  # a duplicate would have time to land now
+    assert b.term()[0] == 0, b.log_text()[-4000:]
+    verify_table(t, ids, bootstrap, topic)
