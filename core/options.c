@@ -311,6 +311,9 @@ typedef struct {
     GPtrArray *kv; /* alternating key, value */
 } map_acc;
 
+/* A map's values never go into a message, only its keys: a map may be
+ * secret as a whole (ECF_OPT_SECRET_MAP: librdkafka passwords), and a key
+ * says enough. */
 static gboolean flatten_map(const ecf_option *o, const char *prefix, const ecf_node *map,
                             GPtrArray *kv, const ecf_opt_ctx *ctx)
 {

@@ -38,6 +38,9 @@
  * is above `struct ecf_host`.
  *
  * Versions: every member says the ABI minor that added it ("1.0", "1.1").
+ * Additions made in the header alone (a wrapper over an older member, an
+ * option macro) say so too: they raise the minor, so a plugin can test
+ * ECF_ABI_MINOR for them, but they run on any 1.x core.
  */
 #ifndef ECFLOW_PLUGIN_H
 #define ECFLOW_PLUGIN_H
@@ -52,7 +55,7 @@ extern "C" {
 #endif
 
 #define ECF_ABI_MAJOR 1
-#define ECF_ABI_MINOR 1
+#define ECF_ABI_MINOR 2
 
 /* ---------------------------------------------------------------- status */
 
@@ -279,6 +282,12 @@ typedef struct {
     { n, ECF_OPT_T_LIST, offsetof(T, f), NULL, fl, 1, 0, NULL, h }
 #define ECF_OPT_MAP(n, T, f, h) \
     { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, 0, 1, 0, NULL, h }
+/* 1.2, header only. A map whose values are secrets (librdkafka's SASL
+ * passwords and TLS keys): ECF_SECRET on the whole map. The core never
+ * prints a map's values (its messages name the key), and `inspect` marks
+ * the option secret; the keys are not secret. Any 1.x core honours it. */
+#define ECF_OPT_SECRET_MAP(n, T, f, h) \
+    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h }
 #define ECF_OPT_FILE(n, T, f, d, fl, h) \
     { n, ECF_OPT_T_FILE, offsetof(T, f), d, fl, 1, 0, NULL, h }
 #define ECF_OPT_END { NULL, (ecf_opt_type)0, 0, NULL, 0, 0, 0, NULL, NULL }
@@ -405,8 +414,8 @@ struct ecf_host {
     const char *(*name)(ecf_stage *s);
     /* 1.0 [any]. True on shutdown or once the stage failed. */
     bool        (*should_stop)(ecf_stage *s);
-    /* 1.0 [callback]. Why the running callback fails (ecf_error): the core
-     * prints it when the callback returns; it is not locked. */
+    /* 1.0 [callback]. Why the running callback fails (ecf_error, ecf_fail):
+     * the core prints it when the callback returns; it is not locked. */
     void        (*set_error)(ecf_stage *s, const char *fmt, va_list ap);
 
     /* 1.0 [any]. Logging (one line, written under a lock); never pass secrets. */
@@ -543,7 +552,8 @@ static inline ECF_PRINTF(3, 4) void ecf_log(ecf_stage *s, ecf_log_level lvl, con
 }
 
 /* [callback]. Say why the running callback fails; the core prints it with
- * the stage name when the callback returns. */
+ * the stage name when the callback returns. Returns ECF_ERR_CONFIG, for
+ * configuration errors: `return ecf_error(stage, "option 'x': ...");`. */
 static inline ECF_PRINTF(2, 3) ecf_status ecf_error(ecf_stage *s, const char *fmt, ...)
 {
     va_list ap;
@@ -551,6 +561,19 @@ static inline ECF_PRINTF(2, 3) ecf_status ecf_error(ecf_stage *s, const char *fm
     ecf_host_of(s)->set_error(s, fmt, ap);
     va_end(ap);
     return ECF_ERR_CONFIG;
+}
+
+/* 1.2 [callback], header only (over set_error, so any 1.x core). The same
+ * for any other failure: sets the message and returns `st`, as in
+ * `return ecf_fail(stage, ECF_ERR_IO, "cannot open '%s': %s", path, why);`.
+ * A failure is never ECF_OK: that is turned into ECF_ERR_INTERNAL. */
+static inline ECF_PRINTF(3, 4) ecf_status ecf_fail(ecf_stage *s, ecf_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ecf_host_of(s)->set_error(s, fmt, ap);
+    va_end(ap);
+    return st == ECF_OK ? ECF_ERR_INTERNAL : st;
 }
 
 static inline ecf_metric *ecf_metric_new(ecf_stage *s, ecf_metric_kind k, const char *name,

@@ -34,7 +34,7 @@
 /* ---------------------------------------------------------------- versions, enums */
 
 _Static_assert(ECF_ABI_MAJOR == 1, "a new ABI major: every plugin must be rebuilt");
-_Static_assert(ECF_ABI_MINOR >= 1, "ABI minors only grow");
+_Static_assert(ECF_ABI_MINOR >= 2, "ABI minors only grow");
 _Static_assert(ECF_PAYLOAD_PADDING == 64, "plugins parse payloads in place with this padding");
 _Static_assert(ECF_REQUIRED == 1 && ECF_OPTIONAL == 0 && ECF_SECRET == 2, "option flags");
 
@@ -278,6 +278,46 @@ static void test_newer_wrapper_skips_an_older_host(void)
     g_assert_cmpint(status_calls, ==, 1);
 }
 
+static char *set_error_text;
+
+static void record_error(ecf_stage *s, const char *fmt, va_list ap)
+{
+    g_free(set_error_text);
+    set_error_text = g_strdup_vprintf(fmt, ap);
+}
+
+/* ecf_fail (1.2) is header only: it calls set_error (1.0), so a 1.0 host,
+ * whose table ends before metric_status, serves it. */
+static void test_fail_runs_on_a_1_0_host(void)
+{
+    ecf_host host = {.set_error = record_error};
+    host.size = (uint32_t)offsetof(ecf_host, metric_status);
+    ecf_stage_head head = {.size = sizeof head, .host = &host};
+    ecf_stage *s = (ecf_stage *)(void *)&head;
+
+    g_assert_cmpint(ecf_fail(s, ECF_ERR_IO, "cannot open '%s'", "x.ndjson"), ==, ECF_ERR_IO);
+    g_assert_cmpstr(set_error_text, ==, "cannot open 'x.ndjson'");
+    g_assert_cmpint(ecf_fail(s, ECF_ERR_FATAL, "gone"), ==, ECF_ERR_FATAL);
+    g_assert_cmpint(ecf_fail(s, ECF_OK, "no reason"), ==, ECF_ERR_INTERNAL); /* never OK */
+    g_assert_cmpint(ecf_error(s, "option 'x': bad"), ==, ECF_ERR_CONFIG);
+    g_assert_cmpstr(set_error_text, ==, "option 'x': bad");
+    g_clear_pointer(&set_error_text, g_free);
+}
+
+typedef struct {
+    ecf_kv *props;
+} secret_map_config;
+
+/* ECF_OPT_SECRET_MAP (1.2) is the entry a 1.0 plugin wrote by hand. */
+static void test_secret_map_is_a_flagged_map(void)
+{
+    const ecf_option o = ECF_OPT_SECRET_MAP("kafka", secret_map_config, props, "help");
+    g_assert_cmpint(o.type, ==, ECF_OPT_T_MAP);
+    g_assert_cmpint(o.flags, ==, ECF_SECRET);
+    g_assert_null(o.def);
+    g_assert_cmpfloat(o.min, >, o.max); /* no range */
+}
+
 static void test_message_init_starts_as_the_1_0_layout(void)
 {
     ecf_message_init m = {.payload = "x", .payload_len = 1};
@@ -304,6 +344,8 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/plugin-define-stamps-version-and-size", test_plugin_define_stamps_the_abi);
     g_test_add_func("/abi/a-newer-member-wrapper-leaves-an-older-host-alone",
                     test_newer_wrapper_skips_an_older_host);
+    g_test_add_func("/abi/ecf-fail-returns-its-status-on-a-1.0-host", test_fail_runs_on_a_1_0_host);
+    g_test_add_func("/abi/a-secret-map-is-a-map-flagged-secret", test_secret_map_is_a_flagged_map);
     g_test_add_func("/abi/a-designated-message-init-is-the-1.0-layout",
                     test_message_init_starts_as_the_1_0_layout);
     g_test_add_func("/abi/every-status-has-its-own-name", test_every_status_has_a_name);

@@ -163,6 +163,37 @@ static void test_secrets_are_never_echoed(void)
     g_assert_nonnull(strstr(errors->pdata[0], "<hidden>"));
 }
 
+/* A map's values are never put in a message, whatever went wrong: the
+ * messages name the key (ECF_OPT_SECRET_MAP's promise). */
+static void test_secret_map_values_are_never_echoed(void)
+{
+    typedef struct {
+        ecf_kv *kafka;
+    } kcfg;
+    static const ecf_option secret_map[] = {
+        ECF_OPT_SECRET_MAP("kafka", kcfg, kafka, "librdkafka properties"),
+        ECF_OPT_END,
+    };
+    static const char *const yamls[] = {
+        "kafka: hunter2\n",
+        "kafka: [hunter2]\n",
+        "kafka: {sasl.password: [hunter2]}\n",
+        "kafka: {sasl: {password: [hunter2]}}\n",
+        "kafka.sasl.password: [hunter2]\n",
+        "kafka.sasl.password: {hunter2: x}\n",
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(yamls); i++) {
+        g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(ecf_node) root = ecf_node_load_string("t.yaml", yamls[i], errors);
+        ecf_opt_ctx ctx = {"t.yaml", "s", 1, errors};
+        g_assert_null(ecf_options_fill(secret_map, sizeof(kcfg), root, NULL, &ctx));
+        g_assert_cmpuint(errors->len, >=, 1);
+        for (guint e = 0; e < errors->len; e++)
+            if (strstr(errors->pdata[e], "hunter2"))
+                g_error("case %u echoes a secret: %s", i, (char *)errors->pdata[e]);
+    }
+}
+
 static void test_suggestions(void)
 {
     const char *const names[] = {"bootstrap", "topic", "compression"};
@@ -179,6 +210,7 @@ int main(int argc, char **argv)
     g_test_add_func("/options/bad-inputs-name-file-line-stage-and-key", test_bad_inputs);
     g_test_add_func("/options/reports-every-error-not-only-the-first", test_every_error_is_reported);
     g_test_add_func("/options/secret-values-are-never-echoed", test_secrets_are_never_echoed);
+    g_test_add_func("/options/secret-map-values-are-never-echoed", test_secret_map_values_are_never_echoed);
     g_test_add_func("/options/unknown-key-suggests-nearest", test_suggestions);
     return g_test_run();
 }
