@@ -220,11 +220,9 @@ ecf_status kc_no_broker(kc_client *c, rd_kafka_resp_err_t err, const char *note)
 {
     const kc_config *cfg = c->cfg;
     const char *detail = c->last_error[0] ? c->last_error : rd_kafka_err2str(err);
-    if (cfg->require_broker) {
-        ecf_error(c->stage, "no Kafka broker answered at '%s' within %.1fs: %s", cfg->bootstrap,
-                  (double)cfg->connect_timeout_us / 1e6, detail);
-        return ECF_ERR_UNAVAILABLE;
-    }
+    if (cfg->require_broker)
+        return ecf_fail(c->stage, ECF_ERR_UNAVAILABLE, "no Kafka broker answered at '%s' within %.1fs: %s",
+                        cfg->bootstrap, (double)cfg->connect_timeout_us / 1e6, detail);
     ecf_log(c->stage, ECF_LOG_WARN, "no Kafka broker answered at '%s' yet (%s); starting not "
             "ready and retrying%s", cfg->bootstrap, detail, note ? note : "");
     return ECF_OK;

@@ -52,10 +52,8 @@ static ecf_status file_start(ecf_stage *stage)
     } else {
         int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (cfg->append ? O_APPEND : O_TRUNC);
         st->fd = open(cfg->path, flags, 0644);
-        if (st->fd < 0) {
-            ecf_error(stage, "cannot open '%s': %s", cfg->path, strerror(errno));
-            return ECF_ERR_IO;
-        }
+        if (st->fd < 0)
+            return ecf_fail(stage, ECF_ERR_IO, "cannot open '%s': %s", cfg->path, strerror(errno));
         st->owns_fd = true;
     }
     st->buf = malloc((size_t)cfg->buffer_size);
@@ -114,8 +112,8 @@ static ecf_status file_process(ecf_stage *stage, ecf_batch *b)
         ok = false;
     if (!ok) {
         st->used = 0;
-        ecf_error(stage, "writing '%s' failed: %s", cfg->path, strerror(errno));
-        return ECF_ERR_IO; /* the core fails every message of the batch with this reason */
+        /* the core fails every message of the batch with this reason */
+        return ecf_fail(stage, ECF_ERR_IO, "writing '%s' failed: %s", cfg->path, strerror(errno));
     }
     ecf_metric_add(stage, st->m_bytes, (double)bytes);
     ecf_batch_ack_all(stage, b);

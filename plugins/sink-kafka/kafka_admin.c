@@ -27,24 +27,19 @@ static ecf_status status_of(rd_kafka_resp_err_t err)
 
 static ecf_status create_result(ecf_stage *stage, rd_kafka_event_t *ev, const char *topic)
 {
-    if (!ev) {
-        ecf_error(stage, "create_topic '%s': no answer from the brokers", topic);
-        return ECF_ERR_UNAVAILABLE;
-    }
+    if (!ev)
+        return ecf_fail(stage, ECF_ERR_UNAVAILABLE, "create_topic '%s': no answer from the brokers", topic);
     rd_kafka_resp_err_t eerr = rd_kafka_event_error(ev);
-    if (eerr) {
-        ecf_error(stage, "create_topic '%s': %s", topic, rd_kafka_event_error_string(ev));
-        return status_of(eerr);
-    }
+    if (eerr)
+        return ecf_fail(stage, status_of(eerr), "create_topic '%s': %s", topic,
+                        rd_kafka_event_error_string(ev));
 
     size_t cnt = 0;
     const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
     const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt)
                                              : NULL;
-    if (cnt < 1) {
-        ecf_error(stage, "create_topic '%s': empty answer from the brokers", topic);
-        return ECF_ERR_UNAVAILABLE;
-    }
+    if (cnt < 1)
+        return ecf_fail(stage, ECF_ERR_UNAVAILABLE, "create_topic '%s': empty answer from the brokers", topic);
 
     rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[0]);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -54,8 +49,8 @@ static ecf_status create_result(ecf_stage *stage, rd_kafka_event_t *ev, const ch
     if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
         return ECF_OK;
     const char *why = rd_kafka_topic_result_error_string(tr[0]);
-    ecf_error(stage, "create_topic '%s': %s", topic, why ? why : rd_kafka_err2str(err));
-    return status_of(err);
+    return ecf_fail(stage, status_of(err), "create_topic '%s': %s", topic,
+                    why ? why : rd_kafka_err2str(err));
 }
 
 ecf_status kafka_topic_create(ecf_stage *stage, rd_kafka_t *rk, const kafka_config *cfg)

@@ -443,8 +443,7 @@ static ecf_status kafka_process(ecf_stage *stage, ecf_batch *batch)
         ecf_nack(stage, ecf_batch_message(stage, batch, i), ECF_ERR_UNAVAILABLE, why);
     ecf_metric_add(stage, ks->m.failed, (double)t.failed);
     atomic_fetch_add(&ks->failed, t.failed);
-    ecf_error(stage, "Kafka producer failed for good: %s", why);
-    return ECF_ERR_FATAL;
+    return ecf_fail(stage, ECF_ERR_FATAL, "Kafka producer failed for good: %s", why);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -610,10 +609,8 @@ static ecf_status kafka_start(ecf_stage *stage)
         return ecf_error(stage, "option 'topic': '%s': %s", ks->cfg->topic,
                          rd_kafka_err2str(rd_kafka_last_error()));
 
-    if (pthread_create(&ks->poller, NULL, poller_main, ks) != 0) {
-        ecf_error(stage, "cannot start the Kafka poller thread");
-        return ECF_ERR_INTERNAL;
-    }
+    if (pthread_create(&ks->poller, NULL, poller_main, ks) != 0)
+        return ecf_fail(stage, ECF_ERR_INTERNAL, "cannot start the Kafka poller thread");
     ks->poller_running = true;
     log_started(ks);
     return ECF_OK;
@@ -643,8 +640,8 @@ static ecf_status kafka_flush(ecf_stage *stage)
     if (stuck > 0)
         ecf_log(stage, ECF_LOG_ERROR, "flush: %" PRId64 " message(s) still unreported by "
                 "librdkafka", stuck);
-    ecf_error(stage, "%" PRId64 " message(s) not delivered within flush_timeout", left);
-    return ECF_ERR_TIMEOUT;
+    return ecf_fail(stage, ECF_ERR_TIMEOUT, "%" PRId64 " message(s) not delivered within flush_timeout",
+                    left);
 }
 
 /* Fails what is still in flight, stops the poller, frees librdkafka. */

@@ -203,7 +203,7 @@ static ecf_status http_create(ecf_stage *stage)
     GString *err = g_string_new(NULL);
     st = api_keys_load(cfg->api_keys_file, cfg->api_keys_env, &src->keys, err);
     if (st != ECF_OK)
-        ecf_error(stage, "%s", err->str);
+        st = ecf_fail(stage, st, "%s", err->str);
     g_string_free(err, TRUE);
     if (st == ECF_OK)
         st = resolve_listen(src);

@@ -126,7 +126,8 @@ static void pause_one(kafka_source *ks, book_part *p, bool pause)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static bool seek_to(kafka_source *ks, book_part *p, int64_t offset)
+/* ECF_ERR_IO when librdkafka cannot seek: the run stops rather than skip. */
+static ecf_status seek_to(kafka_source *ks, book_part *p, int64_t offset)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = offset;
@@ -135,13 +136,11 @@ static bool seek_to(kafka_source *ks, book_part *p, int64_t offset)
     if (error)
         rd_kafka_error_destroy(error);
     rd_kafka_topic_partition_list_destroy(l);
-    if (err) {
-        ecf_error(ks->stage, "seeking %s[%" PRId32 "] back to %" PRId64 " failed: %s; stopping "
-                  "rather than skip records that were not made durable", p->topic, p->partition,
-                  offset, rd_kafka_err2str(err));
-        return false;
-    }
-    return true;
+    if (err)
+        return ecf_fail(ks->stage, ECF_ERR_IO, "seeking %s[%" PRId32 "] back to %" PRId64 " failed: %s; "
+                        "stopping rather than skip records that were not made durable", p->topic,
+                        p->partition, offset, rd_kafka_err2str(err));
+    return ECF_OK;
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -207,8 +206,9 @@ static void abandon(kafka_source *ks, ecf_batch **batches, size_t n_batches,
             "never committed%s", n_records,
             n_rewound ? "; partitions kept are read again from the first of them" : "");
     for (uint32_t k = 0; rewind && k < n_parts; k++) {
-        if (rewind[k] >= 0 && !seek_to(ks, book_get(ks->book, k), rewind[k]))
-            ks->stop_status = ECF_ERR_IO; /* cannot redeliver: stop rather than skip */
+        ecf_status st = rewind[k] >= 0 ? seek_to(ks, book_get(ks->book, k), rewind[k]) : ECF_OK;
+        if (st != ECF_OK)
+            ks->stop_status = st; /* cannot redeliver: stop rather than skip */
     }
     free(rewind);
 }
@@ -322,8 +322,7 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
         if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
             char buf[512];
             kc_fatal_reason(ks->rk, buf, sizeof buf);
-            ecf_error(stage, "Kafka consumer failed for good: %s", buf);
-            return ECF_ERR_FATAL;
+            return ecf_fail(stage, ECF_ERR_FATAL, "Kafka consumer failed for good: %s", buf);
         }
         kc_log_error(&ks->client, m->err, rd_kafka_message_errstr(m));
         return ECF_OK;
@@ -338,10 +337,8 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
 
     uint32_t k = p->index;
     uint64_t tag = book_track(ks->book, k, m->offset);
-    if (tag == UINT64_MAX) {
-        ecf_error(stage, "out of memory tracking offsets");
-        return ECF_ERR_NOMEM;
-    }
+    if (tag == UINT64_MAX)
+        return ecf_fail(stage, ECF_ERR_NOMEM, "out of memory tracking offsets");
     if (!ks->building) {
         ks->building = ecf_batch_new(stage);
         ks->building_n = 0;
@@ -372,10 +369,8 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
     if (st != ECF_OK)
         book_block(ks->book, k, m->offset); /* its release below must not count as done */
     ecf_token_release(stage, tok);
-    if (st != ECF_OK) {
-        ecf_error(stage, "could not add a record to a batch: %s", ecf_status_str(st));
-        return st;
-    }
+    if (st != ECF_OK)
+        return ecf_fail(stage, st, "could not add a record to a batch: %s", ecf_status_str(st));
     ks->building_n++;
     if (!kc_ready(&ks->client))
         kc_set_ready(&ks->client, true);
@@ -488,8 +483,9 @@ static void schedule_redeliveries(kafka_source *ks, int64_t now)
             p->retry_at_us = 0;
             ks->n_redeliveries++;
             ecf_metric_add(ks->stage, ks->m.redeliveries, 1);
-            if (!seek_to(ks, p, from)) {
-                ks->stop_status = ECF_ERR_IO;
+            ecf_status st = seek_to(ks, p, from);
+            if (st != ECF_OK) {
+                ks->stop_status = st;
                 return;
             }
             if (!ks->paused)
@@ -513,10 +509,10 @@ static bool handle_failures(kafka_source *ks, int64_t now)
             ecf_log(ks->stage, ECF_LOG_WARN, "%s failed downstream (%s: %s)", where,
                     ecf_status_str(st), reason);
         } else {
-            ecf_error(ks->stage, "%s failed downstream (%s: %s); offsets stay committed before "
-                      "it, so a restart redelivers it (on_failure: stop)", where,
-                      ecf_status_str(st), reason);
-            ks->stop_status = st == ECF_OK ? ECF_ERR_INTERNAL : st;
+            /* ecf_fail turns an ECF_OK outcome into ECF_ERR_INTERNAL */
+            ks->stop_status = ecf_fail(ks->stage, st, "%s failed downstream (%s: %s); offsets stay "
+                                       "committed before it, so a restart redelivers it (on_failure: "
+                                       "stop)", where, ecf_status_str(st), reason);
             return true;
         }
     }
@@ -731,10 +727,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     char buf[512];
     kc_fatal_reason(rk, buf, sizeof buf);
-    if (ks->stop_status == ECF_OK) {
-        ecf_error(ks->stage, "Kafka consumer failed for good: %s", buf);
-        ks->stop_status = ECF_ERR_FATAL;
-    }
+    if (ks->stop_status == ECF_OK)
+        ks->stop_status = ecf_fail(ks->stage, ECF_ERR_FATAL, "Kafka consumer failed for good: %s", buf);
 }
 
 static rd_kafka_topic_partition_list_t *subscription(const ksrc_config *cfg)

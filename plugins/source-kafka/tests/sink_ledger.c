@@ -75,7 +75,7 @@ static ecf_status ledger_start(ecf_stage *s)
     ledger_state *st = ecf_state(s);
     st->fd = open(cfg->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (st->fd < 0)
-        return ecf_error(s, "cannot open '%s': %s", cfg->path, strerror(errno)), ECF_ERR_IO;
+        return ecf_fail(s, ECF_ERR_IO, "cannot open '%s': %s", cfg->path, strerror(errno));
     return ECF_OK;
 }
 

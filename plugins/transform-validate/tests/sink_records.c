@@ -46,10 +46,8 @@ static ecf_status records_start(ecf_stage *s)
     records_config *cfg = ecf_config(s);
     records_state *st = ecf_state(s);
     st->out = fopen(cfg->path, "w");
-    if (!st->out) {
-        ecf_error(s, "cannot open %s: %s", cfg->path, g_strerror(errno));
-        return ECF_ERR_IO;
-    }
+    if (!st->out)
+        return ecf_fail(s, ECF_ERR_IO, "cannot open %s: %s", cfg->path, g_strerror(errno));
     return ECF_OK;
 }
 
@@ -76,20 +74,15 @@ static ecf_status records_process(ecf_stage *s, ecf_batch *b)
     records_state *st = ecf_state(s);
     const struct ArrowArray *a = ecf_batch_records(s, b);
     uint32_t n = ecf_batch_count(s, b);
-    if (st->schema && !a) {
-        ecf_error(s, "batch of %u messages without records", n);
-        return ECF_ERR_INVALID;
-    }
-    if (a && a->length != (int64_t)n) {
-        ecf_error(s, "records have %" PRId64 " rows for %u messages", a->length, n);
-        return ECF_ERR_INVALID;
-    }
+    if (st->schema && !a)
+        return ecf_fail(s, ECF_ERR_INVALID, "batch of %u messages without records", n);
+    if (a && a->length != (int64_t)n)
+        return ecf_fail(s, ECF_ERR_INVALID, "records have %" PRId64 " rows for %u messages", a->length, n);
     if (a) {
         g_autofree char *bad = arrow_check(st->schema, a);
         if (bad) {
             ecf_log(s, ECF_LOG_ERROR, "unsound records: %s", bad);
-            ecf_error(s, "unsound records: %s", bad);
-            return ECF_ERR_INVALID;
+            return ecf_fail(s, ECF_ERR_INVALID, "unsound records: %s", bad);
         }
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -110,10 +103,8 @@ static ecf_status records_process(ecf_stage *s, ecf_batch *b)
         g_string_append_c(st->line, '\n');
         fwrite(st->line->str, 1, st->line->len, st->out);
     }
-    if (fflush(st->out) != 0) {
-        ecf_error(s, "write failed: %s", g_strerror(errno));
-        return ECF_ERR_IO;
-    }
+    if (fflush(st->out) != 0)
+        return ecf_fail(s, ECF_ERR_IO, "write failed: %s", g_strerror(errno));
     ecf_batch_ack_all(s, b);
     return ECF_OK;
 }
