@@ -943,7 +943,7 @@ static ecf_status ice_flush(ecf_stage *stage)
     ice_state *st = ecf_state(stage);
     ecf_status s = commit(st, "flush");
     if (s != ECF_OK)
-        return ecf_error(stage, "the final commit failed; its rows were failed back to their sources"), s;
+        return ecf_fail(stage, s, "the final commit failed; its rows were failed back to their sources");
     return ECF_OK;
 }
 
@@ -1121,20 +1121,19 @@ static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config
             return ecf_error(stage, "catalog rest needs option 'catalog_uri'");
         st->rest = connect_rest(stage, cfg, &e);
         if (!st->rest) {
-            ecf_error(stage, "%s", e);
+            /* down, or refusing us: exit 1, not a configuration error */
+            ecf_status s = ecf_fail(stage, ECF_ERR_IO, "%s", e);
             g_free(e);
-            return ECF_ERR_IO; /* down, or refusing us: exit 1, not a configuration error */
+            return s;
         }
         int ns = rest_catalog_namespace_exists(st->rest, st->ns, &e);
         if (ns < 0 || (ns == 0 && !cfg->create_namespace)) {
-            if (ns < 0)
-                ecf_error(stage, "%s", e);
-            else
-                ecf_error(stage, "option 'table': the REST catalog at %s has no namespace '%s' (create it, or set "
-                                 "create_namespace: true)",
-                          cfg->catalog_uri, st->ns);
+            ecf_status s = ns < 0 ? ecf_fail(stage, ECF_ERR_IO, "%s", e)
+                                  : ecf_fail(stage, ECF_ERR_IO, "option 'table': the REST catalog at %s has no "
+                                             "namespace '%s' (create it, or set create_namespace: true)",
+                                             cfg->catalog_uri, st->ns);
             g_free(e);
-            return ECF_ERR_IO;
+            return s;
         }
     } else {
         if (!cfg->warehouse || !*cfg->warehouse)
@@ -1150,9 +1149,7 @@ static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config
     char *note = NULL;
     catalog_ref ref = table_ref(st);
     bool ok = table_open(&t, &ref, &a, &note, &e);
-    ecf_status s = ok ? ECF_OK : ecf_error(stage, "%s", e);
-    if (!ok && t.unreachable)
-        s = ECF_ERR_IO;
+    ecf_status s = ok ? ECF_OK : ecf_fail(stage, t.unreachable ? ECF_ERR_IO : ECF_ERR_CONFIG, "%s", e);
     if (ok && t.exists && st->rest)
         s = open_table_io(stage, st, t.cat.location);
     table_close(&t);
@@ -1286,16 +1283,16 @@ static ecf_status ice_start(ecf_stage *stage)
         rest_catalog_create_namespace(st->rest, st->ns, &err))
         ecf_log(stage, ECF_LOG_INFO, "created namespace '%s' in the REST catalog at %s", st->ns, cfg->catalog_uri);
     if (err) {
-        ecf_error(stage, "%s", err);
+        ecf_status s = ecf_fail(stage, ECF_ERR_IO, "%s", err);
         g_free(err);
-        return ECF_ERR_IO;
+        return s;
     }
     catalog_ref ref = table_ref(st);
     if (!table_open(&st->table, &ref, &a, &note, &err)) {
-        ecf_status s = ecf_error(stage, "%s", err);
+        ecf_status s = ecf_fail(stage, ECF_ERR_IO, "%s", err);
         g_free(err);
         table_close(&st->table);
-        return s == ECF_ERR_CONFIG ? ECF_ERR_IO : s;
+        return s;
     }
     st->table_open = true;
     if (!st->location) { /* REST: where the catalog put the table */
@@ -1346,9 +1343,9 @@ static ecf_status ice_start(ecf_stage *stage)
     bool parsed = !stored || pos_from_json(st->committed, stored);
     g_mutex_unlock(&st->pos_lock);
     if (!parsed)
-        return ecf_error(stage, "snapshot %" PRId64 " of %s has a malformed ecflow.kafka-offsets for writer '%s'; "
-                                "refusing to guess where Kafka sources resume",
-                         snap, st->location, st->writer_id), ECF_ERR_IO;
+        return ecf_fail(stage, ECF_ERR_IO, "snapshot %" PRId64 " of %s has a malformed ecflow.kafka-offsets for "
+                        "writer '%s'; refusing to guess where Kafka sources resume",
+                        snap, st->location, st->writer_id);
     if (snap < 0) {
         ecf_log(stage, ECF_LOG_INFO, "writer '%s': no snapshot of this writer in the table yet; Kafka sources "
                                      "start from their own committed offsets", st->writer_id);
