@@ -31,13 +31,6 @@ typedef struct {
 } kc_config;
 
 /*
- * `kafka` carries SASL passwords and TLS keys, so the whole map is flagged
- * secret: the core never prints its values (the keys are not secret).
- */
-#define KC_OPT_SECRET_MAP(n, T, f, h) \
-    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h }
-
-/*
  * The option-table entries of kc_config, for a plugin config type T that
  * embeds it as member m. KC_OPTIONS (how to reach the cluster) goes first
  * and KC_OPT_KAFKA last, so "the options above" in its help are all of them:
@@ -51,10 +44,12 @@ typedef struct {
     ECF_OPT_BOOL("require_broker", T, m.require_broker, "true",                              \
                  "fail start when no broker answers within connect_timeout; "                \
                  "false = start not ready and keep trying")
-#define KC_OPT_KAFKA(T, m)                                             \
-    KC_OPT_SECRET_MAP("kafka", T, m.kafka,                             \
-                      "librdkafka properties passed verbatim, e.g. "   \
-                      "kafka.security.protocol: SASL_SSL; they win over the options above")
+/* `kafka` carries SASL passwords and TLS keys: a secret map, whose values
+ * the core never prints (the keys are not secret). */
+#define KC_OPT_KAFKA(T, m)                                              \
+    ECF_OPT_SECRET_MAP("kafka", T, m.kafka,                             \
+                       "librdkafka properties passed verbatim, e.g. "   \
+                       "kafka.security.protocol: SASL_SSL; they win over the options above")
 
 /* Checks the common options; ECF_OK or what ecf_error() returned. */
 ecf_status kc_config_check(ecf_stage *stage, const kc_config *cfg);
@@ -154,7 +149,7 @@ void kc_serve_error(kc_client *c, rd_kafka_resp_err_t err, const char *why);
 
 /*
  * Start found no broker within connect_timeout: with require_broker,
- * ECF_ERR_UNAVAILABLE after ecf_error(); else ECF_OK after a warning ending
+ * ECF_ERR_UNAVAILABLE from ecf_fail(); else ECF_OK after a warning ending
  * in `note`, and start goes on not ready. Names librdkafka's last error when
  * it said one, else `err`.
  */
