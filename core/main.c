@@ -1,5 +1,6 @@
 /* The `ecflow` command line. Verbs only parse arguments and print; the work
- * is in loader.c, pipeline.c and runtime.c. */
+ * is in loader.c, inspect.c, pipeline.c and runtime.c. */
+#include "inspect.h"
 #include "loader.h"
 #include "log.h"
 #include "options.h"
@@ -24,21 +25,22 @@ static void cli_opts_clear(cli_opts *o)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(cli_opts, cli_opts_clear)
 
-static GOptionEntry common_entries(cli_opts *o, int i)
+static GOptionEntry common_entries(cli_opts *o, int i, const char *format_help)
 {
     GOptionEntry e[] = {
         {"plugin-path", 'P', 0, G_OPTION_ARG_STRING_ARRAY, &o->plugin_path,
          "Look for plugins in DIR first (repeatable)", "DIR"},
         {"profile", 'p', 0, G_OPTION_ARG_STRING, &o->profile,
          "Apply the pipeline's profile NAME (default: $ECFLOW_PROFILE)", "NAME"},
-        {"format", 'f', 0, G_OPTION_ARG_STRING, &o->format, "Graph format: dot or mermaid", "FMT"},
+        {"format", 'f', 0, G_OPTION_ARG_STRING, &o->format, format_help, "FMT"},
     };
     return e[i];
 }
 
-/* Parses argv for one verb; returns FALSE (after printing why) on misuse. */
+/* Parses argv for one verb; returns FALSE (after printing why) on misuse.
+ * `which` picks the common options: P plugin path, p profile, f format. */
 static gboolean parse_verb(int *argc, char ***argv, const char *usage, const char *summary,
-                           cli_opts *o, const char *which)
+                           cli_opts *o, const char *which, const char *format_help)
 {
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
     g_option_context_set_summary(ctx, summary);
@@ -46,7 +48,7 @@ static gboolean parse_verb(int *argc, char ***argv, const char *usage, const cha
     int n = 0;
     for (int i = 0; i < 3; i++)
         if (strchr(which, "Ppf"[i]))
-            entries[n++] = common_entries(o, i);
+            entries[n++] = common_entries(o, i, format_help);
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) err = NULL;
     if (!g_option_context_parse(ctx, argc, argv, &err)) {
@@ -65,7 +67,7 @@ static void print_errors(GPtrArray *errors)
 static int cmd_version(int argc, char **argv)
 {
     g_auto(cli_opts) o = {0};
-    if (!parse_verb(&argc, &argv, "", "Print the ecflow version and its plugin ABI version.", &o, ""))
+    if (!parse_verb(&argc, &argv, "", "Print the ecflow version and its plugin ABI version.", &o, "", NULL))
         return ECF_EXIT_CONFIG;
     printf("ecflow %s\nplugin ABI %d.%d\n", ECF_VERSION, ECF_ABI_MAJOR, ECF_ABI_MINOR);
     return ECF_EXIT_OK;
@@ -86,54 +88,70 @@ static int plugins_list(ecf_registry *reg)
     return ECF_EXIT_OK;
 }
 
-static int plugins_inspect(ecf_registry *reg, const char *name)
+/* Text: each NAME. Markdown: each NAME, or every plugin found (in the
+ * order of `plugins list`), as one document: docs/options.md is that
+ * output for the shipped plugins. */
+static int plugins_inspect(ecf_registry *reg, const char *format, char **names, int n_names)
 {
-    g_autoptr(GError) err = NULL;
-    const ecf_loaded_plugin *lp = ecf_registry_find(reg, name, &err);
-    if (!lp) {
-        fprintf(stderr, "ecflow: %s\n", err->message);
-        return ECF_EXIT_CONFIG;
+    gboolean markdown = g_strcmp0(format, "markdown") == 0;
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) found = NULL;
+    if (n_names == 0) {
+        found = ecf_registry_scan(reg, errors);
+        for (guint i = 0; i < errors->len; i++)
+            fprintf(stderr, "warning: %s\n", (char *)errors->pdata[i]);
+    } else {
+        found = g_ptr_array_new();
+        for (int i = 0; i < n_names; i++) {
+            g_autoptr(GError) err = NULL;
+            const ecf_loaded_plugin *lp = ecf_registry_find(reg, names[i], &err);
+            if (!lp) {
+                fprintf(stderr, "ecflow: %s\n", err->message);
+                return ECF_EXIT_CONFIG;
+            }
+            g_ptr_array_add(found, (gpointer)lp);
+        }
     }
-    const ecf_plugin *d = &lp->desc;
-    printf("%s %s — %s\n", d->name, d->version ? d->version : "", d->summary ? d->summary : "");
-    printf("  kind:     %s\n  file:     %s\n  ABI:      %u.%u\n", ecf_kind_name(d->kind), lp->path,
-           d->abi_major, d->abi_minor);
-    if (d->kind == ECF_SINK)
-        printf("  ports:    (none: a sink)\n");
-    else {
-        printf("  ports:    ");
-        for (const char *const *p = d->ports ? d->ports : (const char *const[]){"default", NULL}; *p; p++)
-            printf("%s%s", *p, p[1] ? ", " : "\n");
+    g_autoptr(GString) out = g_string_new(NULL);
+    if (markdown)
+        ecf_inspect_markdown(out, (const ecf_loaded_plugin *const *)found->pdata, found->len);
+    for (guint i = 0; !markdown && i < found->len; i++) {
+        if (i)
+            g_string_append_c(out, '\n');
+        ecf_inspect_text(out, found->pdata[i]);
     }
-    printf("\nOPTIONS\n");
-    if (!d->options || !d->options->name)
-        printf("  (none)\n");
-    for (const ecf_option *o = d->options; o && o->name; o++) {
-        g_autofree char *type = ecf_option_type_string(o);
-        printf("  %-20s %s%s%s\n", o->name, type, (o->flags & ECF_REQUIRED) ? ", required" : "",
-               (o->flags & ECF_SECRET) ? ", secret" : "");
-        if (o->def)
-            printf("  %-20s default: %s\n", "", o->def);
-        printf("  %-20s %s\n", "", o->help ? o->help : "");
-    }
+    fputs(out->str, stdout);
     return ECF_EXIT_OK;
 }
 
 static int cmd_plugins(int argc, char **argv)
 {
     g_auto(cli_opts) o = {0};
-    if (!parse_verb(&argc, &argv, "list | inspect NAME",
-                    "List the plugins found on the plugin path, or show one plugin's options and ports.",
-                    &o, "P"))
+    if (!parse_verb(&argc, &argv, "list | inspect [--format text|markdown] NAME...",
+                    "List the plugins found on the plugin path, or show plugins' options and ports. "
+                    "--format markdown writes the options reference (docs/options.md): the plugins "
+                    "named, or every plugin found.",
+                    &o, "Pf", "Output of inspect: text (the default) or markdown"))
         return ECF_EXIT_CONFIG;
+    gboolean inspect = argc >= 2 && strcmp(argv[1], "inspect") == 0;
+    if (o.format && !inspect) {
+        fprintf(stderr, "ecflow: --format goes with plugins inspect\n");
+        return ECF_EXIT_CONFIG;
+    }
+    if (o.format && strcmp(o.format, "text") != 0 && strcmp(o.format, "markdown") != 0) {
+        fprintf(stderr, "ecflow: --format is text or markdown, not '%s'\n", o.format);
+        return ECF_EXIT_CONFIG;
+    }
+    gboolean markdown = o.format && strcmp(o.format, "markdown") == 0;
     ecf_registry *r = ecf_registry_new((const char *const *)o.plugin_path);
     int code;
     if (argc >= 2 && strcmp(argv[1], "list") == 0 && argc == 2)
         code = plugins_list(r);
-    else if (argc == 3 && strcmp(argv[1], "inspect") == 0)
-        code = plugins_inspect(r, argv[2]);
+    else if (inspect && (argc >= 3 || markdown))
+        code = plugins_inspect(r, o.format, argv + 2, argc - 2);
     else {
-        fprintf(stderr, "usage: ecflow plugins list | ecflow plugins inspect NAME\n");
+        fprintf(stderr, "usage: ecflow plugins list | ecflow plugins inspect [--format text|markdown] NAME...\n"
+                        "       (with --format markdown and no NAME: every plugin found)\n");
         code = ECF_EXIT_CONFIG;
     }
     ecf_registry_free(r);
@@ -160,7 +178,8 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
         ? "Check a pipeline file: plugins, options, wiring, variables. Exit 0 if it is valid, 2 with every error otherwise."
         : is_graph ? "Print the pipeline's DAG as Graphviz DOT or Mermaid."
                    : "Run a pipeline until its sources finish or SIGINT/SIGTERM; a second signal exits at once.";
-    if (!parse_verb(&argc, &argv, "PIPELINE.yaml", summary, &o, is_graph ? "Ppf" : "Pp"))
+    if (!parse_verb(&argc, &argv, "PIPELINE.yaml", summary, &o, is_graph ? "Ppf" : "Pp",
+                    "Graph format: dot or mermaid"))
         return ECF_EXIT_CONFIG;
     if (argc != 2) {
         fprintf(stderr, "usage: ecflow %s PIPELINE.yaml (see --help)\n", verb);
@@ -205,6 +224,8 @@ static void usage(FILE *out)
             "  version                          ecflow and plugin ABI versions\n"
             "  plugins list                     every plugin found\n"
             "  plugins inspect NAME             a plugin's options and ports\n"
+            "  plugins inspect --format markdown [NAME...]\n"
+            "                                   the options reference (docs/options.md)\n"
             "  validate FILE [--profile P]      check a pipeline file\n"
             "  graph FILE [--format dot|mermaid]\n"
             "  run FILE [--profile P] [--plugin-path DIR]\n\n"

@@ -123,6 +123,43 @@ static void test_plugins_list_and_inspect(void)
     result_clear(&r);
 }
 
+static void test_plugins_inspect_markdown(void)
+{
+    result r = run("plugins", "inspect", "--format", "markdown", "sink-file", "source-generate");
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "# Plugin options\n");
+    assert_contains(r.out, "| [sink-file](#sink-file) | sink | ");
+    assert_contains(r.out, "\n## sink-file\n");
+    assert_contains(r.out, "| option | type | default | range / choices | required | secret | description |");
+    assert_contains(r.out, "| `buffer_size` | size | `1MiB` | 4KiB..1GiB |  |  | bytes gathered before a write(2) |");
+    assert_contains(r.out, "- output ports: `default`");
+    g_assert_true(strstr(r.out, "## sink-file") < strstr(r.out, "## source-generate")); /* as named */
+    g_assert_null(strstr(r.out, "/plugins/sink-file.so")); /* nothing of this machine */
+    result_clear(&r);
+
+    r = run("plugins", "inspect", "--format", "markdown"); /* every plugin found */
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "## transform-validate");
+    assert_contains(r.out, "## transform-pass"); /* a fixture on ECFLOW_PLUGIN_PATH */
+    result_clear(&r);
+
+    r = run("plugins", "inspect", "--format", "markdown", "nope");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "unknown plugin 'nope'");
+    g_assert_cmpstr(r.out, ==, "");
+    result_clear(&r);
+
+    r = run("plugins", "inspect", "--format", "html", "sink-file");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "--format is text or markdown, not 'html'");
+    result_clear(&r);
+
+    r = run("plugins", "inspect");
+    g_assert_cmpint(r.status, ==, 2);
+    assert_contains(r.err, "usage: ecflow plugins");
+    result_clear(&r);
+}
+
 static const char *demo_yaml =
     "pipeline: {name: demo}\n"
     "stages:\n"
@@ -493,6 +530,8 @@ int main(int argc, char **argv)
     g_test_add_func("/cli/version-prints-abi", test_version);
     g_test_add_func("/cli/every-verb-has-help", test_help_on_every_verb);
     g_test_add_func("/cli/plugins-list-and-inspect", test_plugins_list_and_inspect);
+    g_test_add_func("/cli/plugins-inspect-writes-the-options-reference-as-markdown",
+                    test_plugins_inspect_markdown);
     g_test_add_func("/cli/validate-reports-every-error-with-file-and-line", test_validate);
     g_test_add_func("/cli/validate-negotiates-schemas-between-stages", test_validate_negotiates_schemas);
     g_test_add_func("/cli/shipped-pipelines-validate-in-every-profile", test_shipped_pipelines_validate);
