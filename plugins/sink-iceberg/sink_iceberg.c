@@ -513,13 +513,15 @@ static void refresh_positions(ice_state *st)
                                                  : NULL;
     if (stored && !pos_from_json(got, stored))
         ok = false;
-    if (ok) {
+    /* a failed load counts too: a rebalance of many partitions tries once,
+     * not once per partition with every retry */
+    st->fresh_at = now;
+    if (ok)
         pos_merge_max(st->fresh, got);
-        st->fresh_at = now;
-    } else {
+    else
         ecf_log(st->stage, ECF_LOG_WARN, "could not read this writer's positions from the table (%s); sources "
-                "resume from what this process knows", err ? err : "malformed ecflow.kafka-offsets");
-    }
+                "resume from what this process committed, and rows another process of this pipeline committed "
+                "since may be read again", err ? err : "malformed ecflow.kafka-offsets");
     pos_map_free(got);
     g_free(err);
     catalog_table_clear(&probe);
