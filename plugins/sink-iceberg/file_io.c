@@ -141,6 +141,21 @@ static char *local_error(fio_out *o)
     return o->failed ? g_strdup_printf("cannot write %s: %s", o->final, g_strerror(o->err_no)) : NULL;
 }
 
+static size_t local_buffered(fio_out *o) { return o->buf.len; }
+
+static int local_drain(fio_out *o)
+{
+    if (o->failed)
+        return -1;
+    if (o->buf.len && !write_full(o->fd, o->buf.data, o->buf.len)) {
+        o->failed = true;
+        o->err_no = errno;
+        return -1;
+    }
+    bb_reset(&o->buf);
+    return 0;
+}
+
 static void out_free(fio_out *o)
 {
     g_free(o->tmp);
@@ -294,6 +309,8 @@ file_io *file_io_local_new(bool fsync_data)
     l->base.create = local_create;
     l->base.write = local_write;
     l->base.error = local_error;
+    l->base.buffered = local_buffered;
+    l->base.drain = local_drain;
     l->base.close = local_close;
     l->base.abort = local_abort;
     l->base.read_all = local_read_all;

@@ -32,6 +32,12 @@ struct file_io {
     int        (*write)(fio_out *o, const void *p, size_t n); /* 0 or -1 */
     /* Why a write failed ("cannot write LOCATION: REASON"), or NULL while none has. */
     char      *(*error)(fio_out *o);
+    /* Bytes written to the stream and still held in memory (a local write
+     * buffer, an S3 part not uploaded yet): part of the sink's memory bound. */
+    size_t     (*buffered)(fio_out *o);
+    /* Sends out what it can of that now (0), or fails (-1, error() says
+     * why); an S3 part below the 5 MiB minimum has to stay. */
+    int        (*drain)(fio_out *o);
     /* Finish the object; 0 or -1. The stream is freed either way. */
     int        (*close)(fio_out *o, char **err);
     void       (*abort)(fio_out *o);                          /* discard */

@@ -6,8 +6,9 @@
  * the first full part starts a multipart upload, every further one is
  * uploaded as it fills, and close() uploads the rest and completes the
  * upload. A file smaller than one part is a single PUT. So an open file
- * holds at most part_size bytes here, whatever its final size, and an
- * aborted file leaves no upload behind (AbortMultipartUpload).
+ * holds at most part_size bytes here, whatever its final size (and the
+ * sink counts them in its max_buffered_bytes), and an aborted file leaves
+ * no upload behind (AbortMultipartUpload).
  *
  * Every request is signed with SigV4 by libcurl (CURLOPT_AWS_SIGV4); the
  * payload's SHA-256 goes in x-amz-content-sha256, which S3 needs with it.
@@ -222,6 +223,17 @@ static int s3_write(fio_out *o, const void *p, size_t n)
 }
 
 static char *s3_error(fio_out *o) { return o->error ? g_strdup(o->error) : NULL; }
+
+static size_t s3_buffered(fio_out *o) { return o->part.len; }
+
+#define MIN_PART ((size_t)5 << 20) /* S3's smallest part but the last */
+
+static int s3_drain(fio_out *o)
+{
+    if (!o->error && o->part.len >= MIN_PART)
+        upload_part(o); /* a part may be shorter than part_size */
+    return o->error ? -1 : 0;
+}
 
 static void out_free(fio_out *o)
 {
@@ -515,7 +527,7 @@ file_io *file_io_s3_new(const s3_options *o, char **err)
                         "(or the options s3_access_key_id and s3_secret_access_key)");
         return NULL;
     }
-    if (o->part_size < (5u << 20)) {
+    if (o->part_size < MIN_PART) {
         *err = g_strdup_printf("S3 multipart parts must be at least 5 MiB (got %zu bytes)", o->part_size);
         return NULL;
     }
@@ -543,6 +555,8 @@ file_io *file_io_s3_new(const s3_options *o, char **err)
     io->base.create = s3_create;
     io->base.write = s3_write;
     io->base.error = s3_error;
+    io->base.buffered = s3_buffered;
+    io->base.drain = s3_drain;
     io->base.close = s3_close;
     io->base.abort = s3_abort;
     io->base.read_all = s3_read_all;

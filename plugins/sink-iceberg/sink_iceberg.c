@@ -116,7 +116,8 @@ static const ecf_option ice_options[] = {
     ECF_OPT_INT("max_open_partitions", ice_config, max_open_partitions, "256", 1, 100000,
                 "open data files at once; past this the least recently used one is finished"),
     ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "256MiB", 65536, 1e12,
-                 "memory for unwritten row groups; past this the largest is written out"),
+                 "memory for unwritten row groups and for written bytes the IO still holds (an S3 part "
+                 "being filled); past this the largest holder writes out, or finishes its file"),
     ECF_OPT_BOOL("fsync", ice_config, fsync, "true", "fsync data files before they are committed"),
     ECF_OPT_STRING("writer_id", ice_config, writer_id, NULL, 0,
                    "who this sink is in the table's snapshot summaries: its Kafka positions are kept "
@@ -513,13 +514,15 @@ static void refresh_positions(ice_state *st)
                                                  : NULL;
     if (stored && !pos_from_json(got, stored))
         ok = false;
-    if (ok) {
+    /* a failed load counts too: a rebalance of many partitions tries once,
+     * not once per partition with every retry */
+    st->fresh_at = now;
+    if (ok)
         pos_merge_max(st->fresh, got);
-        st->fresh_at = now;
-    } else {
+    else
         ecf_log(st->stage, ECF_LOG_WARN, "could not read this writer's positions from the table (%s); sources "
-                "resume from what this process knows", err ? err : "malformed ecflow.kafka-offsets");
-    }
+                "resume from what this process committed, and rows another process of this pipeline committed "
+                "since may be read again", err ? err : "malformed ecflow.kafka-offsets");
     pos_map_free(got);
     g_free(err);
     catalog_table_clear(&probe);
@@ -740,7 +743,12 @@ static void enforce_bounds(ice_state *st)
         }
         finish_and_drop(st, lru);
     }
-    /* buffered row groups */
+    /* Buffered bytes: unwritten row groups, and what the IO holds of what
+     * was written (an S3 part fills to s3_part_size before it goes out). The
+     * largest holder gives back first: its row group goes to the IO and the
+     * IO sends out what it can; when that leaves it holding as much (an S3
+     * part below the 5 MiB minimum cannot go out by itself), its file is
+     * finished. */
     for (;;) {
         int64_t total = 0, most = -1;
         part_writer *big = NULL;
@@ -751,7 +759,7 @@ static void enforce_bounds(ice_state *st)
             part_writer *w = k;
             if (!w->pq)
                 continue;
-            int64_t b = pq_buffered_bytes(w->pq);
+            int64_t b = pq_buffered_bytes(w->pq) + (int64_t)st->io->buffered(w->out);
             total += b;
             if (b > most) {
                 most = b;
@@ -762,12 +770,13 @@ static void enforce_bounds(ice_state *st)
         ecf_metric_set(st->stage, st->m_open, g_hash_table_size(st->writers));
         if (total <= cfg->max_buffered_bytes || !big || most <= 0)
             return;
-        if (pq_flush_row_group(big->pq) != 0) {
+        if ((pq_buffered_bytes(big->pq) > 0 && pq_flush_row_group(big->pq) != 0) || st->io->drain(big->out) != 0) {
             poison(st, write_error(st, big));
             return;
         }
-        if (pq_buffered_bytes(big->pq) >= most)
-            return; /* nothing more to give back */
+        if (pq_buffered_bytes(big->pq) + (int64_t)st->io->buffered(big->out) < most)
+            continue;
+        finish_and_drop(st, big); /* what it holds cannot go out otherwise */
     }
 }
 

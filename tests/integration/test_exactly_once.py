@@ -47,6 +47,7 @@ from harness import (check_sanitizers, create_topic as _create_topic, duck, meta
                      metric_sum, plugin_path_with_ledger, scrape_metrics, session_broker, sigterm,
                      started, unique_names, wait_until)
 from harness import end_offsets as _end_offsets
+from lakehouse import seaweedfs  # noqa: F401  (the session fixture, for the REST variant)
 
 # source-kafka's sink-ledger fixture (profile `rewind`) is built beside its tests, not among
 # the shipped plugins: added when the given path does not have it (ctest passes the shared one).
@@ -596,12 +597,52 @@ def test_reassigned_before_the_commit_writes_nothing_twice(bootstrap, names, pip
     verify_table(t, ids, bootstrap, topic)
 
 
+def rest_knobs(sw, ns):
+    """exactly_once.yaml's lake on the seaweedfs fixture's REST catalog and S3."""
+    return dict(CATALOG="rest", CATALOG_URI=sw["ICEBERG_REST_URI"], CATALOG_CREDENTIAL=sw["ICEBERG_CREDENTIAL"],
+                WAREHOUSE=sw["ICEBERG_WAREHOUSE"], TABLE=f"{ns}.events", CREATE_NAMESPACE="true",
+                AWS_ENDPOINT_URL=sw["S3_ENDPOINT"], AWS_ACCESS_KEY_ID=sw["AWS_ACCESS_KEY_ID"],
+                AWS_SECRET_ACCESS_KEY=sw["AWS_SECRET_ACCESS_KEY"], AWS_REGION=sw.get("AWS_REGION", "us-east-1"))
+
+
+def rest_total_records(sw, table):
+    from lakehouse import pyiceberg_rest_catalog
+    try:
+        snap = pyiceberg_rest_catalog(sw).load_table(table).current_snapshot()
+    except Exception:  # noqa: BLE001  (not created yet)
+        return 0
+    return int(snap.summary.additional_properties.get("total-records", 0)) if snap else 0
+
+
+def verify_rest_table(sw, table, produced_ids, bootstrap, topic):
+    """verify_table() through the REST catalog: pyiceberg and DuckDB, each event once, and
+    the writer's positions at the topic's ends."""
+    from lakehouse import duckdb_rest_connect, pyiceberg_rest_catalog
+    t = pyiceberg_rest_catalog(sw).load_table(table)
+    py_ids = t.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
+    dk_ids = [r[0] for r in duckdb_rest_connect(sw).execute(f"select event_id from lh.{table}").fetchall()]
+    want = set(produced_ids)
+    for reader, ids in (("pyiceberg", py_ids), ("duckdb", dk_ids)):
+        assert len(ids) == len(set(ids)), f"{reader}: {len(ids) - len(set(ids))} duplicated event_ids"
+        assert set(ids) == want, f"{reader}: {len(want - set(ids))} missing, {len(set(ids) - want)} unexpected"
+    snaps = {s.snapshot_id: s for s in t.metadata.snapshots}
+    sid = t.metadata.current_snapshot_id
+    while sid in snaps and snaps[sid].summary.additional_properties.get("ecflow.writer-id") != WRITER:
+        sid = snaps[sid].parent_snapshot_id
+    stored = json.loads(snaps[sid].summary.additional_properties["ecflow.kafka-offsets"])
+    ends = end_offsets(bootstrap, topic)
+    assert {int(p): v for p, v in stored[topic].items()} == {p: v for p, v in ends.items() if v > 0}
+    print(f"\n{table}: {len(py_ids)} rows, each once, in pyiceberg and DuckDB (REST)")
+
+
+@pytest.mark.parametrize("storage", ["local", "rest"])
 def test_two_processes_share_partitions_and_table_through_rebalances_and_a_sigkill(
-        bootstrap, names, pipelines, tmp_path, readers):
+        bootstrap, names, pipelines, tmp_path, readers, storage, request):
     """Scale-out: two `ecflow run` of the same pipeline (same group, same table, the same
     writer_id) split the partitions; a third joins after one is SIGKILLed. Partitions move on
     every join and on the kill, while events keep arriving; every event is in the table
-    exactly once, and both processes committed."""
+    exactly once, and both processes committed. `rest`: the table in SeaweedFS's REST catalog,
+    its files on S3."""
     topic, group, run = names
     create_topic(bootstrap, topic)
     events = make_events(run, 40000)
@@ -619,9 +660,15 @@ def test_two_processes_share_partitions_and_table_through_rebalances_and_a_sigki
         except Exception as e:  # reported by the test thread
             producer_error.append(e)
 
+    knobs = dict(COMMIT_INTERVAL="500ms")
+    if storage == "rest":
+        sw = request.getfixturevalue("seaweedfs")
+        knobs.update(rest_knobs(sw, f"eo_{run.lower()}"[:40]))
+        rows = lambda: rest_total_records(sw, knobs["TABLE"])  # noqa: E731
+    else:
+        rows = lambda: total_records(table_dir(tmp_path))  # noqa: E731
     th = threading.Thread(target=producer, daemon=True)
     th.start()
-    knobs = dict(COMMIT_INTERVAL="500ms")
     a = pipelines(bootstrap, topic, group, name="a", **knobs)
     a.wait_assigned()
     time.sleep(2)
@@ -637,9 +684,8 @@ def test_two_processes_share_partitions_and_table_through_rebalances_and_a_sigki
     c.wait_assigned()
     th.join(120)
     assert not producer_error, producer_error
-    t = table_dir(tmp_path)
     wait_until(f"{len(events)} rows in the table",
-               lambda: b.alive() and c.alive() and total_records(t) >= len(events), 180, 0.25)
+               lambda: b.alive() and c.alive() and rows() >= len(events), 180, 0.5)
     time.sleep(1.0)  # a duplicate would have time to land now
     logs = {}
     for p in (b, c):
@@ -650,7 +696,11 @@ def test_two_processes_share_partitions_and_table_through_rebalances_and_a_sigki
     commits = {n: len(re.findall(r"committed snapshot", log)) for n, log in logs.items()}
     print(f"commits per process: {commits}")
     assert all(commits.values()), commits
-    verify_table(t, [json.loads(v)["event_id"] for _, v in events], bootstrap, topic)
+    ids = [json.loads(v)["event_id"] for _, v in events]
+    if storage == "rest":
+        verify_rest_table(sw, knobs["TABLE"], ids, bootstrap, topic)
+    else:
+        verify_table(table_dir(tmp_path), ids, bootstrap, topic)
 
 
 def test_a_commit_a_rebalance_outran_is_refused_not_written_twice(bootstrap, names, pipelines,

@@ -432,7 +432,7 @@ def test_a_filter_on_event_type_or_day_reads_only_those_files(lake, spark):
 def test_spark_duckdb_and_pyiceberg_count_the_same(lake, spark, readers):
     want = collections.Counter(ev["event_type"] for ev, _ in lake.events)
     by_spark = dict(spark.sql(f"SELECT event_type, count(*) FROM {T} GROUP BY 1").collect())
-    con = duck(readers)
+    con = duck()
     by_duck = dict(con.execute(f"SELECT event_type, count(*) FROM iceberg_scan('{lake.table}') GROUP BY 1")
                    .fetchall())
     arrow = readers["StaticTable"].from_metadata(latest_metadata(lake.table)).scan().to_arrow()
@@ -470,7 +470,7 @@ def test_ecflow_appends_after_spark_compacts(tmp_path, spark, readers, warehouse
                       f"ORDER BY committed_at").collect()
     assert [tuple(s) for s in snaps[-2:]] == [("replace", "3000"), ("append", "4000")]
     assert one(spark, f"SELECT count(DISTINCT event_id) FROM {t}") == 4000
-    con = duck(readers)
+    con = duck()
     assert con.execute(f"SELECT count(*) FROM iceberg_scan('{table}')").fetchone()[0] == 4000
     static = readers["StaticTable"].from_metadata(latest_metadata(table))
     assert static.scan().to_arrow().num_rows == 4000
