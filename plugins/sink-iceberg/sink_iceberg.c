@@ -1,6 +1,7 @@
 /*
  * sink-iceberg: typed records into an Apache Iceberg v2 table (Parquet data
- * files, Avro manifests, JSON metadata, file catalog).
+ * files, Avro manifests, JSON metadata; a file or REST catalog; local disk
+ * or S3).
  *
  * process(): rows are split by partition value into one open Parquet writer
  * per partition; the ack token of every row is held. A writer rolls its file
@@ -1374,7 +1375,8 @@ ECF_PLUGIN_DEFINE(
     .name = "sink-iceberg",
     .kind = ECF_SINK,
     .version = "0.1.0",
-    .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet, file catalog); acks after the commit",
+    .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet; file or REST catalog; local disk or "
+               "S3); acks after the commit",
     .config_size = sizeof(ice_config),
     .options = ice_options,
     .tick_interval_us = TICK_US,
