@@ -15,6 +15,7 @@
  * pages of that chunk and the rest of the chunk is PLAIN.
  */
 #include "parquet_writer.h"
+#include "iceberg_bounds.h"
 #include "thrift_compact.h"
 
 #include <math.h>
@@ -1032,107 +1033,7 @@ static void write_footer(pq_writer *w)
     bb_free(&f);
 }
 
-/* ------------------------------------------------------------ Iceberg bounds */
-
-void ice_bound_from_i32(byte_buf *b, int32_t v) { bb_u32le(b, (uint32_t)v); }
-void ice_bound_from_i64(byte_buf *b, int64_t v) { bb_u64le(b, (uint64_t)v); }
-
-void ice_bound_from_decimal(byte_buf *b, __int128 v)
-{
-    /* minimal two's-complement big-endian, as Java's BigInteger.toByteArray */
-    int n = 16;
-    while (n > 1) {
-        uint8_t top = (uint8_t)(v >> (8 * (n - 1)));
-        uint8_t next = (uint8_t)(v >> (8 * (n - 2)));
-        if ((top == 0x00 && !(next & 0x80)) || (top == 0xFF && (next & 0x80)))
-            n--;
-        else
-            break;
-    }
-    for (int i = n - 1; i >= 0; i--)
-        bb_byte(b, (uint8_t)(v >> (8 * i)));
-}
-
-#define BOUND_CODE_POINTS 16
-
-/* Length in bytes of the first `k` UTF-8 code points of p[0..n). */
-static size_t utf8_prefix(const uint8_t *p, size_t n, int k, int *count)
-{
-    size_t i = 0;
-    int c = 0;
-    while (i < n && c < k) {
-        uint8_t b = p[i];
-        size_t l = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 1;
-        i += l;
-        c++;
-    }
-    *count = c;
-    return i > n ? n : i;
-}
-
-static uint32_t utf8_decode(const uint8_t *p, size_t l)
-{
-    if (l == 1)
-        return p[0];
-    if (l == 2)
-        return ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-    if (l == 3)
-        return ((uint32_t)(p[0] & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-    return ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
-           ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-}
-
-static void utf8_encode(byte_buf *b, uint32_t cp)
-{
-    if (cp < 0x80)
-        bb_byte(b, (uint8_t)cp);
-    else if (cp < 0x800) {
-        bb_byte(b, (uint8_t)(0xC0 | (cp >> 6)));
-        bb_byte(b, (uint8_t)(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        bb_byte(b, (uint8_t)(0xE0 | (cp >> 12)));
-        bb_byte(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3F)));
-        bb_byte(b, (uint8_t)(0x80 | (cp & 0x3F)));
-    } else {
-        bb_byte(b, (uint8_t)(0xF0 | (cp >> 18)));
-        bb_byte(b, (uint8_t)(0x80 | ((cp >> 12) & 0x3F)));
-        bb_byte(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3F)));
-        bb_byte(b, (uint8_t)(0x80 | (cp & 0x3F)));
-    }
-}
-
-/* Upper bound for strings longer than the prefix: the prefix with its last
- * code point that can grow incremented (Iceberg's truncateStringMax). */
-static bool string_upper(byte_buf *out, const uint8_t *p, size_t n)
-{
-    int count;
-    size_t plen = utf8_prefix(p, n, BOUND_CODE_POINTS, &count);
-    if (plen >= n) {
-        bb_append(out, p, n);
-        return true;
-    }
-    /* offsets of each code point in the prefix */
-    size_t offs[BOUND_CODE_POINTS + 1];
-    size_t i = 0;
-    int k = 0;
-    while (i < plen && k < BOUND_CODE_POINTS) {
-        offs[k++] = i;
-        uint8_t b = p[i];
-        i += b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 1;
-    }
-    offs[k] = plen;
-    for (int j = k - 1; j >= 0; j--) {
-        uint32_t cp = utf8_decode(p + offs[j], offs[j + 1] - offs[j]) + 1;
-        if (cp >= 0xD800 && cp <= 0xDFFF)
-            cp = 0xE000;
-        if (cp > 0x10FFFF)
-            continue;
-        bb_append(out, p, offs[j]);
-        utf8_encode(out, cp);
-        return true;
-    }
-    return false;
-}
+/* ------------------------------------------------------------ file metrics */
 
 static void column_bounds(const pq_col *c, pq_column_metrics *m)
 {
@@ -1185,32 +1086,16 @@ static void column_bounds(const pq_col *c, pq_column_metrics *m)
             ice_bound_from_decimal(&m->upper, s->imax);
         }
         break;
-    case ICE_STRING: {
-        int count;
-        size_t l = utf8_prefix(s->bmin.data, s->bmin.len, BOUND_CODE_POINTS, &count);
-        bb_append(&m->lower, s->bmin.data, l);
-        if (!string_upper(&m->upper, s->bmax.data, s->bmax.len))
+    case ICE_STRING:
+        ice_bound_string_lower(&m->lower, s->bmin.data, s->bmin.len);
+        if (!ice_bound_string_upper(&m->upper, s->bmax.data, s->bmax.len))
             m->has_bounds = false;
         break;
-    }
-    case ICE_BINARY: {
-        size_t l = s->bmin.len < BOUND_CODE_POINTS ? s->bmin.len : BOUND_CODE_POINTS;
-        bb_append(&m->lower, s->bmin.data, l);
-        if (s->bmax.len <= BOUND_CODE_POINTS) {
-            bb_append(&m->upper, s->bmax.data, s->bmax.len);
-        } else {
-            int j = BOUND_CODE_POINTS - 1;
-            while (j >= 0 && s->bmax.data[j] == 0xFF)
-                j--;
-            if (j < 0) {
-                m->has_bounds = false;
-                break;
-            }
-            bb_append(&m->upper, s->bmax.data, (size_t)j);
-            bb_byte(&m->upper, (uint8_t)(s->bmax.data[j] + 1));
-        }
+    case ICE_BINARY:
+        ice_bound_binary_lower(&m->lower, s->bmin.data, s->bmin.len);
+        if (!ice_bound_binary_upper(&m->upper, s->bmax.data, s->bmax.len))
+            m->has_bounds = false;
         break;
-    }
     }
     if (!m->has_bounds) {
         bb_free(&m->lower);

@@ -98,9 +98,4 @@ int64_t pq_num_rows(const pq_writer *w);
 int pq_writer_close(pq_writer *w, pq_file_metrics *m);
 void pq_file_metrics_clear(pq_file_metrics *m);
 
-/* Helpers shared with the manifest writer. */
-void ice_bound_from_i32(byte_buf *b, int32_t v);
-void ice_bound_from_i64(byte_buf *b, int64_t v);
-void ice_bound_from_decimal(byte_buf *b, __int128 unscaled);
-
 #endif

@@ -1,7 +1,7 @@
 /* Partition specs and transforms: see partition.h. */
 #include "partition.h"
 
-#include "parquet_writer.h" /* ice_bound_from_* */
+#include "iceberg_bounds.h"
 
 #include <glib.h>
 #include <stdio.h>

@@ -4,10 +4,9 @@
  * or S3).
  *
  * process(): rows are split by partition value into one open Parquet writer
- * per partition; the ack token of every row is held. A writer rolls its file
- * at target_file_size. Memory stays bounded: past max_buffered_bytes the
- * writer holding the most cuts its row group to disk; past
- * max_open_partitions the least recently used writer finishes its file.
+ * per partition (writer_pool.h: files roll at target_file_size, memory stays
+ * bounded by max_buffered_bytes and max_open_partitions); the ack token of
+ * every row is held.
  * A commit (every commit_interval from the first uncommitted row, when
  * finished files reach target_file_size, and at flush) closes every open
  * file, appends them all as one snapshot, and only then settles the held
@@ -35,6 +34,7 @@
 #include "partition.h"
 #include "positions.h"
 #include "table_commit.h"
+#include "writer_pool.h"
 
 #include <glib.h>
 #include <inttypes.h>
@@ -157,30 +157,6 @@ static const ecf_option ice_options[] = {
 static char *default_partition_by[] = {"event_type", "day(timestamp)", NULL};
 
 typedef struct {
-    file_io *io;
-    fio_out *out;
-} out_ctx;
-
-typedef struct {
-    uint8_t    *key;   /* serialized partition tuple: the hash key */
-    size_t      key_len;
-    part_value *values;
-    pq_writer  *pq;
-    fio_out    *out;
-    out_ctx     octx;  /* what the Parquet writer's sink writes through */
-    char       *location;
-    int64_t     last_used;
-    /* rows of the current batch */
-    uint32_t   *rows;
-    uint32_t    n_rows, cap_rows;
-} part_writer;
-
-typedef struct {
-    int        input_col; /* -1: not in the input (always null) */
-    arrow_kind kind;
-} part_source;
-
-typedef struct {
     ecf_stage     *stage;
     file_io       *io;
     rest_catalog  *rest;     /* catalog: rest */
@@ -196,9 +172,7 @@ typedef struct {
     arrow_kind    *kinds;
     part_source   *psrc;
     pq_options     pq;
-    /* open writers by partition */
-    GHashTable    *writers;
-    int64_t        use_clock;
+    writer_pool   *pool;    /* open files by partition */
     GPtrArray     *pending; /* data_file*, finished, uncommitted */
     int64_t        pending_bytes;
     GPtrArray     *held;    /* ecf_token* */
@@ -222,8 +196,6 @@ typedef struct {
     uint8_t       *fates;
     uint32_t       cap_fates;
     char          *run_id;
-    int64_t        file_seq;
-    byte_buf       keybuf;
     dedupe        *dedupe;     /* NULL without dedupe_key */
     int            dedupe_col; /* its column in the input records */
     uint32_t       copies_held; /* rows skipped as copies since the last commit */
@@ -232,184 +204,7 @@ typedef struct {
         *m_buffered, *m_skipped;
 } ice_state;
 
-/* ------------------------------------------------------------ writers */
-
-static guint writer_hash(gconstpointer p)
-{
-    const part_writer *w = p;
-    guint h = 2166136261u;
-    for (size_t i = 0; i < w->key_len; i++)
-        h = (h ^ w->key[i]) * 16777619u;
-    return h;
-}
-
-static gboolean writer_equal(gconstpointer a, gconstpointer b)
-{
-    const part_writer *x = a, *y = b;
-    return x->key_len == y->key_len && memcmp(x->key, y->key, x->key_len) == 0;
-}
-
-static int out_write(void *ctx, const void *p, size_t n)
-{
-    out_ctx *o = ctx;
-    return o->io->write(o->out, p, n);
-}
-
-static void writer_free(part_writer *w)
-{
-    g_free(w->key);
-    g_free(w->values);
-    g_free(w->location);
-    g_free(w->rows);
-    g_free(w);
-}
-
-/* Parses the key back into values whose bytes point into w->key. */
-static void key_to_values(const ice_state *st, part_writer *w)
-{
-    const part_spec *spec = &st->table.spec;
-    w->values = g_new0(part_value, (gsize)spec->n_fields + 1);
-    const uint8_t *p = w->key;
-    for (int i = 0; i < spec->n_fields; i++) {
-        part_value *v = &w->values[i];
-        v->is_null = *p++ != 0;
-        if (v->is_null)
-            continue;
-        switch (spec->fields[i].result.id) {
-        case ICE_STRING:
-        case ICE_BINARY:
-            memcpy(&v->n, p, 4);
-            v->p = p + 4;
-            p += 4 + v->n;
-            break;
-        case ICE_FLOAT:
-        case ICE_DOUBLE:
-            memcpy(&v->d, p, 8);
-            p += 8;
-            break;
-        case ICE_DECIMAL:
-            memcpy(&v->dec, p, 16);
-            p += 16;
-            break;
-        default:
-            memcpy(&v->i, p, 8);
-            p += 8;
-            break;
-        }
-    }
-}
-
-/* Serializes row i's partition tuple into st->keybuf. */
-static void row_key(ice_state *st, const struct ArrowArray *rec, int64_t i)
-{
-    const part_spec *spec = &st->table.spec;
-    byte_buf *k = &st->keybuf;
-    bb_reset(k);
-    for (int f = 0; f < spec->n_fields; f++) {
-        const part_field *pf = &spec->fields[f];
-        const part_source *src = &st->psrc[f];
-        part_value v = {.is_null = true};
-        if (src->input_col >= 0 && pf->transform != PT_VOID)
-            arrow_cell(rec->children[src->input_col], src->kind, rec->offset + i, &v);
-        bb_byte(k, v.is_null ? 1 : 0);
-        if (v.is_null)
-            continue;
-        if (pf->transform != PT_IDENTITY) {
-            int32_t r = src->kind == AC_DATE32 ? part_apply_date(pf->transform, (int32_t)v.i)
-                                               : part_apply_ts(pf->transform, v.i);
-            int64_t r64 = r;
-            bb_append(k, &r64, 8);
-            continue;
-        }
-        switch (pf->result.id) {
-        case ICE_STRING:
-        case ICE_BINARY: {
-            uint32_t n = v.n;
-            bb_append(k, &n, 4);
-            bb_append(k, v.p, n);
-            break;
-        }
-        case ICE_FLOAT:
-        case ICE_DOUBLE: bb_append(k, &v.d, 8); break;
-        case ICE_DECIMAL: bb_append(k, &v.dec, 16); break;
-        default: bb_append(k, &v.i, 8); break;
-        }
-    }
-}
-
-static bool writer_open_file(ice_state *st, part_writer *w, char **err)
-{
-    const part_spec *spec = &st->table.spec;
-    byte_buf path = {0};
-    bb_str(&path, "data/");
-    for (int i = 0; i < spec->n_fields; i++) {
-        bb_str(&path, spec->fields[i].name);
-        bb_byte(&path, '=');
-        part_value_to_path(&spec->fields[i], &w->values[i], &path);
-        bb_byte(&path, '/');
-    }
-    char name[96];
-    snprintf(name, sizeof name, "%s-%05" PRId64 ".parquet", st->run_id, ++st->file_seq);
-    bb_str(&path, name);
-    bb_byte(&path, 0);
-    w->location = fio_join(st->location, (const char *)path.data);
-    bb_free(&path);
-    w->out = st->io->create(st->io, w->location, err);
-    if (!w->out) {
-        g_clear_pointer(&w->location, g_free); /* the next batch tries a new file */
-        return false;
-    }
-    w->octx.io = st->io;
-    w->octx.out = w->out;
-    w->pq = pq_writer_new(st->cols, st->n_cols, &st->pq, (pq_sink){out_write, &w->octx});
-    return true;
-}
-
-/* Why w's file could not be written: the IO's reason (the OS error) when it
- * has one. */
-static char *write_error(const ice_state *st, const part_writer *w)
-{
-    char *e = w->out ? st->io->error(w->out) : NULL;
-    return e ? e : g_strdup_printf("cannot write %s", w->location);
-}
-
-/* Finishes w's file: footer, close, and a data_file for the next commit. */
-static bool writer_finish(ice_state *st, part_writer *w, char **err)
-{
-    if (!w->pq)
-        return true;
-    data_file *df = g_new0(data_file, 1);
-    int rc = pq_writer_close(w->pq, &df->metrics);
-    bool ok = rc == 0;
-    char *e = NULL;
-    if (ok)
-        ok = st->io->close(w->out, &e) == 0;
-    else {
-        e = write_error(st, w);
-        st->io->abort(w->out);
-    }
-    w->out = NULL;
-    pq_writer_free(w->pq);
-    w->pq = NULL;
-    if (!ok) {
-        *err = e;
-        data_file_free(df);
-        g_clear_pointer(&w->location, g_free);
-        return false;
-    }
-    df->location = w->location;
-    w->location = NULL;
-    /* the partition tuple, with its own copy of the key bytes */
-    df->part_bytes = g_memdup2(w->key, w->key_len);
-    part_writer tmp = {.key = df->part_bytes, .key_len = w->key_len};
-    key_to_values(st, &tmp);
-    df->partition = tmp.values;
-    g_ptr_array_add(st->pending, df);
-    st->pending_bytes += df->metrics.file_size;
-    ecf_metric_add(st->stage, st->m_files, 1);
-    ecf_metric_add(st->stage, st->m_bytes, (double)df->metrics.file_size);
-    return true;
-}
+/* ------------------------------------------------------------ writer pool events */
 
 /* One error line per failed commit attempt: an unwritable warehouse fails
  * every partition's file alike, and their paths made each line unique. */
@@ -425,12 +220,17 @@ static void poison(ice_state *st, char *why)
     g_free(why);
 }
 
-static void finish_and_drop(ice_state *st, part_writer *w)
+/* wp_events.failed */
+static void pool_failed(void *ctx, char *why) { poison(ctx, why); }
+
+/* wp_events.file_done: a finished file waits for the next commit. */
+static void pool_file_done(void *ctx, data_file *df)
 {
-    char *err = NULL;
-    if (!writer_finish(st, w, &err))
-        poison(st, err);
-    g_hash_table_remove(st->writers, w);
+    ice_state *st = ctx;
+    g_ptr_array_add(st->pending, df);
+    st->pending_bytes += df->metrics.file_size;
+    ecf_metric_add(st->stage, st->m_files, 1);
+    ecf_metric_add(st->stage, st->m_bytes, (double)df->metrics.file_size);
 }
 
 /* ------------------------------------------------------------ positions */
@@ -615,18 +415,11 @@ static void discard_pending(ice_state *st)
 /* Commits everything buffered; settles every held token. */
 static ecf_status commit(ice_state *st, const char *why)
 {
-    if (st->held->len == 0 && g_hash_table_size(st->writers) == 0 && st->pending->len == 0)
+    if (st->held->len == 0 && wp_open_count(st->pool) == 0 && st->pending->len == 0)
         return ECF_OK;
     int64_t t0 = ecf_monotonic_us(st->stage);
     /* finish every open file */
-    GList *ws = g_hash_table_get_values(st->writers);
-    for (GList *l = ws; l; l = l->next) {
-        char *err = NULL;
-        if (!writer_finish(st, l->data, &err))
-            poison(st, err);
-    }
-    g_list_free(ws);
-    g_hash_table_remove_all(st->writers);
+    wp_finish_all(st->pool);
     ecf_metric_set(st->stage, st->m_open, 0);
     ecf_metric_set(st->stage, st->m_buffered, 0);
 
@@ -731,54 +524,11 @@ static ecf_status commit(ice_state *st, const char *why)
 static void enforce_bounds(ice_state *st)
 {
     const ice_config *cfg = ecf_config(st->stage);
-    /* open files */
-    while ((int64_t)g_hash_table_size(st->writers) > cfg->max_open_partitions) {
-        part_writer *lru = NULL;
-        GHashTableIter it;
-        gpointer k;
-        g_hash_table_iter_init(&it, st->writers);
-        while (g_hash_table_iter_next(&it, &k, NULL)) {
-            part_writer *w = k;
-            if (!lru || w->last_used < lru->last_used)
-                lru = w;
-        }
-        finish_and_drop(st, lru);
-    }
-    /* Buffered bytes: unwritten row groups, and what the IO holds of what
-     * was written (an S3 part fills to s3_part_size before it goes out). The
-     * largest holder gives back first: its row group goes to the IO and the
-     * IO sends out what it can; when that leaves it holding as much (an S3
-     * part below the 5 MiB minimum cannot go out by itself), its file is
-     * finished. */
-    for (;;) {
-        int64_t total = 0, most = -1;
-        part_writer *big = NULL;
-        GHashTableIter it;
-        gpointer k;
-        g_hash_table_iter_init(&it, st->writers);
-        while (g_hash_table_iter_next(&it, &k, NULL)) {
-            part_writer *w = k;
-            if (!w->pq)
-                continue;
-            int64_t b = pq_buffered_bytes(w->pq) + (int64_t)st->io->buffered(w->out);
-            total += b;
-            if (b > most) {
-                most = b;
-                big = w;
-            }
-        }
-        ecf_metric_set(st->stage, st->m_buffered, (double)total);
-        ecf_metric_set(st->stage, st->m_open, g_hash_table_size(st->writers));
-        if (total <= cfg->max_buffered_bytes || !big || most <= 0)
-            return;
-        if ((pq_buffered_bytes(big->pq) > 0 && pq_flush_row_group(big->pq) != 0) || st->io->drain(big->out) != 0) {
-            poison(st, write_error(st, big));
-            return;
-        }
-        if (pq_buffered_bytes(big->pq) + (int64_t)st->io->buffered(big->out) < most)
-            continue;
-        finish_and_drop(st, big); /* what it holds cannot go out otherwise */
-    }
+    unsigned open = 0;
+    int64_t buffered = 0;
+    wp_enforce_bounds(st->pool, cfg->max_open_partitions, cfg->max_buffered_bytes, &open, &buffered);
+    ecf_metric_set(st->stage, st->m_buffered, (double)buffered);
+    ecf_metric_set(st->stage, st->m_open, open);
 }
 
 /* ------------------------------------------------------------ process */
@@ -852,61 +602,10 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
         ecf_metric_add(stage, st->m_duplicates, n_dup);
     st->copies_held += n_dup;
 
-    /* 1. each row to its partition's writer */
-    part_writer **row_writer = g_new(part_writer *, n);
-    GPtrArray *touched = g_ptr_array_new();
-    int64_t now = ++st->use_clock;
-    for (uint32_t i = 0; i < n; i++) {
-        if (fate[i] != POS_WRITE)
-            continue;
-        row_key(st, rec, i);
-        part_writer probe = {.key = st->keybuf.data, .key_len = st->keybuf.len};
-        part_writer *w = g_hash_table_lookup(st->writers, &probe);
-        if (!w) {
-            w = g_new0(part_writer, 1);
-            w->key = g_memdup2(st->keybuf.data, st->keybuf.len);
-            w->key_len = st->keybuf.len;
-            key_to_values(st, w);
-            g_hash_table_add(st->writers, w);
-        }
-        if (w->n_rows == 0)
-            g_ptr_array_add(touched, w);
-        if (w->n_rows == w->cap_rows) {
-            w->cap_rows = w->cap_rows ? w->cap_rows * 2 : 256;
-            w->rows = g_renew(uint32_t, w->rows, w->cap_rows);
-        }
-        w->rows[w->n_rows++] = i;
-        w->last_used = now;
-        row_writer[i] = w;
-    }
-    g_free(row_writer);
+    /* 1. each row to its partition's file (writer_pool.h) */
+    wp_write(st->pool, rec, n, fate, POS_WRITE, cfg->target_file_size);
 
-    /* 2. column by column into each writer */
-    for (guint t = 0; t < touched->len; t++) {
-        part_writer *w = g_ptr_array_index(touched, t);
-        if (!w->pq) {
-            char *err = NULL;
-            if (!writer_open_file(st, w, &err)) {
-                poison(st, err);
-                w->n_rows = 0;
-                continue;
-            }
-        }
-        for (int c = 0; c < st->n_cols; c++)
-            arrow_append_column(w->pq, c, rec->children[c], st->kinds[c], rec->offset, w->rows, w->n_rows,
-                                st->cols[c].type);
-        if (pq_end_rows(w->pq, w->n_rows) != 0)
-            poison(st, write_error(st, w));
-        w->n_rows = 0;
-        if (pq_estimated_size(w->pq) >= cfg->target_file_size) {
-            char *err = NULL;
-            if (!writer_finish(st, w, &err))
-                poison(st, err);
-        }
-    }
-    g_ptr_array_free(touched, TRUE);
-
-    /* 3. hold every token until the commit (also those of records the
+    /* 2. hold every token until the commit (also those of records the
      * commit holds already); ack at once what the table has */
     uint32_t n_skipped = 0, n_held = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -1023,19 +722,7 @@ static void state_free(ice_state *st)
 {
     if (!st)
         return;
-    if (st->writers) {
-        GHashTableIter it;
-        gpointer k;
-        g_hash_table_iter_init(&it, st->writers);
-        while (g_hash_table_iter_next(&it, &k, NULL)) {
-            part_writer *w = k;
-            if (w->pq) {
-                pq_writer_free(w->pq);
-                st->io->abort(w->out);
-            }
-        }
-        g_hash_table_destroy(st->writers);
-    }
+    wp_free(st->pool);
     if (st->held) {
         settle_all(st, ECF_ERR_STOPPED, "sink-iceberg stopped before the commit");
         g_ptr_array_free(st->held, TRUE);
@@ -1072,7 +759,6 @@ static void state_free(ice_state *st)
         g_hash_table_destroy(st->skip_logged);
     g_mutex_clear(&st->pos_lock);
     g_mutex_clear(&st->fresh_lock);
-    bb_free(&st->keybuf);
     if (st->io)
         st->io->destroy(st->io);
     g_free(st);
@@ -1229,7 +915,7 @@ static ecf_status ice_create(ecf_stage *stage)
     st->pq.dict_size_limit = 1 << 20;
     st->pq.dictionary = true;
     st->pq.created_by = "ecflow version 0.1.0 (build sink-iceberg)";
-    st->writers = g_hash_table_new_full(writer_hash, writer_equal, (GDestroyNotify)writer_free, NULL);
+    st->pool = wp_new((wp_events){.file_done = pool_file_done, .failed = pool_failed, .ctx = st});
     st->pending = g_ptr_array_new_with_free_func((GDestroyNotify)data_file_free);
     st->held = g_ptr_array_new();
     st->held_since = g_array_new(FALSE, FALSE, sizeof(int64_t));
@@ -1366,6 +1052,15 @@ static ecf_status ice_start(ecf_stage *stage)
     }
     g_autofree char *uuid = g_uuid_string_random();
     st->run_id = g_strdup(uuid);
+    wp_set_layout(st->pool, &(wp_layout){.io = st->io,
+                                         .location = st->location,
+                                         .spec = &st->table.spec,
+                                         .psrc = st->psrc,
+                                         .cols = st->cols,
+                                         .kinds = st->kinds,
+                                         .n_cols = st->n_cols,
+                                         .pq = &st->pq,
+                                         .run_id = st->run_id});
     return ECF_OK;
 }
 

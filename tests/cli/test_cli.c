@@ -72,6 +72,29 @@ static guint count_lines(const char *path)
     return n;
 }
 
+/* One `ecflow VERB pipeline` case: the pipeline, the exit status (-1: any) and
+ * what stderr must say. */
+typedef struct {
+    const char *file, *yaml;
+    const char *verb;
+    int         status;
+    const char *err[3];
+} pipeline_case;
+
+static void check_cases(const pipeline_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const pipeline_case *c = &cases[i];
+        g_autofree char *path = write_pipeline(c->file, c->yaml);
+        result r = run(c->verb, path);
+        if (c->status >= 0)
+            g_assert_cmpint(r.status, ==, c->status);
+        for (size_t k = 0; k < G_N_ELEMENTS(c->err) && c->err[k]; k++)
+            assert_contains(r.err, c->err[k]);
+        result_clear(&r);
+    }
+}
+
 static void test_version(void)
 {
     result r = run("version");
@@ -212,33 +235,26 @@ static void test_validate(void)
 
 static void test_validate_negotiates_schemas(void)
 {
-    g_autofree char *ok = write_pipeline("schema-ok.yaml",
-        "stages:\n"
-        "  g: {plugin: source-generate}\n"
-        "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:l,name:u'}\n"
-        "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l', 'name']}\n");
-    result r = run("validate", ok);
-    g_assert_cmpint(r.status, ==, 0);
-    result_clear(&r);
-
-    g_autofree char *bad = write_pipeline("schema-bad.yaml",
-        "stages:\n"
-        "  g: {plugin: source-generate}\n"
-        "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:u'}\n"
-        "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l']}\n");
-    r = run("validate", bad);
-    g_assert_cmpint(r.status, ==, 2);
-    assert_contains(r.err, "schema-bad.yaml:4: stage 'out': field 'id' is 'u' upstream, but 'l' is needed");
-    result_clear(&r);
-
-    g_autofree char *raw = write_pipeline("schema-raw.yaml",
-        "stages:\n"
-        "  g: {plugin: source-generate}\n"
-        "  out: {plugin: sink-expect, inputs: [g], require: ['id:l']}\n");
-    r = run("validate", raw);
-    g_assert_cmpint(r.status, ==, 2);
-    assert_contains(r.err, "records with a schema are needed");
-    result_clear(&r);
+    static const pipeline_case cases[] = {
+        {"schema-ok.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate}\n"
+         "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:l,name:u'}\n"
+         "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l', 'name']}\n",
+         "validate", 0, {NULL}},
+        {"schema-bad.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate}\n"
+         "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:u'}\n"
+         "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l']}\n",
+         "validate", 2, {"schema-bad.yaml:4: stage 'out': field 'id' is 'u' upstream, but 'l' is needed"}},
+        {"schema-raw.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate}\n"
+         "  out: {plugin: sink-expect, inputs: [g], require: ['id:l']}\n",
+         "validate", 2, {"records with a schema are needed"}},
+    };
+    check_cases(cases, G_N_ELEMENTS(cases));
 }
 
 static void test_shipped_pipelines_validate(void)
@@ -330,38 +346,28 @@ static void test_fan_out_and_fan_in(void)
 
 static void test_failures_reach_the_source(void)
 {
-    /* /dev/full fails every write: nothing may be reported durable. */
-    g_autofree char *file = write_pipeline("full.yaml",
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 500, batch_size: 100}\n"
-        "  out: {plugin: sink-file, inputs: [g], path: /dev/full}\n");
-    result r = run("run", file);
-    assert_contains(r.err, "generated 500 events: 0 durable, 500 failed");
-    assert_contains(r.err, "No space left on device");
-    result_clear(&r);
-
-    /* A fatal failure stops the pipeline with exit 1, and upstream learns. */
-    g_autofree char *fatal = write_pipeline("fatal.yaml",
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 0, batch_size: 10}\n"
-        "  boom: {plugin: transform-pass, inputs: [g], fail_on: event_id, fatal: true}\n"
-        "  out: {plugin: sink-file, inputs: [boom], path: /dev/null}\n");
-    r = run("run", fatal);
-    g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.err, "stage 'boom' failed; stopping the pipeline");
-    assert_contains(r.err, "0 durable");
-    result_clear(&r);
-
-    /* A sink that cannot start: exit 1 with the reason. */
-    g_autofree char *nostart = write_pipeline("nostart.yaml",
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 5}\n"
-        "  out: {plugin: sink-file, inputs: [g], path: /nonexistent-dir/x.ndjson}\n");
-    r = run("run", nostart);
-    g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.err, "stage 'out' could not start");
-    assert_contains(r.err, "/nonexistent-dir/x.ndjson");
-    result_clear(&r);
+    static const pipeline_case cases[] = {
+        /* /dev/full fails every write: nothing may be reported durable. */
+        {"full.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate, count: 500, batch_size: 100}\n"
+         "  out: {plugin: sink-file, inputs: [g], path: /dev/full}\n",
+         "run", -1, {"generated 500 events: 0 durable, 500 failed", "No space left on device"}},
+        /* A fatal failure stops the pipeline with exit 1, and upstream learns. */
+        {"fatal.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate, count: 0, batch_size: 10}\n"
+         "  boom: {plugin: transform-pass, inputs: [g], fail_on: event_id, fatal: true}\n"
+         "  out: {plugin: sink-file, inputs: [boom], path: /dev/null}\n",
+         "run", 1, {"stage 'boom' failed; stopping the pipeline", "0 durable"}},
+        /* A sink that cannot start: exit 1 with the reason. */
+        {"nostart.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate, count: 5}\n"
+         "  out: {plugin: sink-file, inputs: [g], path: /nonexistent-dir/x.ndjson}\n",
+         "run", 1, {"stage 'out' could not start", "/nonexistent-dir/x.ndjson"}},
+    };
+    check_cases(cases, G_N_ELEMENTS(cases));
 }
 
 /* Starts `ecflow run` in the background; returns its pid. */

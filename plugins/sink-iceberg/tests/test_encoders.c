@@ -1,6 +1,7 @@
 /* Unit tests of sink-iceberg's encoders: Thrift compact, RLE/bit-packed
  * hybrid (through pages), Avro container round trip, Iceberg bounds. */
 #include "avro_container.h"
+#include "iceberg_bounds.h"
 #include "iceberg_schema.h"
 #include "parquet_writer.h"
 #include "partition.h"
