@@ -533,7 +533,7 @@ def read_rest_table(env):
     """read_table() for the s3 profile: pyiceberg and DuckDB through the REST catalog, the
     files the current snapshot references checked on S3."""
     from pyarrow.fs import FileSelector, FileType
-    from lakehouse import duckdb_rest_connect, pyarrow_s3fs
+    from lakehouse import duckdb_rest_ids, pyarrow_s3fs
     table = rest_table(env)
     snap = table.current_snapshot()
     manifests = snap.manifests(table.io)
@@ -543,9 +543,8 @@ def read_rest_table(env):
     gone = [f for f in referenced if fs.get_file_info(f.removeprefix("s3://")).type == FileType.NotFound]
     assert not gone, f"the current snapshot references files that do not exist: {gone[:5]}"
     py = table.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
-    con = duckdb_rest_connect(env)
-    dk = [r[0] for r in con.execute(f"select event_id from lh.{env['ICEBERG_TABLE']}").fetchall()]
-    dk_count = con.execute(f"select count(*) from lh.{env['ICEBERG_TABLE']}").fetchone()[0]
+    dk = duckdb_rest_ids(env, env["ICEBERG_TABLE"], len(py))
+    dk_count = len(dk)
     total = int(snap.summary.additional_properties.get("total-records", -1))
     data = table.location().removeprefix("s3://") + "/data"
     on_s3 = {"s3://" + i.path for i in fs.get_file_info(FileSelector(data, recursive=True))

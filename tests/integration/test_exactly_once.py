@@ -617,10 +617,10 @@ def rest_total_records(sw, table):
 def verify_rest_table(sw, table, produced_ids, bootstrap, topic):
     """verify_table() through the REST catalog: pyiceberg and DuckDB, each event once, and
     the writer's positions at the topic's ends."""
-    from lakehouse import duckdb_rest_connect, pyiceberg_rest_catalog
+    from lakehouse import duckdb_rest_ids, pyiceberg_rest_catalog
     t = pyiceberg_rest_catalog(sw).load_table(table)
     py_ids = t.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
-    dk_ids = [r[0] for r in duckdb_rest_connect(sw).execute(f"select event_id from lh.{table}").fetchall()]
+    dk_ids = duckdb_rest_ids(sw, table, len(py_ids))
     want = set(produced_ids)
     for reader, ids in (("pyiceberg", py_ids), ("duckdb", dk_ids)):
         assert len(ids) == len(set(ids)), f"{reader}: {len(ids) - len(set(ids))} duplicated event_ids"
