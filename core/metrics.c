@@ -1,10 +1,6 @@
 #include "metrics.h"
-#include "log.h"
 #include "sync.h"
 
-#include <arpa/inet.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -35,11 +31,6 @@ struct ecf_metrics {
     ecf_mutex lock; /* registration and rendering only; updates are atomic */
     GPtrArray *metrics;
     GArray *collectors;
-    struct MHD_Daemon *daemon;
-    ecf_ready_fn ready;
-    void *ready_user;
-    guint16 port;
-    char host[INET_ADDRSTRLEN];
 };
 
 static void metric_free(gpointer p)
@@ -66,8 +57,6 @@ void ecf_metrics_free(ecf_metrics *reg)
 {
     if (!reg)
         return;
-    if (reg->daemon)
-        MHD_stop_daemon(reg->daemon);
     g_ptr_array_free(reg->metrics, TRUE);
     g_array_free(reg->collectors, TRUE);
     ecf_mutex_clear(&reg->lock);
@@ -273,77 +262,3 @@ char *ecf_metrics_render(ecf_metrics *reg)
     ecf_mutex_unlock(&reg->lock);
     return g_string_free(out, FALSE);
 }
-
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
-                               char *body)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
-{
-    ecf_metrics *reg = cls;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return respond(conn, 405, "text/plain", g_strdup("method not allowed\n"));
-    if (strcmp(url, "/metrics") == 0)
-        return respond(conn, 200, "text/plain; version=0.0.4", ecf_metrics_render(reg));
-    if (strcmp(url, "/health") == 0)
-        return respond(conn, 200, "text/plain", g_strdup("ok\n"));
-    if (strcmp(url, "/ready") == 0) {
-        gboolean ready = reg->ready ? reg->ready(reg->ready_user) : TRUE;
-        return respond(conn, ready ? 200 : 503, "text/plain",
-                       g_strdup(ready ? "ready\n" : "not ready\n"));
-    }
-    return respond(conn, 404, "text/plain", g_strdup("not found\n"));
-}
-
-static gboolean parse_address(const char *address, struct sockaddr_in *sa, GError **error)
-{
-    const char *colon = strrchr(address, ':');
-    g_autofree char *host = colon ? g_strndup(address, (gsize)(colon - address)) : g_strdup("127.0.0.1");
-    const char *port_s = colon ? colon + 1 : address;
-    char *end = NULL;
-    guint64 port = g_ascii_strtoull(port_s, &end, 10);
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    if (!*port_s || *end || port > 65535 || inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1) {
-        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
-                    "metrics address '%s' is not HOST:PORT with an IPv4 host", address);
-        return FALSE;
-    }
-    sa->sin_port = htons((guint16)port);
-    return TRUE;
-}
-
-gboolean ecf_metrics_serve(ecf_metrics *reg, const char *address, ecf_ready_fn ready,
-                           void *ready_user, GError **error)
-{
-    struct sockaddr_in sa;
-    if (!parse_address(address, &sa, error))
-        return FALSE;
-    reg->ready = ready;
-    reg->ready_user = ready_user;
-    reg->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                   NULL, on_request, reg, MHD_OPTION_SOCK_ADDR, &sa,
-                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
-    if (!reg->daemon) {
-        g_set_error(error, ECF_ERROR, ECF_ERR_IO,
-                    "cannot listen for metrics on %s (port in use?)", address);
-        return FALSE;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(reg->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    reg->port = info ? info->port : ntohs(sa.sin_port);
-    inet_ntop(AF_INET, &sa.sin_addr, reg->host, sizeof reg->host);
-    return TRUE;
-}
-
-guint16 ecf_metrics_port(const ecf_metrics *reg) { return reg->port; }
-const char *ecf_metrics_host(const ecf_metrics *reg) { return reg->host; }

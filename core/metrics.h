@@ -1,5 +1,6 @@
 /*
- * Metrics registry and its HTTP endpoint (Prometheus text, /health, /ready).
+ * Metrics registry: the metrics stages register and update, rendered as
+ * Prometheus text. metrics_http.h serves it over HTTP.
  * A metric name may carry fixed labels: `http_requests_total{status="2xx"}`;
  * every series also gets `pipeline` and `stage` labels.
  */
@@ -11,7 +12,6 @@ typedef struct ecf_metrics ecf_metrics;
 
 /* Called at scrape time, to add series computed on demand (ring fill). */
 typedef void (*ecf_metrics_collect_fn)(void *user, GString *out);
-typedef gboolean (*ecf_ready_fn)(void *user);
 
 ecf_metrics *ecf_metrics_new(const char *pipeline);
 void ecf_metrics_free(ecf_metrics *reg);
@@ -29,10 +29,3 @@ guint64 ecf_metric_count(const ecf_metric *m);
 
 void ecf_metrics_add_collector(ecf_metrics *reg, ecf_metrics_collect_fn fn, void *user);
 char *ecf_metrics_render(ecf_metrics *reg);
-
-/* Serves GET /metrics, /health and /ready on "host:port". */
-gboolean ecf_metrics_serve(ecf_metrics *reg, const char *address, ecf_ready_fn ready,
-                           void *ready_user, GError **error);
-/* The bound address (a port of 0 in the setting picks a free one). */
-guint16 ecf_metrics_port(const ecf_metrics *reg);
-const char *ecf_metrics_host(const ecf_metrics *reg);

@@ -2,6 +2,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "stage.h"
 
 #include <pthread.h>
@@ -16,6 +17,7 @@ struct ecf_runtime {
     ecf_batch_pool *batches;
     ecf_ack_pool *acks;
     ecf_metrics *metrics;
+    ecf_metrics_http *http; /* the endpoint, when settings.metrics asks for one */
     GHashTable *settings; /* key -> string, for pipeline_setting */
     _Atomic gboolean stopping;
     _Atomic gboolean failed;
@@ -45,7 +47,7 @@ ecf_batch_pool *ecf_runtime_batches(ecf_runtime *rt) { return rt->batches; }
 ecf_ack_pool *ecf_runtime_acks(ecf_runtime *rt) { return rt->acks; }
 ecf_metrics *ecf_runtime_metrics(ecf_runtime *rt) { return rt->metrics; }
 gboolean ecf_runtime_stopping(ecf_runtime *rt) { return atomic_load(&rt->stopping); }
-guint16 ecf_runtime_metrics_port(ecf_runtime *rt) { return ecf_metrics_port(rt->metrics); }
+guint16 ecf_runtime_metrics_port(ecf_runtime *rt) { return ecf_metrics_http_port(rt->http); }
 
 const char *ecf_runtime_setting(ecf_runtime *rt, const char *key)
 {
@@ -135,7 +137,8 @@ void ecf_runtime_free(ecf_runtime *rt)
 {
     if (!rt)
         return;
-    ecf_metrics_free(rt->metrics); /* stops the endpoint first */
+    ecf_metrics_http_stop(rt->http); /* before the registry it serves */
+    ecf_metrics_free(rt->metrics);
     g_ptr_array_free(rt->stages, TRUE);
     ecf_batch_pool_free(rt->batches);
     ecf_ack_pool_free(rt->acks);
@@ -353,12 +356,13 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
         ecf_core_error("%s", error);
     if (code == ECF_EXIT_OK && rt->def->settings.metrics) {
         g_autoptr(GError) err = NULL;
-        if (!ecf_metrics_serve(rt->metrics, rt->def->settings.metrics, ready_cb, rt, &err)) {
+        rt->http = ecf_metrics_http_start(rt->metrics, rt->def->settings.metrics, ready_cb, rt, &err);
+        if (!rt->http) {
             ecf_core_error("%s", err->message);
             code = ECF_EXIT_FAILURE;
         } else {
-            ecf_core_info("metrics on http://%s:%u/metrics", ecf_metrics_host(rt->metrics),
-                          ecf_metrics_port(rt->metrics));
+            ecf_core_info("metrics on http://%s:%u/metrics", ecf_metrics_http_host(rt->http),
+                          ecf_metrics_http_port(rt->http));
         }
     }
     if (code == ECF_EXIT_OK && !start_all(rt))

@@ -1,6 +1,7 @@
 /*
  * A running stage: the plugin instance, its input ring, its output ports,
- * its thread and its metrics; and the host services table plugins call.
+ * its thread and its metrics. The host services table plugins call on it
+ * is in host.h.
  */
 #pragma once
 #include <ecflow/plugin.h>
@@ -71,6 +72,9 @@ void ecf_stage_free(ecf_stage *s);
 /* Connects `up.port` to `down`'s input ring (created on first use). */
 void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down);
 void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity);
+/* The output port called `name`; NULL names the first one. NULL when the
+ * stage has no such port. */
+ecf_port *ecf_stage_port(ecf_stage *s, const char *name);
 
 ecf_status ecf_stage_create(ecf_stage *s);
 ecf_status ecf_stage_start(ecf_stage *s);

@@ -382,7 +382,7 @@ typedef const ecf_plugin *(*ecf_plugin_entry_fn)(void);
  * says the ABI minor that added it; tests/unit/test_abi.c pins the layout.
  *
  * Threads. Each member says where a plugin may call it, as the core
- * guarantees it (core/stage.c and what it calls):
+ * guarantees it (core/host.c and what it calls):
  *   [any]      any thread: the main thread in a lifecycle callback, the
  *              stage's own thread, another stage's thread (in a settle
  *              callback), or a thread the plugin started itself (a poller,

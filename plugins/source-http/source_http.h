@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <zlib.h>
 
-#include "json_door.h"
+#include "event_scan.h"
 
 typedef struct {
     char   *listen;

@@ -731,6 +731,31 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         ks->stop_status = ecf_fail(ks->stage, ECF_ERR_FATAL, "Kafka consumer failed for good: %s", buf);
 }
 
+const char *ksrc_parts_str(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t size,
+                           bool with_offsets)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; parts && i < parts->cnt && off + 1 < size; i++) {
+        const rd_kafka_topic_partition_t *e = &parts->elems[i];
+        int w;
+        if (e->partition == RD_KAFKA_PARTITION_UA)
+            w = snprintf(buf + off, size - off, "%s%s", i ? " " : "", e->topic);
+        else if (with_offsets && e->offset >= 0)
+            w = snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@%" PRId64, i ? " " : "",
+                         e->topic, e->partition, e->offset);
+        else
+            w = snprintf(buf + off, size - off, "%s%s[%" PRId32 "]", i ? " " : "", e->topic,
+                         e->partition);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    if (off + 1 >= size && size > 4)
+        memcpy(buf + size - 4, "...", 4);
+    return buf;
+}
+
 static rd_kafka_topic_partition_list_t *subscription(const ksrc_config *cfg)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);

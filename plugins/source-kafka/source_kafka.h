@@ -3,7 +3,8 @@
  *
  * source_kafka.c   lifecycle, the run loop (poll -> batches -> emit), backpressure
  *                  pauses, the failure policy, metrics
- * rebalance.c      assign / revoke protocol and offset commits
+ * rebalance.c      assign / revoke protocol
+ * offset_commit.c  offset commits (async, sync), their results, the lag gauges
  * offset_book.c    per-partition windows of in-flight offsets: which prefix is
  *                  acknowledged, so commits never pass an unacked message
  * consumer_conf.c  option table -> librdkafka consumer configuration (and its errors)
@@ -221,6 +222,8 @@ typedef struct kafka_source {
 /* rebalance.c */
 void ksrc_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                        rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* offset_commit.c */
 void ksrc_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                     rd_kafka_topic_partition_list_t *offsets, void *opaque);
 /* Commits every assigned partition whose settled prefix advanced: async from
@@ -228,8 +231,21 @@ void ksrc_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 bool ksrc_commit(kafka_source *ks, bool sync);
 /* Refreshes the committed-offset and lag gauges. */
 void ksrc_update_gauges(kafka_source *ks);
+/* Used by rebalance.c. The committed-offset and lag gauges of a newly
+ * assigned partition (made once). */
+void ksrc_part_metrics(kafka_source *ks, book_part *p);
+/* Reads the group's committed offsets of `parts` into the book. */
+void ksrc_read_committed(kafka_source *ks, const rd_kafka_topic_partition_list_t *parts);
+/* Commits the partitions of the book indexes `idx` (every assigned one when
+ * NULL) whose settled prefix advanced; `logbuf` (may be NULL) gets what was
+ * committed. Returns false if the commit failed. */
+bool ksrc_commit_parts(kafka_source *ks, const uint32_t *idx, size_t n, bool sync,
+                       char *logbuf, size_t logsize);
+/* "t[0]@12 t[1]@none": the committed offsets of these partitions. */
+void ksrc_committed_str(kafka_source *ks, const uint32_t *idx, size_t n, char *buf,
+                        size_t size);
 
-/* source_kafka.c, used by rebalance.c */
+/* source_kafka.c, used by rebalance.c and offset_commit.c */
 /* Emits (or, past the deadline, abandons) the batches taken but not emitted. */
 void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *revoked,
                       size_t n_revoked);

@@ -1,5 +1,5 @@
 /*
- * The door shim, table-driven: each row is a body, how it is framed, and
+ * event_scan, the door shim, table-driven: each row is a body, how it is framed, and
  * what the scan must report. Events are summarised as
  *   "OFFSET+LENGTH:KIND" with KIND  o=KEY  (object, key found)
  *                                   m      (object, key missing)
@@ -8,7 +8,7 @@
  *                                   u      (object, no key asked for)
  * separated by spaces, so a row reads like what it checks.
  */
-#include "json_door.h"
+#include "event_scan.h"
 
 #include <glib.h>
 #include <string.h>
@@ -278,20 +278,20 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     for (guint i = 0; i < G_N_ELEMENTS(accepts); i++) {
-        char *path = g_strdup_printf("/json-door/accepts/%s", accepts[i].name);
+        char *path = g_strdup_printf("/event-scan/accepts/%s", accepts[i].name);
         g_test_add_data_func(path, &accepts[i], run_case);
         g_free(path);
     }
     for (guint i = 0; i < G_N_ELEMENTS(rejects); i++) {
-        char *path = g_strdup_printf("/json-door/rejects/%s", rejects[i].name);
+        char *path = g_strdup_printf("/event-scan/rejects/%s", rejects[i].name);
         g_test_add_data_func(path, &rejects[i], run_case);
         g_free(path);
     }
-    g_test_add_func("/json-door/refuses-ten-thousand-levels-of-nesting",
+    g_test_add_func("/event-scan/refuses-ten-thousand-levels-of-nesting",
                     test_very_deep_nesting_is_refused);
-    g_test_add_func("/json-door/callback-can-stop-the-scan", test_callback_can_stop_the_scan);
-    g_test_add_func("/json-door/refuses-a-buffer-without-padding", test_missing_padding_is_refused);
-    g_test_add_func("/json-door/parser-is-reusable-across-documents", test_parser_is_reusable);
-    g_test_add_func("/json-door/large-ndjson-offsets-line-up", test_large_ndjson_offsets);
+    g_test_add_func("/event-scan/callback-can-stop-the-scan", test_callback_can_stop_the_scan);
+    g_test_add_func("/event-scan/refuses-a-buffer-without-padding", test_missing_padding_is_refused);
+    g_test_add_func("/event-scan/parser-is-reusable-across-documents", test_parser_is_reusable);
+    g_test_add_func("/event-scan/large-ndjson-offsets-line-up", test_large_ndjson_offsets);
     return g_test_run();
 }

@@ -1,5 +1,7 @@
 /*
- * json_door — a C face on simdjson On-Demand for checking events at the door.
+ * event_scan — splits a request body into events and checks them at the door:
+ * a C face on simdjson On-Demand. (Its names keep the jd_ prefix of its
+ * first name, json_door.)
  *
  * One call scans a buffer holding either one JSON value, an array of values
  * (each element is an event), or NDJSON (each non-blank line is an event) and
@@ -16,8 +18,8 @@
  * document it has seen) and is not thread-safe: keep one per thread or pool
  * them.
  */
-#ifndef ECF_JSON_DOOR_H
-#define ECF_JSON_DOOR_H
+#ifndef ECF_EVENT_SCAN_H
+#define ECF_EVENT_SCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,4 +98,4 @@ const char *jd_status_str(jd_status st);
 #ifdef __cplusplus
 }
 #endif
-#endif /* ECF_JSON_DOOR_H */
+#endif /* ECF_EVENT_SCAN_H */

@@ -1,5 +1,5 @@
 /*
- * json_door: the simdjson On-Demand half of the door check (see json_door.h).
+ * event_scan: the simdjson On-Demand half of the door check (see event_scan.h).
  *
  * On-Demand only validates what it visits, so every value of every event is
  * walked: skipping a value would let `{"a": [1,,2], "session_id": "x"}` in.
@@ -7,7 +7,7 @@
  * because a number too big for a double is still valid JSON and must not be
  * refused at the door.
  */
-#include "json_door.h"
+#include "event_scan.h"
 #include "json_lexeme.hpp"
 
 #include <simdjson.h>
