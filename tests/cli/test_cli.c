@@ -240,18 +240,18 @@ static void test_validate_negotiates_schemas(void)
          "stages:\n"
          "  g: {plugin: source-generate}\n"
          "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:l,name:u'}\n"
-         "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l', 'name']}\n",
+         "  out: {plugin: sink-test, inputs: [parse], require: ['id:l', 'name']}\n",
          "validate", 0, {NULL}},
         {"schema-bad.yaml",
          "stages:\n"
          "  g: {plugin: source-generate}\n"
          "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:u'}\n"
-         "  out: {plugin: sink-expect, inputs: [parse], require: ['id:l']}\n",
+         "  out: {plugin: sink-test, inputs: [parse], require: ['id:l']}\n",
          "validate", 2, {"schema-bad.yaml:4: stage 'out': field 'id' is 'u' upstream, but 'l' is needed"}},
         {"schema-raw.yaml",
          "stages:\n"
          "  g: {plugin: source-generate}\n"
-         "  out: {plugin: sink-expect, inputs: [g], require: ['id:l']}\n",
+         "  out: {plugin: sink-test, inputs: [g], require: ['id:l']}\n",
          "validate", 2, {"records with a schema are needed"}},
     };
     check_cases(cases, G_N_ELEMENTS(cases));

@@ -25,15 +25,16 @@ import pytest
 
 from conftest import ECFLOW, KAFKA_SH, PLUGIN_PATH
 
-# source-kafka's sink-ledger fixture is built beside its tests, not among the shipped plugins.
-LEDGER_DIR = ECFLOW.parent / "plugins" / "source-kafka" / "tests" / "fixtures"
+# The sink-test fixture (tests/fixtures/sink_test.c) is built into <build>/tests/fixtures,
+# not among the shipped plugins.
+FIXTURES_DIR = ECFLOW.parent / "tests" / "fixtures"
 
 
-def plugin_path_with_ledger(plugin_path=PLUGIN_PATH):
-    """`plugin_path` plus the sink-ledger fixture's directory when no directory in it has
-    sink-ledger.so (ctest passes a shared path without it)."""
-    if not any((Path(d) / "sink-ledger.so").exists() for d in plugin_path.split(":") if d):
-        plugin_path = f"{plugin_path}:{LEDGER_DIR}"
+def plugin_path_with_fixtures(plugin_path=PLUGIN_PATH):
+    """`plugin_path` plus the test fixtures' directory when no directory in it has
+    sink-test.so."""
+    if not any((Path(d) / "sink-test.so").exists() for d in plugin_path.split(":") if d):
+        plugin_path = f"{plugin_path}:{FIXTURES_DIR}"
     return plugin_path
 
 

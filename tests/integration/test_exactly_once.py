@@ -44,14 +44,14 @@ import pytest
 
 from conftest import ECFLOW, ROOT, free_port
 from harness import (check_sanitizers, create_topic as _create_topic, duck, metadata_versions,
-                     metric_sum, plugin_path_with_ledger, scrape_metrics, session_broker, sigterm,
+                     metric_sum, plugin_path_with_fixtures, scrape_metrics, session_broker, sigterm,
                      started, unique_names, wait_until)
 from harness import end_offsets as _end_offsets
 from lakehouse import seaweedfs  # noqa: F401  (the session fixture, for the REST variant)
 
-# source-kafka's sink-ledger fixture (profile `rewind`) is built beside its tests, not among
-# the shipped plugins: added when the given path does not have it (ctest passes the shared one).
-PLUGIN_PATH = plugin_path_with_ledger()
+# The sink-test fixture (profile `rewind`) is built into <build>/tests/fixtures, not among
+# the shipped plugins: added when the given path does not have it.
+PLUGIN_PATH = plugin_path_with_fixtures()
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "exactly_once.yaml"
 SCHEMA = ROOT / "pipelines" / "schemas" / "ecommerce_event.yaml"
 PARTITIONS = 4

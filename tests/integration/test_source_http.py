@@ -2,9 +2,9 @@
 
 Each test starts `build/ecflow run` on a free port with one of two pipelines:
   pipelines/source_http.yaml          source-http -> sink-file (NDJSON file we read back)
-  pipelines/source_http_verdict.yaml  source-http -> sink-verdict, a fixture sink built in
-                                      plugins/source-http/tests/ that nacks, holds tokens
-                                      past ack_timeout, or stalls into backpressure
+  pipelines/source_http_verdict.yaml  source-http -> sink-test, the fixture sink of
+                                      tests/fixtures, set to nack, hold tokens past
+                                      ack_timeout, or stall into backpressure
 and checks status codes, bodies and headers, and that the output file holds exactly the
 events that were answered as accepted.
 
@@ -14,7 +14,7 @@ Status codes under test (plugins/source-http/request.c has the rules):
   offset), empty, broken gzip; 401 404 405 413 415.
 
 Environment: ECFLOW_BIN (default build/ecflow), ECFLOW_PLUGIN_PATH (default build/plugins
-and build/plugins/source-http/tests/fixtures). Only the standard library and pytest.
+and build/tests/fixtures). Only the standard library and pytest.
 """
 
 import gzip
@@ -37,10 +37,10 @@ from conftest import ECFLOW, ROOT, free_port
 from harness import HttpRequests, sigterm
 from harness import wait_until as _wait_until
 
-# Not conftest's PLUGIN_PATH: the default adds the sink-verdict fixture's directory.
+# Not conftest's PLUGIN_PATH: the default adds the sink-test fixture's directory.
 PLUGIN_PATH = os.environ.get(
     "ECFLOW_PLUGIN_PATH",
-    f"{ROOT / 'build' / 'plugins'}:{ROOT / 'build' / 'plugins' / 'source-http' / 'tests' / 'fixtures'}",
+    f"{ROOT / 'build' / 'plugins'}:{ROOT / 'build' / 'tests' / 'fixtures'}",
 )
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 
@@ -483,8 +483,13 @@ def test_many_keep_alive_connections_at_once(srv):
 # ------------------------------------------------------------------ downstream trouble
 
 
-def verdict(start, **env):
-    return start(pipeline="source_http_verdict", **env)
+def verdict(start, MODE="ack", DELAY="2s", **env):
+    """source-http -> sink-test with a verdict mode: ack at once; nack every message; hold
+    the tokens and ack DELAY later; block: sleep DELAY per batch, then ack. A payload
+    marked "fail":true is nacked in every mode."""
+    knobs = {"ack": {}, "nack": {"FAIL_ALL": "true"}, "hold": {"HOLD": DELAY},
+             "block": {"DELAY": DELAY}}[MODE]
+    return start(pipeline="source_http_verdict", **knobs, **env)
 
 
 def test_downstream_failure_gets_503_with_retry_after(start):

@@ -1,7 +1,7 @@
 """source-kafka against a real Apache Kafka broker.
 
 Runs `ecflow run tests/integration/pipelines/source_kafka.yaml` (source-kafka -> sink-file, or
--> the sink-ledger fixture with `--profile ledger`) and checks what reached the sink against
+-> the sink-test fixture with `--profile ledger`) and checks what reached the sink against
 what was produced with kcat:
   - every keyed message arrives exactly once, with its key, partition, offset and timestamp;
   - a restart resumes at the committed offsets: nothing lost, and after a clean stop nothing
@@ -19,8 +19,8 @@ and always stopped, unless KAFKA_BOOTSTRAP names one already running. Every test
 topic and consumer group, so tests never see each other's data.
 
 Environment: ECFLOW_BIN (default build/ecflow), ECFLOW_PLUGIN_PATH (default: plugins/ beside
-the binary; the sink-ledger fixture's directory, <build>/plugins/source-kafka/tests/fixtures, is
-added when missing), KAFKA_BOOTSTRAP (use this broker).
+the binary; the sink-test fixture's directory, <build>/tests/fixtures, is added when
+missing), KAFKA_BOOTSTRAP (use this broker).
 Only the standard library, pytest and kcat (Debian package `kcat`).
 """
 
@@ -35,13 +35,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ECFLOW, free_port
-from harness import (create_topic as _create_topic, ensure_kcat, plugin_path_with_ledger,
+from harness import (create_topic as _create_topic, ensure_kcat, plugin_path_with_fixtures,
                      metric_sum, read_topic, scrape_metrics, session_broker, sigterm,
                      started, unique_names, wait_until)
 
-# The sink-ledger fixture is built beside source-kafka's tests, not among the shipped
-# plugins: added when the given path does not have it (ctest passes the shared one).
-PLUGIN_PATH = plugin_path_with_ledger()
+# The sink-test fixture is built into <build>/tests/fixtures, not among the shipped
+# plugins: added when the given path does not have it.
+PLUGIN_PATH = plugin_path_with_fixtures()
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "source_kafka.yaml"
 PARTITIONS = 4
 
@@ -213,7 +213,7 @@ def test_carries_key_partition_offset_timestamp_and_headers(bootstrap, names, co
     truth = {(m["partition"], m["offset"]): m for m in read_topic(bootstrap, topic)}
     assert len(truth) == 50 * PARTITIONS
 
-    c = consumers(bootstrap, topic, group, profile="ledger", WITH_ORIGIN="true")
+    c = consumers(bootstrap, topic, group, profile="ledger", FORMAT="origin")
     c.wait_lines(len(truth))
     c.stop()
     got = [json.loads(line) for line in c.lines()]

@@ -2,7 +2,7 @@
  * transform-validate in the real binary: source-generate writes a seeded
  * stream with a share of corrupted events, fanned out to a raw sink-file
  * (the oracle: exactly what was generated) and to the validator, whose
- * records go to the sink-records fixture (Arrow columns back as NDJSON) and
+ * records go to the sink-test fixture (format: records, Arrow columns back as NDJSON) and
  * whose rejects go to a dead-letter sink-file. Then every generated event is
  * accounted for: valid ones as records with exactly the generated values,
  * corrupted ones in the dead-letter file with their bytes and a reason.
@@ -149,9 +149,9 @@ static void test_generated_stream_lands_exactly(void)
         "  raw:   {plugin: sink-file, inputs: [gen], path: %s, append: false}\n"
         "  check: {plugin: transform-validate, inputs: [gen], schema: %s, on_invalid: dead-letter,"
         " key_field: session_id}\n"
-        "  rows:  {plugin: sink-records, inputs: [check], path: %s}\n"
+        "  rows:  {plugin: sink-test, inputs: [check], format: records, append: false, path: %s}\n"
         "  dlq:   {plugin: sink-file, inputs: [check.invalid], path: %s, append: false}\n"
-        "  dlq2:  {plugin: sink-records, inputs: [check.invalid], path: %s}\n",
+        "  dlq2:  {plugin: sink-test, inputs: [check.invalid], format: records, append: false, path: %s}\n",
         raw, schema_path, rows, dlq, dlq_msgs);
     g_autofree char *yaml = pipeline_yaml("exact", body);
     g_autofree char *file = write_file("exact.yaml", yaml);
@@ -298,7 +298,7 @@ static void test_invalid_events_are_nacked_by_default(void)
         " start_time: \"2024-03-01T00:00:00Z\"}\n"
         "  raw:   {plugin: sink-file, inputs: [gen], path: %s, append: false}\n"
         "  check: {plugin: transform-validate, inputs: [gen], schema: %s, keep_payload: false}\n"
-        "  rows:  {plugin: sink-records, inputs: [check], path: %s}\n",
+        "  rows:  {plugin: sink-test, inputs: [check], format: records, append: false, path: %s}\n",
         raw, schema_path, rows);
     g_autofree char *yaml = pipeline_yaml("nack", body);
     g_autofree char *file = write_file("nack.yaml", yaml);
@@ -359,7 +359,7 @@ static void test_schema_is_negotiated_before_running(void)
     g_autofree char *body = g_strdup_printf(
         "  gen:   {plugin: source-generate, count: 10}\n"
         "  check: {plugin: transform-validate, inputs: [gen], schema: %s}\n"
-        "  lake:  {plugin: sink-expect, inputs: [check], require: [\"event_id:u\", \"price:d:12,2\","
+        "  lake:  {plugin: sink-test, inputs: [check], require: [\"event_id:u\", \"price:d:12,2\","
         " \"quantity:l\", \"timestamp:tsu:UTC\", \"event_date:tdD\", \"ingest_time:tsu:UTC\", \"extras:u\"]}\n",
         schema_path);
     g_autofree char *yaml = pipeline_yaml("neg", body);
@@ -372,7 +372,7 @@ static void test_schema_is_negotiated_before_running(void)
     g_autofree char *body2 = g_strdup_printf(
         "  gen:   {plugin: source-generate, count: 10}\n"
         "  check: {plugin: transform-validate, inputs: [gen], schema: %s}\n"
-        "  lake:  {plugin: sink-expect, inputs: [check], require: [\"price:g\"]}\n",
+        "  lake:  {plugin: sink-test, inputs: [check], require: [\"price:g\"]}\n",
         schema_path);
     g_autofree char *yaml2 = pipeline_yaml("neg2", body2);
     g_autofree char *file2 = write_file("neg2.yaml", yaml2);
