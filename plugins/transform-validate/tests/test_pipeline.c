@@ -354,6 +354,48 @@ static void test_dead_letter_unconnected_is_not_durable(void)
     result_clear(&r);
 }
 
+/* `ecflow validate` on pipelines that must fail: the exit status and what
+ * the output names. In `stages`, %s stands for `arg`'s path. */
+typedef enum { ARG_SCHEMA, ARG_TMPDIR } case_arg;
+
+typedef struct {
+    const char *name;
+    const char *stages;
+    case_arg    arg;
+    const char *expect;  /* in stdout + stderr */
+} validate_case;
+
+static const validate_case refused[] = {
+    {"neg2",
+     "  gen:   {plugin: source-generate, count: 10}\n"
+     "  check: {plugin: transform-validate, inputs: [gen], schema: %s}\n"
+     "  lake:  {plugin: sink-test, inputs: [check], require: [\"price:g\"]}\n",
+     ARG_SCHEMA, "field 'price' is 'd:12,2' upstream"},
+    {"bad2",
+     "  gen:   {plugin: source-generate, count: 10}\n"
+     "  check: {plugin: transform-validate, inputs: [gen], schema: %s, key_field: price}\n"
+     "  out:   {plugin: sink-null, inputs: [check]}\n",
+     ARG_SCHEMA, "option 'key_field': 'price' is not a string field"},
+    {"bad3",
+     "  gen:   {plugin: source-generate, count: 10}\n"
+     "  check: {plugin: transform-validate, inputs: [gen], schema: %s/nope.yaml}\n"
+     "  out:   {plugin: sink-null, inputs: [check]}\n",
+     ARG_TMPDIR, "option 'schema': cannot read schema file"},
+};
+
+/* Runs `ecflow validate` on the pipeline; returns stdout + stderr. */
+static char *validate_fails(const char *name, const char *body)
+{
+    g_autofree char *yaml = pipeline_yaml(name, body);
+    g_autofree char *stem = g_strdup_printf("%s.yaml", name);
+    g_autofree char *file = write_file(stem, yaml);
+    result r = run("validate", file);
+    g_assert_cmpint(r.status, ==, 2);
+    char *both = g_strconcat(r.out, r.err, NULL);
+    result_clear(&r);
+    return both;
+}
+
 static void test_schema_is_negotiated_before_running(void)
 {
     g_autofree char *body = g_strdup_printf(
@@ -368,64 +410,31 @@ static void test_schema_is_negotiated_before_running(void)
     if (r.status != 0)
         g_error("validate failed (%d):\n%s%s", r.status, r.out, r.err);
     result_clear(&r);
-
-    g_autofree char *body2 = g_strdup_printf(
-        "  gen:   {plugin: source-generate, count: 10}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: %s}\n"
-        "  lake:  {plugin: sink-test, inputs: [check], require: [\"price:g\"]}\n",
-        schema_path);
-    g_autofree char *yaml2 = pipeline_yaml("neg2", body2);
-    g_autofree char *file2 = write_file("neg2.yaml", yaml2);
-    r = run("validate", file2);
-    g_assert_cmpint(r.status, ==, 2);
-    g_autofree char *both = g_strconcat(r.out, r.err, NULL);
-    assert_contains(both, "field 'price' is 'd:12,2' upstream");
-    result_clear(&r);
 }
 
 static void test_schema_mistakes_fail_validate(void)
 {
     g_autofree char *bad = write_file("bad.yaml", "schema: bad\nfields:\n  a: {type: string}\n  b: {type: float, regex: x}\n");
     /* a relative schema path is taken from the pipeline file's folder */
-    g_autofree char *body = g_strdup(
-        "  gen:   {plugin: source-generate, count: 10}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: bad.yaml}\n"
-        "  out:   {plugin: sink-null, inputs: [check]}\n");
-    g_autofree char *yaml = pipeline_yaml("bad", body);
-    g_autofree char *file = write_file("bad-pipeline.yaml", yaml);
-    result r = run("validate", file);
-    g_assert_cmpint(r.status, ==, 2);
-    g_autofree char *both = g_strconcat(r.out, r.err, NULL);
+    g_autofree char *both = validate_fails("bad-pipeline",
+                                           "  gen:   {plugin: source-generate, count: 10}\n"
+                                           "  check: {plugin: transform-validate, inputs: [gen], schema: bad.yaml}\n"
+                                           "  out:   {plugin: sink-null, inputs: [check]}\n");
     g_autofree char *where = g_strdup_printf("%s:4: field 'b': 'regex' does not apply to a float field", bad);
     assert_contains(both, "check");
     assert_contains(both, where);
-    result_clear(&r);
+}
 
-    g_autofree char *body2 = g_strdup_printf(
-        "  gen:   {plugin: source-generate, count: 10}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, key_field: price}\n"
-        "  out:   {plugin: sink-null, inputs: [check]}\n",
-        schema_path);
-    g_autofree char *yaml2 = pipeline_yaml("bad2", body2);
-    g_autofree char *file2 = write_file("bad2.yaml", yaml2);
-    r = run("validate", file2);
-    g_assert_cmpint(r.status, ==, 2);
-    g_autofree char *both2 = g_strconcat(r.out, r.err, NULL);
-    assert_contains(both2, "option 'key_field': 'price' is not a string field");
-    result_clear(&r);
-
-    g_autofree char *body3 = g_strdup_printf(
-        "  gen:   {plugin: source-generate, count: 10}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: %s/nope.yaml}\n"
-        "  out:   {plugin: sink-null, inputs: [check]}\n",
-        tmpdir);
-    g_autofree char *yaml3 = pipeline_yaml("bad3", body3);
-    g_autofree char *file3 = write_file("bad3.yaml", yaml3);
-    r = run("validate", file3);
-    g_assert_cmpint(r.status, ==, 2);
-    g_autofree char *both3 = g_strconcat(r.out, r.err, NULL);
-    assert_contains(both3, "option 'schema': cannot read schema file");
-    result_clear(&r);
+/* the table above: a record schema the sink refuses, an option the schema
+ * contradicts, a schema file that is not there */
+static void test_refused_pipelines_name_what_is_wrong(void)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(refused); i++) {
+        const validate_case *c = &refused[i];
+        g_autofree char *body = g_strdup_printf(c->stages, c->arg == ARG_SCHEMA ? schema_path : tmpdir);
+        g_autofree char *out = validate_fails(c->name, body);
+        assert_contains(out, c->expect);
+    }
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -518,6 +527,7 @@ int main(int argc, char **argv)
                     test_schema_is_negotiated_before_running);
     g_test_add_func("/validate-pipeline/schema-mistakes-fail-validate-with-file-and-line",
                     test_schema_mistakes_fail_validate);
+    g_test_add_func("/validate-pipeline/refused-pipelines-name-what-is-wrong", test_refused_pipelines_name_what_is_wrong);
     g_test_add_func("/validate-pipeline/metrics-count-invalid-events-by-reason", test_metrics_count_by_reason);
     int rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
