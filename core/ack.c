@@ -54,10 +54,7 @@ typedef struct {
 static _Atomic guint64 next_generation = 1;
 static __thread token_cache cache;
 
-static gboolean cache_is_for(const ecf_ack_pool *pool)
-{
-    return cache.generation == pool->generation;
-}
+static gboolean cache_is_for(const ecf_ack_pool *pool) { return cache.generation == pool->generation; }
 
 static void cache_adopt(ecf_ack_pool *pool)
 {
@@ -86,10 +83,7 @@ void ecf_ack_pool_free(ecf_ack_pool *pool)
     g_free(pool);
 }
 
-gint64 ecf_ack_pool_outstanding(ecf_ack_pool *pool)
-{
-    return atomic_load(&pool->outstanding);
-}
+gint64 ecf_ack_pool_outstanding(ecf_ack_pool *pool) { return atomic_load(&pool->outstanding); }
 
 gboolean ecf_ack_pool_wait_idle(ecf_ack_pool *pool, gint64 deadline_us)
 {
@@ -159,8 +153,7 @@ static void recycle(ecf_ack_pool *pool, ecf_token *t)
     ecf_mutex_unlock(&pool->lock);
 }
 
-ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag,
-                            ecf_metric *latency)
+ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag, ecf_metric *latency)
 {
     if (!cache_is_for(pool))
         cache_adopt(pool);
@@ -185,10 +178,7 @@ ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, gu
     return t;
 }
 
-void ecf_token_ref(ecf_token *t)
-{
-    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-}
+void ecf_token_ref(ecf_token *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
 
 static void record_verdict(ecf_token *t, int verdict, const char *reason)
 {
@@ -207,15 +197,15 @@ static void settle(ecf_token *t)
 {
     ecf_ack_pool *pool = t->pool;
     gint failure = atomic_load(&t->failure);
-    ecf_status outcome = failure ? (ecf_status)failure
-                         : atomic_load(&t->durable) ? ECF_OK
-                                                    : ECF_ERR_DROPPED;
+    ecf_status outcome = failure ? (ecf_status)failure : atomic_load(&t->durable) ? ECF_OK : ECF_ERR_DROPPED;
     char *reason = atomic_load(&t->reason);
     if (t->latency && t->born_us)
         ecf_metric_do_observe(t->latency, (ecf_clock_monotonic_us() - t->born_us) / 1e6);
     if (t->fn)
         t->fn(t->user, t->tag, outcome,
-              reason ? reason : outcome == ECF_ERR_DROPPED ? "no sink took the message" : NULL);
+              reason                       ? reason
+              : outcome == ECF_ERR_DROPPED ? "no sink took the message"
+                                           : NULL);
     g_free(reason);
 
     recycle(pool, t);

@@ -23,8 +23,7 @@ gboolean ecf_ack_pool_wait_idle(ecf_ack_pool *pool, gint64 deadline_us);
 
 /* The new token holds one reference, the creator's. `latency` (may be NULL)
  * observes creation-to-settle time in seconds. */
-ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag,
-                            ecf_metric *latency);
+ecf_token *ecf_token_create(ecf_ack_pool *pool, ecf_settle_fn fn, void *user, guint64 tag, ecf_metric *latency);
 void ecf_token_ref(ecf_token *t);
 /* verdict: ECF_OK (durable), an error status (failed), or ECF_VERDICT_NONE. */
 void ecf_token_unref(ecf_token *t, int verdict, const char *reason);

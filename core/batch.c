@@ -185,11 +185,14 @@ ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
     m->ingest_time_us = given_ingest_time(in) ? given_ingest_time(in)
                         : parent              ? parent->ingest_time_us
                                               : ecf_clock_now_us();
-    m->origin = in->origin.kind != ECF_ORIGIN_NONE ? in->origin
-                : parent                           ? parent->origin
-                                                   : in->origin;
-    copy_headers(b, m, in->n_headers ? in->headers : parent ? parent->headers : NULL,
-                 in->n_headers ? in->n_headers : parent ? parent->n_headers : 0);
+    m->origin = in->origin.kind != ECF_ORIGIN_NONE ? in->origin : parent ? parent->origin : in->origin;
+    copy_headers(b, m,
+                 in->n_headers ? in->headers
+                 : parent      ? parent->headers
+                               : NULL,
+                 in->n_headers ? in->n_headers
+                 : parent      ? parent->n_headers
+                               : 0);
     m->token = in->token ? in->token : parent ? parent->token : NULL;
     if (m->token)
         ecf_token_ref(m->token);
@@ -200,10 +203,7 @@ ecf_status ecf_batch_append(ecf_batch *b, const ecf_message_init *in)
 
 guint32 ecf_batch_size(const ecf_batch *b) { return b->count; }
 
-ecf_message *ecf_batch_at(ecf_batch *b, guint32 i)
-{
-    return i < b->count ? &b->msgs[i] : NULL;
-}
+ecf_message *ecf_batch_at(ecf_batch *b, guint32 i) { return i < b->count ? &b->msgs[i] : NULL; }
 
 gsize ecf_batch_payload_bytes(const ecf_batch *b) { return b->bytes; }
 
@@ -244,10 +244,7 @@ ecf_status ecf_batch_attach_records(ecf_batch *b, struct ArrowArray *records)
     return ECF_OK;
 }
 
-const struct ArrowArray *ecf_batch_get_records(const ecf_batch *b)
-{
-    return b->records ? &b->records->array : NULL;
-}
+const struct ArrowArray *ecf_batch_get_records(const ecf_batch *b) { return b->records ? &b->records->array : NULL; }
 
 guint32 ecf_batch_input_index(const ecf_batch *b) { return b->input; }
 void ecf_batch_set_input_index(ecf_batch *b, guint32 input) { b->input = input; }
@@ -287,10 +284,15 @@ ecf_batch *ecf_batch_clone(const ecf_batch *src)
     for (guint32 i = 0; i < src->count; i++) {
         const ecf_message *m = &src->msgs[i];
         ecf_message_init init = {
-            .payload = m->payload, .payload_len = m->payload_len,
-            .key = m->key, .key_len = m->key_len,
-            .event_time_us = m->event_time_us, .origin = m->origin,
-            .token = m->token, .headers = m->headers, .n_headers = m->n_headers,
+            .payload = m->payload,
+            .payload_len = m->payload_len,
+            .key = m->key,
+            .key_len = m->key_len,
+            .event_time_us = m->event_time_us,
+            .origin = m->origin,
+            .token = m->token,
+            .headers = m->headers,
+            .n_headers = m->n_headers,
         };
         ecf_batch_append(b, &init);
         b->msgs[i].ingest_time_us = m->ingest_time_us;

@@ -3,7 +3,7 @@
 #include <glib.h>
 
 typedef struct {
-    gint64 (*now_us)(void *user);       /* wall clock, UNIX epoch */
+    gint64 (*now_us)(void *user); /* wall clock, UNIX epoch */
     gint64 (*monotonic_us)(void *user);
     void *user;
 } ecf_clock;

@@ -10,10 +10,7 @@ static void *host_state(ecf_stage *s) { return s->state; }
 static void host_set_state(ecf_stage *s, void *st) { s->state = st; }
 static const char *host_name(ecf_stage *s) { return s->def->name; }
 
-static bool host_should_stop(ecf_stage *s)
-{
-    return ecf_runtime_stopping(s->rt) || atomic_load(&s->failed);
-}
+static bool host_should_stop(ecf_stage *s) { return ecf_runtime_stopping(s->rt) || atomic_load(&s->failed); }
 
 static void host_set_error(ecf_stage *s, const char *fmt, va_list ap)
 {
@@ -30,13 +27,11 @@ static void host_log(ecf_stage *s, ecf_log_level level, const char *fmt, va_list
 static int64_t host_now(ecf_stage *s) { return ecf_clock_now_us(); }
 static int64_t host_monotonic(ecf_stage *s) { return ecf_clock_monotonic_us(); }
 
-static ecf_metric *host_metric(ecf_stage *s, ecf_metric_kind kind, const char *name,
-                               const char *help)
+static ecf_metric *host_metric(ecf_stage *s, ecf_metric_kind kind, const char *name, const char *help)
 {
     ecf_metric *m = ecf_metrics_get(ecf_runtime_metrics(s->rt), kind, name, help, s->def->name);
     if (!m)
-        ecf_logf(s->def->name, ECF_LOG_WARN, "metric '%s' has an invalid name or another kind; ignored",
-                 name);
+        ecf_logf(s->def->name, ECF_LOG_WARN, "metric '%s' has an invalid name or another kind; ignored", name);
     return m;
 }
 
@@ -52,7 +47,6 @@ static uint32_t host_batch_count(const ecf_batch *b) { return ecf_batch_size(b);
 static ecf_message *host_batch_message(ecf_batch *b, uint32_t i) { return ecf_batch_at(b, i); }
 static size_t host_batch_bytes(const ecf_batch *b) { return ecf_batch_payload_bytes(b); }
 static void host_batch_release(ecf_batch *b) { ecf_batch_put(b); }
-
 
 /* Pushes to one consumer; a consumer that has failed refuses everything. */
 static ecf_status push_to(ecf_stage *down, ecf_batch *b)
@@ -199,27 +193,26 @@ static uint32_t host_batch_input(const ecf_batch *b) { return ecf_batch_input_in
 
 /* Depth-first over the DAG below `s`. The smallest answer is the safe one,
  * and one sink without an answer makes the whole answer unknown. */
-static void ask_sinks(ecf_stage *s, const char *topic, int32_t partition, int64_t *best,
-                      gboolean *unknown, GHashTable *seen)
+static void ask_sinks(ecf_stage *s, const char *topic, int32_t partition, int64_t *best, gboolean *unknown,
+                      GHashTable *seen)
 {
     if (!g_hash_table_add(seen, s))
         return;
     if (s->p->kind == ECF_SINK) {
         int64_t off = -1;
-        if (!s->p->resume_position || !s->started ||
-            s->p->resume_position(s, topic, partition, &off) != ECF_OK || off < 0)
+        if (!s->p->resume_position || !s->started || s->p->resume_position(s, topic, partition, &off) != ECF_OK ||
+            off < 0)
             *unknown = TRUE;
         else if (*best < 0 || off < *best)
             *best = off;
     }
     for (guint i = 0; i < s->n_ports; i++)
         for (guint j = 0; j < s->ports[i].consumers->len; j++)
-            ask_sinks(g_array_index(s->ports[i].consumers, ecf_out_edge, j).down, topic, partition,
-                      best, unknown, seen);
+            ask_sinks(g_array_index(s->ports[i].consumers, ecf_out_edge, j).down, topic, partition, best, unknown,
+                      seen);
 }
 
-static ecf_status host_resume_position(ecf_stage *s, const char *topic, int32_t partition,
-                                       int64_t *next_offset)
+static ecf_status host_resume_position(ecf_stage *s, const char *topic, int32_t partition, int64_t *next_offset)
 {
     g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
     int64_t best = -1;

@@ -7,20 +7,16 @@
 
 static const char *const default_ports[] = {"default", NULL};
 
-static const char *const *ports_of(const ecf_plugin *d)
-{
-    return d->ports ? d->ports : default_ports;
-}
+static const char *const *ports_of(const ecf_plugin *d) { return d->ports ? d->ports : default_ports; }
 
 /* ------------------------------------------------------------ text */
 
 void ecf_inspect_text(GString *out, const ecf_loaded_plugin *lp)
 {
     const ecf_plugin *d = &lp->desc;
-    g_string_append_printf(out, "%s %s — %s\n", d->name, d->version ? d->version : "",
-                           d->summary ? d->summary : "");
-    g_string_append_printf(out, "  kind:     %s\n  file:     %s\n  ABI:      %u.%u\n",
-                           ecf_kind_name(d->kind), lp->path, d->abi_major, d->abi_minor);
+    g_string_append_printf(out, "%s %s — %s\n", d->name, d->version ? d->version : "", d->summary ? d->summary : "");
+    g_string_append_printf(out, "  kind:     %s\n  file:     %s\n  ABI:      %u.%u\n", ecf_kind_name(d->kind), lp->path,
+                           d->abi_major, d->abi_minor);
     if (d->kind == ECF_SINK)
         g_string_append(out, "  ports:    (none: a sink)\n");
     else {
@@ -33,8 +29,7 @@ void ecf_inspect_text(GString *out, const ecf_loaded_plugin *lp)
         g_string_append(out, "  (none)\n");
     for (const ecf_option *o = d->options; o && o->name; o++) {
         g_autofree char *type = ecf_option_type_string(o);
-        g_string_append_printf(out, "  %-20s %s%s%s\n", o->name, type,
-                               (o->flags & ECF_REQUIRED) ? ", required" : "",
+        g_string_append_printf(out, "  %-20s %s%s%s\n", o->name, type, (o->flags & ECF_REQUIRED) ? ", required" : "",
                                (o->flags & ECF_SECRET) ? ", secret" : "");
         if (o->def)
             g_string_append_printf(out, "  %-20s default: %s\n", "", o->def);
@@ -50,13 +45,13 @@ static void md_text(GString *out, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '|':  g_string_append(out, "\\|"); break;
+        case '|': g_string_append(out, "\\|"); break;
         case '\\': g_string_append(out, "\\\\"); break;
-        case '*':  g_string_append(out, "\\*"); break;
-        case '<':  g_string_append(out, "&lt;"); break;
-        case '>':  g_string_append(out, "&gt;"); break;
+        case '*': g_string_append(out, "\\*"); break;
+        case '<': g_string_append(out, "&lt;"); break;
+        case '>': g_string_append(out, "&gt;"); break;
         case '\n': g_string_append_c(out, ' '); break;
-        default:   g_string_append_c(out, *s);
+        default: g_string_append_c(out, *s);
         }
     }
 }
@@ -102,15 +97,14 @@ static void append_in_units(GString *out, double v, const unit *units, guint n, 
 
 static void append_size(GString *out, double bytes)
 {
-    static const unit units[] = {{"GiB", 1073741824.0}, {"GB", 1e9}, {"MiB", 1048576.0},
+    static const unit units[] = {{"GiB", 1073741824.0}, {"GB", 1e9},     {"MiB", 1048576.0},
                                  {"MB", 1e6},           {"KiB", 1024.0}, {"kB", 1e3}};
     append_in_units(out, bytes, units, G_N_ELEMENTS(units), "");
 }
 
 static void append_duration(GString *out, double seconds)
 {
-    static const unit units[] = {{"d", 86400e6}, {"h", 3600e6}, {"m", 60e6},
-                                 {"s", 1e6},     {"ms", 1e3},   {"us", 1}};
+    static const unit units[] = {{"d", 86400e6}, {"h", 3600e6}, {"m", 60e6}, {"s", 1e6}, {"ms", 1e3}, {"us", 1}};
     if (seconds == 0) {
         g_string_append(out, "0s");
         return;
@@ -118,24 +112,21 @@ static void append_duration(GString *out, double seconds)
     append_in_units(out, round(seconds * 1e6), units, G_N_ELEMENTS(units), "us");
 }
 
-static void append_number(GString *out, double v)
-{
-    append_in_units(out, v, NULL, 0, "");
-}
+static void append_number(GString *out, double v) { append_in_units(out, v, NULL, 0, ""); }
 
 static const char *md_type(const ecf_option *o)
 {
     switch (o->type) {
-    case ECF_OPT_T_STRING:   return "string";
-    case ECF_OPT_T_FILE:     return "file path";
-    case ECF_OPT_T_BOOL:     return "bool";
-    case ECF_OPT_T_ENUM:     return "enum";
-    case ECF_OPT_T_LIST:     return "list of strings";
-    case ECF_OPT_T_MAP:      return "map of strings";
-    case ECF_OPT_T_INT:      return "int";
-    case ECF_OPT_T_DOUBLE:   return "float";
+    case ECF_OPT_T_STRING: return "string";
+    case ECF_OPT_T_FILE: return "file path";
+    case ECF_OPT_T_BOOL: return "bool";
+    case ECF_OPT_T_ENUM: return "enum";
+    case ECF_OPT_T_LIST: return "list of strings";
+    case ECF_OPT_T_MAP: return "map of strings";
+    case ECF_OPT_T_INT: return "int";
+    case ECF_OPT_T_DOUBLE: return "float";
     case ECF_OPT_T_DURATION: return "duration";
-    case ECF_OPT_T_SIZE:     return "size";
+    case ECF_OPT_T_SIZE: return "size";
     }
     return "?";
 }
@@ -166,8 +157,7 @@ static void md_range(GString *out, const ecf_option *o)
         g_string_append(out, "..");
         num(out, o->max);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -228,30 +218,28 @@ static void md_anchor(GString *out, const char *name)
 
 void ecf_inspect_markdown(GString *out, const ecf_loaded_plugin *const *plugins, guint n)
 {
-    g_string_append(
-        out,
-        "# Plugin options\n"
-        "\n"
-        "<!-- Generated by `ecflow plugins inspect --format markdown`; do not edit by hand. -->\n"
-        "\n"
-        "Every option of each plugin, written by `ecflow plugins inspect --format markdown`\n"
-        "from the plugin's own option table: the defaults and ranges here are the ones the\n"
-        "core applies. Options are keys of a stage in a pipeline file.\n"
-        "\n"
-        "- A *duration* is a number and a unit: `250ms`, `10s`, `5m`, `1h`, `1d` (a bare number\n"
-        "  is seconds). A *size* is a number of bytes and an optional unit: `512`, `64KiB`,\n"
-        "  `128MiB`, `1GB` (`k`, `m`, `g` are powers of 1000, `kib`, `mib`, `gib` of 1024).\n"
-        "- A *bool* is `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`). A relative\n"
-        "  *file path* is taken from the pipeline file's folder.\n"
-        "- A *map* is a nested YAML map, or dotted keys at the stage's level\n"
-        "  (`kafka.linger.ms: 5`).\n"
-        "- Ranges are inclusive. An option with no default is unset unless given; a\n"
-        "  *required* one must be given.\n"
-        "- A *secret* option's value is never printed (errors show `<hidden>`); for a map,\n"
-        "  its values.\n"
-        "\n"
-        "| plugin | kind | summary |\n"
-        "|---|---|---|\n");
+    g_string_append(out, "# Plugin options\n"
+                         "\n"
+                         "<!-- Generated by `ecflow plugins inspect --format markdown`; do not edit by hand. -->\n"
+                         "\n"
+                         "Every option of each plugin, written by `ecflow plugins inspect --format markdown`\n"
+                         "from the plugin's own option table: the defaults and ranges here are the ones the\n"
+                         "core applies. Options are keys of a stage in a pipeline file.\n"
+                         "\n"
+                         "- A *duration* is a number and a unit: `250ms`, `10s`, `5m`, `1h`, `1d` (a bare number\n"
+                         "  is seconds). A *size* is a number of bytes and an optional unit: `512`, `64KiB`,\n"
+                         "  `128MiB`, `1GB` (`k`, `m`, `g` are powers of 1000, `kib`, `mib`, `gib` of 1024).\n"
+                         "- A *bool* is `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`). A relative\n"
+                         "  *file path* is taken from the pipeline file's folder.\n"
+                         "- A *map* is a nested YAML map, or dotted keys at the stage's level\n"
+                         "  (`kafka.linger.ms: 5`).\n"
+                         "- Ranges are inclusive. An option with no default is unset unless given; a\n"
+                         "  *required* one must be given.\n"
+                         "- A *secret* option's value is never printed (errors show `<hidden>`); for a map,\n"
+                         "  its values.\n"
+                         "\n"
+                         "| plugin | kind | summary |\n"
+                         "|---|---|---|\n");
     for (guint i = 0; i < n; i++) {
         const ecf_plugin *d = &plugins[i]->desc;
         g_string_append(out, "| [");

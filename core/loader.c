@@ -13,9 +13,9 @@ struct ecf_registry {
 const char *ecf_kind_name(ecf_kind k)
 {
     switch (k) {
-    case ECF_SOURCE:    return "source";
+    case ECF_SOURCE: return "source";
     case ECF_TRANSFORM: return "transform";
-    case ECF_SINK:      return "sink";
+    case ECF_SINK: return "sink";
     }
     return "unknown";
 }
@@ -78,10 +78,7 @@ void ecf_registry_free(ecf_registry *reg)
     g_free(reg);
 }
 
-const char *const *ecf_registry_dirs(const ecf_registry *reg)
-{
-    return (const char *const *)reg->dirs->pdata;
-}
+const char *const *ecf_registry_dirs(const ecf_registry *reg) { return (const char *const *)reg->dirs->pdata; }
 
 static gboolean check_descriptor(const ecf_plugin *d, const char *path, GError **error)
 {
@@ -101,15 +98,14 @@ static gboolean check_descriptor(const ecf_plugin *d, const char *path, GError *
         return FALSE;
     }
     if (d->kind == ECF_SOURCE ? !d->run : !d->process) {
-        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "%s: plugin '%s' is a %s without a %s callback",
-                    path, d->name, ecf_kind_name(d->kind), d->kind == ECF_SOURCE ? "run" : "process");
+        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "%s: plugin '%s' is a %s without a %s callback", path, d->name,
+                    ecf_kind_name(d->kind), d->kind == ECF_SOURCE ? "run" : "process");
         return FALSE;
     }
     return TRUE;
 }
 
-const ecf_loaded_plugin *ecf_registry_load_path(ecf_registry *reg, const char *path,
-                                                GError **error)
+const ecf_loaded_plugin *ecf_registry_load_path(ecf_registry *reg, const char *path, GError **error)
 {
     ecf_loaded_plugin *lp = g_hash_table_lookup(reg->by_path, path);
     if (lp)
@@ -122,8 +118,8 @@ const ecf_loaded_plugin *ecf_registry_load_path(ecf_registry *reg, const char *p
     ecf_plugin_entry_fn entry = (ecf_plugin_entry_fn)dlsym(h, ECF_PLUGIN_ENTRY_SYMBOL);
     const ecf_plugin *d = entry ? entry() : NULL;
     if (!d) {
-        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
-                    "%s: not an ecflow plugin (no '%s' symbol)", path, ECF_PLUGIN_ENTRY_SYMBOL);
+        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "%s: not an ecflow plugin (no '%s' symbol)", path,
+                    ECF_PLUGIN_ENTRY_SYMBOL);
         dlclose(h);
         return NULL;
     }
@@ -151,8 +147,8 @@ const ecf_loaded_plugin *ecf_registry_find(ecf_registry *reg, const char *name, 
             continue;
         const ecf_loaded_plugin *lp = ecf_registry_load_path(reg, path, error);
         if (lp && strcmp(lp->name, name) != 0) {
-            g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
-                        "%s: file is named '%s' but the plugin calls itself '%s'", path, name, lp->name);
+            g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "%s: file is named '%s' but the plugin calls itself '%s'",
+                        path, name, lp->name);
             return NULL;
         }
         return lp;

@@ -24,8 +24,7 @@ const char *const *ecf_registry_dirs(const ecf_registry *reg);
 /* Loads (once) and returns the plugin called `name`. */
 const ecf_loaded_plugin *ecf_registry_find(ecf_registry *reg, const char *name, GError **error);
 /* Loads one .so by path; the refusal reasons are in `error`. */
-const ecf_loaded_plugin *ecf_registry_load_path(ecf_registry *reg, const char *path,
-                                                GError **error);
+const ecf_loaded_plugin *ecf_registry_load_path(ecf_registry *reg, const char *path, GError **error);
 /* Every plugin in every dir (first found wins); load failures go to `errors`. */
 GPtrArray *ecf_registry_scan(ecf_registry *reg, GPtrArray *errors);
 

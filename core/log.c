@@ -48,7 +48,7 @@ static void append_json_string(GString *out, const char *s)
     g_string_append_c(out, '"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {
-        case '"':  g_string_append(out, "\\\""); break;
+        case '"': g_string_append(out, "\\\""); break;
         case '\\': g_string_append(out, "\\\\"); break;
         case '\n': g_string_append(out, "\\n"); break;
         case '\t': g_string_append(out, "\\t"); break;
@@ -112,4 +112,4 @@ void ecf_logf(const char *stage, ecf_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-G_DEFINE_QUARK(ecf-error-quark, ecf_error)
+G_DEFINE_QUARK(ecf - error - quark, ecf_error)

@@ -17,8 +17,8 @@ void ecf_logv(const char *stage, ecf_log_level level, const char *fmt, va_list a
 void ecf_logf(const char *stage, ecf_log_level level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
 #define ecf_core_error(...) ecf_logf(NULL, ECF_LOG_ERROR, __VA_ARGS__)
-#define ecf_core_warn(...)  ecf_logf(NULL, ECF_LOG_WARN, __VA_ARGS__)
-#define ecf_core_info(...)  ecf_logf(NULL, ECF_LOG_INFO, __VA_ARGS__)
+#define ecf_core_warn(...) ecf_logf(NULL, ECF_LOG_WARN, __VA_ARGS__)
+#define ecf_core_info(...) ecf_logf(NULL, ECF_LOG_INFO, __VA_ARGS__)
 #define ecf_core_debug(...) ecf_logf(NULL, ECF_LOG_DEBUG, __VA_ARGS__)
 
 /* GError domain of the core; codes are ecf_status values. */

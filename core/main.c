@@ -39,8 +39,8 @@ static GOptionEntry common_entries(cli_opts *o, int i, const char *format_help)
 
 /* Parses argv for one verb; returns FALSE (after printing why) on misuse.
  * `which` picks the common options: P plugin path, p profile, f format. */
-static gboolean parse_verb(int *argc, char ***argv, const char *usage, const char *summary,
-                           cli_opts *o, const char *which, const char *format_help)
+static gboolean parse_verb(int *argc, char ***argv, const char *usage, const char *summary, cli_opts *o,
+                           const char *which, const char *format_help)
 {
     g_autoptr(GOptionContext) ctx = g_option_context_new(usage);
     g_option_context_set_summary(ctx, summary);
@@ -174,9 +174,10 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
 {
     g_auto(cli_opts) o = {0};
     gboolean is_graph = strcmp(verb, "graph") == 0;
-    const char *summary = strcmp(verb, "validate") == 0
-        ? "Check a pipeline file: plugins, options, wiring, variables. Exit 0 if it is valid, 2 with every error otherwise."
-        : is_graph ? "Print the pipeline's DAG as Graphviz DOT or Mermaid."
+    const char *summary =
+        strcmp(verb, "validate") == 0 ? "Check a pipeline file: plugins, options, wiring, variables. Exit 0 if it is "
+                                        "valid, 2 with every error otherwise."
+        : is_graph                    ? "Print the pipeline's DAG as Graphviz DOT or Mermaid."
                    : "Run a pipeline until its sources finish or SIGINT/SIGTERM; a second signal exits at once.";
     if (!parse_verb(&argc, &argv, "PIPELINE.yaml", summary, &o, is_graph ? "Ppf" : "Pp",
                     "Graph format: dot or mermaid"))
@@ -197,8 +198,8 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
         code = ecf_runtime_check(rt);
         ecf_runtime_free(rt);
         if (code == ECF_EXIT_OK)
-            printf("%s: valid (%u stages%s%s)\n", argv[1], def->stages->len,
-                   def->profile ? ", profile " : "", def->profile ? def->profile : "");
+            printf("%s: valid (%u stages%s%s)\n", argv[1], def->stages->len, def->profile ? ", profile " : "",
+                   def->profile ? def->profile : "");
     } else if (def && is_graph) {
         g_autofree char *g = ecf_pipeline_graph(def, o.format ? o.format : "dot");
         fputs(g, stdout);
@@ -219,17 +220,16 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ecflow VERB [options]\n\n"
-            "  version                          ecflow and plugin ABI versions\n"
-            "  plugins list                     every plugin found\n"
-            "  plugins inspect NAME             a plugin's options and ports\n"
-            "  plugins inspect --format markdown [NAME...]\n"
-            "                                   the options reference (docs/options.md)\n"
-            "  validate FILE [--profile P]      check a pipeline file\n"
-            "  graph FILE [--format dot|mermaid]\n"
-            "  run FILE [--profile P] [--plugin-path DIR]\n\n"
-            "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
+    fprintf(out, "usage: ecflow VERB [options]\n\n"
+                 "  version                          ecflow and plugin ABI versions\n"
+                 "  plugins list                     every plugin found\n"
+                 "  plugins inspect NAME             a plugin's options and ports\n"
+                 "  plugins inspect --format markdown [NAME...]\n"
+                 "                                   the options reference (docs/options.md)\n"
+                 "  validate FILE [--profile P]      check a pipeline file\n"
+                 "  graph FILE [--format dot|mermaid]\n"
+                 "  run FILE [--profile P] [--plugin-path DIR]\n\n"
+                 "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
 int main(int argc, char **argv)

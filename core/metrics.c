@@ -5,9 +5,8 @@
 #include <string.h>
 
 /* Seconds; wide enough for an HTTP ack (sub-ms) and an Iceberg commit (s). */
-static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                 5,      10,      30,     60};
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
 #define N_BUCKETS G_N_ELEMENTS(buckets)
 
 struct ecf_metric {
@@ -94,8 +93,8 @@ static gboolean split_name(const char *name, char **base, char **labels)
     return TRUE;
 }
 
-ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *name,
-                            const char *help, const char *stage)
+ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *name, const char *help,
+                            const char *stage)
 {
     g_autofree char *base = NULL, *labels = NULL;
     if (!name || !split_name(name, &base, &labels))
@@ -104,8 +103,7 @@ ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *
     ecf_metric *found = NULL;
     for (guint i = 0; i < reg->metrics->len && !found; i++) {
         ecf_metric *m = reg->metrics->pdata[i];
-        if (strcmp(m->base, base) == 0 && strcmp(m->labels, labels) == 0 &&
-            g_strcmp0(m->stage, stage) == 0)
+        if (strcmp(m->base, base) == 0 && strcmp(m->labels, labels) == 0 && g_strcmp0(m->stage, stage) == 0)
             found = m;
     }
     if (found && found->kind != kind)
@@ -140,8 +138,7 @@ static guint64 double_to_bits(double d)
 static void atomic_add_double(_Atomic guint64 *bits, double v)
 {
     guint64 old = atomic_load_explicit(bits, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(bits, &old,
-                                                  double_to_bits(bits_to_double(old) + v),
+    while (!atomic_compare_exchange_weak_explicit(bits, &old, double_to_bits(bits_to_double(old) + v),
                                                   memory_order_relaxed, memory_order_relaxed))
         ;
 }
@@ -247,8 +244,7 @@ char *ecf_metrics_render(ecf_metrics *reg)
         if (g_hash_table_contains(seen, m->base))
             continue;
         g_hash_table_add(seen, m->base);
-        g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->base, m->help, m->base,
-                               type_name(m->kind));
+        g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->base, m->help, m->base, type_name(m->kind));
         for (guint j = i; j < reg->metrics->len; j++) {
             ecf_metric *o = reg->metrics->pdata[j];
             if (strcmp(o->base, m->base) == 0)

@@ -18,8 +18,8 @@ void ecf_metrics_free(ecf_metrics *reg);
 
 /* Returns the existing metric for (name, stage) or makes it; NULL when the
  * name is not a valid Prometheus name or the kind differs. */
-ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *name,
-                            const char *help, const char *stage);
+ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *name, const char *help,
+                            const char *stage);
 void ecf_metric_do_add(ecf_metric *m, double v);
 void ecf_metric_do_set(ecf_metric *m, double v);
 void ecf_metric_do_observe(ecf_metric *m, double v);

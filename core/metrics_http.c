@@ -15,20 +15,17 @@ struct ecf_metrics_http {
     char host[INET_ADDRSTRLEN];
 };
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
-                               char *body)
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type, char *body)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", type);
     enum MHD_Result ret = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
     ecf_metrics_http *h = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
@@ -39,8 +36,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return respond(conn, 200, "text/plain", g_strdup("ok\n"));
     if (strcmp(url, "/ready") == 0) {
         gboolean ready = h->ready ? h->ready(h->ready_user) : TRUE;
-        return respond(conn, ready ? 200 : 503, "text/plain",
-                       g_strdup(ready ? "ready\n" : "not ready\n"));
+        return respond(conn, ready ? 200 : 503, "text/plain", g_strdup(ready ? "ready\n" : "not ready\n"));
     }
     return respond(conn, 404, "text/plain", g_strdup("not found\n"));
 }
@@ -55,16 +51,16 @@ static gboolean parse_address(const char *address, struct sockaddr_in *sa, GErro
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;
     if (!*port_s || *end || port > 65535 || inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1) {
-        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
-                    "metrics address '%s' is not HOST:PORT with an IPv4 host", address);
+        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "metrics address '%s' is not HOST:PORT with an IPv4 host",
+                    address);
         return FALSE;
     }
     sa->sin_port = htons((guint16)port);
     return TRUE;
 }
 
-ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, ecf_ready_fn ready,
-                                         void *ready_user, GError **error)
+ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, ecf_ready_fn ready, void *ready_user,
+                                         GError **error)
 {
     struct sockaddr_in sa;
     if (!parse_address(address, &sa, error))
@@ -73,13 +69,11 @@ ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, 
     h->reg = reg;
     h->ready = ready;
     h->ready_user = ready_user;
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                 NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
+                                 MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
     if (!h->daemon) {
-        g_set_error(error, ECF_ERROR, ECF_ERR_IO,
-                    "cannot listen for metrics on %s (port in use?)", address);
+        g_set_error(error, ECF_ERROR, ECF_ERR_IO, "cannot listen for metrics on %s (port in use?)", address);
         g_free(h);
         return NULL;
     }

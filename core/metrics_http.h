@@ -12,8 +12,8 @@ typedef gboolean (*ecf_ready_fn)(void *user);
 
 /* Serves `reg` on "host:port"; NULL with `error` set when the address is
  * not HOST:PORT or cannot be bound. `reg` must outlive the endpoint. */
-ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, ecf_ready_fn ready,
-                                         void *ready_user, GError **error);
+ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, ecf_ready_fn ready, void *ready_user,
+                                         GError **error);
 /* Stops serving and frees; NULL is fine. */
 void ecf_metrics_http_stop(ecf_metrics_http *h);
 /* The bound address (a port of 0 in the setting picks a free one); 0 and

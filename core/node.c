@@ -130,18 +130,17 @@ void ecf_node_merge(ecf_node *base, const ecf_node *patch)
 const char *ecf_node_kind_name(ecf_node_kind k)
 {
     switch (k) {
-    case ECF_NODE_NULL:   return "null";
+    case ECF_NODE_NULL: return "null";
     case ECF_NODE_SCALAR: return "a scalar";
-    case ECF_NODE_SEQ:    return "a list";
-    case ECF_NODE_MAP:    return "a map";
+    case ECF_NODE_SEQ: return "a list";
+    case ECF_NODE_MAP: return "a map";
     }
     return "?";
 }
 
 /* ------------------------------------------------------------ YAML -> tree */
 
-static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file,
-                         GPtrArray *errors, int depth)
+static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file, GPtrArray *errors, int depth)
 {
     int line = (int)yn->start_mark.line + 1;
     if (depth > 64) {
@@ -161,10 +160,8 @@ static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file
     }
     case YAML_SEQUENCE_NODE: {
         ecf_node *n = new_seq(line);
-        for (yaml_node_item_t *it = yn->data.sequence.items.start;
-             it < yn->data.sequence.items.top; it++)
-            g_ptr_array_add(n->items,
-                            convert(doc, yaml_document_get_node(doc, *it), file, errors, depth + 1));
+        for (yaml_node_item_t *it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++)
+            g_ptr_array_add(n->items, convert(doc, yaml_document_get_node(doc, *it), file, errors, depth + 1));
         return n;
     }
     case YAML_MAPPING_NODE: {
@@ -181,13 +178,11 @@ static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file
                 g_ptr_array_add(errors, g_strdup_printf("%s:%d: duplicate key '%s'", file, kline, key));
                 continue;
             }
-            ecf_node_set(n, key, kline,
-                         convert(doc, yaml_document_get_node(doc, p->value), file, errors, depth + 1));
+            ecf_node_set(n, key, kline, convert(doc, yaml_document_get_node(doc, p->value), file, errors, depth + 1));
         }
         return n;
     }
-    default:
-        return node_new(ECF_NODE_NULL, line);
+    default: return node_new(ECF_NODE_NULL, line);
     }
 }
 
@@ -198,10 +193,9 @@ ecf_node *ecf_node_load_string(const char *name, const char *text, GPtrArray *er
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
     if (!yaml_parser_load(&parser, &doc)) {
-        g_ptr_array_add(errors, g_strdup_printf("%s:%zu: YAML syntax error: %s %s", name,
-                                                parser.problem_mark.line + 1,
-                                                parser.problem ? parser.problem : "",
-                                                parser.context ? parser.context : ""));
+        g_ptr_array_add(errors,
+                        g_strdup_printf("%s:%zu: YAML syntax error: %s %s", name, parser.problem_mark.line + 1,
+                                        parser.problem ? parser.problem : "", parser.context ? parser.context : ""));
         yaml_parser_delete(&parser);
         return NULL;
     }
@@ -211,8 +205,8 @@ ecf_node *ecf_node_load_string(const char *name, const char *text, GPtrArray *er
     if (!root)
         g_ptr_array_add(errors, g_strdup_printf("%s:1: the file is empty", name));
     else if (root->type != YAML_MAPPING_NODE)
-        g_ptr_array_add(errors, g_strdup_printf("%s:%zu: a pipeline file is a map (with 'stages:')",
-                                                name, root->start_mark.line + 1));
+        g_ptr_array_add(errors, g_strdup_printf("%s:%zu: a pipeline file is a map (with 'stages:')", name,
+                                                root->start_mark.line + 1));
     else
         tree = convert(&doc, root, name, errors, 0);
     if (tree && errors->len > before) { /* e.g. duplicate keys: do not guess which one counts */
@@ -284,7 +278,8 @@ char *ecf_expand_env_string(const char *s, char **missing)
             ; /* set but empty, no default: empty is what the user set */
         else {
             *missing = g_strdup_printf("environment variable '%s' is not set and has no default "
-                                       "(write ${%s:-value} to give one)", name, name);
+                                       "(write ${%s:-value} to give one)",
+                                       name, name);
             return g_string_free(out, TRUE), NULL;
         }
         p = close + 1;

@@ -19,8 +19,8 @@ typedef struct {
 struct ecf_node {
     ecf_node_kind kind;
     int line;
-    char *scalar;   /* SCALAR */
-    gboolean plain; /* SCALAR written without quotes (so `null`, `~` mean null) */
+    char *scalar;     /* SCALAR */
+    gboolean plain;   /* SCALAR written without quotes (so `null`, `~` mean null) */
     GPtrArray *items; /* SEQ: ecf_node*, MAP: ecf_pair* */
 };
 

@@ -51,7 +51,7 @@ static gboolean parse_with_units(const char *s, const unit *units, guint n, doub
 gboolean ecf_parse_duration(const char *s, gint64 *us)
 {
     /* A bare number is seconds: `commit_interval: 10` means ten seconds. */
-    static const unit units[] = {{"", 1e6},  {"us", 1},   {"ms", 1e3}, {"s", 1e6},
+    static const unit units[] = {{"", 1e6},   {"us", 1},     {"ms", 1e3},   {"s", 1e6},
                                  {"m", 60e6}, {"h", 3600e6}, {"d", 86400e6}};
     double v;
     if (!parse_with_units(s, units, G_N_ELEMENTS(units), &v) || v > (double)G_MAXINT64)
@@ -62,13 +62,11 @@ gboolean ecf_parse_duration(const char *s, gint64 *us)
 
 gboolean ecf_parse_size(const char *s, gint64 *bytes)
 {
-    static const unit units[] = {{"", 1},        {"b", 1},         {"k", 1e3},
-                                 {"kb", 1e3},    {"kib", 1024.0},  {"m", 1e6},
-                                 {"mb", 1e6},    {"mib", 1048576.0}, {"g", 1e9},
-                                 {"gb", 1e9},    {"gib", 1073741824.0}};
+    static const unit units[] = {{"", 1},         {"b", 1},    {"k", 1e3},           {"kb", 1e3},
+                                 {"kib", 1024.0}, {"m", 1e6},  {"mb", 1e6},          {"mib", 1048576.0},
+                                 {"g", 1e9},      {"gb", 1e9}, {"gib", 1073741824.0}};
     double v;
-    if (!parse_with_units(s, units, G_N_ELEMENTS(units), &v) || v > (double)G_MAXINT64 ||
-        v != floor(v))
+    if (!parse_with_units(s, units, G_N_ELEMENTS(units), &v) || v > (double)G_MAXINT64 || v != floor(v))
         return FALSE;
     *bytes = (gint64)v;
     return TRUE;
@@ -145,34 +143,25 @@ char *ecf_option_type_string(const ecf_option *o)
     gboolean ranged = o->min <= o->max;
     switch (o->type) {
     case ECF_OPT_T_STRING: return g_strdup("string");
-    case ECF_OPT_T_FILE:   return g_strdup("file path (relative to the pipeline file)");
-    case ECF_OPT_T_BOOL:   return g_strdup("bool");
-    case ECF_OPT_T_ENUM:   return g_strdup_printf("enum %s", o->choices);
-    case ECF_OPT_T_LIST:   return g_strdup("list of strings");
-    case ECF_OPT_T_MAP:    return g_strdup("map of strings");
-    case ECF_OPT_T_INT:
-        return ranged ? g_strdup_printf("int [%.0f..%.0f]", o->min, o->max) : g_strdup("int");
-    case ECF_OPT_T_DOUBLE:
-        return ranged ? g_strdup_printf("float [%g..%g]", o->min, o->max) : g_strdup("float");
+    case ECF_OPT_T_FILE: return g_strdup("file path (relative to the pipeline file)");
+    case ECF_OPT_T_BOOL: return g_strdup("bool");
+    case ECF_OPT_T_ENUM: return g_strdup_printf("enum %s", o->choices);
+    case ECF_OPT_T_LIST: return g_strdup("list of strings");
+    case ECF_OPT_T_MAP: return g_strdup("map of strings");
+    case ECF_OPT_T_INT: return ranged ? g_strdup_printf("int [%.0f..%.0f]", o->min, o->max) : g_strdup("int");
+    case ECF_OPT_T_DOUBLE: return ranged ? g_strdup_printf("float [%g..%g]", o->min, o->max) : g_strdup("float");
     case ECF_OPT_T_DURATION:
         return ranged ? g_strdup_printf("duration [%gs..%gs]", o->min, o->max) : g_strdup("duration");
-    case ECF_OPT_T_SIZE:
-        return ranged ? g_strdup_printf("size [%.0f..%.0f bytes]", o->min, o->max) : g_strdup("size");
+    case ECF_OPT_T_SIZE: return ranged ? g_strdup_printf("size [%.0f..%.0f bytes]", o->min, o->max) : g_strdup("size");
     }
     return g_strdup("?");
 }
 
 /* ------------------------------------------------------------ conversion */
 
-static const char *shown(const ecf_option *o, const char *v)
-{
-    return (o->flags & ECF_SECRET) ? "<hidden>" : v;
-}
+static const char *shown(const ecf_option *o, const char *v) { return (o->flags & ECF_SECRET) ? "<hidden>" : v; }
 
-static gboolean in_range(const ecf_option *o, double v)
-{
-    return o->min > o->max || (v >= o->min && v <= o->max);
-}
+static gboolean in_range(const ecf_option *o, double v) { return o->min > o->max || (v >= o->min && v <= o->max); }
 
 static gboolean enum_has(const char *choices, const char *v)
 {
@@ -181,8 +170,7 @@ static gboolean enum_has(const char *choices, const char *v)
 }
 
 /* Converts one scalar into the config field. */
-static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int line,
-                           const ecf_opt_ctx *ctx)
+static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int line, const ecf_opt_ctx *ctx)
 {
     guint8 *field = (guint8 *)config + o->offset;
     g_autofree char *range = ecf_option_type_string(o);
@@ -245,8 +233,8 @@ static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int
     case ECF_OPT_T_DURATION: {
         gint64 us;
         if (!ecf_parse_duration(v, &us)) {
-            opt_error(ctx, line, o->name,
-                      "expected a duration like \"250ms\", \"10s\" or \"5m\", got \"%s\"", shown(o, v));
+            opt_error(ctx, line, o->name, "expected a duration like \"250ms\", \"10s\" or \"5m\", got \"%s\"",
+                      shown(o, v));
             return FALSE;
         }
         if (!in_range(o, us / 1e6)) {
@@ -259,8 +247,8 @@ static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int
     case ECF_OPT_T_SIZE: {
         gint64 bytes;
         if (!ecf_parse_size(v, &bytes)) {
-            opt_error(ctx, line, o->name,
-                      "expected a size like \"4096\", \"64KiB\" or \"128MiB\", got \"%s\"", shown(o, v));
+            opt_error(ctx, line, o->name, "expected a size like \"4096\", \"64KiB\" or \"128MiB\", got \"%s\"",
+                      shown(o, v));
             return FALSE;
         }
         if (!in_range(o, (double)bytes)) {
@@ -277,22 +265,18 @@ static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int
         *(char ***)field = list;
         return TRUE;
     }
-    case ECF_OPT_T_MAP:
-        opt_error(ctx, line, o->name, "expected a map, got \"%s\"", shown(o, v));
-        return FALSE;
+    case ECF_OPT_T_MAP: opt_error(ctx, line, o->name, "expected a map, got \"%s\"", shown(o, v)); return FALSE;
     }
     return FALSE;
 }
 
-static gboolean set_list(const ecf_option *o, void *config, const ecf_node *seq,
-                         const ecf_opt_ctx *ctx)
+static gboolean set_list(const ecf_option *o, void *config, const ecf_node *seq, const ecf_opt_ctx *ctx)
 {
     GPtrArray *items = g_ptr_array_new();
     for (guint i = 0; i < seq->items->len; i++) {
         const ecf_node *it = seq->items->pdata[i];
         if (it->kind != ECF_NODE_SCALAR) {
-            opt_error(ctx, it->line, o->name, "list items must be strings, got %s",
-                      ecf_node_kind_name(it->kind));
+            opt_error(ctx, it->line, o->name, "list items must be strings, got %s", ecf_node_kind_name(it->kind));
             g_ptr_array_free(items, TRUE);
             return FALSE;
         }
@@ -314,8 +298,8 @@ typedef struct {
 /* A map's values never go into a message, only its keys: a map may be
  * secret as a whole (ECF_OPT_SECRET_MAP: librdkafka passwords), and a key
  * says enough. */
-static gboolean flatten_map(const ecf_option *o, const char *prefix, const ecf_node *map,
-                            GPtrArray *kv, const ecf_opt_ctx *ctx)
+static gboolean flatten_map(const ecf_option *o, const char *prefix, const ecf_node *map, GPtrArray *kv,
+                            const ecf_opt_ctx *ctx)
 {
     gboolean ok = TRUE;
     for (guint i = 0; i < map->items->len; i++) {
@@ -356,8 +340,7 @@ static const ecf_option *find_option(const ecf_option *table, const char *name)
 }
 
 /* "kafka.linger.ms" -> the MAP option "kafka" and sub-key "linger.ms". */
-static const ecf_option *find_map_prefix(const ecf_option *table, const char *name,
-                                         const char **sub)
+static const ecf_option *find_map_prefix(const ecf_option *table, const char *name, const char **sub)
 {
     for (const ecf_option *o = table; o->name; o++) {
         gsize n = strlen(o->name);
@@ -369,8 +352,7 @@ static const ecf_option *find_map_prefix(const ecf_option *table, const char *na
     return NULL;
 }
 
-static void unknown_key(const ecf_option *table, const char *key, int line,
-                        const ecf_opt_ctx *ctx)
+static void unknown_key(const ecf_option *table, const char *key, int line, const ecf_opt_ctx *ctx)
 {
     g_autoptr(GPtrArray) names = g_ptr_array_new();
     for (const ecf_option *o = table; o->name; o++)
@@ -380,16 +362,15 @@ static void unknown_key(const ecf_option *table, const char *key, int line,
     for (guint i = 0; i < names->len; i++)
         g_string_append_printf(known, "%s%s", i ? ", " : "", (char *)names->pdata[i]);
     if (hint)
-        opt_error(ctx, line, NULL, "unknown %s '%s' (did you mean '%s'?)",
-                  ctx->stage ? "option" : "setting", key, hint);
+        opt_error(ctx, line, NULL, "unknown %s '%s' (did you mean '%s'?)", ctx->stage ? "option" : "setting", key,
+                  hint);
     else
-        opt_error(ctx, line, NULL, "unknown %s '%s' (known: %s)",
-                  ctx->stage ? "option" : "setting", key, names->len ? known->str : "none");
+        opt_error(ctx, line, NULL, "unknown %s '%s' (known: %s)", ctx->stage ? "option" : "setting", key,
+                  names->len ? known->str : "none");
     g_string_free(known, TRUE);
 }
 
-static gboolean apply_value(const ecf_option *o, void *config, const ecf_node *v,
-                            const ecf_opt_ctx *ctx, map_acc *maps)
+static gboolean apply_value(const ecf_option *o, void *config, const ecf_node *v, const ecf_opt_ctx *ctx, map_acc *maps)
 {
     if (o->type == ECF_OPT_T_MAP) {
         if (v->kind != ECF_NODE_MAP) {
@@ -401,15 +382,15 @@ static gboolean apply_value(const ecf_option *o, void *config, const ecf_node *v
     if (o->type == ECF_OPT_T_LIST && v->kind == ECF_NODE_SEQ)
         return set_list(o, config, v, ctx);
     if (v->kind != ECF_NODE_SCALAR) {
-        opt_error(ctx, v->line, o->name, "expected %s, got %s",
-                  o->type == ECF_OPT_T_LIST ? "a list" : "a scalar", ecf_node_kind_name(v->kind));
+        opt_error(ctx, v->line, o->name, "expected %s, got %s", o->type == ECF_OPT_T_LIST ? "a list" : "a scalar",
+                  ecf_node_kind_name(v->kind));
         return FALSE;
     }
     return set_scalar(o, config, v->scalar, v->line, ctx);
 }
 
-void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map,
-                       const char *const *skip, const ecf_opt_ctx *ctx)
+void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map, const char *const *skip,
+                       const ecf_opt_ctx *ctx)
 {
     static const ecf_option empty[] = {ECF_OPT_END};
     table = table ? table : empty;
@@ -436,8 +417,7 @@ void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map,
         const ecf_option *o = find_option(table, p->key);
         if (!o && (o = find_map_prefix(table, p->key, &sub))) {
             if (p->value->kind != ECF_NODE_SCALAR) {
-                opt_error(ctx, p->line, p->key, "expected a string, got %s",
-                          ecf_node_kind_name(p->value->kind));
+                opt_error(ctx, p->line, p->key, "expected a string, got %s", ecf_node_kind_name(p->value->kind));
                 continue;
             }
             GPtrArray *kv = maps[o - table].kv;
@@ -464,8 +444,7 @@ void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map,
         if (seen[i])
             continue;
         if (o->flags & ECF_REQUIRED)
-            opt_error(ctx, ctx->stage_line, o->name, "required option is missing (%s)",
-                      o->help ? o->help : "no help");
+            opt_error(ctx, ctx->stage_line, o->name, "required option is missing (%s)", o->help ? o->help : "no help");
         else if (o->def) {
             ecf_opt_ctx dctx = *ctx;
             dctx.stage = ctx->stage;
@@ -488,12 +467,8 @@ void ecf_options_free(const ecf_option *table, void *config)
         switch (o->type) {
         case ECF_OPT_T_STRING:
         case ECF_OPT_T_FILE:
-        case ECF_OPT_T_ENUM:
-            g_free(*(char **)field);
-            break;
-        case ECF_OPT_T_LIST:
-            g_strfreev(*(char ***)field);
-            break;
+        case ECF_OPT_T_ENUM: g_free(*(char **)field); break;
+        case ECF_OPT_T_LIST: g_strfreev(*(char ***)field); break;
         case ECF_OPT_T_MAP: {
             ecf_kv *kv = *(ecf_kv **)field;
             for (ecf_kv *p = kv; p && p->key; p++) {
@@ -503,8 +478,7 @@ void ecf_options_free(const ecf_option *table, void *config)
             g_free(kv);
             break;
         }
-        default:
-            break;
+        default: break;
         }
     }
     g_free(config);

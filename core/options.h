@@ -11,16 +11,16 @@
 
 typedef struct {
     const char *file;
-    const char *stage;   /* for messages; "pipeline" settings use NULL */
-    int stage_line;      /* where to point when an option is missing */
+    const char *stage; /* for messages; "pipeline" settings use NULL */
+    int stage_line;    /* where to point when an option is missing */
     GPtrArray *errors;
 } ecf_opt_ctx;
 
 /* Allocates and fills a config of `size` bytes from `map` (keys in `skip`
  * are not options). Returns NULL if anything was wrong; all problems are in
  * ctx->errors. */
-void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map,
-                       const char *const *skip, const ecf_opt_ctx *ctx);
+void *ecf_options_fill(const ecf_option *table, gsize size, const ecf_node *map, const char *const *skip,
+                       const ecf_opt_ctx *ctx);
 void ecf_options_free(const ecf_option *table, void *config);
 
 gboolean ecf_parse_duration(const char *s, gint64 *us);

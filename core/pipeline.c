@@ -12,8 +12,7 @@ static const ecf_option settings_options[] = {
     ECF_OPT_STRING("name", ecf_settings, name, "ecflow", 0, "pipeline name, a label on every metric"),
     ECF_OPT_INT("ring_capacity", ecf_settings, ring_capacity, "64", 2, 65536,
                 "batches each stage's input ring holds (rounded up to a power of two)"),
-    ECF_OPT_INT("batch_size", ecf_settings, batch_size, "1024", 1, 1048576,
-                "events per batch that sources aim for"),
+    ECF_OPT_INT("batch_size", ecf_settings, batch_size, "1024", 1, 1048576, "events per batch that sources aim for"),
     ECF_OPT_STRING("metrics", ecf_settings, metrics, NULL, 0,
                    "HOST:PORT serving /metrics, /health and /ready; unset = no endpoint"),
     ECF_OPT_ENUM("log_level", ecf_settings, log_level, "info", "error|warn|info|debug", "log verbosity"),
@@ -144,10 +143,9 @@ static gboolean apply_profile(ecf_node *root, const char *name, const load_ctx *
     if (!prof) {
         GString *known = g_string_new(NULL);
         for (guint i = 0; profiles && profiles->value->kind == ECF_NODE_MAP && i < profiles->value->items->len; i++)
-            g_string_append_printf(known, "%s%s", i ? ", " : "",
-                                   ((ecf_pair *)profiles->value->items->pdata[i])->key);
-        err_at(c, profiles ? profiles->line : 1, NULL, "profile '%s' is not defined (profiles: %s)",
-               name, known->len ? known->str : "none");
+            g_string_append_printf(known, "%s%s", i ? ", " : "", ((ecf_pair *)profiles->value->items->pdata[i])->key);
+        err_at(c, profiles ? profiles->line : 1, NULL, "profile '%s' is not defined (profiles: %s)", name,
+               known->len ? known->str : "none");
         g_string_free(known, TRUE);
         return FALSE;
     }
@@ -172,8 +170,8 @@ static gboolean apply_profile(ecf_node *root, const char *name, const load_ctx *
             for (guint j = 0; j < p->value->items->len; j++)
                 patch_stage(stages, p->value->items->pdata[j]);
         } else {
-            err_at(c, p->line, NULL, "profile '%s': '%s' is not 'pipeline' or 'stages' (or is not a map)",
-                   name, p->key);
+            err_at(c, p->line, NULL, "profile '%s': '%s' is not 'pipeline' or 'stages' (or is not a map)", name,
+                   p->key);
             ok = FALSE;
         }
     }
@@ -206,8 +204,7 @@ static void read_inputs(ecf_stage_def *s, const ecf_node *n, const load_ctx *c)
     for (guint i = 0; i < items->len; i++) {
         const ecf_node *it = items->pdata[i];
         if (it->kind != ECF_NODE_SCALAR) {
-            err_at(c, it->line, s->name, "each input is 'stage' or 'stage.port', got %s",
-                   ecf_node_kind_name(it->kind));
+            err_at(c, it->line, s->name, "each input is 'stage' or 'stage.port', got %s", ecf_node_kind_name(it->kind));
             continue;
         }
         ecf_input_ref *in = g_new0(ecf_input_ref, 1);
@@ -250,8 +247,8 @@ static ecf_stage_def *read_stage(const ecf_pair *p, ecf_registry *reg, const loa
         return s;
     }
     ecf_opt_ctx octx = {c->file, s->name, s->line, c->errors};
-    s->config = ecf_options_fill(s->plugin->desc.options, s->plugin->desc.config_size, p->value,
-                                 reserved_stage_keys, &octx);
+    s->config =
+        ecf_options_fill(s->plugin->desc.options, s->plugin->desc.config_size, p->value, reserved_stage_keys, &octx);
     return s;
 }
 
@@ -271,8 +268,7 @@ static void check_edges(ecf_pipeline_def *def, const load_ctx *c)
         if (kind == ECF_SOURCE && s->inputs->len)
             err_at(c, s->line, s->name, "'%s' is a source and takes no inputs", s->plugin_name);
         if (kind != ECF_SOURCE && !s->inputs->len)
-            err_at(c, s->line, s->name, "'%s' is a %s and needs 'inputs:'", s->plugin_name,
-                   ecf_kind_name(kind));
+            err_at(c, s->line, s->name, "'%s' is a %s and needs 'inputs:'", s->plugin_name, ecf_kind_name(kind));
         for (guint j = 0; j < s->inputs->len; j++) {
             ecf_input_ref *in = s->inputs->pdata[j];
             ecf_stage_def *up = ecf_pipeline_stage(def, in->stage);
@@ -295,8 +291,7 @@ static void check_edges(ecf_pipeline_def *def, const load_ctx *c)
             }
             if (in->port && !g_strv_contains(ports, in->port)) {
                 g_autofree char *list = g_strjoinv(", ", (char **)ports);
-                err_at(c, in->line, s->name, "stage '%s' has no port '%s' (ports: %s)", in->stage,
-                       in->port, list);
+                err_at(c, in->line, s->name, "stage '%s' has no port '%s' (ports: %s)", in->stage, in->port, list);
             }
             for (guint k = 0; k < j; k++) {
                 ecf_input_ref *prev = s->inputs->pdata[k];
@@ -363,8 +358,8 @@ static void check_top_keys(const ecf_node *root, const load_ctx *c)
             continue;
         const char *hint = ecf_suggest(p->key, top_keys, G_N_ELEMENTS(top_keys));
         err_at(c, p->line, NULL, "unknown top-level key '%s'%s%s%s", p->key,
-               hint ? " (did you mean '" : " (expected pipeline, stages, profiles)",
-               hint ? hint : "", hint ? "'?)" : "");
+               hint ? " (did you mean '" : " (expected pipeline, stages, profiles)", hint ? hint : "",
+               hint ? "'?)" : "");
     }
 }
 
@@ -379,8 +374,7 @@ static void read_settings(ecf_pipeline_def *def, ecf_node *root, const load_ctx 
         ecf_node_expand_env(pl->value, c->file, "pipeline: ", c->errors);
     ecf_opt_ctx octx = {c->file, NULL, pl ? pl->line : 1, c->errors};
     ecf_settings *st = ecf_options_fill(settings_options, sizeof(ecf_settings),
-                                        pl && pl->value->kind == ECF_NODE_MAP ? pl->value : NULL,
-                                        NULL, &octx);
+                                        pl && pl->value->kind == ECF_NODE_MAP ? pl->value : NULL, NULL, &octx);
     if (st) {
         def->settings = *st;
         g_free(st);
@@ -389,8 +383,8 @@ static void read_settings(ecf_pipeline_def *def, ecf_node *root, const load_ctx 
     }
 }
 
-static ecf_pipeline_def *load_tree(const char *file, ecf_node *root, const char *profile,
-                                   ecf_registry *reg, GPtrArray *errors)
+static ecf_pipeline_def *load_tree(const char *file, ecf_node *root, const char *profile, ecf_registry *reg,
+                                   GPtrArray *errors)
 {
     load_ctx c = {file, errors};
     guint before = errors->len;
@@ -422,16 +416,14 @@ static ecf_pipeline_def *load_tree(const char *file, ecf_node *root, const char 
     return def;
 }
 
-ecf_pipeline_def *ecf_pipeline_load_string(const char *name, const char *yaml,
-                                           const char *profile, ecf_registry *reg,
+ecf_pipeline_def *ecf_pipeline_load_string(const char *name, const char *yaml, const char *profile, ecf_registry *reg,
                                            GPtrArray *errors)
 {
     g_autoptr(ecf_node) root = ecf_node_load_string(name, yaml, errors);
     return root ? load_tree(name, root, profile, reg, errors) : NULL;
 }
 
-ecf_pipeline_def *ecf_pipeline_load(const char *path, const char *profile, ecf_registry *reg,
-                                    GPtrArray *errors)
+ecf_pipeline_def *ecf_pipeline_load(const char *path, const char *profile, ecf_registry *reg, GPtrArray *errors)
 {
     g_autoptr(ecf_node) root = ecf_node_load_file(path, errors);
     return root ? load_tree(path, root, profile, reg, errors) : NULL;
@@ -464,11 +456,11 @@ char *ecf_pipeline_graph(const ecf_pipeline_def *def, const char *format)
     for (guint i = 0; i < def->order->len; i++) {
         const ecf_stage_def *s = def->order->pdata[i];
         if (dot)
-            g_string_append_printf(out, "  \"%s\" [shape=%s, label=\"%s\\n%s\"];\n", s->name,
-                                   shape(s, TRUE), s->name, s->plugin_name);
+            g_string_append_printf(out, "  \"%s\" [shape=%s, label=\"%s\\n%s\"];\n", s->name, shape(s, TRUE), s->name,
+                                   s->plugin_name);
         else
-            g_string_append_printf(out, "  %s%s\"%s<br/>%s\"%s\n", s->name, shape(s, FALSE), s->name,
-                                   s->plugin_name, shape_close(s));
+            g_string_append_printf(out, "  %s%s\"%s<br/>%s\"%s\n", s->name, shape(s, FALSE), s->name, s->plugin_name,
+                                   shape_close(s));
     }
     for (guint i = 0; i < def->order->len; i++) {
         const ecf_stage_def *s = def->order->pdata[i];
@@ -476,8 +468,7 @@ char *ecf_pipeline_graph(const ecf_pipeline_def *def, const char *format)
             const ecf_input_ref *in = s->inputs->pdata[j];
             if (dot)
                 g_string_append_printf(out, "  \"%s\" -> \"%s\"%s%s%s;\n", in->stage, s->name,
-                                       in->port ? " [label=\"" : "", in->port ? in->port : "",
-                                       in->port ? "\"]" : "");
+                                       in->port ? " [label=\"" : "", in->port ? in->port : "", in->port ? "\"]" : "");
             else if (in->port)
                 g_string_append_printf(out, "  %s -- %s --> %s\n", in->stage, in->port, s->name);
             else

@@ -45,10 +45,8 @@ typedef struct {
 
 /* `profile` NULL falls back to ECFLOW_PROFILE, then `pipeline.default_profile`.
  * Returns NULL when anything is wrong; every problem is in `errors`. */
-ecf_pipeline_def *ecf_pipeline_load(const char *path, const char *profile, ecf_registry *reg,
-                                    GPtrArray *errors);
-ecf_pipeline_def *ecf_pipeline_load_string(const char *name, const char *yaml,
-                                           const char *profile, ecf_registry *reg,
+ecf_pipeline_def *ecf_pipeline_load(const char *path, const char *profile, ecf_registry *reg, GPtrArray *errors);
+ecf_pipeline_def *ecf_pipeline_load_string(const char *name, const char *yaml, const char *profile, ecf_registry *reg,
                                            GPtrArray *errors);
 void ecf_pipeline_def_free(ecf_pipeline_def *def);
 

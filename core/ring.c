@@ -94,9 +94,8 @@ static ecf_ring_result push_nowake(ecf_ring *r, void *item)
         if (head - tail >= r->capacity)
             return ECF_RING_FULL;
         next = head + 1;
-    } while (!atomic_compare_exchange_weak_explicit(&r->prod_head, &head, next,
-                                                    memory_order_acq_rel,
-                                                    memory_order_relaxed));
+    } while (
+        !atomic_compare_exchange_weak_explicit(&r->prod_head, &head, next, memory_order_acq_rel, memory_order_relaxed));
     r->slots[head & r->mask] = item;
     /* Producers that reserved earlier slots publish first. Acquire makes
      * their slot writes part of what our release below publishes. */
@@ -171,10 +170,7 @@ static gboolean pop_locked(ecf_ring *r, void **item)
     return TRUE;
 }
 
-static gboolean finished(ecf_ring *r)
-{
-    return atomic_load_explicit(&r->open_producers, memory_order_acquire) <= 0;
-}
+static gboolean finished(ecf_ring *r) { return atomic_load_explicit(&r->open_producers, memory_order_acquire) <= 0; }
 
 ecf_ring_result ecf_ring_pop(ecf_ring *r, void **item, gint64 timeout_us)
 {

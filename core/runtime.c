@@ -18,13 +18,13 @@ struct ecf_runtime {
     ecf_ack_pool *acks;
     ecf_metrics *metrics;
     ecf_metrics_http *http; /* the endpoint, when settings.metrics asks for one */
-    GHashTable *settings; /* key -> string, for pipeline_setting */
+    GHashTable *settings;   /* key -> string, for pipeline_setting */
     _Atomic gboolean stopping;
     _Atomic gboolean failed;
     _Atomic gboolean signals_done;
     pthread_t signal_thread;
     _Atomic gboolean status_done;
-    GMutex status_lock;   /* guards status_items: stages add them from their threads */
+    GMutex status_lock;      /* guards status_items: stages add them from their threads */
     GPtrArray *status_items; /* status_item*, in the order their labels first came */
 };
 
@@ -84,13 +84,13 @@ static void collect_rings(void *user, GString *out)
         ecf_stage *s = rt->stages->pdata[i];
         if (!s->in)
             continue;
-        g_string_append_printf(out, "ecflow_ring_fill_ratio{pipeline=\"%s\",stage=\"%s\"} %g\n",
-                               rt->def->settings.name, s->def->name,
-                               (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
+        g_string_append_printf(out, "ecflow_ring_fill_ratio{pipeline=\"%s\",stage=\"%s\"} %g\n", rt->def->settings.name,
+                               s->def->name, (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
     }
-    g_string_append_printf(out, "# HELP ecflow_acks_outstanding Ack tokens not yet settled\n"
-                                "# TYPE ecflow_acks_outstanding gauge\n"
-                                "ecflow_acks_outstanding{pipeline=\"%s\"} %" G_GINT64_FORMAT "\n",
+    g_string_append_printf(out,
+                           "# HELP ecflow_acks_outstanding Ack tokens not yet settled\n"
+                           "# TYPE ecflow_acks_outstanding gauge\n"
+                           "ecflow_acks_outstanding{pipeline=\"%s\"} %" G_GINT64_FORMAT "\n",
                            rt->def->settings.name, ecf_ack_pool_outstanding(rt->acks));
 }
 
@@ -105,8 +105,7 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
     g_mutex_init(&rt->status_lock);
     rt->status_items = g_ptr_array_new_with_free_func(status_item_free);
     g_hash_table_insert(rt->settings, "name", g_strdup(def->settings.name));
-    g_hash_table_insert(rt->settings, "batch_size",
-                        g_strdup_printf("%" G_GINT64_FORMAT, def->settings.batch_size));
+    g_hash_table_insert(rt->settings, "batch_size", g_strdup_printf("%" G_GINT64_FORMAT, def->settings.batch_size));
     g_hash_table_insert(rt->settings, "ring_capacity",
                         g_strdup_printf("%" G_GINT64_FORMAT, def->settings.ring_capacity));
     if (def->profile)
@@ -283,8 +282,8 @@ static int create_all(ecf_runtime *rt, char **error)
         ecf_stage *s = rt->stages->pdata[i];
         ecf_status st = ecf_stage_create(s);
         if (st != ECF_OK) {
-            *error = g_strdup_printf("%s:%d: stage '%s': %s", rt->def->file, s->def->line,
-                                     s->def->name, ecf_stage_error(s));
+            *error =
+                g_strdup_printf("%s:%d: stage '%s': %s", rt->def->file, s->def->line, s->def->name, ecf_stage_error(s));
             return st == ECF_ERR_CONFIG ? ECF_EXIT_CONFIG : ECF_EXIT_FAILURE;
         }
     }
@@ -298,8 +297,7 @@ static gboolean start_all(ecf_runtime *rt)
         ecf_stage *s = rt->stages->pdata[i];
         ecf_status st = ecf_stage_start(s);
         if (st != ECF_OK) {
-            ecf_core_error("stage '%s' could not start: %s: %s", s->def->name, ecf_status_str(st),
-                           ecf_stage_error(s));
+            ecf_core_error("stage '%s' could not start: %s: %s", s->def->name, ecf_status_str(st), ecf_stage_error(s));
             return FALSE;
         }
     }
@@ -368,12 +366,11 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
     if (code == ECF_EXIT_OK && !start_all(rt))
         code = ECF_EXIT_FAILURE;
     if (code == ECF_EXIT_OK) {
-        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name,
-                      rt->stages->len, rt->def->profile ? ", profile " : "",
-                      rt->def->profile ? rt->def->profile : "");
+        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name, rt->stages->len,
+                      rt->def->profile ? ", profile " : "", rt->def->profile ? rt->def->profile : "");
         /* Only for a person at a terminal; logs and pipes get nothing extra. */
-        GThread *status = isatty(STDERR_FILENO) && ecf_log_is_text()
-                              ? g_thread_new("ecf:status", status_main, rt) : NULL;
+        GThread *status =
+            isatty(STDERR_FILENO) && ecf_log_is_text() ? g_thread_new("ecf:status", status_main, rt) : NULL;
         run_threads(rt);
         if (status) {
             atomic_store(&rt->status_done, TRUE);

@@ -41,7 +41,8 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
     if (s->p->kind == ECF_SOURCE)
         s->m_ack_latency = ecf_metrics_get(reg, ECF_METRIC_HISTOGRAM, "ack_latency_seconds",
                                            "Time from event creation to its settled ack "
-                                           "(one event in 16 sampled)", n);
+                                           "(one event in 16 sampled)",
+                                           n);
     return s;
 }
 
@@ -92,10 +93,7 @@ ecf_port *ecf_stage_port(ecf_stage *s, const char *name)
     return NULL;
 }
 
-const char *ecf_stage_error(const ecf_stage *s)
-{
-    return s->error ? s->error : "no reason given";
-}
+const char *ecf_stage_error(const ecf_stage *s) { return s->error ? s->error : "no reason given"; }
 
 /* ------------------------------------------------------------ lifecycle */
 
@@ -115,8 +113,7 @@ ecf_status ecf_stage_start(ecf_stage *s)
 
 static void fail(ecf_stage *s, ecf_status st, const char *what)
 {
-    ecf_logf(s->def->name, ECF_LOG_ERROR, "%s failed: %s: %s", what, ecf_status_str(st),
-             ecf_stage_error(s));
+    ecf_logf(s->def->name, ECF_LOG_ERROR, "%s failed: %s: %s", what, ecf_status_str(st), ecf_stage_error(s));
     atomic_store(&s->failed, TRUE);
     ecf_runtime_fail(s->rt, s);
 }
@@ -140,8 +137,8 @@ static void process_one(ecf_stage *s, ecf_batch *b)
     if (st != ECF_OK) {
         ecf_metric_do_add(s->m_errors, n);
         const char *why = ecf_stage_error(s);
-        ecf_logf(s->def->name, st == ECF_ERR_FATAL ? ECF_LOG_ERROR : ECF_LOG_WARN,
-                 "batch of %u events failed: %s: %s", n, ecf_status_str(st), why);
+        ecf_logf(s->def->name, st == ECF_ERR_FATAL ? ECF_LOG_ERROR : ECF_LOG_WARN, "batch of %u events failed: %s: %s",
+                 n, ecf_status_str(st), why);
         if (!s->current_passed_on)
             for (guint32 i = 0; i < n; i++)
                 ecf_host_nack(s, ecf_batch_at(b, i), st, why);
@@ -190,8 +187,7 @@ static gpointer consumer_main(gpointer data)
     gint64 interval = s->p->tick && s->p->tick_interval_us > 0 ? s->p->tick_interval_us : 0;
     gint64 next_tick = ecf_clock_monotonic_us() + interval;
     while (!atomic_load(&s->failed)) {
-        gint64 wait = interval ? CLAMP(next_tick - ecf_clock_monotonic_us(), 0, IDLE_WAIT_US)
-                               : IDLE_WAIT_US;
+        gint64 wait = interval ? CLAMP(next_tick - ecf_clock_monotonic_us(), 0, IDLE_WAIT_US) : IDLE_WAIT_US;
         void *item = NULL;
         ecf_ring_result r = ecf_ring_pop(s->in, &item, wait);
         if (r == ECF_RING_OK)

@@ -40,8 +40,8 @@ struct ecf_stage {
     void *state;
     char *error;
 
-    ecf_ring *in;     /* NULL for sources */
-    GArray *inputs;   /* ecf_in_edge, in `inputs:` order */
+    ecf_ring *in;   /* NULL for sources */
+    GArray *inputs; /* ecf_in_edge, in `inputs:` order */
     ecf_port *ports;
     guint n_ports;
     GThread *thread;

@@ -33,7 +33,6 @@ static inline void ecf_cond_broadcast(ecf_cond *c) { pthread_cond_broadcast(c); 
  * FALSE on timeout. */
 static inline gboolean ecf_cond_wait_until(ecf_cond *c, ecf_mutex *m, gint64 deadline_us)
 {
-    struct timespec ts = {(time_t)(deadline_us / G_USEC_PER_SEC),
-                          (long)(deadline_us % G_USEC_PER_SEC) * 1000};
+    struct timespec ts = {(time_t)(deadline_us / G_USEC_PER_SEC), (long)(deadline_us % G_USEC_PER_SEC) * 1000};
     return pthread_cond_timedwait(c, m, &ts) == 0;
 }

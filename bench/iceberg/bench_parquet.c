@@ -20,10 +20,10 @@
 
 typedef struct {
     uint8_t *validity;
-    void    *values;
-    char    *data;
-    size_t   len, cap;
-    int64_t  nulls;
+    void *values;
+    char *data;
+    size_t len, cap;
+    int64_t nulls;
     struct ArrowArray arr;
     const void *bufs[3];
 } column;
@@ -71,8 +71,23 @@ static double now_s(void)
 
 static int file_write(void *ctx, const void *p, size_t n) { return fwrite(p, 1, n, ctx) == n ? 0 : -1; }
 
-enum { C_ID, C_TYPE, C_USER, C_SESSION, C_LOC, C_DEV, C_TS, C_QUERY, C_URL, C_PRODUCT, C_PRICE, C_QTY,
-       C_CUR, C_DATE, NCOLS };
+enum {
+    C_ID,
+    C_TYPE,
+    C_USER,
+    C_SESSION,
+    C_LOC,
+    C_DEV,
+    C_TS,
+    C_QUERY,
+    C_URL,
+    C_PRODUCT,
+    C_PRICE,
+    C_QTY,
+    C_CUR,
+    C_DATE,
+    NCOLS
+};
 
 int main(int argc, char **argv)
 {
@@ -85,18 +100,18 @@ int main(int argc, char **argv)
     int64_t rg = argc > 4 ? atoll(argv[4]) : 128 << 20;
     int64_t batch = argc > 5 ? atoll(argv[5]) : 1024;
     static const char *types[] = {"page_view", "search", "add_to_cart", "remove_from_cart", "purchase"};
-    static const char *cities[] = {"Berlin", "London", "Paris", "New York", "São Paulo",
-                                   "Tokyo", "Lagos", "Mumbai", "Sydney", "Toronto"};
+    static const char *cities[] = {"Berlin", "London", "Paris",  "New York", "São Paulo",
+                                   "Tokyo",  "Lagos",  "Mumbai", "Sydney",   "Toronto"};
     static const char *devices[] = {"mobile", "desktop", "tablet"};
     static const char *queries[] = {"running shoes", "usb-c cable", "coffee grinder", "yoga mat"};
     static const char *curr[] = {"EUR", "USD", "GBP"};
     const char *fmts[NCOLS] = {"u", "u", "u", "u", "u", "u", "tsu:UTC", "u", "u", "u", "d:10,2", "i", "u", "tdD"};
-    const char *names[NCOLS] = {"event_id", "event_type", "user_id", "session_id", "location", "device",
-                                "timestamp", "query", "page_url", "product_id", "price", "quantity",
-                                "currency", "event_date"};
-    ice_type itypes[NCOLS] = {{ICE_STRING}, {ICE_STRING}, {ICE_STRING}, {ICE_STRING}, {ICE_STRING},
-                              {ICE_STRING}, {ICE_TIMESTAMPTZ}, {ICE_STRING}, {ICE_STRING}, {ICE_STRING},
-                              {ICE_DECIMAL, 10, 2}, {ICE_INT}, {ICE_STRING}, {ICE_DATE}};
+    const char *names[NCOLS] = {"event_id", "event_type", "user_id",  "session_id", "location",
+                                "device",   "timestamp",  "query",    "page_url",   "product_id",
+                                "price",    "quantity",   "currency", "event_date"};
+    ice_type itypes[NCOLS] = {{ICE_STRING},         {ICE_STRING},      {ICE_STRING}, {ICE_STRING}, {ICE_STRING},
+                              {ICE_STRING},         {ICE_TIMESTAMPTZ}, {ICE_STRING}, {ICE_STRING}, {ICE_STRING},
+                              {ICE_DECIMAL, 10, 2}, {ICE_INT},         {ICE_STRING}, {ICE_DATE}};
     column cols[NCOLS];
     memset(cols, 0, sizeof cols);
     for (int c = 0; c < NCOLS; c++) {
@@ -162,8 +177,12 @@ int main(int argc, char **argv)
     pq_options o = {.codec = strcmp(codec, "zstd") == 0     ? PQ_CODEC_ZSTD
                              : strcmp(codec, "snappy") == 0 ? PQ_CODEC_SNAPPY
                                                             : PQ_CODEC_NONE,
-                    .zstd_level = 1, .page_size = 1 << 20, .row_group_size = rg, .dict_size_limit = 1 << 20,
-                    .dictionary = true, .created_by = "ecflow version 0.1.0 (build bench)"};
+                    .zstd_level = 1,
+                    .page_size = 1 << 20,
+                    .row_group_size = rg,
+                    .dict_size_limit = 1 << 20,
+                    .dictionary = true,
+                    .created_by = "ecflow version 0.1.0 (build bench)"};
     uint32_t *rows = malloc(sizeof(uint32_t) * (size_t)batch);
     FILE *f = fopen(argv[3], "wb");
     setvbuf(f, NULL, _IOFBF, 1 << 20);

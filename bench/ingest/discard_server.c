@@ -12,16 +12,19 @@
 
 static struct MHD_Response *ok;
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **state)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **state)
 {
-    (void)cls; (void)url; (void)method; (void)version; (void)upload;
-    if (!*state) {                  /* headers: answer after the body */
+    (void)cls;
+    (void)url;
+    (void)method;
+    (void)version;
+    (void)upload;
+    if (!*state) { /* headers: answer after the body */
         *state = (void *)1;
         return MHD_YES;
     }
-    if (*upload_size) {             /* a piece of the body: discard it */
+    if (*upload_size) { /* a piece of the body: discard it */
         *upload_size = 0;
         return MHD_YES;
     }
@@ -36,8 +39,7 @@ int main(int argc, char **argv)
     }
     ok = reference_answer("{\"accepted\":1}\n");
     struct MHD_Daemon *d = reference_daemon("discard_server", (unsigned)atoi(argv[1]),
-                                            reference_threads(argc > 2 ? argv[2] : NULL),
-                                            on_request, NULL);
+                                            reference_threads(argc > 2 ? argv[2] : NULL), on_request, NULL);
     if (!d)
         return 1;
     reference_wait_for_signal();

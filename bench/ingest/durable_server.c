@@ -42,7 +42,8 @@ static atomic_bool quit;
 /* Runs on the poller thread: the request stays suspended until this. */
 static void on_report(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque)
 {
-    (void)k; (void)opaque;
+    (void)k;
+    (void)opaque;
     request *r = m->_private;
     atomic_store(&r->outcome, m->err ? FAILED : DURABLE);
     MHD_resume_connection(r->conn);
@@ -84,11 +85,13 @@ static bool grow(request *r, size_t need)
     return true;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **state)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **state)
 {
-    (void)cls; (void)url; (void)method; (void)version;
+    (void)cls;
+    (void)url;
+    (void)method;
+    (void)version;
     request *r = *state;
     if (!r) { /* headers: answer after the body */
         r = malloc(sizeof *r);
@@ -104,8 +107,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     int outcome = atomic_load(&r->outcome);
     if (outcome != WAITING) /* resumed by its report */
-        return MHD_queue_response(c, outcome == DURABLE ? MHD_HTTP_OK
-                                                        : MHD_HTTP_SERVICE_UNAVAILABLE,
+        return MHD_queue_response(c, outcome == DURABLE ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
                                   outcome == DURABLE ? ok : unavailable);
     if (*upload_size) {
         /* Larger than any benchmark body: hang up. */
@@ -123,18 +125,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     key_of(r, &key, &key_len);
     /* Suspended before produce: the report may come before this handler returns. */
     MHD_suspend_connection(c);
-    if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, r->body, r->len,
-                         key, key_len, r) != 0) {
+    if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, r->body, r->len, key, key_len, r) != 0) {
         atomic_store(&r->outcome, FAILED);
         MHD_resume_connection(c);
     }
     return MHD_YES;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **state,
-                         enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls; (void)c; (void)toe;
+    (void)cls;
+    (void)c;
+    (void)toe;
     request *r = *state;
     if (r && r->body != r->small)
         free(r->body);
@@ -180,8 +182,7 @@ int main(int argc, char **argv)
     ok = reference_answer("{\"accepted\":1}\n");
     unavailable = reference_answer("{\"error\":\"not durable\"}\n");
     struct MHD_Daemon *d = reference_daemon("durable_server", (unsigned)atoi(argv[1]),
-                                            reference_threads(argc > 5 ? argv[5] : NULL),
-                                            on_request, on_completed);
+                                            reference_threads(argc > 5 ? argv[5] : NULL), on_request, on_completed);
     if (!d)
         return 1;
     reference_wait_for_signal();

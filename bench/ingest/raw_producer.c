@@ -30,7 +30,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
-typedef struct event { char *val; size_t len; const char *key; size_t key_len; } event;
+typedef struct event {
+    char *val;
+    size_t len;
+    const char *key;
+    size_t key_len;
+} event;
 
 static uint64_t delivered, failed;
 static rd_kafka_resp_err_t last_err;
@@ -61,8 +66,7 @@ static rd_kafka_resp_err_t produce_event(rd_kafka_t *rk, rd_kafka_topic_t *rkt, 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)opaque;
-    if (loop.on && now_s() < loop.stop &&
-        produce_event(rk, loop.rkt, &loop.ev[loop.next++ % loop.n_events]) != 0)
+    if (loop.on && now_s() < loop.stop && produce_event(rk, loop.rkt, &loop.ev[loop.next++ % loop.n_events]) != 0)
         last_err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
     if (m->err) {
         failed++;
@@ -87,8 +91,7 @@ static double lat_pct_us(double pct)
 static rd_kafka_resp_err_t produce_event(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const event *e)
 {
     return rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_VALUE(e->val, e->len), RD_KAFKA_V_KEY(e->key, e->key_len),
-                             RD_KAFKA_V_END);
+                             RD_KAFKA_V_VALUE(e->val, e->len), RD_KAFKA_V_KEY(e->key, e->key_len), RD_KAFKA_V_END);
 }
 
 static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
@@ -139,8 +142,7 @@ static event *load_pool(const char *path, size_t *n)
 int main(int argc, char **argv)
 {
     if (argc < 5 || argc > 7) {
-        fprintf(stderr, "usage: %s BOOTSTRAP TOPIC POOL.ndjson SECONDS [INFLIGHT [LINGER_MS]]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s BOOTSTRAP TOPIC POOL.ndjson SECONDS [INFLIGHT [LINGER_MS]]\n", argv[0]);
         return 2;
     }
     size_t n_events;
@@ -180,8 +182,7 @@ int main(int argc, char **argv)
     rd_kafka_metadata_destroy(md);
     /* One record through first: the idempotent producer has its PID before the clock. */
     rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                      RD_KAFKA_V_VALUE(ev[0].val, ev[0].len),
-                      RD_KAFKA_V_KEY(ev[0].key, ev[0].key_len), RD_KAFKA_V_END);
+                      RD_KAFKA_V_VALUE(ev[0].val, ev[0].len), RD_KAFKA_V_KEY(ev[0].key, ev[0].key_len), RD_KAFKA_V_END);
     rd_kafka_flush(rk, 10000);
     if (delivered != 1) {
         fprintf(stderr, "raw_producer: the first record was not delivered\n");
@@ -227,15 +228,15 @@ int main(int argc, char **argv)
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-                 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    double cpu =
+        (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     printf("RESULT delivered=%llu failed=%llu produce_s=%.3f total_s=%.3f events_per_s=%.0f "
            "cpu_s=%.3f maxrss_kb=%ld p50_us=%.0f p99_us=%.0f\n",
-           (unsigned long long)delivered, (unsigned long long)failed, t_produce, total,
-           (double)delivered / total, cpu, ru.ru_maxrss, lat_pct_us(50), lat_pct_us(99));
+           (unsigned long long)delivered, (unsigned long long)failed, t_produce, total, (double)delivered / total, cpu,
+           ru.ru_maxrss, lat_pct_us(50), lat_pct_us(99));
     if (failed)
-        fprintf(stderr, "raw_producer: %llu not delivered, last: %s\n",
-                (unsigned long long)failed, rd_kafka_err2str(last_err));
+        fprintf(stderr, "raw_producer: %llu not delivered, last: %s\n", (unsigned long long)failed,
+                rd_kafka_err2str(last_err));
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     return failed ? 1 : 0;

@@ -25,8 +25,7 @@ static long reference_threads(const char *arg)
 /* A JSON answer built once and shared by every request (text must outlive it). */
 static struct MHD_Response *reference_answer(const char *text)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     return r;
 }
@@ -36,14 +35,12 @@ static struct MHD_Daemon *reference_daemon(const char *name, unsigned port, long
                                            MHD_AccessHandlerCallback on_request,
                                            MHD_RequestCompletedCallback on_completed)
 {
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
-        MHD_OPTION_END);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    struct MHD_Daemon *d =
+        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                         NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                         threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads, MHD_OPTION_END);
     if (!d)
         fprintf(stderr, "%s: cannot listen on port %u\n", name, port);
     else
@@ -52,7 +49,11 @@ static struct MHD_Daemon *reference_daemon(const char *name, unsigned port, long
 }
 
 static volatile sig_atomic_t reference_stop;
-static void reference_on_signal(int sig) { (void)sig; reference_stop = 1; }
+static void reference_on_signal(int sig)
+{
+    (void)sig;
+    reference_stop = 1;
+}
 
 /* Returns once SIGINT or SIGTERM came. Polls the flag instead of pause(): the signal may
  * land on another thread (a worker, durable_server's poller), or just before pause(). */

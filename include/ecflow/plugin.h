@@ -68,20 +68,20 @@ typedef enum {
     ECF_ERR_TIMEOUT,      /* gave up waiting                                 */
     ECF_ERR_BACKPRESSURE, /* a ring is full; try again later                 */
     ECF_ERR_NOMEM,
-    ECF_ERR_STOPPED,      /* the pipeline is shutting down                   */
-    ECF_ERR_DROPPED,      /* no sink took responsibility for the message     */
-    ECF_ERR_FATAL,        /* stop the whole pipeline, exit non-zero          */
+    ECF_ERR_STOPPED, /* the pipeline is shutting down                   */
+    ECF_ERR_DROPPED, /* no sink took responsibility for the message     */
+    ECF_ERR_FATAL,   /* stop the whole pipeline, exit non-zero          */
     ECF_ERR_INTERNAL,
     ECF_STATUS_COUNT_
 } ecf_status;
 
 /* ---------------------------------------------------------------- handles */
 
-typedef struct ecf_stage  ecf_stage;   /* one configured plugin instance     */
-typedef struct ecf_batch  ecf_batch;   /* messages moving between stages     */
-typedef struct ecf_token  ecf_token;   /* ref-counted acknowledgement        */
-typedef struct ecf_metric ecf_metric;  /* counter, gauge or histogram        */
-typedef struct ecf_host   ecf_host;
+typedef struct ecf_stage ecf_stage;   /* one configured plugin instance     */
+typedef struct ecf_batch ecf_batch;   /* messages moving between stages     */
+typedef struct ecf_token ecf_token;   /* ref-counted acknowledgement        */
+typedef struct ecf_metric ecf_metric; /* counter, gauge or histogram        */
+typedef struct ecf_host ecf_host;
 
 typedef enum { ECF_SOURCE = 1, ECF_TRANSFORM = 2, ECF_SINK = 3 } ecf_kind;
 
@@ -111,9 +111,9 @@ typedef enum {
 
 typedef struct {
     ecf_origin_kind kind;
-    int32_t         partition;  /* Kafka partition, or -1               */
-    int64_t         offset;     /* Kafka offset, line number, or index  */
-    const char     *topic;      /* interned by the source; may be NULL  */
+    int32_t partition; /* Kafka partition, or -1               */
+    int64_t offset;    /* Kafka offset, line number, or index  */
+    const char *topic; /* interned by the source; may be NULL  */
 } ecf_origin;
 
 /*
@@ -126,23 +126,23 @@ typedef struct {
 
 /* A message header (Kafka record headers; a DLQ reason). Values are bytes. */
 typedef struct {
-    const char    *name;
+    const char *name;
     const uint8_t *value;
-    uint32_t       value_len;
+    uint32_t value_len;
 } ecf_header;
 
 typedef struct {
     const uint8_t *payload;
     const uint8_t *key;
-    uint32_t       payload_len;
-    uint32_t       key_len;
-    int64_t        event_time_us;   /* 0 when unknown                   */
-    int64_t        ingest_time_us;  /* set by the core when first added,
+    uint32_t payload_len;
+    uint32_t key_len;
+    int64_t event_time_us;  /* 0 when unknown                   */
+    int64_t ingest_time_us; /* set by the core when first added,
                                        or as ecf_message_init says      */
-    ecf_origin     origin;
-    ecf_token     *token;           /* NULL once acked or held          */
-    const ecf_header *headers;      /* in the batch's arena             */
-    uint32_t       n_headers;
+    ecf_origin origin;
+    ecf_token *token;          /* NULL once acked or held          */
+    const ecf_header *headers; /* in the batch's arena             */
+    uint32_t n_headers;
 } ecf_message;
 
 /* What a producer hands to ecf_batch_add(); the bytes are copied. A NULL
@@ -151,31 +151,30 @@ typedef struct {
  * Append-only: `struct_size` is 0 for the ABI 1.0 layout below (what a
  * designated initializer gives), or sizeof() of a later, longer layout. */
 typedef struct {
-    uint32_t       struct_size;
-    const void    *payload;
-    size_t         payload_len;
-    const void    *key;
-    size_t         key_len;
-    int64_t        event_time_us;
-    ecf_origin     origin;
+    uint32_t struct_size;
+    const void *payload;
+    size_t payload_len;
+    const void *key;
+    size_t key_len;
+    int64_t event_time_us;
+    ecf_origin origin;
     /* Either a token from ecf_token_new() (the batch takes a reference),
      * or the message this one derives from (its token is shared). */
-    ecf_token         *token;
+    ecf_token *token;
     const ecf_message *parent;
     /* Copied; when none are given, a derived message keeps its parent's. */
-    const ecf_header  *headers;
-    size_t             n_headers;
+    const ecf_header *headers;
+    size_t n_headers;
     /* Since 1.1 (set struct_size = sizeof(ecf_message_init)): when the
      * event entered the system, e.g. a Kafka record's timestamp, so that
      * freshness is measured across pipelines; 0 = the parent's, else now. */
-    int64_t            ingest_time_us;
+    int64_t ingest_time_us;
 } ecf_message_init;
 
 /* Called once per token, on whichever thread settles its last reference: a
  * sink's stage thread, or a thread a sink started (sink-kafka's poller). So
  * it must be thread-safe, and from it only [any] services may be called. */
-typedef void (*ecf_settle_fn)(void *user, uint64_t user_tag, ecf_status outcome,
-                              const char *reason);
+typedef void (*ecf_settle_fn)(void *user, uint64_t user_tag, ecf_status outcome, const char *reason);
 
 /* ---------------------------------------------------------------- records */
 
@@ -227,17 +226,17 @@ struct ArrowArray {
 /* ---------------------------------------------------------------- options */
 
 typedef enum {
-    ECF_OPT_T_STRING = 1,   /* char *                                          */
-    ECF_OPT_T_INT,          /* int64_t, range [min, max]                       */
-    ECF_OPT_T_DOUBLE,       /* double,  range [min, max]                       */
-    ECF_OPT_T_BOOL,         /* bool                                            */
-    ECF_OPT_T_DURATION,     /* int64_t microseconds; "250ms", "10s", "5m", "1h" */
-    ECF_OPT_T_SIZE,         /* int64_t bytes; "512", "64KiB", "128MiB", "1GB"   */
-    ECF_OPT_T_ENUM,         /* char *, one of `choices` ("a|b|c")             */
-    ECF_OPT_T_LIST,         /* char ** NULL-terminated; YAML sequence of scalars */
-    ECF_OPT_T_MAP,          /* ecf_kv * terminated by key == NULL; nested map or
+    ECF_OPT_T_STRING = 1, /* char *                                          */
+    ECF_OPT_T_INT,        /* int64_t, range [min, max]                       */
+    ECF_OPT_T_DOUBLE,     /* double,  range [min, max]                       */
+    ECF_OPT_T_BOOL,       /* bool                                            */
+    ECF_OPT_T_DURATION,   /* int64_t microseconds; "250ms", "10s", "5m", "1h" */
+    ECF_OPT_T_SIZE,       /* int64_t bytes; "512", "64KiB", "128MiB", "1GB"   */
+    ECF_OPT_T_ENUM,       /* char *, one of `choices` ("a|b|c")             */
+    ECF_OPT_T_LIST,       /* char ** NULL-terminated; YAML sequence of scalars */
+    ECF_OPT_T_MAP,        /* ecf_kv * terminated by key == NULL; nested map or
                                dotted keys "name.sub.key: value"               */
-    ECF_OPT_T_FILE,         /* char *, a file path; a relative one is taken
+    ECF_OPT_T_FILE,       /* char *, a file path; a relative one is taken
                                from the pipeline file's folder               */
 } ecf_opt_type;
 
@@ -248,49 +247,76 @@ typedef struct {
 
 #define ECF_REQUIRED 1
 #define ECF_OPTIONAL 0
-#define ECF_SECRET   2   /* never printed, never logged */
+#define ECF_SECRET 2 /* never printed, never logged */
 
 typedef struct {
-    const char  *name;
+    const char *name;
     ecf_opt_type type;
-    size_t       offset;     /* into the plugin's config struct            */
-    const char  *def;        /* default as YAML would spell it; NULL = none */
-    int          flags;      /* ECF_REQUIRED | ECF_SECRET                   */
-    double       min, max;   /* INT, DOUBLE, DURATION(s), SIZE; min > max = no range */
-    const char  *choices;    /* ENUM: "lz4|zstd|none"                       */
-    const char  *help;
+    size_t offset;       /* into the plugin's config struct            */
+    const char *def;     /* default as YAML would spell it; NULL = none */
+    int flags;           /* ECF_REQUIRED | ECF_SECRET                   */
+    double min, max;     /* INT, DOUBLE, DURATION(s), SIZE; min > max = no range */
+    const char *choices; /* ENUM: "lz4|zstd|none"                       */
+    const char *help;
 } ecf_option;
 
-#define ECF_OPT_STRING(n, T, f, d, fl, h) \
-    { n, ECF_OPT_T_STRING, offsetof(T, f), d, fl, 1, 0, NULL, h }
-#define ECF_OPT_INT(n, T, f, d, lo, hi, h) \
-    { n, ECF_OPT_T_INT, offsetof(T, f), d, 0, lo, hi, NULL, h }
-#define ECF_OPT_INT_REQ(n, T, f, lo, hi, h) \
-    { n, ECF_OPT_T_INT, offsetof(T, f), NULL, ECF_REQUIRED, lo, hi, NULL, h }
-#define ECF_OPT_DOUBLE(n, T, f, d, lo, hi, h) \
-    { n, ECF_OPT_T_DOUBLE, offsetof(T, f), d, 0, lo, hi, NULL, h }
-#define ECF_OPT_BOOL(n, T, f, d, h) \
-    { n, ECF_OPT_T_BOOL, offsetof(T, f), d, 0, 1, 0, NULL, h }
+#define ECF_OPT_STRING(n, T, f, d, fl, h)                         \
+    {                                                             \
+        n, ECF_OPT_T_STRING, offsetof(T, f), d, fl, 1, 0, NULL, h \
+    }
+#define ECF_OPT_INT(n, T, f, d, lo, hi, h)                      \
+    {                                                           \
+        n, ECF_OPT_T_INT, offsetof(T, f), d, 0, lo, hi, NULL, h \
+    }
+#define ECF_OPT_INT_REQ(n, T, f, lo, hi, h)                                   \
+    {                                                                         \
+        n, ECF_OPT_T_INT, offsetof(T, f), NULL, ECF_REQUIRED, lo, hi, NULL, h \
+    }
+#define ECF_OPT_DOUBLE(n, T, f, d, lo, hi, h)                      \
+    {                                                              \
+        n, ECF_OPT_T_DOUBLE, offsetof(T, f), d, 0, lo, hi, NULL, h \
+    }
+#define ECF_OPT_BOOL(n, T, f, d, h)                            \
+    {                                                          \
+        n, ECF_OPT_T_BOOL, offsetof(T, f), d, 0, 1, 0, NULL, h \
+    }
 /* Duration ranges are given in seconds. */
-#define ECF_OPT_DURATION(n, T, f, d, lo_s, hi_s, h) \
-    { n, ECF_OPT_T_DURATION, offsetof(T, f), d, 0, lo_s, hi_s, NULL, h }
-#define ECF_OPT_SIZE(n, T, f, d, lo, hi, h) \
-    { n, ECF_OPT_T_SIZE, offsetof(T, f), d, 0, lo, hi, NULL, h }
-#define ECF_OPT_ENUM(n, T, f, d, choices, h) \
-    { n, ECF_OPT_T_ENUM, offsetof(T, f), d, 0, 1, 0, choices, h }
-#define ECF_OPT_LIST(n, T, f, fl, h) \
-    { n, ECF_OPT_T_LIST, offsetof(T, f), NULL, fl, 1, 0, NULL, h }
-#define ECF_OPT_MAP(n, T, f, h) \
-    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, 0, 1, 0, NULL, h }
+#define ECF_OPT_DURATION(n, T, f, d, lo_s, hi_s, h)                      \
+    {                                                                    \
+        n, ECF_OPT_T_DURATION, offsetof(T, f), d, 0, lo_s, hi_s, NULL, h \
+    }
+#define ECF_OPT_SIZE(n, T, f, d, lo, hi, h)                      \
+    {                                                            \
+        n, ECF_OPT_T_SIZE, offsetof(T, f), d, 0, lo, hi, NULL, h \
+    }
+#define ECF_OPT_ENUM(n, T, f, d, choices, h)                      \
+    {                                                             \
+        n, ECF_OPT_T_ENUM, offsetof(T, f), d, 0, 1, 0, choices, h \
+    }
+#define ECF_OPT_LIST(n, T, f, fl, h)                               \
+    {                                                              \
+        n, ECF_OPT_T_LIST, offsetof(T, f), NULL, fl, 1, 0, NULL, h \
+    }
+#define ECF_OPT_MAP(n, T, f, h)                                  \
+    {                                                            \
+        n, ECF_OPT_T_MAP, offsetof(T, f), NULL, 0, 1, 0, NULL, h \
+    }
 /* 1.2, header only. A map whose values are secrets (librdkafka's SASL
  * passwords and TLS keys): ECF_SECRET on the whole map. The core never
  * prints a map's values (its messages name the key), and `inspect` marks
  * the option secret; the keys are not secret. Any 1.x core honours it. */
-#define ECF_OPT_SECRET_MAP(n, T, f, h) \
-    { n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h }
-#define ECF_OPT_FILE(n, T, f, d, fl, h) \
-    { n, ECF_OPT_T_FILE, offsetof(T, f), d, fl, 1, 0, NULL, h }
-#define ECF_OPT_END { NULL, (ecf_opt_type)0, 0, NULL, 0, 0, 0, NULL, NULL }
+#define ECF_OPT_SECRET_MAP(n, T, f, h)                                    \
+    {                                                                     \
+        n, ECF_OPT_T_MAP, offsetof(T, f), NULL, ECF_SECRET, 1, 0, NULL, h \
+    }
+#define ECF_OPT_FILE(n, T, f, d, fl, h)                         \
+    {                                                           \
+        n, ECF_OPT_T_FILE, offsetof(T, f), d, fl, 1, 0, NULL, h \
+    }
+#define ECF_OPT_END                                         \
+    {                                                       \
+        NULL, (ecf_opt_type)0, 0, NULL, 0, 0, 0, NULL, NULL \
+    }
 
 /* ---------------------------------------------------------------- plugin */
 
@@ -317,15 +343,15 @@ typedef struct {
 typedef struct ecf_plugin {
     uint32_t abi_major;
     uint32_t abi_minor;
-    uint32_t size;            /* sizeof(ecf_plugin) the plugin was built with */
+    uint32_t size; /* sizeof(ecf_plugin) the plugin was built with */
     const char *name;
-    ecf_kind    kind;
+    ecf_kind kind;
     const char *version;
     const char *summary;
     const char *const *ports; /* output ports, NULL-terminated; NULL = {"default"} */
-    size_t              config_size;
-    const ecf_option   *options;
-    int64_t             tick_interval_us;
+    size_t config_size;
+    const ecf_option *options;
+    int64_t tick_interval_us;
 
     ecf_status (*create)(ecf_stage *stage);
     ecf_status (*start)(ecf_stage *stage);
@@ -333,16 +359,15 @@ typedef struct ecf_plugin {
     ecf_status (*process)(ecf_stage *stage, ecf_batch *batch);
     ecf_status (*tick)(ecf_stage *stage, int64_t now_us);
     ecf_status (*flush)(ecf_stage *stage);
-    void       (*stop)(ecf_stage *stage);
-    void       (*destroy)(ecf_stage *stage);
+    void (*stop)(ecf_stage *stage);
+    void (*destroy)(ecf_stage *stage);
 
     /* Sinks that store source positions with their data (sink-iceberg keeps
      * Kafka offsets in each snapshot) say where a source should resume:
      * ECF_OK with *next_offset set, or ECF_ERR_UNAVAILABLE when they do not
      * know. Called from a source's thread while the sink runs, after the
      * sink's start: it must be thread-safe. Optional. */
-    ecf_status (*resume_position)(ecf_stage *stage, const char *topic, int32_t partition,
-                                  int64_t *next_offset);
+    ecf_status (*resume_position)(ecf_stage *stage, const char *topic, int32_t partition, int64_t *next_offset);
 } ecf_plugin;
 
 #define ECF_PLUGIN_ENTRY_SYMBOL "ecf_plugin_entry"
@@ -361,17 +386,11 @@ typedef const ecf_plugin *(*ecf_plugin_entry_fn)(void);
 #endif
 
 /* The one declaration a plugin writes; the ABI fields are filled for it. */
-#define ECF_PLUGIN_DEFINE(...)                                              \
-    static const ecf_plugin ecf_plugin_descriptor_ = {                      \
-        .abi_major = ECF_ABI_MAJOR,                                         \
-        .abi_minor = ECF_ABI_MINOR,                                         \
-        .size = sizeof(ecf_plugin),                                         \
-        __VA_ARGS__};                                                       \
-    ECF_EXTERN_C ECF_EXPORT const ecf_plugin *ecf_plugin_entry(void);       \
-    ECF_EXTERN_C ECF_EXPORT const ecf_plugin *ecf_plugin_entry(void)        \
-    {                                                                       \
-        return &ecf_plugin_descriptor_;                                     \
-    }
+#define ECF_PLUGIN_DEFINE(...)                                                                            \
+    static const ecf_plugin ecf_plugin_descriptor_ = {                                                    \
+        .abi_major = ECF_ABI_MAJOR, .abi_minor = ECF_ABI_MINOR, .size = sizeof(ecf_plugin), __VA_ARGS__}; \
+    ECF_EXTERN_C ECF_EXPORT const ecf_plugin *ecf_plugin_entry(void);                                     \
+    ECF_EXTERN_C ECF_EXPORT const ecf_plugin *ecf_plugin_entry(void) { return &ecf_plugin_descriptor_; }
 
 /* ---------------------------------------------------------------- host */
 
@@ -399,38 +418,37 @@ typedef const ecf_plugin *(*ecf_plugin_entry_fn)(void);
  *              because the core reads it from other threads unlocked.
  */
 struct ecf_host {
-    uint32_t size;        /* 1.0. sizeof(ecf_host) the core was built with */
-    uint32_t abi_major;   /* 1.0 */
-    uint32_t abi_minor;   /* 1.0 */
+    uint32_t size;      /* 1.0. sizeof(ecf_host) the core was built with */
+    uint32_t abi_major; /* 1.0 */
+    uint32_t abi_minor; /* 1.0 */
 
     /* ---- the stage */
     /* 1.0 [any]. The config struct the core filled; read-only. */
-    void       *(*config)(ecf_stage *s);
+    void *(*config)(ecf_stage *s);
     /* 1.0 [any]. What set_state stored. */
-    void       *(*state)(ecf_stage *s);
+    void *(*state)(ecf_stage *s);
     /* 1.0 [main]. A thread started later sees what was stored before. */
-    void        (*set_state)(ecf_stage *s, void *state);
+    void (*set_state)(ecf_stage *s, void *state);
     /* 1.0 [any]. The stage's name in the pipeline. */
     const char *(*name)(ecf_stage *s);
     /* 1.0 [any]. True on shutdown or once the stage failed. */
-    bool        (*should_stop)(ecf_stage *s);
+    bool (*should_stop)(ecf_stage *s);
     /* 1.0 [callback]. Why the running callback fails (ecf_error, ecf_fail):
      * the core prints it when the callback returns; it is not locked. */
-    void        (*set_error)(ecf_stage *s, const char *fmt, va_list ap);
+    void (*set_error)(ecf_stage *s, const char *fmt, va_list ap);
 
     /* 1.0 [any]. Logging (one line, written under a lock); never pass secrets. */
     void (*log)(ecf_stage *s, ecf_log_level level, const char *fmt, va_list ap);
 
     /* 1.0 [any]. Clocks in microseconds; tests may replace them. */
-    int64_t (*now_us)(ecf_stage *s);      /* wall clock, UNIX epoch */
+    int64_t (*now_us)(ecf_stage *s); /* wall clock, UNIX epoch */
     int64_t (*monotonic_us)(ecf_stage *s);
 
     /* ---- metrics: name is prefixed with "ecflow_" and labelled by stage */
     /* 1.0 [any]. Registration takes the registry's lock; usually done in
      * create or start, but a stage may add series as it learns of them
      * (source-kafka: one per partition, on its run thread). */
-    ecf_metric *(*metric)(ecf_stage *s, ecf_metric_kind kind, const char *name,
-                          const char *help);
+    ecf_metric *(*metric)(ecf_stage *s, ecf_metric_kind kind, const char *name, const char *help);
     /* 1.0 [any]. Updates are atomic. */
     void (*metric_add)(ecf_metric *m, double v);
     void (*metric_set)(ecf_metric *m, double v);
@@ -438,31 +456,31 @@ struct ecf_host {
 
     /* ---- batches */
     /* 1.0 [any]. From a locked pool; the caller becomes the batch's holder. */
-    ecf_batch   *(*batch_new)(ecf_stage *s);
+    ecf_batch *(*batch_new)(ecf_stage *s);
     /* 1.0 [holder]. */
-    ecf_status   (*batch_add)(ecf_batch *b, const ecf_message_init *m);
-    uint32_t     (*batch_count)(const ecf_batch *b);
+    ecf_status (*batch_add)(ecf_batch *b, const ecf_message_init *m);
+    uint32_t (*batch_count)(const ecf_batch *b);
     ecf_message *(*batch_message)(ecf_batch *b, uint32_t i);
-    size_t       (*batch_bytes)(const ecf_batch *b);
-    void         (*batch_release)(ecf_batch *b);
+    size_t (*batch_bytes)(const ecf_batch *b);
+    void (*batch_release)(ecf_batch *b);
     /* 1.0 [callback] of run, process, tick or flush, by the batch's holder.
      * A source may also emit from threads it started, while its run is
      * running: the core closes the stage's outputs when run returns (and
      * when flush returns, for a transform). The rings take many producers. */
-    ecf_status   (*emit)(ecf_stage *s, const char *port, ecf_batch *b);
-    ecf_status   (*try_emit)(ecf_stage *s, const char *port, ecf_batch *b);
+    ecf_status (*emit)(ecf_stage *s, const char *port, ecf_batch *b);
+    ecf_status (*try_emit)(ecf_stage *s, const char *port, ecf_batch *b);
 
     /* ---- acknowledgements */
     /* 1.0 [any]. Tokens are reference-counted with atomics. */
     ecf_token *(*token_new)(ecf_stage *s, ecf_settle_fn fn, void *user, uint64_t tag);
-    void       (*token_release)(ecf_token *t);
+    void (*token_release)(ecf_token *t);
     /* 1.0 [holder] of the message's batch: they take the token out of it. */
-    void       (*ack)(ecf_stage *s, ecf_message *m);
-    void       (*nack)(ecf_stage *s, ecf_message *m, ecf_status st, const char *reason);
+    void (*ack)(ecf_stage *s, ecf_message *m);
+    void (*nack)(ecf_stage *s, ecf_message *m, ecf_status st, const char *reason);
     ecf_token *(*hold)(ecf_stage *s, ecf_message *m);
     /* 1.0 [any]. A held token, exactly once; the source's settle callback
      * may run on this thread. */
-    void       (*settle)(ecf_stage *s, ecf_token *t, ecf_status st, const char *reason);
+    void (*settle)(ecf_stage *s, ecf_token *t, ecf_status st, const char *reason);
 
     /* ---- readiness: a stage says whether it can do its job now (e.g. its
      * broker answers); the pipeline is ready when every stage is. */
@@ -502,8 +520,7 @@ struct ecf_host {
      * records — so fall back to your own committed position. Sinks that
      * answer must therefore skip records below their stored position when
      * they are delivered again. */
-    ecf_status (*resume_position)(ecf_stage *s, const char *topic, int32_t partition,
-                                  int64_t *next_offset);
+    ecf_status (*resume_position)(ecf_stage *s, const char *topic, int32_t partition, int64_t *next_offset);
 
     /* 1.0 [any]. Whether any stage reads this port (an unread port's batches
      * are counted and dropped), so a plugin can choose another way to answer. */
@@ -518,14 +535,11 @@ struct ecf_host {
 
 /* 1.0. The public head of every stage handle; the rest is the core's. */
 typedef struct {
-    uint32_t        size;
+    uint32_t size;
     const ecf_host *host;
 } ecf_stage_head;
 
-static inline const ecf_host *ecf_host_of(ecf_stage *s)
-{
-    return ((const ecf_stage_head *)(const void *)s)->host;
-}
+static inline const ecf_host *ecf_host_of(ecf_stage *s) { return ((const ecf_stage_head *)(const void *)s)->host; }
 
 /* ---------------------------------------------------------------- wrappers */
 
@@ -576,8 +590,7 @@ static inline ECF_PRINTF(3, 4) ecf_status ecf_fail(ecf_stage *s, ecf_status st, 
     return st == ECF_OK ? ECF_ERR_INTERNAL : st;
 }
 
-static inline ecf_metric *ecf_metric_new(ecf_stage *s, ecf_metric_kind k, const char *name,
-                                         const char *help)
+static inline ecf_metric *ecf_metric_new(ecf_stage *s, ecf_metric_kind k, const char *name, const char *help)
 {
     return ecf_host_of(s)->metric(s, k, name, help);
 }
@@ -620,26 +633,14 @@ static inline ecf_status ecf_batch_add(ecf_stage *s, ecf_batch *b, const ecf_mes
 {
     return ecf_host_of(s)->batch_add(b, m);
 }
-static inline uint32_t ecf_batch_count(ecf_stage *s, const ecf_batch *b)
-{
-    return ecf_host_of(s)->batch_count(b);
-}
+static inline uint32_t ecf_batch_count(ecf_stage *s, const ecf_batch *b) { return ecf_host_of(s)->batch_count(b); }
 static inline ecf_message *ecf_batch_message(ecf_stage *s, ecf_batch *b, uint32_t i)
 {
     return ecf_host_of(s)->batch_message(b, i);
 }
-static inline size_t ecf_batch_bytes(ecf_stage *s, const ecf_batch *b)
-{
-    return ecf_host_of(s)->batch_bytes(b);
-}
-static inline void ecf_batch_release(ecf_stage *s, ecf_batch *b)
-{
-    ecf_host_of(s)->batch_release(b);
-}
-static inline void ecf_token_release(ecf_stage *s, ecf_token *t)
-{
-    ecf_host_of(s)->token_release(t);
-}
+static inline size_t ecf_batch_bytes(ecf_stage *s, const ecf_batch *b) { return ecf_host_of(s)->batch_bytes(b); }
+static inline void ecf_batch_release(ecf_stage *s, ecf_batch *b) { ecf_host_of(s)->batch_release(b); }
+static inline void ecf_token_release(ecf_stage *s, ecf_token *t) { ecf_host_of(s)->token_release(t); }
 /* A no-op on a host older than 1.1. */
 static inline void ecf_metric_status(ecf_stage *s, ecf_metric *m, const char *label)
 {
@@ -648,18 +649,9 @@ static inline void ecf_metric_status(ecf_stage *s, ecf_metric *m, const char *la
         h->metric_status(s, m, label);
 }
 
-static inline void ecf_metric_add(ecf_stage *s, ecf_metric *m, double v)
-{
-    ecf_host_of(s)->metric_add(m, v);
-}
-static inline void ecf_metric_set(ecf_stage *s, ecf_metric *m, double v)
-{
-    ecf_host_of(s)->metric_set(m, v);
-}
-static inline void ecf_metric_observe(ecf_stage *s, ecf_metric *m, double v)
-{
-    ecf_host_of(s)->metric_observe(m, v);
-}
+static inline void ecf_metric_add(ecf_stage *s, ecf_metric *m, double v) { ecf_host_of(s)->metric_add(m, v); }
+static inline void ecf_metric_set(ecf_stage *s, ecf_metric *m, double v) { ecf_host_of(s)->metric_set(m, v); }
+static inline void ecf_metric_observe(ecf_stage *s, ecf_metric *m, double v) { ecf_host_of(s)->metric_observe(m, v); }
 
 static inline ecf_status ecf_declare_schema(ecf_stage *s, const char *port, struct ArrowSchema *schema)
 {
@@ -678,8 +670,7 @@ static inline const struct ArrowArray *ecf_batch_records(ecf_stage *s, const ecf
 {
     return ecf_host_of(s)->batch_records(b);
 }
-static inline ecf_status ecf_resume_position(ecf_stage *s, const char *topic, int32_t partition,
-                                             int64_t *next_offset)
+static inline ecf_status ecf_resume_position(ecf_stage *s, const char *topic, int32_t partition, int64_t *next_offset)
 {
     return ecf_host_of(s)->resume_position(s, topic, partition, next_offset);
 }
@@ -687,10 +678,7 @@ static inline bool ecf_port_connected(ecf_stage *s, const char *port)
 {
     return ecf_host_of(s)->port_connected(s, port);
 }
-static inline uint32_t ecf_batch_input(ecf_stage *s, const ecf_batch *b)
-{
-    return ecf_host_of(s)->batch_input(b);
-}
+static inline uint32_t ecf_batch_input(ecf_stage *s, const ecf_batch *b) { return ecf_host_of(s)->batch_input(b); }
 
 /* Acknowledge every message of a batch at once (sinks after a durable write). */
 static inline void ecf_batch_ack_all(ecf_stage *s, ecf_batch *b)
@@ -710,9 +698,9 @@ static inline void ecf_batch_nack_all(ecf_stage *s, ecf_batch *b, ecf_status st,
 static inline const char *ecf_status_str(ecf_status st)
 {
     static const char *const names[ECF_STATUS_COUNT_] = {
-        "ok", "invalid input", "configuration error", "I/O error", "unavailable",
-        "timed out", "backpressure", "out of memory", "stopped", "dropped",
-        "fatal error", "internal error",
+        "ok",          "invalid input", "configuration error", "I/O error",
+        "unavailable", "timed out",     "backpressure",        "out of memory",
+        "stopped",     "dropped",       "fatal error",         "internal error",
     };
     return (unsigned)st < ECF_STATUS_COUNT_ ? names[st] : "unknown status";
 }

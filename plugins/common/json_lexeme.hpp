@@ -14,12 +14,10 @@
 #include <cstdint>
 #include <string_view>
 
-namespace ecf_json {
-
-inline bool is_ws(uint8_t c)
+namespace ecf_json
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
+
+inline bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 inline const char *short_message(simdjson::error_code e)
 {
@@ -84,8 +82,7 @@ inline std::string_view scalar_token(std::string_view tok)
 /* The offset simdjson's stage 1 cannot give, for an error `e` in p[begin,
  * end): scan by hand, only on errors. An unterminated string is blamed on
  * its opening quote; `none` when nothing is found. */
-inline size_t locate_stage1(const uint8_t *p, size_t begin, size_t end, simdjson::error_code e,
-                            size_t none)
+inline size_t locate_stage1(const uint8_t *p, size_t begin, size_t end, simdjson::error_code e, size_t none)
 {
     bool in_string = false;
     size_t quote = begin;
@@ -101,8 +98,7 @@ inline size_t locate_stage1(const uint8_t *p, size_t begin, size_t end, simdjson
             uint32_t cp = (c & (0x7F >> n));
             for (size_t k = 1; k < n; k++)
                 cp = (cp << 6) | (p[i + k] & 0x3F);
-            if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-                (cp >= 0xD800 && cp <= 0xDFFF))
+            if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
                 return i;
             i += n - 1;
             continue;

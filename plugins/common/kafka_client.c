@@ -6,8 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#define PROBE_INTERVAL_US  (1000 * 1000)
-#define PROBE_TIMEOUT_MS   250
+#define PROBE_INTERVAL_US (1000 * 1000)
+#define PROBE_TIMEOUT_MS 250
 #define ERROR_LOG_QUIET_US (30LL * 1000 * 1000)
 
 /* ---------------------------------------------------------------- options */
@@ -24,17 +24,16 @@ static bool conf_set_common(ecf_stage *stage, rd_kafka_conf_t *conf, const kc_co
 {
     char client_id[256];
     snprintf(client_id, sizeof client_id, "ecflow-%s", ecf_name(stage));
-    return ecf_rdkafka_conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap)
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
-        /*
+    return ecf_rdkafka_conf_set(stage, conf, "bootstrap", "bootstrap.servers", cfg->bootstrap) &&
+           ecf_rdkafka_conf_set(stage, conf, "kafka.client.id", "client.id", client_id)
+           /*
          * librdkafka's 10s default means a returning broker is found that
          * late (and a producer checks a down broker's records against its
          * delivery timeout only that often); 1s is the Java client's default.
          */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.reconnect.backoff.max.ms",
-                                "reconnect.backoff.max.ms", "1000")
-        /* Logs reach us through a queue we poll, on our threads, never librdkafka's. */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
+           && ecf_rdkafka_conf_set(stage, conf, "kafka.reconnect.backoff.max.ms", "reconnect.backoff.max.ms", "1000")
+           /* Logs reach us through a queue we poll, on our threads, never librdkafka's. */
+           && ecf_rdkafka_conf_set(stage, conf, "kafka.log.queue", "log.queue", "true");
 }
 
 rd_kafka_conf_t *kc_conf_new(ecf_stage *stage, const kc_config *cfg)
@@ -46,8 +45,7 @@ rd_kafka_conf_t *kc_conf_new(ecf_stage *stage, const kc_config *cfg)
     return NULL;
 }
 
-bool kc_conf_passthrough(ecf_stage *stage, rd_kafka_conf_t *conf, const kc_config *cfg,
-                         kc_key_check allowed)
+bool kc_conf_passthrough(ecf_stage *stage, rd_kafka_conf_t *conf, const kc_config *cfg, kc_key_check allowed)
 {
     for (const ecf_kv *kv = cfg->kafka; kv && kv->key; kv++) {
         char origin[256];
@@ -94,10 +92,7 @@ void kc_sleep_us(int64_t us)
 
 /* ---------------------------------------------------------------- logs */
 
-static bool fac_is(const char *fac, const char *name)
-{
-    return strcmp(fac, name) == 0;
-}
+static bool fac_is(const char *fac, const char *name) { return strcmp(fac, name) == 0; }
 
 /* librdkafka logs at syslog levels; some facilities say what we report already. */
 static ecf_log_level log_level_of(int level, const char *fac)
@@ -129,8 +124,7 @@ void kc_fatal_reason(rd_kafka_t *rk, char *buf, size_t size)
 
 /* ---------------------------------------------------------------- client */
 
-void kc_client_init(kc_client *c, ecf_stage *stage, const kc_config *cfg, bool ready,
-                    const char *unready_note)
+void kc_client_init(kc_client *c, ecf_stage *stage, const kc_config *cfg, bool ready, const char *unready_note)
 {
     memset(c, 0, sizeof *c);
     c->stage = stage;
@@ -139,10 +133,7 @@ void kc_client_init(kc_client *c, ecf_stage *stage, const kc_config *cfg, bool r
     atomic_init(&c->ready, ready);
 }
 
-bool kc_ready(kc_client *c)
-{
-    return atomic_load(&c->ready);
-}
+bool kc_ready(kc_client *c) { return atomic_load(&c->ready); }
 
 void kc_set_ready(kc_client *c, bool ready)
 {
@@ -152,8 +143,7 @@ void kc_set_ready(kc_client *c, bool ready)
     if (ready)
         ecf_log(c->stage, ECF_LOG_INFO, "Kafka brokers reachable; ready");
     else
-        ecf_log(c->stage, ECF_LOG_WARN, "Kafka brokers unreachable; not ready%s",
-                c->unready_note);
+        ecf_log(c->stage, ECF_LOG_WARN, "Kafka brokers unreachable; not ready%s", c->unready_note);
 }
 
 void kc_probe(kc_client *c, rd_kafka_t *rk, int64_t now_us)
@@ -199,8 +189,8 @@ void kc_log_error(kc_client *c, rd_kafka_resp_err_t err, const char *why)
         return;
     }
     if (same && c->quiet[slot].suppressed)
-        ecf_log(c->stage, ECF_LOG_WARN, "Kafka: %s (%" PRIu64 " more like it since last said)",
-                why, c->quiet[slot].suppressed);
+        ecf_log(c->stage, ECF_LOG_WARN, "Kafka: %s (%" PRIu64 " more like it since last said)", why,
+                c->quiet[slot].suppressed);
     else
         ecf_log(c->stage, ECF_LOG_WARN, "Kafka: %s", why);
     c->quiet[slot].err = err;
@@ -223,22 +213,22 @@ ecf_status kc_no_broker(kc_client *c, rd_kafka_resp_err_t err, const char *note)
     if (cfg->require_broker)
         return ecf_fail(c->stage, ECF_ERR_UNAVAILABLE, "no Kafka broker answered at '%s' within %.1fs: %s",
                         cfg->bootstrap, (double)cfg->connect_timeout_us / 1e6, detail);
-    ecf_log(c->stage, ECF_LOG_WARN, "no Kafka broker answered at '%s' yet (%s); starting not "
-            "ready and retrying%s", cfg->bootstrap, detail, note ? note : "");
+    ecf_log(c->stage, ECF_LOG_WARN,
+            "no Kafka broker answered at '%s' yet (%s); starting not "
+            "ready and retrying%s",
+            cfg->bootstrap, detail, note ? note : "");
     return ECF_OK;
 }
 
 /* ---------------------------------------------------------------- metadata */
 
-rd_kafka_resp_err_t kc_list_topics(rd_kafka_t *rk, int timeout_ms,
-                                   const struct rd_kafka_metadata **md)
+rd_kafka_resp_err_t kc_list_topics(rd_kafka_t *rk, int timeout_ms, const struct rd_kafka_metadata **md)
 {
     *md = NULL;
     return rd_kafka_metadata(rk, 1, NULL, md, timeout_ms);
 }
 
-const struct rd_kafka_metadata_topic *kc_find_topic(const struct rd_kafka_metadata *md,
-                                                    const char *topic)
+const struct rd_kafka_metadata_topic *kc_find_topic(const struct rd_kafka_metadata *md, const char *topic)
 {
     for (int i = 0; i < md->topic_cnt; i++) {
         if (strcmp(md->topics[i].topic, topic) == 0)

@@ -24,10 +24,10 @@
 
 /* The options every Kafka stage has, embedded in each plugin's config. */
 typedef struct {
-    char    *bootstrap;
-    int64_t  connect_timeout_us;
-    bool     require_broker;
-    ecf_kv  *kafka;            /* librdkafka properties passed verbatim */
+    char *bootstrap;
+    int64_t connect_timeout_us;
+    bool require_broker;
+    ecf_kv *kafka; /* librdkafka properties passed verbatim */
 } kc_config;
 
 /*
@@ -36,19 +36,19 @@ typedef struct {
  * and KC_OPT_KAFKA last, so "the options above" in its help are all of them:
  *     KC_OPTIONS(kafka_config, client), ...the plugin's own..., KC_OPT_KAFKA(kafka_config, client)
  */
-#define KC_OPTIONS(T, m)                                                                     \
-    ECF_OPT_STRING("bootstrap", T, m.bootstrap, NULL, ECF_REQUIRED,                          \
+#define KC_OPTIONS(T, m)                                                                      \
+    ECF_OPT_STRING("bootstrap", T, m.bootstrap, NULL, ECF_REQUIRED,                           \
                    "brokers as host:port[,host:port...]; pipelines pass ${KAFKA_BOOTSTRAP}"), \
-    ECF_OPT_DURATION("connect_timeout", T, m.connect_timeout_us, "10s", 0.1, 3600,           \
-                     "how long start waits for a broker to answer"),                         \
-    ECF_OPT_BOOL("require_broker", T, m.require_broker, "true",                              \
-                 "fail start when no broker answers within connect_timeout; "                \
-                 "false = start not ready and keep trying")
+        ECF_OPT_DURATION("connect_timeout", T, m.connect_timeout_us, "10s", 0.1, 3600,        \
+                         "how long start waits for a broker to answer"),                      \
+        ECF_OPT_BOOL("require_broker", T, m.require_broker, "true",                           \
+                     "fail start when no broker answers within connect_timeout; "             \
+                     "false = start not ready and keep trying")
 /* `kafka` carries SASL passwords and TLS keys: a secret map, whose values
  * the core never prints (the keys are not secret). */
-#define KC_OPT_KAFKA(T, m)                                              \
-    ECF_OPT_SECRET_MAP("kafka", T, m.kafka,                             \
-                       "librdkafka properties passed verbatim, e.g. "   \
+#define KC_OPT_KAFKA(T, m)                                            \
+    ECF_OPT_SECRET_MAP("kafka", T, m.kafka,                           \
+                       "librdkafka properties passed verbatim, e.g. " \
                        "kafka.security.protocol: SASL_SSL; they win over the options above")
 
 /* Checks the common options; ECF_OK or what ecf_error() returned. */
@@ -69,8 +69,7 @@ typedef bool (*kc_key_check)(ecf_stage *stage, const ecf_kv *kv);
  * name the option as the user wrote it (`kafka.linger.ms`). False after
  * ecf_error(): the caller destroys conf.
  */
-bool kc_conf_passthrough(ecf_stage *stage, rd_kafka_conf_t *conf, const kc_config *cfg,
-                         kc_key_check allowed);
+bool kc_conf_passthrough(ecf_stage *stage, rd_kafka_conf_t *conf, const kc_config *cfg, kc_key_check allowed);
 
 /* "a, b, c": the names of the `kafka` keys for a log line (values may be
  * secrets); "" when there are none. Returns buf. */
@@ -85,8 +84,8 @@ const char *kc_passthrough_keys(const kc_config *cfg, char *buf, size_t size);
  */
 int64_t kc_mono_us(void);
 /* µs -> a librdkafka timeout in ms, rounded up, at most INT32_MAX. */
-int     kc_ms(int64_t us);
-void    kc_sleep_us(int64_t us);
+int kc_ms(int64_t us);
+void kc_sleep_us(int64_t us);
 
 /* ---------------------------------------------------------------- logs */
 
@@ -106,21 +105,20 @@ void kc_fatal_reason(rd_kafka_t *rk, char *buf, size_t size);
  * thread); readiness may be read and set from any.
  */
 typedef struct {
-    ecf_stage       *stage;
+    ecf_stage *stage;
     const kc_config *cfg;
-    const char      *unready_note;  /* ends the "not ready" log line */
-    atomic_bool      ready;
-    int64_t          next_probe_us;
-    char             last_error[256]; /* librdkafka's last word, for start's message */
+    const char *unready_note; /* ends the "not ready" log line */
+    atomic_bool ready;
+    int64_t next_probe_us;
+    char last_error[256]; /* librdkafka's last word, for start's message */
     struct {
         rd_kafka_resp_err_t err;
-        int64_t             said_us;  /* 0 = slot unused */
-        uint64_t            suppressed;
-    } quiet[KC_ERROR_KINDS];        /* one slot per error code */
+        int64_t said_us; /* 0 = slot unused */
+        uint64_t suppressed;
+    } quiet[KC_ERROR_KINDS]; /* one slot per error code */
 } kc_client;
 
-void kc_client_init(kc_client *c, ecf_stage *stage, const kc_config *cfg, bool ready,
-                    const char *unready_note);
+void kc_client_init(kc_client *c, ecf_stage *stage, const kc_config *cfg, bool ready, const char *unready_note);
 
 bool kc_ready(kc_client *c);
 /* Tells the core and logs, when it changes. */
@@ -162,11 +160,9 @@ ecf_status kc_no_broker(kc_client *c, rd_kafka_resp_err_t err, const char *note)
  * with auto-creation on create it, behind the pipeline's back. On success
  * the caller frees *md with rd_kafka_metadata_destroy().
  */
-rd_kafka_resp_err_t kc_list_topics(rd_kafka_t *rk, int timeout_ms,
-                                   const struct rd_kafka_metadata **md);
+rd_kafka_resp_err_t kc_list_topics(rd_kafka_t *rk, int timeout_ms, const struct rd_kafka_metadata **md);
 
 /* The topic's entry if the listing has it without error, else NULL. */
-const struct rd_kafka_metadata_topic *kc_find_topic(const struct rd_kafka_metadata *md,
-                                                    const char *topic);
+const struct rd_kafka_metadata_topic *kc_find_topic(const struct rd_kafka_metadata *md, const char *topic);
 
 #endif

@@ -37,8 +37,8 @@ static void mask_value(const char *errstr, const char *value, char *out, size_t 
 }
 
 /* Sets one property; `origin` names the option the user wrote for the error. */
-bool ecf_rdkafka_conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                          const char *key, const char *value)
+bool ecf_rdkafka_conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin, const char *key,
+                          const char *value)
 {
     char errstr[512];
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
@@ -49,8 +49,7 @@ bool ecf_rdkafka_conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *o
     return false;
 }
 
-bool ecf_rdkafka_conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                              const char *key, int64_t v)
+bool ecf_rdkafka_conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin, const char *key, int64_t v)
 {
     char buf[32];
     snprintf(buf, sizeof buf, "%" PRId64, v);

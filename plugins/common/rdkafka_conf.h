@@ -10,7 +10,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-bool ecf_rdkafka_conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                          const char *key, const char *value);
-bool ecf_rdkafka_conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                              const char *key, int64_t v);
+bool ecf_rdkafka_conf_set(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin, const char *key,
+                          const char *value);
+bool ecf_rdkafka_conf_set_int(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin, const char *key, int64_t v);

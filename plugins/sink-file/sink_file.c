@@ -13,8 +13,8 @@
 
 typedef struct {
     char *path;
-    bool  fsync;
-    bool  append;
+    bool fsync;
+    bool append;
     int64_t buffer_size;
 } file_config;
 
@@ -22,8 +22,7 @@ static const ecf_option file_options[] = {
     ECF_OPT_STRING("path", file_config, path, "-", 0, "output file; \"-\" = standard output"),
     ECF_OPT_BOOL("fsync", file_config, fsync, "false", "fsync after every batch before acking"),
     ECF_OPT_BOOL("append", file_config, append, "true", "append to an existing file instead of truncating it"),
-    ECF_OPT_SIZE("buffer_size", file_config, buffer_size, "1MiB", 4096, 1073741824,
-                 "bytes gathered before a write(2)"),
+    ECF_OPT_SIZE("buffer_size", file_config, buffer_size, "1MiB", 4096, 1073741824, "bytes gathered before a write(2)"),
     ECF_OPT_END,
 };
 
@@ -57,8 +56,8 @@ static ecf_status file_start(ecf_stage *stage)
         st->owns_fd = true;
     }
     st->buf = malloc((size_t)cfg->buffer_size);
-    st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "file_bytes_written_total",
-                                 "Bytes written to the output file");
+    st->m_bytes =
+        ecf_metric_new(stage, ECF_METRIC_COUNTER, "file_bytes_written_total", "Bytes written to the output file");
     return ECF_OK;
 }
 
@@ -137,16 +136,7 @@ static void file_destroy(ecf_stage *stage)
     free(st);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name = "sink-file",
-    .kind = ECF_SINK,
-    .version = "1.0.0",
-    .summary = "Writes messages as NDJSON to a file or stdout; acks after the write (and fsync)",
-    .config_size = sizeof(file_config),
-    .options = file_options,
-    .create = file_create,
-    .start = file_start,
-    .process = file_process,
-    .stop = file_stop,
-    .destroy = file_destroy,
-)
+ECF_PLUGIN_DEFINE(.name = "sink-file", .kind = ECF_SINK, .version = "1.0.0",
+                  .summary = "Writes messages as NDJSON to a file or stdout; acks after the write (and fsync)",
+                  .config_size = sizeof(file_config), .options = file_options, .create = file_create,
+                  .start = file_start, .process = file_process, .stop = file_stop, .destroy = file_destroy, )

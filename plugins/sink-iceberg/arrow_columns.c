@@ -53,18 +53,18 @@ static inline const uint8_t *bytes_at(const struct ArrowArray *a, arrow_kind k, 
     return data + o[i];
 }
 
-void arrow_append_column(pq_writer *w, int c, const struct ArrowArray *a, arrow_kind kind,
-                         int64_t parent_offset, const uint32_t *rows, uint32_t n, ice_type to)
+void arrow_append_column(pq_writer *w, int c, const struct ArrowArray *a, arrow_kind kind, int64_t parent_offset,
+                         const uint32_t *rows, uint32_t n, ice_type to)
 {
     const bool nulls = a->buffers[0] && a->null_count != 0;
-#define EACH(put)                                           \
-    for (uint32_t r = 0; r < n; r++) {                      \
-        int64_t i = parent_offset + rows[r];                \
-        if (nulls && !arrow_valid(a, i)) {                  \
-            pq_put_null(w, c);                              \
-            continue;                                       \
-        }                                                   \
-        put;                                                \
+#define EACH(put)                            \
+    for (uint32_t r = 0; r < n; r++) {       \
+        int64_t i = parent_offset + rows[r]; \
+        if (nulls && !arrow_valid(a, i)) {   \
+            pq_put_null(w, c);               \
+            continue;                        \
+        }                                    \
+        put;                                 \
     }
     switch (kind) {
     case AC_UTF8:

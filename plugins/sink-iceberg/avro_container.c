@@ -65,7 +65,7 @@ void avro_writer_free(avro_writer *w)
 
 typedef struct {
     const uint8_t *p, *end;
-    bool           bad;
+    bool bad;
 } cursor;
 
 static int64_t rd_long(cursor *c)
@@ -98,10 +98,10 @@ static const uint8_t *rd_bytes(cursor *c, size_t *n)
 }
 
 typedef struct {
-    GPtrArray  *arena;
+    GPtrArray *arena;
     GHashTable *named; /* name -> av_schema* */
-    char       *err;
-    size_t      errcap;
+    char *err;
+    size_t errcap;
 } parse_ctx;
 
 static void *arena_new(GPtrArray *arena, size_t size)
@@ -124,10 +124,9 @@ static av_schema *primitive(parse_ctx *x, const char *name, const char *ns)
 {
     static const struct {
         const char *name;
-        av_kind     kind;
-    } prims[] = {{"null", AV_NULL},   {"boolean", AV_BOOLEAN}, {"int", AV_INT},
-                 {"long", AV_LONG},   {"float", AV_FLOAT},     {"double", AV_DOUBLE},
-                 {"bytes", AV_BYTES}, {"string", AV_STRING}};
+        av_kind kind;
+    } prims[] = {{"null", AV_NULL},   {"boolean", AV_BOOLEAN}, {"int", AV_INT},     {"long", AV_LONG},
+                 {"float", AV_FLOAT}, {"double", AV_DOUBLE},   {"bytes", AV_BYTES}, {"string", AV_STRING}};
     for (size_t i = 0; i < G_N_ELEMENTS(prims); i++)
         if (strcmp(prims[i].name, name) == 0) {
             av_schema *s = arena_new(x->arena, sizeof *s);

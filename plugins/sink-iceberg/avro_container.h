@@ -33,10 +33,10 @@ static inline void avro_union(byte_buf *b, int branch) { bb_zigzag(b, branch); }
 
 /* ---- container writer ---- */
 typedef struct {
-    byte_buf out;     /* the whole file, once finished */
-    byte_buf block;   /* records of the current block */
-    int64_t  block_count;
-    uint8_t  sync[16];
+    byte_buf out;   /* the whole file, once finished */
+    byte_buf block; /* records of the current block */
+    int64_t block_count;
+    uint8_t sync[16];
 } avro_writer;
 
 /* meta: key, value, key, value, ..., NULL (values are strings). */
@@ -49,50 +49,62 @@ void avro_writer_free(avro_writer *w);
 
 /* ---- generic reader ---- */
 typedef enum {
-    AV_NULL, AV_BOOLEAN, AV_INT, AV_LONG, AV_FLOAT, AV_DOUBLE, AV_BYTES, AV_STRING,
-    AV_RECORD, AV_ENUM, AV_ARRAY, AV_MAP, AV_UNION, AV_FIXED,
+    AV_NULL,
+    AV_BOOLEAN,
+    AV_INT,
+    AV_LONG,
+    AV_FLOAT,
+    AV_DOUBLE,
+    AV_BYTES,
+    AV_STRING,
+    AV_RECORD,
+    AV_ENUM,
+    AV_ARRAY,
+    AV_MAP,
+    AV_UNION,
+    AV_FIXED,
 } av_kind;
 
 typedef struct av_schema av_schema;
 typedef struct {
-    char      *name;
-    int        field_id; /* -1 when absent */
+    char *name;
+    int field_id; /* -1 when absent */
     av_schema *type;
 } av_field;
 
 struct av_schema {
-    av_kind     kind;
-    char       *name;     /* named types */
-    int         n_fields; /* record */
-    av_field   *fields;
-    av_schema  *items;    /* array items, map values */
-    int         n_branches;
+    av_kind kind;
+    char *name;   /* named types */
+    int n_fields; /* record */
+    av_field *fields;
+    av_schema *items; /* array items, map values */
+    int n_branches;
     av_schema **branches; /* union */
-    int         size;     /* fixed */
-    int         n_symbols;
-    char      **symbols;  /* enum */
+    int size;             /* fixed */
+    int n_symbols;
+    char **symbols; /* enum */
 };
 
 typedef struct av_value av_value;
 struct av_value {
-    av_kind          kind;   /* after union resolution: the branch taken */
+    av_kind kind;            /* after union resolution: the branch taken */
     const av_schema *schema; /* likewise */
-    int64_t          l;      /* boolean, int, long, enum index */
-    double           d;
-    const uint8_t   *p;      /* bytes, string, fixed: points into the file data */
-    size_t           n;
-    av_value        *items;  /* record: one per field; array: elements; map: key,value pairs */
-    size_t           n_items;
+    int64_t l;               /* boolean, int, long, enum index */
+    double d;
+    const uint8_t *p; /* bytes, string, fixed: points into the file data */
+    size_t n;
+    av_value *items; /* record: one per field; array: elements; map: key,value pairs */
+    size_t n_items;
 };
 
 typedef struct {
-    byte_buf   data;      /* decompressed blocks keep values' bytes alive */
+    byte_buf data; /* decompressed blocks keep values' bytes alive */
     av_schema *schema;
-    char     **meta_keys; /* NULL-terminated */
-    char     **meta_values;
-    av_value  *records;
-    size_t     n_records;
-    void      *arena;     /* internal */
+    char **meta_keys; /* NULL-terminated */
+    char **meta_values;
+    av_value *records;
+    size_t n_records;
+    void *arena; /* internal */
 } avro_file;
 
 bool avro_file_read(const uint8_t *p, size_t n, avro_file *out, char *err, size_t errcap);

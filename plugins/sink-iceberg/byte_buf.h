@@ -11,8 +11,8 @@
 
 typedef struct {
     uint8_t *data;
-    size_t   len;
-    size_t   cap;
+    size_t len;
+    size_t cap;
 } byte_buf;
 
 static inline void bb_reserve(byte_buf *b, size_t extra)
@@ -69,10 +69,7 @@ static inline void bb_uvarint(byte_buf *b, uint64_t v)
     b->data[b->len++] = (uint8_t)v;
 }
 
-static inline void bb_zigzag(byte_buf *b, int64_t v)
-{
-    bb_uvarint(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-}
+static inline void bb_zigzag(byte_buf *b, int64_t v) { bb_uvarint(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
 
 static inline void bb_str(byte_buf *b, const char *s) { bb_append(b, s, strlen(s)); }
 

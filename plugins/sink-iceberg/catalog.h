@@ -28,20 +28,20 @@ typedef struct rest_catalog rest_catalog; /* catalog_rest.h */
 
 /* Which table: a location (file catalog) or a REST identifier. */
 typedef struct {
-    file_io      *io;       /* data, manifests (and, file catalog, metadata) */
-    const char   *location; /* file catalog: the table's location */
-    rest_catalog *rest;     /* REST: the catalog; location comes from it */
-    const char   *ns, *name;
+    file_io *io;          /* data, manifests (and, file catalog, metadata) */
+    const char *location; /* file catalog: the table's location */
+    rest_catalog *rest;   /* REST: the catalog; location comes from it */
+    const char *ns, *name;
 } catalog_ref;
 
 typedef struct {
-    file_io       *io;
-    rest_catalog  *rest;
-    char          *ns, *name;     /* REST identifier */
-    char          *location;      /* table location (REST: once loaded or created) */
-    int            version;       /* file: N of the loaded metadata; REST: 1 once loaded; 0: no table */
-    int            hint;          /* file: what version-hint.text said at the load; 0: none */
-    char          *metadata_file; /* the loaded metadata's location */
+    file_io *io;
+    rest_catalog *rest;
+    char *ns, *name;     /* REST identifier */
+    char *location;      /* table location (REST: once loaded or created) */
+    int version;         /* file: N of the loaded metadata; REST: 1 once loaded; 0: no table */
+    int hint;            /* file: what version-hint.text said at the load; 0: none */
+    char *metadata_file; /* the loaded metadata's location */
     table_metadata meta;
 } catalog_table;
 

@@ -153,10 +153,7 @@ int catalog_load(catalog_table *t, char **err)
     return t->rest ? rest_catalog_load(t->rest, t, err) : catalog_file_load(t, err);
 }
 
-bool catalog_repair_hint(catalog_table *t)
-{
-    return t->rest ? true : catalog_file_repair_hint(t);
-}
+bool catalog_repair_hint(catalog_table *t) { return t->rest ? true : catalog_file_repair_hint(t); }
 
 fio_result catalog_commit(catalog_table *t, table_metadata *next, char **err)
 {

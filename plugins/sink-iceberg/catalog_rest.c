@@ -10,18 +10,18 @@
 struct rest_catalog {
     http_client *http;
     http_client_options hopt;
-    char   *uri;        /* no trailing '/' */
-    char   *base;       /* <uri>/v1[/<prefix>] */
-    char   *warehouse;
-    char   *credential; /* secret */
-    char   *oauth2_uri;
-    char   *scope;
+    char *uri;  /* no trailing '/' */
+    char *base; /* <uri>/v1[/<prefix>] */
+    char *warehouse;
+    char *credential; /* secret */
+    char *oauth2_uri;
+    char *scope;
     /* the token: the stage's thread commits while a source's thread may load
      * the table (resume positions), so it is guarded */
-    GMutex  auth_lock;
-    char   *auth;       /* "Authorization: Bearer ..." (secret), NULL without auth */
+    GMutex auth_lock;
+    char *auth;              /* "Authorization: Bearer ..." (secret), NULL without auth */
     int64_t auth_expires_us; /* monotonic; 0: does not expire (or unknown) */
-    char  **headers;    /* extra */
+    char **headers;          /* extra */
 };
 
 /* ------------------------------------------------------------ JSON helpers */
@@ -55,9 +55,10 @@ static char *describe(const char *what, const http_resp *r)
         return g_strdup_printf("%s: %s", what, r->error ? r->error : "no answer");
     g_autoptr(JsonNode) root = parse_json(&r->body);
     JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-    JsonObject *e = o && json_object_has_member(o, "error") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "error"))
-                        ? json_object_get_object_member(o, "error")
-                        : NULL;
+    JsonObject *e =
+        o && json_object_has_member(o, "error") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "error"))
+            ? json_object_get_object_member(o, "error")
+            : NULL;
     const char *type = e ? json_object_get_string_member_with_default(e, "type", NULL) : NULL;
     const char *msg = e ? json_object_get_string_member_with_default(e, "message", NULL) : NULL;
     if (!msg && o)
@@ -84,8 +85,8 @@ static bool fetch_token(rest_catalog *c, char **err)
     g_autofree char *eid = http_escape(id, false);
     g_autofree char *esecret = http_escape(colon ? colon + 1 : c->credential, false);
     g_autofree char *escope = http_escape(c->scope, false);
-    g_autofree char *form = g_strdup_printf("grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s",
-                                            eid, esecret, escope);
+    g_autofree char *form =
+        g_strdup_printf("grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s", eid, esecret, escope);
     const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     http_req r = {.method = "POST", .url = c->oauth2_uri, .headers = headers, .body = form, .body_len = strlen(form)};
     http_resp resp = {0};
@@ -116,8 +117,8 @@ static bool fetch_token(rest_catalog *c, char **err)
 
 static bool token_due(const rest_catalog *c)
 {
-    return c->credential && (!c->auth || (c->auth_expires_us &&
-                                          g_get_monotonic_time() > c->auth_expires_us - TOKEN_MARGIN_US));
+    return c->credential &&
+           (!c->auth || (c->auth_expires_us && g_get_monotonic_time() > c->auth_expires_us - TOKEN_MARGIN_US));
 }
 
 /* One catalog call. A 401 with a credential fetches a new token and tries
@@ -143,8 +144,12 @@ static bool call(rest_catalog *c, const char *method, const char *url, JsonNode 
         for (char **x = c->headers; x && *x; x++)
             g_ptr_array_add(h, *x);
         g_ptr_array_add(h, NULL);
-        http_req r = {.method = method, .url = url, .headers = (const char *const *)h->pdata, .body = text,
-                      .body_len = text ? strlen(text) : 0, .max_attempts = max_attempts};
+        http_req r = {.method = method,
+                      .url = url,
+                      .headers = (const char *const *)h->pdata,
+                      .body = text,
+                      .body_len = text ? strlen(text) : 0,
+                      .max_attempts = max_attempts};
         http_resp_clear(resp);
         http_do(c->http, &r, resp);
         g_ptr_array_free(h, TRUE);
@@ -191,8 +196,8 @@ static char *table_url(const rest_catalog *c, const char *ns, const char *name)
 static bool load_config(rest_catalog *c, char **err)
 {
     g_autofree char *w = c->warehouse ? http_escape(c->warehouse, false) : NULL;
-    g_autofree char *url = w ? g_strdup_printf("%s/v1/config?warehouse=%s", c->uri, w)
-                             : g_strdup_printf("%s/v1/config", c->uri);
+    g_autofree char *url =
+        w ? g_strdup_printf("%s/v1/config?warehouse=%s", c->uri, w) : g_strdup_printf("%s/v1/config", c->uri);
     http_resp resp = {0};
     if (!call(c, "GET", url, NULL, 0, &resp, err)) {
         http_resp_clear(&resp);
@@ -244,8 +249,8 @@ rest_catalog *rest_catalog_new(const rest_options *o, char **err)
         c->uri[l - 1] = 0;
     c->warehouse = o->warehouse && *o->warehouse ? g_strdup(o->warehouse) : NULL;
     c->credential = o->credential && *o->credential ? g_strdup(o->credential) : NULL;
-    c->oauth2_uri = o->oauth2_uri && *o->oauth2_uri ? g_strdup(o->oauth2_uri)
-                                                     : g_strdup_printf("%s/v1/oauth/tokens", c->uri);
+    c->oauth2_uri =
+        o->oauth2_uri && *o->oauth2_uri ? g_strdup(o->oauth2_uri) : g_strdup_printf("%s/v1/oauth/tokens", c->uri);
     c->scope = g_strdup(o->scope && *o->scope ? o->scope : "catalog");
     if (!c->credential && o->token && *o->token)
         c->auth = g_strdup_printf("Authorization: Bearer %s", o->token);
@@ -405,9 +410,8 @@ static JsonNode *create_request(const catalog_table *t, const table_metadata *ne
     if (p && JSON_NODE_HOLDS_OBJECT(p)) {
         GList *keys = json_object_get_members(json_node_get_object(p));
         for (GList *k = keys; k; k = k->next)
-            json_object_set_string_member(props, k->data,
-                                          json_object_get_string_member_with_default(json_node_get_object(p),
-                                                                                     k->data, ""));
+            json_object_set_string_member(
+                props, k->data, json_object_get_string_member_with_default(json_node_get_object(p), k->data, ""));
         g_list_free(keys);
     }
     json_object_set_string_member(props, "format-version", "2");
@@ -544,10 +548,10 @@ fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata
     int64_t snapshot = -1;
     g_autoptr(JsonNode) body = create ? create_request(t, next) : commit_request(t, next, &snapshot);
     g_autofree char *nsp = ns_path(t->ns);
-    g_autofree char *url = create ? g_strdup_printf("%s/namespaces/%s/tables", c->base, nsp)
-                                  : table_url(c, t->ns, t->name);
-    g_autofree char *what = g_strdup_printf("%s table %s.%s at %s", create ? "creating" : "committing to", t->ns,
-                                            t->name, c->uri);
+    g_autofree char *url =
+        create ? g_strdup_printf("%s/namespaces/%s/tables", c->base, nsp) : table_url(c, t->ns, t->name);
+    g_autofree char *what =
+        g_strdup_printf("%s table %s.%s at %s", create ? "creating" : "committing to", t->ns, t->name, c->uri);
     int max = MAX(1, c->hopt.max_attempts);
     for (int n = 1;; n++) {
         http_resp resp = {0};
@@ -587,8 +591,8 @@ fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata
             return FIO_OK;
         }
         if (a < 0) {
-            char *both = g_strdup_printf("%s; and reloading the table to learn whether it was applied failed: %s",
-                                         *err, e2 ? e2 : "unknown error");
+            char *both = g_strdup_printf("%s; and reloading the table to learn whether it was applied failed: %s", *err,
+                                         e2 ? e2 : "unknown error");
             g_free(*err);
             g_free(e2);
             *err = both;

@@ -21,13 +21,13 @@
 #include "http_client.h"
 
 typedef struct {
-    const char        *uri;        /* base URI; requests go to <uri>/v1/... */
-    const char        *warehouse;  /* sent to /v1/config; NULL: the server's default */
-    const char        *credential; /* "client_id:client_secret" for OAuth2 client credentials */
-    const char        *token;      /* a bearer token (used when no credential) */
-    const char        *oauth2_uri; /* NULL: <uri>/v1/oauth/tokens */
-    const char        *scope;      /* NULL: "catalog" */
-    const char *const *headers;    /* extra "Name: value" lines, NULL-terminated */
+    const char *uri;            /* base URI; requests go to <uri>/v1/... */
+    const char *warehouse;      /* sent to /v1/config; NULL: the server's default */
+    const char *credential;     /* "client_id:client_secret" for OAuth2 client credentials */
+    const char *token;          /* a bearer token (used when no credential) */
+    const char *oauth2_uri;     /* NULL: <uri>/v1/oauth/tokens */
+    const char *scope;          /* NULL: "catalog" */
+    const char *const *headers; /* extra "Name: value" lines, NULL-terminated */
     http_client_options http;
 } rest_options;
 

@@ -13,12 +13,12 @@ typedef struct {
 enum { SLOT_EMPTY = 0, SLOT_COMMITTED, SLOT_PENDING };
 
 struct dedupe {
-    hkey    *slots;
+    hkey *slots;
     uint8_t *state;
-    size_t   mask, used;
-    hkey    *fifo; /* committed keys, oldest at fifo[head] */
+    size_t mask, used;
+    hkey *fifo; /* committed keys, oldest at fifo[head] */
     uint32_t window, head, n_fifo;
-    GArray  *pending; /* hkey */
+    GArray *pending; /* hkey */
 };
 
 /* ---------------------------------------------------------------- MurmurHash3 x64 128 */
@@ -46,10 +46,20 @@ static hkey murmur3_128(const void *key, size_t len)
         uint64_t k1, k2;
         memcpy(&k1, data + i * 16, 8);
         memcpy(&k2, data + i * 16 + 8, 8);
-        k1 *= c1; k1 = rotl64(k1, 31); k1 *= c2; h1 ^= k1;
-        h1 = rotl64(h1, 27); h1 += h2; h1 = h1 * 5 + 0x52dce729;
-        k2 *= c2; k2 = rotl64(k2, 33); k2 *= c1; h2 ^= k2;
-        h2 = rotl64(h2, 31); h2 += h1; h2 = h2 * 5 + 0x38495ab5;
+        k1 *= c1;
+        k1 = rotl64(k1, 31);
+        k1 *= c2;
+        h1 ^= k1;
+        h1 = rotl64(h1, 27);
+        h1 += h2;
+        h1 = h1 * 5 + 0x52dce729;
+        k2 *= c2;
+        k2 = rotl64(k2, 33);
+        k2 *= c1;
+        h2 ^= k2;
+        h2 = rotl64(h2, 31);
+        h2 += h1;
+        h2 = h2 * 5 + 0x38495ab5;
     }
     const uint8_t *tail = data + nblocks * 16;
     uint64_t k1 = 0, k2 = 0;
@@ -60,17 +70,25 @@ static hkey murmur3_128(const void *key, size_t len)
     case 12: k2 ^= (uint64_t)tail[11] << 24; /* fall through */
     case 11: k2 ^= (uint64_t)tail[10] << 16; /* fall through */
     case 10: k2 ^= (uint64_t)tail[9] << 8;   /* fall through */
-    case 9:  k2 ^= (uint64_t)tail[8];
-             k2 *= c2; k2 = rotl64(k2, 33); k2 *= c1; h2 ^= k2; /* fall through */
-    case 8:  k1 ^= (uint64_t)tail[7] << 56;  /* fall through */
-    case 7:  k1 ^= (uint64_t)tail[6] << 48;  /* fall through */
-    case 6:  k1 ^= (uint64_t)tail[5] << 40;  /* fall through */
-    case 5:  k1 ^= (uint64_t)tail[4] << 32;  /* fall through */
-    case 4:  k1 ^= (uint64_t)tail[3] << 24;  /* fall through */
-    case 3:  k1 ^= (uint64_t)tail[2] << 16;  /* fall through */
-    case 2:  k1 ^= (uint64_t)tail[1] << 8;   /* fall through */
-    case 1:  k1 ^= (uint64_t)tail[0];
-             k1 *= c1; k1 = rotl64(k1, 31); k1 *= c2; h1 ^= k1;
+    case 9:
+        k2 ^= (uint64_t)tail[8];
+        k2 *= c2;
+        k2 = rotl64(k2, 33);
+        k2 *= c1;
+        h2 ^= k2;                          /* fall through */
+    case 8: k1 ^= (uint64_t)tail[7] << 56; /* fall through */
+    case 7: k1 ^= (uint64_t)tail[6] << 48; /* fall through */
+    case 6: k1 ^= (uint64_t)tail[5] << 40; /* fall through */
+    case 5: k1 ^= (uint64_t)tail[4] << 32; /* fall through */
+    case 4: k1 ^= (uint64_t)tail[3] << 24; /* fall through */
+    case 3: k1 ^= (uint64_t)tail[2] << 16; /* fall through */
+    case 2: k1 ^= (uint64_t)tail[1] << 8;  /* fall through */
+    case 1:
+        k1 ^= (uint64_t)tail[0];
+        k1 *= c1;
+        k1 = rotl64(k1, 31);
+        k1 *= c2;
+        h1 ^= k1;
     }
     h1 ^= len;
     h2 ^= len;

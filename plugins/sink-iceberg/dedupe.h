@@ -25,13 +25,13 @@
 typedef struct dedupe dedupe;
 
 dedupe *dedupe_new(uint32_t window);
-void    dedupe_free(dedupe *d);
+void dedupe_free(dedupe *d);
 /* true: the key is known (committed or pending). false: it is new and now
  * remembered as pending. */
-bool    dedupe_seen(dedupe *d, const void *key, size_t len);
+bool dedupe_seen(dedupe *d, const void *key, size_t len);
 /* The pending keys are in the table now / will not be. */
-void    dedupe_commit(dedupe *d);
-void    dedupe_rollback(dedupe *d);
-size_t  dedupe_count(const dedupe *d);
+void dedupe_commit(dedupe *d);
+void dedupe_rollback(dedupe *d);
+size_t dedupe_count(const dedupe *d);
 
 #endif

@@ -13,17 +13,17 @@
 
 typedef struct {
     file_io base;
-    bool    fsync_data;
+    bool fsync_data;
 } local_io;
 
 struct fio_out {
     local_io *io;
-    int       fd;
-    char     *tmp, *final;
-    bool      failed;
-    int       err_no;
+    int fd;
+    char *tmp, *final;
+    bool failed;
+    int err_no;
     /* small writes are gathered before write(2) */
-    byte_buf  buf;
+    byte_buf buf;
 };
 
 #define OUT_BUF (256 * 1024)
@@ -214,8 +214,7 @@ static bool local_read_all(file_io *io, const char *location, byte_buf *out, cha
     return true;
 }
 
-static bool write_tmp(const char *location, const void *p, size_t n, bool do_fsync, char **tmp_out,
-                      char **err)
+static bool write_tmp(const char *location, const void *p, size_t n, bool do_fsync, char **tmp_out, char **err)
 {
     if (!mkparents(location, err))
         return false;
@@ -253,8 +252,7 @@ static bool local_put(file_io *io, const char *location, const void *p, size_t n
     return ok;
 }
 
-static fio_result local_put_if_absent(file_io *io, const char *location, const void *p, size_t n,
-                                      char **err)
+static fio_result local_put_if_absent(file_io *io, const char *location, const void *p, size_t n, char **err)
 {
     char *tmp;
     /* the metadata file is the commit: always fsynced, and its directory too */
@@ -281,10 +279,7 @@ static bool local_exists(file_io *io, const char *location)
     return g_file_test(local_path(location), G_FILE_TEST_EXISTS);
 }
 
-static bool local_remove(file_io *io, const char *location)
-{
-    return g_unlink(local_path(location)) == 0;
-}
+static bool local_remove(file_io *io, const char *location) { return g_unlink(local_path(location)) == 0; }
 
 static char **local_list(file_io *io, const char *dir_location, char **err)
 {

@@ -24,24 +24,24 @@
 #include <string.h>
 
 typedef struct {
-    file_io      base;
+    file_io base;
     http_client *http;
-    char        *endpoint; /* scheme://host[:port], no trailing '/' */
-    char        *region;
-    char        *sigv4;    /* "aws:amz:REGION:s3" */
-    char        *userpwd;  /* secret */
-    char        *token_header; /* "x-amz-security-token: ..." (secret) or NULL */
-    bool         path_style;
-    size_t       part_size;
+    char *endpoint; /* scheme://host[:port], no trailing '/' */
+    char *region;
+    char *sigv4;        /* "aws:amz:REGION:s3" */
+    char *userpwd;      /* secret */
+    char *token_header; /* "x-amz-security-token: ..." (secret) or NULL */
+    bool path_style;
+    size_t part_size;
 } s3_io;
 
 struct fio_out {
-    s3_io     *io;
-    char      *location, *bucket, *key;
-    byte_buf   part;
-    char      *upload_id;  /* once the first part went out */
-    GPtrArray *etags;      /* of the uploaded parts, in order */
-    char      *error;      /* the first failure; later writes fail at once */
+    s3_io *io;
+    char *location, *bucket, *key;
+    byte_buf part;
+    char *upload_id;  /* once the first part went out */
+    GPtrArray *etags; /* of the uploaded parts, in order */
+    char *error;      /* the first failure; later writes fail at once */
 };
 
 /* ------------------------------------------------------------ requests */
@@ -103,20 +103,20 @@ static char *describe_failure(const char *method, const char *bucket, const char
 }
 
 typedef struct {
-    const char        *method;
-    const char        *bucket, *key;
-    const char        *query;        /* canonical: sorted, k=v&k2=v2 */
-    const char *const *headers;      /* extra, NULL-terminated */
-    const void        *body;
-    size_t             len;
-    int                max_attempts; /* 0: the client's */
+    const char *method;
+    const char *bucket, *key;
+    const char *query;          /* canonical: sorted, k=v&k2=v2 */
+    const char *const *headers; /* extra, NULL-terminated */
+    const void *body;
+    size_t len;
+    int max_attempts; /* 0: the client's */
 } s3_call;
 
 static bool s3_request(s3_io *io, const s3_call *c, http_resp *resp)
 {
     g_autofree char *url = object_url(io, c->bucket, c->key, c->query);
-    g_autofree char *sha = g_compute_checksum_for_data(G_CHECKSUM_SHA256, c->body ? c->body : (const void *)"",
-                                                       c->body ? c->len : 0);
+    g_autofree char *sha =
+        g_compute_checksum_for_data(G_CHECKSUM_SHA256, c->body ? c->body : (const void *)"", c->body ? c->len : 0);
     g_autofree char *sha_header = g_strdup_printf("x-amz-content-sha256: %s", sha);
     const char *headers[16];
     int n = 0;
@@ -126,8 +126,14 @@ static bool s3_request(s3_io *io, const s3_call *c, http_resp *resp)
     for (const char *const *h = c->headers; h && *h && n < 15; h++)
         headers[n++] = *h;
     headers[n] = NULL;
-    http_req r = {.method = c->method, .url = url, .headers = headers, .body = c->body, .body_len = c->len,
-                  .sigv4 = io->sigv4, .userpwd = io->userpwd, .max_attempts = c->max_attempts};
+    http_req r = {.method = c->method,
+                  .url = url,
+                  .headers = headers,
+                  .body = c->body,
+                  .body_len = c->len,
+                  .sigv4 = io->sigv4,
+                  .userpwd = io->userpwd,
+                  .max_attempts = c->max_attempts};
     return http_do(io->http, &r, resp);
 }
 
@@ -176,13 +182,13 @@ static bool upload_part(fio_out *o)
     g_autofree char *query = g_strdup_printf("partNumber=%u&uploadId=%s", o->etags->len + 1, id);
     http_resp r = {0};
     char *err = NULL;
-    s3_call c = {.method = "PUT", .bucket = o->bucket, .key = o->key, .query = query, .body = o->part.data,
-                 .len = o->part.len};
+    s3_call c = {
+        .method = "PUT", .bucket = o->bucket, .key = o->key, .query = query, .body = o->part.data, .len = o->part.len};
     bool ok = s3_ok(o->io, &c, &r, &err);
     if (ok && !r.etag) {
         ok = false;
-        err = g_strdup_printf("s3 PUT s3://%s/%s part %u: the answer has no ETag", o->bucket, o->key,
-                              o->etags->len + 1);
+        err =
+            g_strdup_printf("s3 PUT s3://%s/%s part %u: the answer has no ETag", o->bucket, o->key, o->etags->len + 1);
     }
     if (ok)
         g_ptr_array_add(o->etags, g_steal_pointer(&r.etag));
@@ -271,8 +277,7 @@ static bool complete_upload(fio_out *o)
     g_autofree char *query = g_strdup_printf("uploadId=%s", id);
     http_resp r = {0};
     char *err = NULL;
-    s3_call c = {.method = "POST", .bucket = o->bucket, .key = o->key, .query = query, .body = x->str,
-                 .len = x->len};
+    s3_call c = {.method = "POST", .bucket = o->bucket, .key = o->key, .query = query, .body = x->str, .len = x->len};
     bool ok = s3_ok(o->io, &c, &r, &err);
     /* S3 may answer 200 and still fail the completion in the body */
     if (ok && r.body.len && memmem(r.body.data, r.body.len, "<Error>", 7)) {
@@ -411,11 +416,11 @@ static bool s3_remove(file_io *base, const char *location)
 /* ListObjectsV2 answers: the names directly under the prefix. */
 typedef struct {
     GPtrArray *names;
-    size_t     prefix_len;
-    GString   *text;
-    bool       in_key, in_prefix, in_common, in_token, in_truncated;
-    char      *token;
-    bool       truncated;
+    size_t prefix_len;
+    GString *text;
+    bool in_key, in_prefix, in_common, in_token, in_truncated;
+    char *token;
+    bool truncated;
 } list_parse;
 
 static void lp_start(GMarkupParseContext *ctx, const char *el, const char **an, const char **av, gpointer ud,
@@ -456,23 +461,23 @@ static void lp_text(GMarkupParseContext *ctx, const char *text, gsize len, gpoin
 
 static char **s3_list(file_io *base, const char *dir_location, char **err)
 {
-    g_autofree char *dir = g_str_has_suffix(dir_location, "/") ? g_strdup(dir_location)
-                                                                : g_strconcat(dir_location, "/", NULL);
+    g_autofree char *dir =
+        g_str_has_suffix(dir_location, "/") ? g_strdup(dir_location) : g_strconcat(dir_location, "/", NULL);
     g_autofree char *bucket = NULL, *prefix = NULL;
     if (!split_location(dir, &bucket, &prefix)) {
         *err = g_strdup_printf("not an S3 location: %s", dir_location);
         return NULL;
     }
-    list_parse lp = {.names = g_ptr_array_new_with_free_func(g_free), .prefix_len = strlen(prefix),
-                     .text = g_string_new(NULL)};
+    list_parse lp = {
+        .names = g_ptr_array_new_with_free_func(g_free), .prefix_len = strlen(prefix), .text = g_string_new(NULL)};
     static const GMarkupParser parser = {lp_start, lp_end, lp_text, NULL, NULL};
     g_autofree char *eprefix = http_escape(prefix, false);
     bool ok = true;
     do {
         g_autofree char *etoken = lp.token ? http_escape(lp.token, false) : NULL;
-        g_autofree char *query = g_strdup_printf("%s%s%sdelimiter=%%2F&list-type=2&prefix=%s",
-                                                 etoken ? "continuation-token=" : "", etoken ? etoken : "",
-                                                 etoken ? "&" : "", eprefix);
+        g_autofree char *query =
+            g_strdup_printf("%s%s%sdelimiter=%%2F&list-type=2&prefix=%s", etoken ? "continuation-token=" : "",
+                            etoken ? etoken : "", etoken ? "&" : "", eprefix);
         g_clear_pointer(&lp.token, g_free);
         lp.truncated = false;
         http_resp r = {0};
@@ -485,8 +490,8 @@ static char **s3_list(file_io *base, const char *dir_location, char **err)
             ok = g_markup_parse_context_parse(ctx, (const char *)r.body.data, (gssize)r.body.len, &ge) &&
                  g_markup_parse_context_end_parse(ctx, &ge);
             if (!ok) {
-                *err = g_strdup_printf("s3 GET s3://%s/?prefix=%s: unreadable listing: %s", bucket, prefix,
-                                       ge->message);
+                *err =
+                    g_strdup_printf("s3 GET s3://%s/?prefix=%s: unreadable listing: %s", bucket, prefix, ge->message);
                 g_error_free(ge);
             }
             g_markup_parse_context_free(ctx);
@@ -531,9 +536,8 @@ file_io *file_io_s3_new(const s3_options *o, char **err)
         *err = g_strdup_printf("S3 multipart parts must be at least 5 MiB (got %zu bytes)", o->part_size);
         return NULL;
     }
-    g_autofree char *endpoint = o->endpoint && *o->endpoint
-                                    ? g_strdup(o->endpoint)
-                                    : g_strdup_printf("https://s3.%s.amazonaws.com", o->region);
+    g_autofree char *endpoint =
+        o->endpoint && *o->endpoint ? g_strdup(o->endpoint) : g_strdup_printf("https://s3.%s.amazonaws.com", o->region);
     g_strchomp(endpoint);
     size_t l = strlen(endpoint);
     while (l && endpoint[l - 1] == '/')

@@ -10,7 +10,7 @@
 struct http_client {
     http_client_options o;
     CURLSH *share;
-    GMutex  locks[CURL_LOCK_DATA_LAST];
+    GMutex locks[CURL_LOCK_DATA_LAST];
 };
 
 static gsize curl_ready;
@@ -96,14 +96,14 @@ char *http_escape(const char *s, bool keep_slash)
 
 typedef struct {
     const uint8_t *p;
-    size_t         len, pos;
+    size_t len, pos;
 } upload;
 
 typedef struct {
     http_resp *resp;
-    size_t     max;
-    bool       too_long;
-    int64_t    retry_after_us;
+    size_t max;
+    bool too_long;
+    int64_t retry_after_us;
 } download;
 
 static size_t on_read(char *buf, size_t size, size_t n, void *ctx)
@@ -198,10 +198,8 @@ static bool retryable_transport(CURLcode rc)
     case CURLE_PARTIAL_FILE:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
+    case CURLE_HTTP2_STREAM: return true;
+    default: return false;
     }
 }
 

@@ -22,37 +22,37 @@
 typedef struct http_client http_client;
 
 typedef struct {
-    int     max_attempts;   /* per request, >= 1 */
-    int64_t backoff_us;     /* first retry waits about this; doubles up to backoff_max_us */
+    int max_attempts;   /* per request, >= 1 */
+    int64_t backoff_us; /* first retry waits about this; doubles up to backoff_max_us */
     int64_t backoff_max_us;
-    int64_t timeout_us;     /* no byte moving for this long ends an attempt */
+    int64_t timeout_us; /* no byte moving for this long ends an attempt */
     int64_t connect_timeout_us;
-    const char *ca_file;    /* NULL: the system's */
-    bool    insecure;       /* do not verify TLS peers (tests only) */
+    const char *ca_file; /* NULL: the system's */
+    bool insecure;       /* do not verify TLS peers (tests only) */
 } http_client_options;
 
 typedef struct {
-    const char        *method;   /* GET HEAD PUT POST DELETE */
-    const char        *url;
-    const char *const *headers;  /* "Name: value", NULL-terminated; may be NULL */
-    const void        *body;     /* PUT/POST body, may be NULL */
-    size_t             body_len;
-    const char        *sigv4;    /* "aws:amz:REGION:s3": sign with userpwd; NULL: no signing */
-    const char        *userpwd;  /* "id:secret" for sigv4 (never logged) */
-    int                max_attempts; /* 0: the client's; 1: the caller resolves retries itself */
-    size_t             max_response; /* 0: 256 MiB; a longer answer is an error */
+    const char *method; /* GET HEAD PUT POST DELETE */
+    const char *url;
+    const char *const *headers; /* "Name: value", NULL-terminated; may be NULL */
+    const void *body;           /* PUT/POST body, may be NULL */
+    size_t body_len;
+    const char *sigv4;   /* "aws:amz:REGION:s3": sign with userpwd; NULL: no signing */
+    const char *userpwd; /* "id:secret" for sigv4 (never logged) */
+    int max_attempts;    /* 0: the client's; 1: the caller resolves retries itself */
+    size_t max_response; /* 0: 256 MiB; a longer answer is an error */
 } http_req;
 
 typedef struct {
-    long     status;     /* HTTP status of the last attempt; 0: no answer */
-    byte_buf body;       /* its body */
-    char    *etag;       /* its ETag header, quotes kept; NULL when none */
-    char    *error;      /* transport error of the last attempt, NULL when it got an answer */
-    int      attempts;
+    long status;   /* HTTP status of the last attempt; 0: no answer */
+    byte_buf body; /* its body */
+    char *etag;    /* its ETag header, quotes kept; NULL when none */
+    char *error;   /* transport error of the last attempt, NULL when it got an answer */
+    int attempts;
     /* an attempt before the last one may have reached the server and been
      * applied there (a timeout, a reset or a 5xx after the request was sent):
      * a non-idempotent caller must find out before it trusts a 4xx */
-    bool     maybe_applied;
+    bool maybe_applied;
 } http_resp;
 
 http_client *http_client_new(const http_client_options *o);

@@ -46,8 +46,8 @@ static uint32_t utf8_decode(const uint8_t *p, size_t l)
         return ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
     if (l == 3)
         return ((uint32_t)(p[0] & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-    return ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
-           ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
+    return ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) | ((uint32_t)(p[2] & 0x3F) << 6) |
+           (p[3] & 0x3F);
 }
 
 static void utf8_encode(byte_buf *b, uint32_t cp)

@@ -10,10 +10,9 @@ static const struct {
     ice_type_id id;
     const char *name;
 } type_names[] = {
-    {ICE_BOOLEAN, "boolean"}, {ICE_INT, "int"},           {ICE_LONG, "long"},
-    {ICE_FLOAT, "float"},     {ICE_DOUBLE, "double"},     {ICE_DATE, "date"},
-    {ICE_TIMESTAMP, "timestamp"}, {ICE_TIMESTAMPTZ, "timestamptz"}, {ICE_STRING, "string"},
-    {ICE_BINARY, "binary"},
+    {ICE_BOOLEAN, "boolean"}, {ICE_INT, "int"},       {ICE_LONG, "long"},           {ICE_FLOAT, "float"},
+    {ICE_DOUBLE, "double"},   {ICE_DATE, "date"},     {ICE_TIMESTAMP, "timestamp"}, {ICE_TIMESTAMPTZ, "timestamptz"},
+    {ICE_STRING, "string"},   {ICE_BINARY, "binary"},
 };
 
 const char *ice_type_str(ice_type t, char *buf, size_t cap)
@@ -300,20 +299,16 @@ bool ice_type_writable(ice_type col, ice_type in)
         return true;
     if (col.id == ICE_DOUBLE && in.id == ICE_FLOAT)
         return true;
-    if (col.id == ICE_DECIMAL && in.id == ICE_DECIMAL && col.scale == in.scale &&
-        col.precision >= in.precision)
+    if (col.id == ICE_DECIMAL && in.id == ICE_DECIMAL && col.scale == in.scale && col.precision >= in.precision)
         return true;
     return false;
 }
 
 /* Iceberg's allowed type promotions (spec: Schema Evolution). */
-static bool promotable(ice_type from, ice_type to)
-{
-    return !ice_type_equal(from, to) && ice_type_writable(to, from);
-}
+static bool promotable(ice_type from, ice_type to) { return !ice_type_equal(from, to) && ice_type_writable(to, from); }
 
-int ice_schema_reconcile(const ice_schema *table, const ice_schema *input, int *last_column_id,
-                         ice_schema *evolved, char *err, size_t errcap)
+int ice_schema_reconcile(const ice_schema *table, const ice_schema *input, int *last_column_id, ice_schema *evolved,
+                         char *err, size_t errcap)
 {
     char a[48], b[48];
     bool changed = false;

@@ -20,7 +20,7 @@ typedef enum {
     ICE_FLOAT,
     ICE_DOUBLE,
     ICE_DATE,
-    ICE_TIMESTAMP,   /* without zone */
+    ICE_TIMESTAMP, /* without zone */
     ICE_TIMESTAMPTZ,
     ICE_STRING,
     ICE_BINARY,
@@ -33,16 +33,16 @@ typedef struct {
 } ice_type;
 
 typedef struct {
-    int      id;
-    char    *name;
-    bool     required;
+    int id;
+    char *name;
+    bool required;
     ice_type type;
-    char    *doc;
+    char *doc;
 } ice_field;
 
 typedef struct {
-    int        schema_id;
-    int        n_fields;
+    int schema_id;
+    int n_fields;
     ice_field *fields;
 } ice_schema;
 
@@ -77,8 +77,8 @@ bool ice_schema_from_json(JsonObject *o, ice_schema *out, char *err, size_t errc
  *             new columns from *last_column_id + 1, which is advanced);
  *         -1: incompatible, `err` says which column and why.
  */
-int ice_schema_reconcile(const ice_schema *table, const ice_schema *input, int *last_column_id,
-                         ice_schema *evolved, char *err, size_t errcap);
+int ice_schema_reconcile(const ice_schema *table, const ice_schema *input, int *last_column_id, ice_schema *evolved,
+                         char *err, size_t errcap);
 
 /* Can a value of input type `in` be written into a column of type `col`? */
 bool ice_type_writable(ice_type col, ice_type in);

@@ -98,14 +98,13 @@ static char *manifest_entry_schema(const part_spec *spec)
     map_field(s, "nan_value_counts", 137, 138, 139, "long");
     map_field(s, "lower_bounds", 125, 126, 127, "bytes");
     map_field(s, "upper_bounds", 128, 129, 130, "bytes");
-    g_string_append(s,
-                    ",{\"name\":\"key_metadata\",\"type\":[\"null\",\"bytes\"],\"default\":null,\"field-id\":131},"
-                    "{\"name\":\"split_offsets\",\"type\":[\"null\",{\"type\":\"array\",\"items\":\"long\","
-                    "\"element-id\":133}],\"default\":null,\"field-id\":132},"
-                    "{\"name\":\"equality_ids\",\"type\":[\"null\",{\"type\":\"array\",\"items\":\"int\","
-                    "\"element-id\":136}],\"default\":null,\"field-id\":135},"
-                    "{\"name\":\"sort_order_id\",\"type\":[\"null\",\"int\"],\"default\":null,\"field-id\":140}"
-                    "]},\"field-id\":2}]}");
+    g_string_append(s, ",{\"name\":\"key_metadata\",\"type\":[\"null\",\"bytes\"],\"default\":null,\"field-id\":131},"
+                       "{\"name\":\"split_offsets\",\"type\":[\"null\",{\"type\":\"array\",\"items\":\"long\","
+                       "\"element-id\":133}],\"default\":null,\"field-id\":132},"
+                       "{\"name\":\"equality_ids\",\"type\":[\"null\",{\"type\":\"array\",\"items\":\"int\","
+                       "\"element-id\":136}],\"default\":null,\"field-id\":135},"
+                       "{\"name\":\"sort_order_id\",\"type\":[\"null\",\"int\"],\"default\":null,\"field-id\":140}"
+                       "]},\"field-id\":2}]}");
     return g_string_free(s, FALSE);
 }
 
@@ -187,9 +186,18 @@ static void encode_metric_map(byte_buf *b, const pq_file_metrics *m, metric_kind
     for (int i = 0; i < m->n_columns; i++) {
         const pq_column_metrics *c = &m->cols[i];
         switch (k) {
-        case M_SIZES: avro_int(b, c->field_id); avro_long(b, c->compressed_size); break;
-        case M_VALUES: avro_int(b, c->field_id); avro_long(b, c->value_count); break;
-        case M_NULLS: avro_int(b, c->field_id); avro_long(b, c->null_count); break;
+        case M_SIZES:
+            avro_int(b, c->field_id);
+            avro_long(b, c->compressed_size);
+            break;
+        case M_VALUES:
+            avro_int(b, c->field_id);
+            avro_long(b, c->value_count);
+            break;
+        case M_NULLS:
+            avro_int(b, c->field_id);
+            avro_long(b, c->null_count);
+            break;
         case M_NANS:
             if (c->nan_count < 0)
                 continue;
@@ -245,16 +253,16 @@ static void summarize(const part_spec *spec, data_file *const *files, int n_file
 }
 
 bool manifest_write(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
-                    int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out,
-                    char **err)
+                    int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out, char **err)
 {
     g_autofree char *avro_schema = manifest_entry_schema(spec);
     g_autofree char *schema_json = ice_schema_to_json_string(schema);
     g_autofree char *spec_json = part_spec_fields_json(spec);
     g_autofree char *schema_id = g_strdup_printf("%d", schema->schema_id);
     g_autofree char *spec_id = g_strdup_printf("%d", spec->spec_id);
-    const char *meta[] = {"schema", schema_json, "schema-id", schema_id, "partition-spec", spec_json,
-                          "partition-spec-id", spec_id, "format-version", "2", "content", "data", NULL};
+    const char *meta[] = {
+        "schema", schema_json,      "schema-id", schema_id, "partition-spec", spec_json, "partition-spec-id",
+        spec_id,  "format-version", "2",         "content", "data",           NULL};
     avro_writer w;
     avro_writer_begin(&w, avro_schema, meta);
     int64_t rows = 0;
@@ -329,8 +337,15 @@ bool manifest_list_write(file_io *io, const char *location, int64_t snapshot_id,
     g_autofree char *sid = g_strdup_printf("%" G_GINT64_FORMAT, snapshot_id);
     g_autofree char *pid = g_strdup_printf("%" G_GINT64_FORMAT, parent_id);
     g_autofree char *seq = g_strdup_printf("%" G_GINT64_FORMAT, sequence_number);
-    const char *meta[] = {"snapshot-id", sid, "parent-snapshot-id", parent_id >= 0 ? pid : "null",
-                          "sequence-number", seq, "format-version", "2", NULL};
+    const char *meta[] = {"snapshot-id",
+                          sid,
+                          "parent-snapshot-id",
+                          parent_id >= 0 ? pid : "null",
+                          "sequence-number",
+                          seq,
+                          "format-version",
+                          "2",
+                          NULL};
     avro_writer w;
     avro_writer_begin(&w, MANIFEST_LIST_SCHEMA, meta);
     for (int i = 0; i < n; i++) {

@@ -15,35 +15,35 @@
 
 /* A finished data file waiting for a commit. */
 typedef struct {
-    char           *location;
-    part_value     *partition;   /* spec->n_fields values; bytes point into part_bytes */
-    uint8_t        *part_bytes;
+    char *location;
+    part_value *partition; /* spec->n_fields values; bytes point into part_bytes */
+    uint8_t *part_bytes;
     pq_file_metrics metrics;
 } data_file;
 
 void data_file_free(data_file *f);
 
 typedef struct {
-    bool     contains_null;
-    int      contains_nan; /* -1: unknown (null) */
-    bool     has_lower, has_upper;
+    bool contains_null;
+    int contains_nan; /* -1: unknown (null) */
+    bool has_lower, has_upper;
     byte_buf lower, upper;
 } field_summary;
 
 /* One manifest_file record of a manifest list. */
 typedef struct {
-    char          *path;
-    int64_t        length;
-    int32_t        spec_id;
-    int32_t        content;
-    int64_t        sequence_number, min_sequence_number;
-    int64_t        added_snapshot_id;
-    int32_t        added_files, existing_files, deleted_files;
-    int64_t        added_rows, existing_rows, deleted_rows;
-    int            n_partitions; /* -1: null */
+    char *path;
+    int64_t length;
+    int32_t spec_id;
+    int32_t content;
+    int64_t sequence_number, min_sequence_number;
+    int64_t added_snapshot_id;
+    int32_t added_files, existing_files, deleted_files;
+    int64_t added_rows, existing_rows, deleted_rows;
+    int n_partitions; /* -1: null */
     field_summary *partitions;
-    bool           has_key_metadata;
-    byte_buf       key_metadata;
+    bool has_key_metadata;
+    byte_buf key_metadata;
 } manifest_file;
 
 void manifest_file_clear(manifest_file *m);
@@ -54,8 +54,7 @@ void manifest_file_clear(manifest_file *m);
  * Fills `out` (its sequence numbers are set when the list is written).
  */
 bool manifest_write(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
-                    int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out,
-                    char **err);
+                    int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out, char **err);
 
 /* Writes a manifest list. parent_id < 0: none. */
 bool manifest_list_write(file_io *io, const char *location, int64_t snapshot_id, int64_t parent_id,

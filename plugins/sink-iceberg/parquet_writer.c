@@ -42,70 +42,70 @@ typedef struct {
 } dict_entry;
 
 typedef struct {
-    bool     has;
-    int64_t  imin, imax;
-    double   dmin, dmax;
+    bool has;
+    int64_t imin, imax;
+    double dmin, dmax;
     __int128 qmin, qmax;
     byte_buf bmin, bmax;
-    bool     b_too_long; /* a string min/max candidate was too long to keep */
+    bool b_too_long; /* a string min/max candidate was too long to keep */
 } stats;
 
 typedef struct {
-    int64_t  chunk_start, data_page_offset, dict_page_offset; /* -1: none */
-    int64_t  uncompressed, compressed, num_values, null_count, nan_count;
-    int      dict_pages, dict_data_pages, plain_data_pages;
-    bool     has_minmax;
+    int64_t chunk_start, data_page_offset, dict_page_offset; /* -1: none */
+    int64_t uncompressed, compressed, num_values, null_count, nan_count;
+    int dict_pages, dict_data_pages, plain_data_pages;
+    bool has_minmax;
     byte_buf min_plain, max_plain;
 } chunk_meta;
 
 typedef struct {
     pq_column_spec spec;
-    char          *name;
-    int            ptype, type_len;
+    char *name;
+    int ptype, type_len;
 
     /* current page */
-    uint8_t  *defs;
-    uint32_t  defs_n, defs_cap;
-    uint32_t  page_values, page_nulls;
-    byte_buf  plain;
+    uint8_t *defs;
+    uint32_t defs_n, defs_cap;
+    uint32_t page_values, page_nulls;
+    byte_buf plain;
     uint32_t *idx;
-    uint32_t  idx_n, idx_cap;
-    uint64_t  page_plain_bytes;
+    uint32_t idx_n, idx_cap;
+    uint64_t page_plain_bytes;
 
     /* dictionary of the current chunk */
-    bool        dict_enabled, dict_mode, dict_decided;
-    byte_buf    dict_plain;
+    bool dict_enabled, dict_mode, dict_decided;
+    byte_buf dict_plain;
     dict_entry *entries;
-    uint32_t    dict_n, entries_cap;
-    uint32_t   *slots;
-    uint32_t    slots_cap;
+    uint32_t dict_n, entries_cap;
+    uint32_t *slots;
+    uint32_t slots_cap;
 
     /* current chunk */
     byte_buf chunk;
-    int64_t  chunk_uncompressed, chunk_values, chunk_nulls, chunk_nans;
-    int      chunk_dict_data_pages, chunk_plain_pages;
-    stats    cst;
+    int64_t chunk_uncompressed, chunk_values, chunk_nulls, chunk_nans;
+    int chunk_dict_data_pages, chunk_plain_pages;
+    stats cst;
 
     /* whole file */
-    stats   fst;
+    stats fst;
     int64_t file_compressed, file_values, file_nulls, file_nans;
 } pq_col;
 
 struct pq_writer {
     pq_options opt;
-    char      *created_by;
-    pq_sink    sink;
-    bool       failed;
-    int64_t    offset;
-    int        n_cols;
-    pq_col    *cols;
-    int64_t    rows_total, rows_in_group;
+    char *created_by;
+    pq_sink sink;
+    bool failed;
+    int64_t offset;
+    int n_cols;
+    pq_col *cols;
+    int64_t rows_total, rows_in_group;
     /* finished row groups */
     chunk_meta *metas; /* n_groups * n_cols */
-    int64_t    *group_rows, *group_offsets, *group_uncompressed, *group_compressed;
-    int         n_groups, groups_cap;
-    byte_buf    scratch_u, scratch_c, scratch_lv;
-    ZSTD_CCtx  *zctx;
+    int64_t *group_rows, *group_offsets, *group_uncompressed, *group_compressed;
+    int n_groups, groups_cap;
+    byte_buf scratch_u, scratch_c, scratch_lv;
+    ZSTD_CCtx *zctx;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -161,10 +161,7 @@ static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
  * goes out in bit-packed groups of 8 (varint groups<<1|1, LSB-first packing).
  * Only the final group may be padded, which readers ignore by value count.
  */
-static inline uint32_t hv(const uint8_t *u8, const uint32_t *u32, size_t i)
-{
-    return u8 ? u8[i] : u32[i];
-}
+static inline uint32_t hv(const uint8_t *u8, const uint32_t *u32, size_t i) { return u8 ? u8[i] : u32[i]; }
 
 static size_t run_at(const uint8_t *u8, const uint32_t *u32, size_t i, size_t n)
 {
@@ -415,8 +412,7 @@ static const byte_buf *compress(pq_writer *w, const byte_buf *in)
     byte_buf *out = &w->scratch_c;
     bb_reset(out);
     switch (w->opt.codec) {
-    case PQ_CODEC_NONE:
-        return in;
+    case PQ_CODEC_NONE: return in;
     case PQ_CODEC_SNAPPY: {
         size_t cap = snappy_max_compressed_length(in->len);
         bb_reserve(out, cap);
@@ -439,8 +435,7 @@ static const byte_buf *compress(pq_writer *w, const byte_buf *in)
     return in;
 }
 
-static void page_header(byte_buf *out, int type, int32_t usize, int32_t csize, int32_t num_values,
-                        int encoding)
+static void page_header(byte_buf *out, int type, int32_t usize, int32_t csize, int32_t num_values, int encoding)
 {
     tc_writer t = {.out = out};
     tc_struct_begin(&t);
@@ -529,8 +524,7 @@ static void close_page(pq_writer *w, pq_col *c)
     }
     const byte_buf *body = compress(w, u);
     size_t before = c->chunk.len;
-    page_header(&c->chunk, PAGE_DATA, (int32_t)u->len, (int32_t)body->len, (int32_t)c->page_values,
-                encoding);
+    page_header(&c->chunk, PAGE_DATA, (int32_t)u->len, (int32_t)body->len, (int32_t)c->page_values, encoding);
     size_t hlen = c->chunk.len - before;
     bb_append(&c->chunk, body->data, body->len);
     c->chunk_uncompressed += (int64_t)(hlen + u->len);
@@ -543,10 +537,7 @@ static void close_page(pq_writer *w, pq_col *c)
     bb_reset(&c->plain);
 }
 
-static uint64_t page_bytes(const pq_col *c)
-{
-    return c->dict_mode ? c->page_plain_bytes : c->plain.len;
-}
+static uint64_t page_bytes(const pq_col *c) { return c->dict_mode ? c->page_plain_bytes : c->plain.len; }
 
 static inline void page_check(pq_writer *w, pq_col *c)
 {
@@ -767,8 +758,7 @@ static void write_chunk(pq_writer *w, pq_col *c, chunk_meta *m)
     if (c->chunk_dict_data_pages > 0) {
         const byte_buf *body = compress(w, &c->dict_plain);
         byte_buf h = {0};
-        page_header(&h, PAGE_DICTIONARY, (int32_t)c->dict_plain.len, (int32_t)body->len,
-                    (int32_t)c->dict_n, ENC_PLAIN);
+        page_header(&h, PAGE_DICTIONARY, (int32_t)c->dict_plain.len, (int32_t)body->len, (int32_t)c->dict_n, ENC_PLAIN);
         m->dict_page_offset = w->offset;
         sink_write(w, h.data, h.len);
         sink_write(w, body->data, body->len);
@@ -786,8 +776,8 @@ static void write_chunk(pq_writer *w, pq_col *c, chunk_meta *m)
     m->nan_count = c->chunk_nans;
     m->dict_data_pages = c->chunk_dict_data_pages;
     m->plain_data_pages = c->chunk_plain_pages;
-    if (c->cst.has && !(c->ptype == T_BYTE_ARRAY && (c->cst.bmin.len > MAX_STAT_BYTES ||
-                                                      c->cst.bmax.len > MAX_STAT_BYTES))) {
+    if (c->cst.has &&
+        !(c->ptype == T_BYTE_ARRAY && (c->cst.bmin.len > MAX_STAT_BYTES || c->cst.bmax.len > MAX_STAT_BYTES))) {
         m->has_minmax = true;
         plain_stat(&m->min_plain, c, &c->cst, false);
         plain_stat(&m->max_plain, c, &c->cst, true);
@@ -841,8 +831,8 @@ int64_t pq_buffered_bytes(const pq_writer *w)
     int64_t n = 0;
     for (int i = 0; i < w->n_cols; i++) {
         const pq_col *c = &w->cols[i];
-        n += (int64_t)(c->chunk.len + c->plain.len + c->dict_plain.len + c->defs_n) +
-             (int64_t)c->idx_n * 4 + (int64_t)c->dict_n * (int64_t)sizeof(dict_entry);
+        n += (int64_t)(c->chunk.len + c->plain.len + c->dict_plain.len + c->defs_n) + (int64_t)c->idx_n * 4 +
+             (int64_t)c->dict_n * (int64_t)sizeof(dict_entry);
     }
     return n;
 }
@@ -923,9 +913,7 @@ static void schema_element(tc_writer *t, const pq_col *c)
         tc_struct_end(t);
         tc_struct_end(t);
         break;
-    default:
-        tc_field_i32(t, 9, c->spec.field_id);
-        break;
+    default: tc_field_i32(t, 9, c->spec.field_id); break;
     }
     tc_struct_end(t);
 }
@@ -934,12 +922,12 @@ static void column_chunk(tc_writer *t, const pq_writer *w, const pq_col *c, cons
 {
     tc_struct_begin(t);
     tc_field_i64(t, 2, m->chunk_start); /* file_offset (deprecated; chunk start, as parquet-mr) */
-    tc_field_struct_begin(t, 3);         /* ColumnMetaData */
+    tc_field_struct_begin(t, 3);        /* ColumnMetaData */
     tc_field_i32(t, 1, c->ptype);
     int encs[3], n_encs = 0;
     if (m->dict_data_pages || m->plain_data_pages || m->dict_pages)
         encs[n_encs++] = ENC_PLAIN; /* dictionary page (PLAIN) or plain data pages */
-    encs[n_encs++] = ENC_RLE;      /* levels */
+    encs[n_encs++] = ENC_RLE;       /* levels */
     if (m->dict_data_pages)
         encs[n_encs++] = ENC_RLE_DICTIONARY;
     tc_field_list_begin(t, 2, TC_I32, (uint32_t)n_encs);
@@ -1027,8 +1015,8 @@ static void write_footer(pq_writer *w)
     }
     tc_struct_end(&t);
     sink_write(w, f.data, f.len);
-    uint8_t tail[8] = {(uint8_t)f.len, (uint8_t)(f.len >> 8), (uint8_t)(f.len >> 16),
-                       (uint8_t)(f.len >> 24), 'P', 'A', 'R', '1'};
+    uint8_t tail[8] = {
+        (uint8_t)f.len, (uint8_t)(f.len >> 8), (uint8_t)(f.len >> 16), (uint8_t)(f.len >> 24), 'P', 'A', 'R', '1'};
     sink_write(w, tail, 8);
     bb_free(&f);
 }

@@ -29,18 +29,18 @@ typedef enum {
 
 typedef struct {
     const char *name;
-    int         field_id;
-    ice_type    type;
-    bool        required;
+    int field_id;
+    ice_type type;
+    bool required;
 } pq_column_spec;
 
 typedef struct {
-    pq_codec    codec;
-    int         zstd_level;
-    int64_t     page_size;       /* uncompressed bytes of values per data page */
-    int64_t     row_group_size;  /* encoded bytes per row group */
-    int64_t     dict_size_limit; /* a dictionary past this falls back to PLAIN */
-    bool        dictionary;      /* try dictionary encoding for strings/binary */
+    pq_codec codec;
+    int zstd_level;
+    int64_t page_size;       /* uncompressed bytes of values per data page */
+    int64_t row_group_size;  /* encoded bytes per row group */
+    int64_t dict_size_limit; /* a dictionary past this falls back to PLAIN */
+    bool dictionary;         /* try dictionary encoding for strings/binary */
     const char *created_by;
 } pq_options;
 
@@ -52,22 +52,22 @@ typedef struct {
 
 /* Iceberg per-column metrics of a finished file (manifest data_file fields). */
 typedef struct {
-    int      field_id;
-    int64_t  compressed_size; /* bytes of all column chunks, headers included */
-    int64_t  value_count;     /* values including nulls */
-    int64_t  null_count;
-    int64_t  nan_count;       /* float/double only, else -1 */
-    bool     has_bounds;
-    byte_buf lower, upper;    /* Iceberg single-value serialization (Appendix D) */
+    int field_id;
+    int64_t compressed_size; /* bytes of all column chunks, headers included */
+    int64_t value_count;     /* values including nulls */
+    int64_t null_count;
+    int64_t nan_count; /* float/double only, else -1 */
+    bool has_bounds;
+    byte_buf lower, upper; /* Iceberg single-value serialization (Appendix D) */
 } pq_column_metrics;
 
 typedef struct {
-    int64_t            num_rows;
-    int64_t            file_size;
-    int                n_columns;
+    int64_t num_rows;
+    int64_t file_size;
+    int n_columns;
     pq_column_metrics *cols;
-    int                n_row_groups;
-    int64_t           *row_group_offsets; /* split offsets */
+    int n_row_groups;
+    int64_t *row_group_offsets; /* split offsets */
 } pq_file_metrics;
 
 typedef struct pq_writer pq_writer;

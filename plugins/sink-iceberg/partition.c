@@ -51,12 +51,8 @@ int32_t part_apply_date(part_transform t, int32_t days)
     int m, d;
     switch (t) {
     case PT_DAY: return days;
-    case PT_MONTH:
-        civil_from_days(days, &y, &m, &d);
-        return (int32_t)((y - 1970) * 12 + (m - 1));
-    case PT_YEAR:
-        civil_from_days(days, &y, &m, &d);
-        return (int32_t)(y - 1970);
+    case PT_MONTH: civil_from_days(days, &y, &m, &d); return (int32_t)((y - 1970) * 12 + (m - 1));
+    case PT_YEAR: civil_from_days(days, &y, &m, &d); return (int32_t)(y - 1970);
     default: return days;
     }
 }
@@ -68,23 +64,17 @@ int32_t part_apply_ts(part_transform t, int64_t micros)
     return part_apply_date(t, (int32_t)floor_div(micros, 86400000000LL));
 }
 
-static bool temporal_source(ice_type_id id)
-{
-    return id == ICE_DATE || id == ICE_TIMESTAMP || id == ICE_TIMESTAMPTZ;
-}
+static bool temporal_source(ice_type_id id) { return id == ICE_DATE || id == ICE_TIMESTAMP || id == ICE_TIMESTAMPTZ; }
 
 static bool field_result(part_field *f, const ice_field *src, char *err, size_t errcap)
 {
     char tb[48];
     switch (f->transform) {
     case PT_IDENTITY:
-    case PT_VOID:
-        f->result = src->type;
-        return true;
+    case PT_VOID: f->result = src->type; return true;
     case PT_HOUR:
         if (src->type.id == ICE_DATE) {
-            snprintf(err, errcap, "partition field '%s': hour() needs a timestamp, '%s' is a date",
-                     f->name, src->name);
+            snprintf(err, errcap, "partition field '%s': hour() needs a timestamp, '%s' is a date", f->name, src->name);
             return false;
         }
         /* fall through */
@@ -92,9 +82,8 @@ static bool field_result(part_field *f, const ice_field *src, char *err, size_t 
     case PT_MONTH:
     case PT_DAY:
         if (!temporal_source(src->type.id)) {
-            snprintf(err, errcap, "partition field '%s': %s() needs a date or timestamp, '%s' is %s",
-                     f->name, part_transform_name(f->transform), src->name,
-                     ice_type_str(src->type, tb, sizeof tb));
+            snprintf(err, errcap, "partition field '%s': %s() needs a date or timestamp, '%s' is %s", f->name,
+                     part_transform_name(f->transform), src->name, ice_type_str(src->type, tb, sizeof tb));
             return false;
         }
         f->result.id = ICE_INT;
@@ -126,8 +115,7 @@ bool part_spec_parse(char **items, const ice_schema *schema, part_spec *out, cha
             col = g_strstrip(open + 1);
             if (!transform_from_name(g_strstrip(s), &f->transform)) {
                 snprintf(err, errcap,
-                         "option 'partition_by': unknown transform '%s' (identity, year, month, day, hour, void)",
-                         s);
+                         "option 'partition_by': unknown transform '%s' (identity, year, month, day, hour, void)", s);
                 part_spec_clear(out);
                 return false;
             }
@@ -174,8 +162,7 @@ bool part_spec_equal(const part_spec *a, const part_spec *b)
     if (a->n_fields != b->n_fields)
         return false;
     for (int i = 0; i < a->n_fields; i++)
-        if (a->fields[i].source_id != b->fields[i].source_id ||
-            a->fields[i].transform != b->fields[i].transform)
+        if (a->fields[i].source_id != b->fields[i].source_id || a->fields[i].transform != b->fields[i].transform)
             return false;
     return true;
 }
@@ -256,8 +243,8 @@ bool part_spec_from_json(JsonObject *o, const ice_schema *schema, part_spec *out
         }
         const ice_field *src = ice_schema_find_id(schema, f->source_id);
         if (!src) {
-            snprintf(err, errcap, "partition field '%s' refers to column id %d, absent from the schema",
-                     f->name, f->source_id);
+            snprintf(err, errcap, "partition field '%s' refers to column id %d, absent from the schema", f->name,
+                     f->source_id);
             part_spec_clear(out);
             return false;
         }
@@ -308,9 +295,7 @@ void part_value_to_path(const part_field *f, const part_value *v, byte_buf *out)
             snprintf(tmp, sizeof tmp, "%04" G_GINT64_FORMAT "-%02d", 1970 + floor_div(v->i, 12),
                      (int)(v->i - floor_div(v->i, 12) * 12) + 1);
             break;
-        default:
-            snprintf(tmp, sizeof tmp, "%04" G_GINT64_FORMAT, 1970 + v->i);
-            break;
+        default: snprintf(tmp, sizeof tmp, "%04" G_GINT64_FORMAT, 1970 + v->i); break;
         }
         bb_str(out, tmp);
         return;

@@ -22,27 +22,27 @@ typedef enum {
 } part_transform;
 
 typedef struct {
-    int            source_id;
-    int            field_id; /* 1000+ */
-    char          *name;
+    int source_id;
+    int field_id; /* 1000+ */
+    char *name;
     part_transform transform;
-    ice_type       result;   /* identity: source type; temporal: int */
+    ice_type result; /* identity: source type; temporal: int */
 } part_field;
 
 typedef struct {
-    int         spec_id;
-    int         n_fields;
+    int spec_id;
+    int n_fields;
     part_field *fields;
 } part_spec;
 
 /* One partition value: null, or an integer-like, a double, or bytes. */
 typedef struct {
-    bool           is_null;
-    int64_t        i;       /* int, long, date, timestamps, boolean, temporal results */
-    double         d;
-    __int128       dec;
-    const uint8_t *p;       /* string / binary (borrowed) */
-    uint32_t       n;
+    bool is_null;
+    int64_t i; /* int, long, date, timestamps, boolean, temporal results */
+    double d;
+    __int128 dec;
+    const uint8_t *p; /* string / binary (borrowed) */
+    uint32_t n;
 } part_value;
 
 const char *part_transform_name(part_transform t);
@@ -52,8 +52,8 @@ bool part_spec_parse(char **items, const ice_schema *schema, part_spec *out, cha
 void part_spec_clear(part_spec *s);
 void part_spec_copy(part_spec *dst, const part_spec *src);
 bool part_spec_equal(const part_spec *a, const part_spec *b);
-JsonNode *part_spec_to_json(const part_spec *s);       /* {"spec-id":..,"fields":[..]} */
-char *part_spec_fields_json(const part_spec *s);       /* just the fields array */
+JsonNode *part_spec_to_json(const part_spec *s); /* {"spec-id":..,"fields":[..]} */
+char *part_spec_fields_json(const part_spec *s); /* just the fields array */
 bool part_spec_from_json(JsonObject *o, const ice_schema *schema, part_spec *out, char *err, size_t errcap);
 int part_spec_last_field_id(const part_spec *s);
 

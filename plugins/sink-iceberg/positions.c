@@ -15,10 +15,7 @@ struct pos_map {
     GHashTable *topics;
 };
 
-static GHashTable *parts_new(void)
-{
-    return g_hash_table_new_full(g_int_hash, g_int_equal, g_free, g_free);
-}
+static GHashTable *parts_new(void) { return g_hash_table_new_full(g_int_hash, g_int_equal, g_free, g_free); }
 
 pos_map *pos_map_new(void)
 {
@@ -126,7 +123,7 @@ void pos_copy(pos_map *dst, const pos_map *src)
 
 typedef struct {
     JsonBuilder *b;
-    const char  *topic; /* the open object's topic */
+    const char *topic; /* the open object's topic */
 } json_ctx;
 
 static void json_cb(void *ctx, const char *topic, int32_t partition, int64_t value)
@@ -214,8 +211,8 @@ bool pos_from_json(pos_map *m, const char *json)
 
 typedef struct {
     GString *s;
-    size_t   max;
-    bool     cut;
+    size_t max;
+    bool cut;
 } desc_ctx;
 
 static void desc_cb(void *ctx, const char *topic, int32_t partition, int64_t value)
@@ -238,8 +235,8 @@ char *pos_describe(const pos_map *m, size_t max_len)
     return g_string_free(d.s, FALSE);
 }
 
-pos_fate pos_classify(const pos_map *committed, const pos_map *pending_lo, const pos_map *pending_hi,
-                      const char *topic, int32_t partition, int64_t offset)
+pos_fate pos_classify(const pos_map *committed, const pos_map *pending_lo, const pos_map *pending_hi, const char *topic,
+                      int32_t partition, int64_t offset)
 {
     int64_t next, lo, hi;
     if (committed && pos_get(committed, topic, partition, &next) && offset < next)

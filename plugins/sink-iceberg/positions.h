@@ -18,9 +18,9 @@
 typedef struct pos_map pos_map;
 
 pos_map *pos_map_new(void);
-void     pos_map_free(pos_map *m);
-void     pos_map_clear(pos_map *m);
-size_t   pos_map_count(const pos_map *m); /* partitions, over all topics */
+void pos_map_free(pos_map *m);
+void pos_map_clear(pos_map *m);
+size_t pos_map_count(const pos_map *m); /* partitions, over all topics */
 
 bool pos_get(const pos_map *m, const char *topic, int32_t partition, int64_t *value);
 void pos_set(pos_map *m, const char *topic, int32_t partition, int64_t value);
@@ -56,7 +56,7 @@ char *pos_describe(const pos_map *m, size_t max_len);
  */
 typedef enum { POS_WRITE = 0, POS_DURABLE, POS_PENDING } pos_fate;
 
-pos_fate pos_classify(const pos_map *committed, const pos_map *pending_lo, const pos_map *pending_hi,
-                      const char *topic, int32_t partition, int64_t offset);
+pos_fate pos_classify(const pos_map *committed, const pos_map *pending_lo, const pos_map *pending_hi, const char *topic,
+                      int32_t partition, int64_t offset);
 
 #endif

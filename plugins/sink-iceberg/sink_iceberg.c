@@ -44,38 +44,38 @@
 #define TICK_US 100000 /* commit_interval granularity */
 
 typedef struct {
-    char    *warehouse;
-    char    *table;
-    char   **partition_by;
-    int64_t  target_file_size;
-    int64_t  commit_interval;
-    int64_t  row_group_size;
-    int64_t  page_size;
-    char    *codec;
-    int64_t  compression_level;
-    int64_t  max_open_partitions;
-    int64_t  max_buffered_bytes;
-    bool     fsync;
-    char    *writer_id;
-    char    *dedupe_key;
-    int64_t  dedupe_window;
-    char    *s3_endpoint;
-    char    *s3_region;
-    char    *s3_path_style;
-    char    *s3_access_key_id;
-    char    *s3_secret_access_key;
-    char    *s3_session_token;
-    int64_t  s3_part_size;
-    int64_t  s3_max_attempts;
-    int64_t  s3_timeout;
-    char    *catalog;
-    char    *catalog_uri;
-    char    *catalog_credential;
-    char    *catalog_token;
-    char    *catalog_oauth2_uri;
-    char    *catalog_scope;
-    ecf_kv  *catalog_headers;
-    bool     create_namespace;
+    char *warehouse;
+    char *table;
+    char **partition_by;
+    int64_t target_file_size;
+    int64_t commit_interval;
+    int64_t row_group_size;
+    int64_t page_size;
+    char *codec;
+    int64_t compression_level;
+    int64_t max_open_partitions;
+    int64_t max_buffered_bytes;
+    bool fsync;
+    char *writer_id;
+    char *dedupe_key;
+    int64_t dedupe_window;
+    char *s3_endpoint;
+    char *s3_region;
+    char *s3_path_style;
+    char *s3_access_key_id;
+    char *s3_secret_access_key;
+    char *s3_session_token;
+    int64_t s3_part_size;
+    int64_t s3_max_attempts;
+    int64_t s3_timeout;
+    char *catalog;
+    char *catalog_uri;
+    char *catalog_credential;
+    char *catalog_token;
+    char *catalog_oauth2_uri;
+    char *catalog_scope;
+    ecf_kv *catalog_headers;
+    bool create_namespace;
 } ice_config;
 
 static const ecf_option ice_options[] = {
@@ -157,51 +157,51 @@ static const ecf_option ice_options[] = {
 static char *default_partition_by[] = {"event_type", "day(timestamp)", NULL};
 
 typedef struct {
-    ecf_stage     *stage;
-    file_io       *io;
-    rest_catalog  *rest;     /* catalog: rest */
-    char          *ns, *name; /* the table identifier */
-    char          *location; /* the table's; REST: known once the table is open */
-    ice_schema     input;
-    char         **partition_by;
-    ice_table      table;
-    bool           table_open;
+    ecf_stage *stage;
+    file_io *io;
+    rest_catalog *rest; /* catalog: rest */
+    char *ns, *name;    /* the table identifier */
+    char *location;     /* the table's; REST: known once the table is open */
+    ice_schema input;
+    char **partition_by;
+    ice_table table;
+    bool table_open;
     /* file columns: one per input column, typed as the table column */
-    int            n_cols;
+    int n_cols;
     pq_column_spec *cols;
-    arrow_kind    *kinds;
-    part_source   *psrc;
-    pq_options     pq;
-    writer_pool   *pool;    /* open files by partition */
-    GPtrArray     *pending; /* data_file*, finished, uncommitted */
-    int64_t        pending_bytes;
-    GPtrArray     *held;    /* ecf_token* */
-    GArray        *held_since; /* int64 ingest time (µs) of each held row, for freshness */
-    int64_t        first_row_us;
-    char          *poisoned; /* a write failed: the next commit must fail */
-    guint          poisoned_more; /* further write errors before that commit */
+    arrow_kind *kinds;
+    part_source *psrc;
+    pq_options pq;
+    writer_pool *pool;  /* open files by partition */
+    GPtrArray *pending; /* data_file*, finished, uncommitted */
+    int64_t pending_bytes;
+    GPtrArray *held;    /* ecf_token* */
+    GArray *held_since; /* int64 ingest time (µs) of each held row, for freshness */
+    int64_t first_row_us;
+    char *poisoned;      /* a write failed: the next commit must fail */
+    guint poisoned_more; /* further write errors before that commit */
     /* Kafka positions (positions.h). `committed` is what the table holds for
      * this writer: written on this thread under pos_lock, read by
      * resume_position() on sources' threads under it. The pending maps
      * (rows taken since the last commit) and `merged` are this thread's. */
-    char          *writer_id;
-    GMutex         pos_lock;
-    pos_map       *committed;
-    pos_map       *pending_lo, *pending_hi;
-    pos_map       *merged;  /* what the commit being applied stores */
-    GMutex         fresh_lock;
-    pos_map       *fresh;   /* positions read back from the table for sources (fresh_lock) */
-    int64_t        fresh_at; /* when (monotonic µs; 0: never) */
-    GHashTable    *skip_logged; /* partitions whose first skip was logged */
-    uint8_t       *fates;
-    uint32_t       cap_fates;
-    char          *run_id;
-    dedupe        *dedupe;     /* NULL without dedupe_key */
-    int            dedupe_col; /* its column in the input records */
-    uint32_t       copies_held; /* rows skipped as copies since the last commit */
-    ecf_metric    *m_committed_rows, *m_freshness, *m_duplicates;
-    ecf_metric    *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open,
-        *m_buffered, *m_skipped;
+    char *writer_id;
+    GMutex pos_lock;
+    pos_map *committed;
+    pos_map *pending_lo, *pending_hi;
+    pos_map *merged; /* what the commit being applied stores */
+    GMutex fresh_lock;
+    pos_map *fresh;          /* positions read back from the table for sources (fresh_lock) */
+    int64_t fresh_at;        /* when (monotonic µs; 0: never) */
+    GHashTable *skip_logged; /* partitions whose first skip was logged */
+    uint8_t *fates;
+    uint32_t cap_fates;
+    char *run_id;
+    dedupe *dedupe;       /* NULL without dedupe_key */
+    int dedupe_col;       /* its column in the input records */
+    uint32_t copies_held; /* rows skipped as copies since the last commit */
+    ecf_metric *m_committed_rows, *m_freshness, *m_duplicates;
+    ecf_metric *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open, *m_buffered,
+        *m_skipped;
 } ice_state;
 
 /* ------------------------------------------------------------ writer pool events */
@@ -249,7 +249,7 @@ static void pool_file_done(void *ctx, data_file *df)
  * sources, which read them again from where the table says. */
 typedef struct {
     ice_state *st;
-    char      *why;
+    char *why;
 } clash_ctx;
 
 static void clash_cb(void *ctx, const char *topic, int32_t partition, int64_t lo)
@@ -270,8 +270,7 @@ static bool summary_positions(void *ctx, const ice_table *t, GPtrArray *kv, GPtr
     ice_state *st = ctx;
     pos_map_clear(st->merged);
     int64_t snap;
-    const char *stored =
-        table_lineage_summary(t, "ecflow.writer-id", st->writer_id, "ecflow.kafka-offsets", &snap);
+    const char *stored = table_lineage_summary(t, "ecflow.writer-id", st->writer_id, "ecflow.kafka-offsets", &snap);
     if (stored && pos_from_json(st->merged, stored)) {
         clash_ctx c = {.st = st};
         pos_foreach(st->pending_lo, clash_cb, &c);
@@ -321,9 +320,11 @@ static void refresh_positions(ice_state *st)
     if (ok)
         pos_merge_max(st->fresh, got);
     else
-        ecf_log(st->stage, ECF_LOG_WARN, "could not read this writer's positions from the table (%s); sources "
+        ecf_log(st->stage, ECF_LOG_WARN,
+                "could not read this writer's positions from the table (%s); sources "
                 "resume from what this process committed, and rows another process of this pipeline committed "
-                "since may be read again", err ? err : "malformed ecflow.kafka-offsets");
+                "since may be read again",
+                err ? err : "malformed ecflow.kafka-offsets");
     pos_map_free(got);
     g_free(err);
     catalog_table_clear(&probe);
@@ -467,9 +468,8 @@ static ecf_status commit(ice_state *st, const char *why)
         if (ok) {
             ecf_metric_add(st->stage, st->m_commits, 1);
             ecf_metric_observe(st->stage, st->m_commit_latency, secs);
-            ecf_log(st->stage, ECF_LOG_INFO,
-                    "committed snapshot %" PRId64 " (%s): %u files, %" PRId64 " rows, %.1f ms", snapshot, why,
-                    st->pending->len, rows, secs * 1000);
+            ecf_log(st->stage, ECF_LOG_INFO, "committed snapshot %" PRId64 " (%s): %u files, %" PRId64 " rows, %.1f ms",
+                    snapshot, why, st->pending->len, rows, secs * 1000);
             /* what the snapshot now says: sources may resume there, and
              * redeliveries below it are skipped */
             g_mutex_lock(&st->pos_lock);
@@ -483,8 +483,8 @@ static ecf_status commit(ice_state *st, const char *why)
                 dedupe_commit(st->dedupe);
             settle_all(st, ECF_OK, NULL);
         } else {
-            g_autofree char *reason = g_strdup_printf("sink-iceberg: commit to %s failed: %s", st->location,
-                                                      err ? err : "unknown error");
+            g_autofree char *reason =
+                g_strdup_printf("sink-iceberg: commit to %s failed: %s", st->location, err ? err : "unknown error");
             ecf_log(st->stage, ECF_LOG_ERROR, "%s", reason);
             ecf_metric_add(st->stage, st->m_commit_fail, 1);
             forget_pending_keys(st);
@@ -562,8 +562,8 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
     }
     for (int c = 0; c < st->n_cols; c++)
         if (st->cols[c].required && rec->children[c]->null_count != 0) {
-            g_autofree char *why = g_strdup_printf("column '%s' is required but the batch has nulls in it",
-                                                   st->cols[c].name);
+            g_autofree char *why =
+                g_strdup_printf("column '%s' is required but the batch has nulls in it", st->cols[c].name);
             ecf_batch_nack_all(stage, batch, ECF_ERR_INVALID, why);
             return ECF_OK;
         }
@@ -709,11 +709,14 @@ static file_io *open_io(const ice_config *cfg, const char *location, char **err)
         .access_key_id = option_or_env(cfg->s3_access_key_id, "AWS_ACCESS_KEY_ID", NULL),
         .secret_access_key = option_or_env(cfg->s3_secret_access_key, "AWS_SECRET_ACCESS_KEY", NULL),
         .session_token = option_or_env(cfg->s3_session_token, "AWS_SESSION_TOKEN", NULL),
-        .path_style = strcmp(cfg->s3_path_style, "auto") == 0 ? endpoint != NULL
-                                                               : strcmp(cfg->s3_path_style, "true") == 0,
+        .path_style =
+            strcmp(cfg->s3_path_style, "auto") == 0 ? endpoint != NULL : strcmp(cfg->s3_path_style, "true") == 0,
         .part_size = (size_t)cfg->s3_part_size,
-        .http = {.max_attempts = (int)cfg->s3_max_attempts, .backoff_us = 100000, .backoff_max_us = 5000000,
-                 .timeout_us = cfg->s3_timeout, .connect_timeout_us = 5000000},
+        .http = {.max_attempts = (int)cfg->s3_max_attempts,
+                 .backoff_us = 100000,
+                 .backoff_max_us = 5000000,
+                 .timeout_us = cfg->s3_timeout,
+                 .connect_timeout_us = 5000000},
     };
     return file_io_s3_new(&o, err);
 }
@@ -797,8 +800,11 @@ static rest_catalog *connect_rest(ecf_stage *stage, const ice_config *cfg, char 
         .oauth2_uri = cfg->catalog_oauth2_uri,
         .scope = cfg->catalog_scope,
         .headers = (const char *const *)headers->pdata,
-        .http = {.max_attempts = (int)cfg->s3_max_attempts, .backoff_us = 100000, .backoff_max_us = 5000000,
-                 .timeout_us = cfg->s3_timeout, .connect_timeout_us = 5000000},
+        .http = {.max_attempts = (int)cfg->s3_max_attempts,
+                 .backoff_us = 100000,
+                 .backoff_max_us = 5000000,
+                 .timeout_us = cfg->s3_timeout,
+                 .connect_timeout_us = 5000000},
     };
     rest_catalog *c = rest_catalog_new(&o, err);
     g_ptr_array_free(headers, TRUE);
@@ -825,7 +831,8 @@ static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config
         int ns = rest_catalog_namespace_exists(st->rest, st->ns, &e);
         if (ns < 0 || (ns == 0 && !cfg->create_namespace)) {
             ecf_status s = ns < 0 ? ecf_fail(stage, ECF_ERR_IO, "%s", e)
-                                  : ecf_fail(stage, ECF_ERR_IO, "option 'table': the REST catalog at %s has no "
+                                  : ecf_fail(stage, ECF_ERR_IO,
+                                             "option 'table': the REST catalog at %s has no "
                                              "namespace '%s' (create it, or set create_namespace: true)",
                                              cfg->catalog_uri, st->ns);
             g_free(e);
@@ -840,8 +847,8 @@ static ecf_status open_catalog(ecf_stage *stage, ice_state *st, const ice_config
             return s;
     }
     ice_table t;
-    table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
-                         .now_ms = ecf_now_us(stage) / 1000, .dry_run = true};
+    table_open_args a = {
+        .input = &st->input, .partition_by = st->partition_by, .now_ms = ecf_now_us(stage) / 1000, .dry_run = true};
     char *note = NULL;
     catalog_ref ref = table_ref(st);
     bool ok = table_open(&t, &ref, &a, &note, &e);
@@ -890,8 +897,7 @@ static ecf_status ice_create(ecf_stage *stage)
         const ice_field *k = ice_schema_find(&st->input, cfg->dedupe_key);
         if (!k || (k->type.id != ICE_STRING && k->type.id != ICE_BINARY)) {
             state_free(st);
-            return ecf_error(stage, "option 'dedupe_key': the records have no string column '%s'",
-                             cfg->dedupe_key);
+            return ecf_error(stage, "option 'dedupe_key': the records have no string column '%s'", cfg->dedupe_key);
         }
     }
     st->partition_by = cfg->partition_by ? cfg->partition_by : default_partition_by;
@@ -906,7 +912,7 @@ static ecf_status ice_create(ecf_stage *stage)
         state_free(st);
         return cs;
     }
-    st->pq.codec = strcmp(cfg->codec, "zstd") == 0 ? PQ_CODEC_ZSTD
+    st->pq.codec = strcmp(cfg->codec, "zstd") == 0     ? PQ_CODEC_ZSTD
                    : strcmp(cfg->codec, "snappy") == 0 ? PQ_CODEC_SNAPPY
                                                        : PQ_CODEC_NONE;
     st->pq.zstd_level = (int)cfg->compression_level;
@@ -937,7 +943,8 @@ static ecf_status ice_create(ecf_stage *stage)
     st->m_files = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_files_total", "Parquet data files finished");
     st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_data_bytes_total", "Bytes of finished data files");
     st->m_commits = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commits_total", "Snapshots committed");
-    st->m_commit_fail = ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commit_failures_total", "Commits that failed");
+    st->m_commit_fail =
+        ecf_metric_new(stage, ECF_METRIC_COUNTER, "iceberg_commit_failures_total", "Commits that failed");
     st->m_commit_latency = ecf_metric_new(stage, ECF_METRIC_HISTOGRAM, "iceberg_commit_seconds",
                                           "Time to finish files and commit a snapshot");
     st->m_open = ecf_metric_new(stage, ECF_METRIC_GAUGE, "iceberg_open_partitions", "Open data files");
@@ -971,8 +978,8 @@ static ecf_status dedupe_start(ecf_stage *stage, ice_state *st)
 static ecf_status ice_start(ecf_stage *stage)
 {
     ice_state *st = ecf_state(stage);
-    table_open_args a = {.input = &st->input, .partition_by = st->partition_by,
-                         .now_ms = ecf_now_us(stage) / 1000, .dry_run = false};
+    table_open_args a = {
+        .input = &st->input, .partition_by = st->partition_by, .now_ms = ecf_now_us(stage) / 1000, .dry_run = false};
     char *note = NULL, *err = NULL;
     const ice_config *cfg = ecf_config(stage);
     if (st->rest && cfg->create_namespace && rest_catalog_namespace_exists(st->rest, st->ns, &err) == 0 &&
@@ -1032,23 +1039,26 @@ static ecf_status ice_start(ecf_stage *stage)
     }
     /* this writer's positions, from its newest snapshot in the lineage */
     int64_t snap = -1;
-    const char *stored = table_lineage_summary(&st->table, "ecflow.writer-id", st->writer_id,
-                                               "ecflow.kafka-offsets", &snap);
+    const char *stored =
+        table_lineage_summary(&st->table, "ecflow.writer-id", st->writer_id, "ecflow.kafka-offsets", &snap);
     g_mutex_lock(&st->pos_lock);
     pos_map_clear(st->committed);
     bool parsed = !stored || pos_from_json(st->committed, stored);
     g_mutex_unlock(&st->pos_lock);
     if (!parsed)
-        return ecf_fail(stage, ECF_ERR_IO, "snapshot %" PRId64 " of %s has a malformed ecflow.kafka-offsets for "
+        return ecf_fail(stage, ECF_ERR_IO,
+                        "snapshot %" PRId64 " of %s has a malformed ecflow.kafka-offsets for "
                         "writer '%s'; refusing to guess where Kafka sources resume",
                         snap, st->location, st->writer_id);
     if (snap < 0) {
-        ecf_log(stage, ECF_LOG_INFO, "writer '%s': no snapshot of this writer in the table yet; Kafka sources "
-                                     "start from their own committed offsets", st->writer_id);
+        ecf_log(stage, ECF_LOG_INFO,
+                "writer '%s': no snapshot of this writer in the table yet; Kafka sources "
+                "start from their own committed offsets",
+                st->writer_id);
     } else {
         g_autofree char *desc = pos_describe(st->committed, 800);
-        ecf_log(stage, ECF_LOG_INFO, "writer '%s': Kafka positions from snapshot %" PRId64 ": %s", st->writer_id,
-                snap, *desc ? desc : "none (no Kafka records yet)");
+        ecf_log(stage, ECF_LOG_INFO, "writer '%s': Kafka positions from snapshot %" PRId64 ": %s", st->writer_id, snap,
+                *desc ? desc : "none (no Kafka records yet)");
     }
     g_autofree char *uuid = g_uuid_string_random();
     st->run_id = g_strdup(uuid);
@@ -1067,19 +1077,9 @@ static ecf_status ice_start(ecf_stage *stage)
 static void ice_destroy(ecf_stage *stage) { state_free(ecf_state(stage)); }
 
 ECF_PLUGIN_DEFINE(
-    .name = "sink-iceberg",
-    .kind = ECF_SINK,
-    .version = "0.1.0",
-    .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet; file or REST catalog; local disk or "
-               "S3); acks after the commit",
-    .config_size = sizeof(ice_config),
-    .options = ice_options,
-    .tick_interval_us = TICK_US,
-    .create = ice_create,
-    .start = ice_start,
-    .process = ice_process,
-    .tick = ice_tick,
-    .flush = ice_flush,
-    .destroy = ice_destroy,
-    .resume_position = ice_resume_position,
-)
+        .name = "sink-iceberg", .kind = ECF_SINK, .version = "0.1.0",
+        .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet; file or REST catalog; local disk or "
+                   "S3); acks after the commit",
+        .config_size = sizeof(ice_config), .options = ice_options, .tick_interval_us = TICK_US, .create = ice_create,
+        .start = ice_start, .process = ice_process, .tick = ice_tick, .flush = ice_flush, .destroy = ice_destroy,
+        .resume_position = ice_resume_position, )

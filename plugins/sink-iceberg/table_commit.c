@@ -38,8 +38,8 @@ static bool load_model(ice_table *t, char **err)
     return true;
 }
 
-static bool same_partition_by(const part_spec *table_spec, const ice_schema *table_schema,
-                              char **partition_by, const ice_schema *input)
+static bool same_partition_by(const part_spec *table_spec, const ice_schema *table_schema, char **partition_by,
+                              const ice_schema *input)
 {
     part_spec want;
     char e[256];
@@ -124,8 +124,8 @@ bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, 
         JsonArray *schemas = json_object_get_array_member(t->cat.meta.o, "schemas");
         int max_sid = 0;
         for (guint i = 0; schemas && i < json_array_get_length(schemas); i++) {
-            int sid = (int)json_object_get_int_member_with_default(json_array_get_object_element(schemas, i),
-                                                                   "schema-id", 0);
+            int sid =
+                (int)json_object_get_int_member_with_default(json_array_get_object_element(schemas, i), "schema-id", 0);
             if (sid > max_sid)
                 max_sid = sid;
         }
@@ -154,8 +154,8 @@ bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, 
     return false;
 }
 
-const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value,
-                                  const char *key, int64_t *snapshot_id)
+const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value, const char *key,
+                                  int64_t *snapshot_id)
 {
     return tm_lineage_summary(&t->cat.meta, match_key, match_value, key, snapshot_id);
 }
@@ -164,9 +164,8 @@ const char *tm_lineage_summary(const table_metadata *meta, const char *match_key
                                const char *key, int64_t *snapshot_id)
 {
     *snapshot_id = -1;
-    JsonArray *snaps = json_object_has_member(meta->o, "snapshots")
-                           ? json_object_get_array_member(meta->o, "snapshots")
-                           : NULL;
+    JsonArray *snaps =
+        json_object_has_member(meta->o, "snapshots") ? json_object_get_array_member(meta->o, "snapshots") : NULL;
     if (!snaps)
         return NULL;
     /* id -> snapshot once, so a long walk (another writer committed often
@@ -224,8 +223,8 @@ static int64_t summary_i64(const table_metadata *tm, int64_t snap, const char *k
     return g_ascii_strtoll(v, NULL, 10);
 }
 
-bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra,
-                  table_summary_fn more, void *more_ctx, int64_t now_ms, int64_t *snapshot_id_out, char **err)
+bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra, table_summary_fn more,
+                  void *more_ctx, int64_t now_ms, int64_t *snapshot_id_out, char **err)
 {
     int64_t snapshot_id = new_snapshot_id();
     t->outcome_unknown = false;
@@ -282,8 +281,8 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         }
         for (int i = 0; i < n_prev; i++)
             all[i + n_ours] = prev[i];
-        g_autofree char *lname = g_strdup_printf("metadata/snap-%" G_GINT64_FORMAT "-%d-%s.avro", snapshot_id,
-                                                 attempt, uuid);
+        g_autofree char *lname =
+            g_strdup_printf("metadata/snap-%" G_GINT64_FORMAT "-%d-%s.avro", snapshot_id, attempt, uuid);
         g_autofree char *lpath = fio_join(t->cat.location, lname);
         bool wrote = manifest_list_write(t->cat.io, lpath, snapshot_id, parent, seq, all, n_prev + n_ours, err);
         g_free(all);
@@ -312,14 +311,14 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
         snprintf(b[8], 32, "%" G_GINT64_FORMAT, tot_pos);
         snprintf(b[9], 32, "%" G_GINT64_FORMAT, tot_eq);
         GPtrArray *kv = g_ptr_array_new();
-        const char *base[] = {"operation", "append", "added-data-files", b[0], "added-records", b[1],
-                              "added-files-size", b[2], "changed-partition-count", b[3]};
+        const char *base[] = {"operation",        "append", "added-data-files",        b[0], "added-records", b[1],
+                              "added-files-size", b[2],     "changed-partition-count", b[3]};
         for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
             g_ptr_array_add(kv, (gpointer)base[i]);
         if (totals) {
-            const char *tot[] = {"total-records", b[4], "total-files-size", b[5], "total-data-files", b[6],
-                                 "total-delete-files", b[7], "total-position-deletes", b[8],
-                                 "total-equality-deletes", b[9]};
+            const char *tot[] = {"total-records",          b[4], "total-files-size",       b[5],
+                                 "total-data-files",       b[6], "total-delete-files",     b[7],
+                                 "total-position-deletes", b[8], "total-equality-deletes", b[9]};
             for (size_t i = 0; i < G_N_ELEMENTS(tot); i++)
                 g_ptr_array_add(kv, (gpointer)tot[i]);
         }

@@ -14,23 +14,23 @@
 
 typedef struct {
     catalog_table cat;
-    ice_schema    schema; /* the table's current schema */
-    part_spec     spec;   /* the table's default partition spec */
-    bool          exists;
+    ice_schema schema; /* the table's current schema */
+    part_spec spec;    /* the table's default partition spec */
+    bool exists;
     /* the last commit may or may not have been applied and the catalog
      * could not tell (catalog.h: FIO_UNKNOWN): its files were kept, and the
      * writer must reload before it trusts what it knows of the table */
-    bool          outcome_unknown;
+    bool outcome_unknown;
     /* table_open failed to reach the catalog or the store (not a schema or
      * configuration problem): a service is down, refuses us, or lacks a bucket */
-    bool          unreachable;
+    bool unreachable;
 } ice_table;
 
 typedef struct {
-    const ice_schema *input;        /* what the pipeline brings, ids 1..n */
-    char            **partition_by; /* spec for a new table */
-    int64_t           now_ms;
-    bool              dry_run;      /* check only; write nothing (validate) */
+    const ice_schema *input; /* what the pipeline brings, ids 1..n */
+    char **partition_by;     /* spec for a new table */
+    int64_t now_ms;
+    bool dry_run; /* check only; write nothing (validate) */
 } table_open_args;
 
 /*
@@ -57,8 +57,8 @@ typedef bool (*table_summary_fn)(void *ctx, const ice_table *t, GPtrArray *kv, G
  * manifest is written once and reused).
  * Returns false with *err when the commit failed; nothing became visible.
  */
-bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra,
-                  table_summary_fn more, void *more_ctx, int64_t now_ms, int64_t *snapshot_id, char **err);
+bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra, table_summary_fn more,
+                  void *more_ctx, int64_t now_ms, int64_t *snapshot_id, char **err);
 
 /*
  * The current lineage (the current snapshot, then its parents) searched for
@@ -67,8 +67,8 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
  * matches) and its id in *snapshot_id (-1 when none matches). Snapshots off
  * the lineage (rolled back) never count; an expired parent ends the walk.
  */
-const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value,
-                                  const char *key, int64_t *snapshot_id);
+const char *table_lineage_summary(const ice_table *t, const char *match_key, const char *match_value, const char *key,
+                                  int64_t *snapshot_id);
 /* The same on metadata loaded apart from an ice_table (another thread's view). */
 const char *tm_lineage_summary(const table_metadata *meta, const char *match_key, const char *match_value,
                                const char *key, int64_t *snapshot_id);

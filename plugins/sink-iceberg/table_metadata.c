@@ -4,10 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static char *uuid4(void)
-{
-    return g_uuid_string_random();
-}
+static char *uuid4(void) { return g_uuid_string_random(); }
 
 void tm_create(table_metadata *tm, const char *location, const ice_schema *schema, const part_spec *spec,
                int64_t now_ms)
@@ -95,8 +92,7 @@ static JsonNode *deep_copy(JsonNode *n)
         json_node_take_array(c, dst);
         return c;
     }
-    default:
-        return json_node_copy(n); /* values and null: a real copy */
+    default: return json_node_copy(n); /* values and null: a real copy */
     }
 }
 
@@ -160,8 +156,8 @@ int64_t tm_current_snapshot_id(const table_metadata *tm)
 bool tm_current_schema(const table_metadata *tm, ice_schema *out, char *err, size_t errcap)
 {
     int64_t id = json_object_get_int_member_with_default(tm->o, "current-schema-id", 0);
-    JsonArray *schemas = json_object_has_member(tm->o, "schemas") ? json_object_get_array_member(tm->o, "schemas")
-                                                                   : NULL;
+    JsonArray *schemas =
+        json_object_has_member(tm->o, "schemas") ? json_object_get_array_member(tm->o, "schemas") : NULL;
     for (guint i = 0; schemas && i < json_array_get_length(schemas); i++) {
         JsonObject *s = json_array_get_object_element(schemas, i);
         if (json_object_get_int_member_with_default(s, "schema-id", 0) == id)
@@ -190,8 +186,8 @@ bool tm_default_spec(const table_metadata *tm, const ice_schema *schema, part_sp
 
 JsonObject *tm_snapshot(const table_metadata *tm, int64_t snapshot_id)
 {
-    JsonArray *snaps = json_object_has_member(tm->o, "snapshots") ? json_object_get_array_member(tm->o, "snapshots")
-                                                                   : NULL;
+    JsonArray *snaps =
+        json_object_has_member(tm->o, "snapshots") ? json_object_get_array_member(tm->o, "snapshots") : NULL;
     for (guint i = 0; snaps && i < json_array_get_length(snaps); i++) {
         JsonObject *s = json_array_get_object_element(snaps, i);
         if (json_object_get_int_member_with_default(s, "snapshot-id", -2) == snapshot_id)
@@ -225,8 +221,7 @@ void tm_add_schema(table_metadata *tm, const ice_schema *schema, int last_column
 }
 
 void tm_add_snapshot(table_metadata *tm, int64_t snapshot_id, int64_t parent_id, int64_t sequence_number,
-                     int64_t timestamp_ms, const char *manifest_list, int schema_id,
-                     const char *const *summary)
+                     int64_t timestamp_ms, const char *manifest_list, int schema_id, const char *const *summary)
 {
     JsonObject *s = json_object_new();
     json_object_set_int_member(s, "snapshot-id", snapshot_id);

@@ -13,7 +13,7 @@
 #include <json-glib/json-glib.h>
 
 typedef struct {
-    JsonNode   *root;
+    JsonNode *root;
     JsonObject *o; /* root's object */
 } table_metadata;
 
@@ -43,8 +43,7 @@ void tm_add_schema(table_metadata *tm, const ice_schema *schema, int last_column
 
 /* Adds a snapshot and points main at it; summary is key, value, ..., NULL. */
 void tm_add_snapshot(table_metadata *tm, int64_t snapshot_id, int64_t parent_id, int64_t sequence_number,
-                     int64_t timestamp_ms, const char *manifest_list, int schema_id,
-                     const char *const *summary);
+                     int64_t timestamp_ms, const char *manifest_list, int schema_id, const char *const *summary);
 
 /* Records the metadata file this version replaces. */
 void tm_log_previous(table_metadata *tm, const char *previous_file, int64_t previous_updated_ms);

@@ -36,10 +36,7 @@ void tc_field_header(tc_writer *w, int16_t id, uint8_t type)
     *last = id;
 }
 
-void tc_field_bool(tc_writer *w, int16_t id, bool v)
-{
-    tc_field_header(w, id, v ? TC_BOOL_TRUE : TC_BOOL_FALSE);
-}
+void tc_field_bool(tc_writer *w, int16_t id, bool v) { tc_field_header(w, id, v ? TC_BOOL_TRUE : TC_BOOL_FALSE); }
 
 void tc_field_i8(tc_writer *w, int16_t id, int8_t v)
 {
@@ -72,10 +69,7 @@ void tc_field_binary(tc_writer *w, int16_t id, const void *p, size_t n)
     bb_append(w->out, p, n);
 }
 
-void tc_field_string(tc_writer *w, int16_t id, const char *s)
-{
-    tc_field_binary(w, id, s, strlen(s));
-}
+void tc_field_string(tc_writer *w, int16_t id, const char *s) { tc_field_binary(w, id, s, strlen(s)); }
 
 void tc_field_struct_begin(tc_writer *w, int16_t id)
 {

@@ -39,8 +39,8 @@ enum {
 
 typedef struct {
     byte_buf *out;
-    int16_t   last_id[TC_MAX_DEPTH]; /* last field id per open struct */
-    int       depth;
+    int16_t last_id[TC_MAX_DEPTH]; /* last field id per open struct */
+    int depth;
 } tc_writer;
 
 void tc_struct_begin(tc_writer *w);

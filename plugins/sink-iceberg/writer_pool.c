@@ -12,26 +12,26 @@ typedef struct {
 } out_ctx;
 
 typedef struct {
-    uint8_t    *key;   /* serialized partition tuple: the hash key */
-    size_t      key_len;
+    uint8_t *key; /* serialized partition tuple: the hash key */
+    size_t key_len;
     part_value *values;
-    pq_writer  *pq;
-    fio_out    *out;
-    out_ctx     octx;  /* what the Parquet writer's sink writes through */
-    char       *location;
-    int64_t     last_used;
+    pq_writer *pq;
+    fio_out *out;
+    out_ctx octx; /* what the Parquet writer's sink writes through */
+    char *location;
+    int64_t last_used;
     /* rows of the current batch */
-    uint32_t   *rows;
-    uint32_t    n_rows, cap_rows;
+    uint32_t *rows;
+    uint32_t n_rows, cap_rows;
 } part_writer;
 
 struct writer_pool {
-    wp_layout   l;
-    wp_events   ev;
+    wp_layout l;
+    wp_events ev;
     GHashTable *writers; /* open writers by partition */
-    int64_t     use_clock;
-    int64_t     file_seq;
-    byte_buf    keybuf;
+    int64_t use_clock;
+    int64_t file_seq;
+    byte_buf keybuf;
 };
 
 static guint writer_hash(gconstpointer p)
@@ -215,7 +215,6 @@ static void finish_and_drop(writer_pool *p, part_writer *w)
     g_hash_table_remove(p->writers, w);
 }
 
-
 writer_pool *wp_new(wp_events ev)
 {
     writer_pool *p = g_new0(writer_pool, 1);
@@ -283,8 +282,7 @@ void wp_write(writer_pool *p, const struct ArrowArray *rec, uint32_t n, const ui
     g_ptr_array_free(touched, TRUE);
 }
 
-void wp_enforce_bounds(writer_pool *p, int64_t max_open, int64_t max_buffered, unsigned *open,
-                       int64_t *buffered)
+void wp_enforce_bounds(writer_pool *p, int64_t max_open, int64_t max_buffered, unsigned *open, int64_t *buffered)
 {
     /* open files */
     while ((int64_t)g_hash_table_size(p->writers) > max_open) {

@@ -22,21 +22,21 @@
 
 /* Where a partition field's source column is in the input records. */
 typedef struct {
-    int        input_col; /* -1: not in the input (always null) */
+    int input_col; /* -1: not in the input (always null) */
     arrow_kind kind;
 } part_source;
 
 /* What the files are and where they go; the pool borrows every pointer. */
 typedef struct {
-    file_io              *io;
-    const char           *location; /* the table's: files go to <location>/data/<partition path>/ */
-    const part_spec      *spec;
-    const part_source    *psrc;     /* one per partition field */
-    const pq_column_spec *cols;     /* one per input column, typed as the table column */
-    const arrow_kind     *kinds;
-    int                   n_cols;
-    const pq_options     *pq;
-    const char           *run_id;   /* file names: <run_id>-<seq>.parquet */
+    file_io *io;
+    const char *location; /* the table's: files go to <location>/data/<partition path>/ */
+    const part_spec *spec;
+    const part_source *psrc;    /* one per partition field */
+    const pq_column_spec *cols; /* one per input column, typed as the table column */
+    const arrow_kind *kinds;
+    int n_cols;
+    const pq_options *pq;
+    const char *run_id; /* file names: <run_id>-<seq>.parquet */
 } wp_layout;
 
 typedef struct {
@@ -59,8 +59,7 @@ void wp_write(writer_pool *p, const struct ArrowArray *rec, uint32_t n, const ui
               int64_t target_file_size);
 /* Finishes files until at most max_open are open and at most max_buffered
  * bytes are held; *open and *buffered say what is left. */
-void wp_enforce_bounds(writer_pool *p, int64_t max_open, int64_t max_buffered, unsigned *open,
-                       int64_t *buffered);
+void wp_enforce_bounds(writer_pool *p, int64_t max_open, int64_t max_buffered, unsigned *open, int64_t *buffered);
 /* Finishes every open file (for a commit). */
 void wp_finish_all(writer_pool *p);
 /* Drops every open file unfinished, then the pool. */

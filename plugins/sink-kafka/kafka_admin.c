@@ -18,10 +18,8 @@ static ecf_status status_of(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
-        return ECF_ERR_CONFIG;
-    default:
-        return ECF_ERR_UNAVAILABLE;
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION: return ECF_ERR_CONFIG;
+    default: return ECF_ERR_UNAVAILABLE;
     }
 }
 
@@ -31,13 +29,11 @@ static ecf_status create_result(ecf_stage *stage, rd_kafka_event_t *ev, const ch
         return ecf_fail(stage, ECF_ERR_UNAVAILABLE, "create_topic '%s': no answer from the brokers", topic);
     rd_kafka_resp_err_t eerr = rd_kafka_event_error(ev);
     if (eerr)
-        return ecf_fail(stage, status_of(eerr), "create_topic '%s': %s", topic,
-                        rd_kafka_event_error_string(ev));
+        return ecf_fail(stage, status_of(eerr), "create_topic '%s': %s", topic, rd_kafka_event_error_string(ev));
 
     size_t cnt = 0;
     const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt)
-                                             : NULL;
+    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
     if (cnt < 1)
         return ecf_fail(stage, ECF_ERR_UNAVAILABLE, "create_topic '%s': empty answer from the brokers", topic);
 
@@ -49,17 +45,15 @@ static ecf_status create_result(ecf_stage *stage, rd_kafka_event_t *ev, const ch
     if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
         return ECF_OK;
     const char *why = rd_kafka_topic_result_error_string(tr[0]);
-    return ecf_fail(stage, status_of(err), "create_topic '%s': %s", topic,
-                    why ? why : rd_kafka_err2str(err));
+    return ecf_fail(stage, status_of(err), "create_topic '%s': %s", topic, why ? why : rd_kafka_err2str(err));
 }
 
 ecf_status kafka_topic_create(ecf_stage *stage, rd_kafka_t *rk, const kafka_config *cfg)
 {
     char errstr[512];
     int timeout_ms = (int)(cfg->client.connect_timeout_us / 1000);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(cfg->topic, (int)cfg->partitions,
-                                                    (int)cfg->replication, errstr,
-                                                    sizeof errstr);
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(cfg->topic, (int)cfg->partitions, (int)cfg->replication, errstr, sizeof errstr);
     if (!nt)
         return ecf_error(stage, "create_topic '%s': %s", cfg->topic, errstr);
 

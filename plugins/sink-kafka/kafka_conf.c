@@ -35,8 +35,7 @@ const ecf_option kafka_options[] = {
     ECF_OPT_INT("queue_max_messages", kafka_config, queue_max_messages, "100000", 1, 10000000,
                 "records waiting in the producer before the stage blocks "
                 "(queue.buffering.max.messages)"),
-    ECF_OPT_SIZE("queue_max_bytes", kafka_config, queue_max_bytes, "64MiB", 1024,
-                 2147483647.0 * 1024,
+    ECF_OPT_SIZE("queue_max_bytes", kafka_config, queue_max_bytes, "64MiB", 1024, 2147483647.0 * 1024,
                  "bytes waiting in the producer before the stage blocks "
                  "(queue.buffering.max.kbytes)"),
     ECF_OPT_DURATION("flush_timeout", kafka_config, flush_timeout_us, "0s", 0, 86400,
@@ -44,22 +43,20 @@ const ecf_option kafka_options[] = {
                      "left; 0 = delivery_timeout + 5s"),
     ECF_OPT_BOOL("create_topic", kafka_config, create_topic, "false",
                  "create the topic at start if it does not exist (Admin API)"),
-    ECF_OPT_INT("partitions", kafka_config, partitions, "3", 1, 100000,
-                "partitions of a topic made by create_topic"),
+    ECF_OPT_INT("partitions", kafka_config, partitions, "3", 1, 100000, "partitions of a topic made by create_topic"),
     ECF_OPT_INT("replication", kafka_config, replication, "1", 1, 32767,
                 "replication factor of a topic made by create_topic"),
     ECF_OPT_ENUM("timestamp", kafka_config, timestamp, "produce", "produce|ingest|event",
                  "record timestamp: when produced, when the pipeline took the message, "
                  "or its event time (falls back to produce time when unknown)"),
-    ECF_OPT_MAP("headers", kafka_config, headers,
-                "static record headers added to every message (name: value)"),
+    ECF_OPT_MAP("headers", kafka_config, headers, "static record headers added to every message (name: value)"),
     KC_OPT_KAFKA(kafka_config, client),
     ECF_OPT_END,
 };
 
 /* librdkafka takes milliseconds; a sub-millisecond linger stays fractional. */
-static bool conf_set_ms(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin,
-                        const char *key, int64_t us, bool fractional)
+static bool conf_set_ms(ecf_stage *stage, rd_kafka_conf_t *conf, const char *origin, const char *key, int64_t us,
+                        bool fractional)
 {
     char buf[48];
     if (fractional)
@@ -74,20 +71,18 @@ static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const kaf
     int64_t kbytes = (cfg->queue_max_bytes + 1023) / 1024;
 
     /* Durability first: the ack we give the source must mean "in the ISR". */
-    return ecf_rdkafka_conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true")
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.acks", "acks", "all")
-        /* Same key -> same partition as the Java clients (and Spark) choose. */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.partitioner", "partitioner", "murmur2_random")
-        && ecf_rdkafka_conf_set(stage, conf, "compression", "compression.codec", cfg->compression)
-        && conf_set_ms(stage, conf, "linger", "linger.ms", cfg->linger_us, true)
-        && ecf_rdkafka_conf_set_int(stage, conf, "batch_size", "batch.size", cfg->batch_size)
-        && ecf_rdkafka_conf_set_int(stage, conf, "batch_messages", "batch.num.messages",
-                        cfg->batch_messages)
-        && conf_set_ms(stage, conf, "delivery_timeout", "message.timeout.ms",
-                       cfg->delivery_timeout_us, false)
-        && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_messages", "queue.buffering.max.messages",
-                        cfg->queue_max_messages)
-        && ecf_rdkafka_conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes);
+    return ecf_rdkafka_conf_set(stage, conf, "kafka.enable.idempotence", "enable.idempotence", "true") &&
+           ecf_rdkafka_conf_set(stage, conf, "kafka.acks", "acks", "all")
+           /* Same key -> same partition as the Java clients (and Spark) choose. */
+           && ecf_rdkafka_conf_set(stage, conf, "kafka.partitioner", "partitioner", "murmur2_random") &&
+           ecf_rdkafka_conf_set(stage, conf, "compression", "compression.codec", cfg->compression) &&
+           conf_set_ms(stage, conf, "linger", "linger.ms", cfg->linger_us, true) &&
+           ecf_rdkafka_conf_set_int(stage, conf, "batch_size", "batch.size", cfg->batch_size) &&
+           ecf_rdkafka_conf_set_int(stage, conf, "batch_messages", "batch.num.messages", cfg->batch_messages) &&
+           conf_set_ms(stage, conf, "delivery_timeout", "message.timeout.ms", cfg->delivery_timeout_us, false) &&
+           ecf_rdkafka_conf_set_int(stage, conf, "queue_max_messages", "queue.buffering.max.messages",
+                                    cfg->queue_max_messages) &&
+           ecf_rdkafka_conf_set_int(stage, conf, "queue_max_bytes", "queue.buffering.max.kbytes", kbytes);
 }
 
 rd_kafka_conf_t *kafka_conf_build(ecf_stage *stage, const kafka_config *cfg)
@@ -110,8 +105,9 @@ ecf_status kafka_conf_check(ecf_stage *stage, const kafka_config *cfg)
         return ecf_error(stage, "option 'topic': empty");
     /* librdkafka refuses this too, but only at start and in its own words. */
     if (cfg->delivery_timeout_us <= cfg->linger_us)
-        return ecf_error(stage, "option 'delivery_timeout' (%" PRId64 "ms) must be longer "
-                                "than 'linger' (%" PRId64 "ms)",
+        return ecf_error(stage,
+                         "option 'delivery_timeout' (%" PRId64 "ms) must be longer "
+                         "than 'linger' (%" PRId64 "ms)",
                          cfg->delivery_timeout_us / 1000, cfg->linger_us / 1000);
     return ECF_OK;
 }

@@ -22,14 +22,14 @@
 #include <string.h>
 #include <time.h>
 
-#define POLL_INTERVAL_MS     100
-#define PROBE_TIMEOUT_MS     250
-#define GAUGE_INTERVAL_US    (250 * 1000)
-#define FAIL_LOG_QUIET_US    (30LL * 1000 * 1000)
-#define PURGE_WAIT_US        (5LL * 1000 * 1000)
-#define FLUSH_MARGIN_US      (5LL * 1000 * 1000)
-#define REPORT_CHUNK         256
-#define DRAIN_BATCH          1024
+#define POLL_INTERVAL_MS 100
+#define PROBE_TIMEOUT_MS 250
+#define GAUGE_INTERVAL_US (250 * 1000)
+#define FAIL_LOG_QUIET_US (30LL * 1000 * 1000)
+#define PURGE_WAIT_US (5LL * 1000 * 1000)
+#define FLUSH_MARGIN_US (5LL * 1000 * 1000)
+#define REPORT_CHUNK 256
+#define DRAIN_BATCH 1024
 
 typedef enum { TS_PRODUCE, TS_INGEST, TS_EVENT } ts_mode;
 
@@ -45,34 +45,34 @@ typedef struct {
 } kafka_metrics;
 
 typedef struct {
-    ecf_stage          *stage;
+    ecf_stage *stage;
     const kafka_config *cfg;
-    ts_mode             ts;
-    rd_kafka_conf_t    *conf;    /* from create until rd_kafka_new takes it */
+    ts_mode ts;
+    rd_kafka_conf_t *conf;       /* from create until rd_kafka_new takes it */
     rd_kafka_headers_t *headers; /* template, copied onto each record       */
-    rd_kafka_t         *rk;
-    rd_kafka_topic_t   *rkt;
-    rd_kafka_queue_t   *mainq;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_queue_t *mainq;
 
-    pthread_t           poller;
-    bool                poller_running;
-    atomic_bool         quit;
-    atomic_bool         fatal;
+    pthread_t poller;
+    bool poller_running;
+    atomic_bool quit;
+    atomic_bool fatal;
     /* Records produced whose delivery report has not been handled yet. */
     atomic_int_fast64_t in_flight;
     /* Totals for the closing summary line (metrics are the core's to read). */
     atomic_uint_fast64_t sent, delivered, failed, queue_waits;
-    pthread_mutex_t     lock;
-    pthread_cond_t      settled; /* broadcast after each batch of reports */
+    pthread_mutex_t lock;
+    pthread_cond_t settled; /* broadcast after each batch of reports */
 
     /* Readiness (any thread); its probe and the error log throttle are the
      * poller thread's (or start's, before the poller exists). */
-    kc_client           client;
+    kc_client client;
     /* Poller thread only (or start, before the poller exists). */
-    int64_t             next_gauge_us;
-    int64_t             next_fail_log_us;
+    int64_t next_gauge_us;
+    int64_t next_fail_log_us;
 
-    kafka_metrics       m;
+    kafka_metrics m;
 } kafka_sink;
 
 /* ---------------------------------------------------------------- outcomes */
@@ -84,13 +84,10 @@ static ecf_status status_for(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
     case RD_KAFKA_RESP_ERR_INVALID_MSG:
     case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-        return ECF_ERR_INVALID;
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD: return ECF_ERR_INVALID;
     case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
-    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
-        return ECF_ERR_STOPPED;
-    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-        return ECF_ERR_BACKPRESSURE;
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT: return ECF_ERR_STOPPED;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL: return ECF_ERR_BACKPRESSURE;
     case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
     case RD_KAFKA_RESP_ERR__TRANSPORT:
@@ -99,10 +96,8 @@ static ecf_status status_for(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
     case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
     case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
-    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
-        return ECF_ERR_UNAVAILABLE;
-    default:
-        return ECF_ERR_IO;
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND: return ECF_ERR_UNAVAILABLE;
+    default: return ECF_ERR_IO;
     }
 }
 
@@ -146,7 +141,7 @@ static void settle_report(kafka_sink *ks, const rd_kafka_message_t *rkm, report_
 static void serve_reports(kafka_sink *ks, rd_kafka_event_t *ev)
 {
     const rd_kafka_message_t *msgs[REPORT_CHUNK];
-    report_tally t = { 0 };
+    report_tally t = {0};
     size_t n;
     while ((n = rd_kafka_event_message_array(ev, msgs, REPORT_CHUNK)) > 0) {
         for (size_t i = 0; i < n; i++)
@@ -164,8 +159,8 @@ static void serve_reports(kafka_sink *ks, rd_kafka_event_t *ev)
         int64_t now = kc_mono_us();
         if (now >= ks->next_fail_log_us) {
             ks->next_fail_log_us = now + FAIL_LOG_QUIET_US;
-            ecf_log(ks->stage, ECF_LOG_WARN, "%" PRIu64 " message(s) not delivered: %s",
-                    t.failed, reason_for(t.last_err));
+            ecf_log(ks->stage, ECF_LOG_WARN, "%" PRIu64 " message(s) not delivered: %s", t.failed,
+                    reason_for(t.last_err));
         }
     }
     pthread_mutex_lock(&ks->lock);
@@ -201,17 +196,10 @@ static void serve_log(kafka_sink *ks, rd_kafka_event_t *ev)
 static void serve_event(kafka_sink *ks, rd_kafka_event_t *ev)
 {
     switch (rd_kafka_event_type(ev)) {
-    case RD_KAFKA_EVENT_DR:
-        serve_reports(ks, ev);
-        break;
-    case RD_KAFKA_EVENT_ERROR:
-        serve_error(ks, ev);
-        break;
-    case RD_KAFKA_EVENT_LOG:
-        serve_log(ks, ev);
-        break;
-    default:
-        break;
+    case RD_KAFKA_EVENT_DR: serve_reports(ks, ev); break;
+    case RD_KAFKA_EVENT_ERROR: serve_error(ks, ev); break;
+    case RD_KAFKA_EVENT_LOG: serve_log(ks, ev); break;
+    default: break;
     }
     rd_kafka_event_destroy(ev);
 }
@@ -270,7 +258,7 @@ static int64_t wait_settled(kafka_sink *ks, int64_t deadline_us)
         if (now >= deadline_us)
             break;
         int64_t until = now + (deadline_us - now < 100000 ? deadline_us - now : 100000);
-        struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+        struct timespec ts = {.tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000};
         pthread_cond_timedwait(&ks->settled, &ks->lock, &ts);
     }
     pthread_mutex_unlock(&ks->lock);
@@ -281,7 +269,7 @@ static int64_t wait_settled(kafka_sink *ks, int64_t deadline_us)
 static void wait_some_settled(kafka_sink *ks, int64_t wait_us)
 {
     int64_t until = kc_mono_us() + wait_us;
-    struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+    struct timespec ts = {.tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000};
     pthread_mutex_lock(&ks->lock);
     pthread_cond_timedwait(&ks->settled, &ks->lock, &ts);
     pthread_mutex_unlock(&ks->lock);
@@ -305,12 +293,9 @@ static int64_t fail_unsettled(kafka_sink *ks)
 static int64_t record_time_ms(const kafka_sink *ks, const ecf_message *m)
 {
     switch (ks->ts) {
-    case TS_INGEST:
-        return m->ingest_time_us > 0 ? m->ingest_time_us / 1000 : 0;
-    case TS_EVENT:
-        return m->event_time_us > 0 ? m->event_time_us / 1000 : 0;
-    default:
-        return 0; /* librdkafka stamps it when produced */
+    case TS_INGEST: return m->ingest_time_us > 0 ? m->ingest_time_us / 1000 : 0;
+    case TS_EVENT: return m->event_time_us > 0 ? m->event_time_us / 1000 : 0;
+    default: return 0; /* librdkafka stamps it when produced */
     }
 }
 
@@ -320,11 +305,9 @@ static rd_kafka_headers_t *record_headers(const kafka_sink *ks, const ecf_messag
 {
     if (!ks->headers && m->n_headers == 0)
         return NULL;
-    rd_kafka_headers_t *hdrs = ks->headers ? rd_kafka_headers_copy(ks->headers)
-                                           : rd_kafka_headers_new(m->n_headers);
+    rd_kafka_headers_t *hdrs = ks->headers ? rd_kafka_headers_copy(ks->headers) : rd_kafka_headers_new(m->n_headers);
     for (uint32_t i = 0; i < m->n_headers; i++)
-        rd_kafka_header_add(hdrs, m->headers[i].name, -1, m->headers[i].value,
-                            (ssize_t)m->headers[i].value_len);
+        rd_kafka_header_add(hdrs, m->headers[i].name, -1, m->headers[i].value, (ssize_t)m->headers[i].value_len);
     return hdrs;
 }
 
@@ -421,7 +404,7 @@ static ecf_status kafka_process(ecf_stage *stage, ecf_batch *batch)
 {
     kafka_sink *ks = ecf_state(stage);
     uint32_t n = ecf_batch_count(stage, batch);
-    produce_tally t = { 0 };
+    produce_tally t = {0};
     uint32_t i = 0;
     while (i < n && produce_one(ks, ecf_batch_message(stage, batch, i), &t))
         i++;
@@ -460,13 +443,12 @@ static void metrics_create(ecf_stage *stage, kafka_metrics *m)
                                "records that failed, settled with the reason");
     m->bytes_produced = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_bytes_produced_total",
                                        "key + value bytes handed to the producer");
-    m->bytes_delivered = ecf_metric_new(stage, ECF_METRIC_COUNTER,
-                                        "kafka_bytes_delivered_total",
+    m->bytes_delivered = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_bytes_delivered_total",
                                         "key + value bytes the brokers confirmed");
     m->latency = ecf_metric_new(stage, ECF_METRIC_HISTOGRAM, "kafka_delivery_latency_seconds",
                                 "from produce to delivery report, one record sampled per report");
-    m->in_flight = ecf_metric_new(stage, ECF_METRIC_GAUGE, "kafka_in_flight_messages",
-                                  "records produced and not yet reported");
+    m->in_flight =
+        ecf_metric_new(stage, ECF_METRIC_GAUGE, "kafka_in_flight_messages", "records produced and not yet reported");
     m->queue_full = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_queue_full_waits_total",
                                    "times the stage waited for room in the producer queue");
 }
@@ -541,9 +523,10 @@ static void wait_topic_complete(kafka_sink *ks)
             kc_sleep_us(50 * 1000);
     }
     if (seen < 2)
-        ecf_log(ks->stage, ECF_LOG_WARN, "topic '%s' was created but its metadata is not "
-                "complete after %.1fs; producing anyway", cfg->topic,
-                (double)cfg->client.connect_timeout_us / 1e6);
+        ecf_log(ks->stage, ECF_LOG_WARN,
+                "topic '%s' was created but its metadata is not "
+                "complete after %.1fs; producing anyway",
+                cfg->topic, (double)cfg->client.connect_timeout_us / 1e6);
 }
 
 /* Is a broker there, does the topic exist (or may we create it)? */
@@ -557,7 +540,8 @@ static ecf_status broker_check(kafka_sink *ks)
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
         return kc_no_broker(&ks->client, err,
                             cfg->create_topic ? " (create_topic skipped: the topic must exist "
-                                                "or be auto-created by the broker)" : "");
+                                                "or be auto-created by the broker)"
+                                              : "");
     bool exists = kc_find_topic(md, cfg->topic) != NULL;
     rd_kafka_metadata_destroy(md);
 
@@ -567,8 +551,10 @@ static ecf_status broker_check(kafka_sink *ks)
             return st;
         wait_topic_complete(ks);
     } else if (!exists) {
-        ecf_log(stage, ECF_LOG_WARN, "topic '%s' does not exist: records fail unless the "
-                "broker auto-creates topics (set create_topic: true to create it)", cfg->topic);
+        ecf_log(stage, ECF_LOG_WARN,
+                "topic '%s' does not exist: records fail unless the "
+                "broker auto-creates topics (set create_topic: true to create it)",
+                cfg->topic);
     }
     kc_set_ready(&ks->client, true);
     return ECF_OK;
@@ -592,8 +578,7 @@ static ecf_status kafka_start(ecf_stage *stage)
     char errstr[512];
     ecf_set_ready(stage, false);
 
-    rd_kafka_conf_set_events(ks->conf,
-                             RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG);
+    rd_kafka_conf_set_events(ks->conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG);
     ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, ks->conf, errstr, sizeof errstr);
     if (!ks->rk) /* librdkafka checks how properties go together only here */
         return ecf_error(stage, "librdkafka refused the configuration: %s", errstr);
@@ -606,8 +591,7 @@ static ecf_status kafka_start(ecf_stage *stage)
         return st;
     ks->rkt = rd_kafka_topic_new(ks->rk, ks->cfg->topic, NULL);
     if (!ks->rkt)
-        return ecf_error(stage, "option 'topic': '%s': %s", ks->cfg->topic,
-                         rd_kafka_err2str(rd_kafka_last_error()));
+        return ecf_error(stage, "option 'topic': '%s': %s", ks->cfg->topic, rd_kafka_err2str(rd_kafka_last_error()));
 
     if (pthread_create(&ks->poller, NULL, poller_main, ks) != 0)
         return ecf_fail(stage, ECF_ERR_INTERNAL, "cannot start the Kafka poller thread");
@@ -623,8 +607,7 @@ static ecf_status kafka_flush(ecf_stage *stage)
         return ECF_OK;
     const kafka_config *cfg = ks->cfg;
     /* Longer than delivery_timeout: librdkafka reports every record by then. */
-    int64_t timeout = cfg->flush_timeout_us ? cfg->flush_timeout_us
-                                            : cfg->delivery_timeout_us + FLUSH_MARGIN_US;
+    int64_t timeout = cfg->flush_timeout_us ? cfg->flush_timeout_us : cfg->delivery_timeout_us + FLUSH_MARGIN_US;
     int64_t deadline = kc_mono_us() + timeout;
 
     /* Sends lingering batches now and waits while the poller serves reports. */
@@ -635,13 +618,16 @@ static ecf_status kafka_flush(ecf_stage *stage)
         return ECF_OK;
 
     int64_t stuck = fail_unsettled(ks);
-    ecf_log(stage, ECF_LOG_WARN, "flush: %" PRId64 " message(s) not delivered within %.1fs; "
-            "failed them", left, (double)timeout / 1e6);
+    ecf_log(stage, ECF_LOG_WARN,
+            "flush: %" PRId64 " message(s) not delivered within %.1fs; "
+            "failed them",
+            left, (double)timeout / 1e6);
     if (stuck > 0)
-        ecf_log(stage, ECF_LOG_ERROR, "flush: %" PRId64 " message(s) still unreported by "
-                "librdkafka", stuck);
-    return ecf_fail(stage, ECF_ERR_TIMEOUT, "%" PRId64 " message(s) not delivered within flush_timeout",
-                    left);
+        ecf_log(stage, ECF_LOG_ERROR,
+                "flush: %" PRId64 " message(s) still unreported by "
+                "librdkafka",
+                stuck);
+    return ecf_fail(stage, ECF_ERR_TIMEOUT, "%" PRId64 " message(s) not delivered within flush_timeout", left);
 }
 
 /* Fails what is still in flight, stops the poller, frees librdkafka. */
@@ -652,18 +638,21 @@ static void producer_close(kafka_sink *ks)
     if (ks->poller_running) {
         int64_t stuck = fail_unsettled(ks);
         if (stuck > 0)
-            ecf_log(ks->stage, ECF_LOG_ERROR, "stop: %" PRId64 " message(s) unreported by "
-                    "librdkafka", stuck);
+            ecf_log(ks->stage, ECF_LOG_ERROR,
+                    "stop: %" PRId64 " message(s) unreported by "
+                    "librdkafka",
+                    stuck);
         atomic_store(&ks->quit, true);
         rd_kafka_queue_yield(ks->mainq);
         pthread_join(ks->poller, NULL);
         ks->poller_running = false;
     }
     drain_events(ks, SIZE_MAX);
-    ecf_log(ks->stage, ECF_LOG_INFO, "closed: %" PRIu64 " message(s) produced, %" PRIu64
-            " delivered, %" PRIu64 " failed; waited %" PRIu64 " time(s) for room in the "
-            "producer queue", (uint64_t)atomic_load(&ks->sent),
-            (uint64_t)atomic_load(&ks->delivered), (uint64_t)atomic_load(&ks->failed),
+    ecf_log(ks->stage, ECF_LOG_INFO,
+            "closed: %" PRIu64 " message(s) produced, %" PRIu64 " delivered, %" PRIu64 " failed; waited %" PRIu64
+            " time(s) for room in the "
+            "producer queue",
+            (uint64_t)atomic_load(&ks->sent), (uint64_t)atomic_load(&ks->delivered), (uint64_t)atomic_load(&ks->failed),
             (uint64_t)atomic_load(&ks->queue_waits));
     if (ks->rkt)
         rd_kafka_topic_destroy(ks->rkt);
@@ -697,18 +686,9 @@ static void kafka_destroy(ecf_stage *stage)
     ecf_set_state(stage, NULL);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name        = "sink-kafka",
-    .kind        = ECF_SINK,
-    .version     = "1.0.0",
-    .summary     = "Publishes messages to a Kafka topic (idempotent, acks=all); acks when "
-                   "the brokers confirm",
-    .config_size = sizeof(kafka_config),
-    .options     = kafka_options,
-    .create      = kafka_create,
-    .start       = kafka_start,
-    .process     = kafka_process,
-    .flush       = kafka_flush,
-    .stop        = kafka_stop,
-    .destroy     = kafka_destroy,
-);
+ECF_PLUGIN_DEFINE(.name = "sink-kafka", .kind = ECF_SINK, .version = "1.0.0",
+                  .summary = "Publishes messages to a Kafka topic (idempotent, acks=all); acks when "
+                             "the brokers confirm",
+                  .config_size = sizeof(kafka_config), .options = kafka_options, .create = kafka_create,
+                  .start = kafka_start, .process = kafka_process, .flush = kafka_flush, .stop = kafka_stop,
+                  .destroy = kafka_destroy, );

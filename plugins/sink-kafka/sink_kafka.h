@@ -20,21 +20,21 @@
 
 /* Filled by the core from kafka_options (kafka_conf.c). */
 typedef struct {
-    kc_config client;   /* bootstrap, connect_timeout, require_broker, kafka */
-    char    *topic;
-    char    *compression;
-    int64_t  linger_us;
-    int64_t  batch_size;
-    int64_t  batch_messages;
-    int64_t  delivery_timeout_us;
-    int64_t  queue_max_messages;
-    int64_t  queue_max_bytes;
-    int64_t  flush_timeout_us;
-    bool     create_topic;
-    int64_t  partitions;
-    int64_t  replication;
-    char    *timestamp;
-    ecf_kv  *headers;
+    kc_config client; /* bootstrap, connect_timeout, require_broker, kafka */
+    char *topic;
+    char *compression;
+    int64_t linger_us;
+    int64_t batch_size;
+    int64_t batch_messages;
+    int64_t delivery_timeout_us;
+    int64_t queue_max_messages;
+    int64_t queue_max_bytes;
+    int64_t flush_timeout_us;
+    bool create_topic;
+    int64_t partitions;
+    int64_t replication;
+    char *timestamp;
+    ecf_kv *headers;
 } kafka_config;
 
 extern const ecf_option kafka_options[];

@@ -30,8 +30,7 @@ static ecf_status null_create(ecf_stage *stage)
     null_state *st = calloc(1, sizeof *st);
     if (!st)
         return ECF_ERR_NOMEM;
-    st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "null_bytes_total",
-                                 "Payload bytes taken and discarded");
+    st->m_bytes = ecf_metric_new(stage, ECF_METRIC_COUNTER, "null_bytes_total", "Payload bytes taken and discarded");
     ecf_set_state(stage, st);
     return ECF_OK;
 }
@@ -52,24 +51,12 @@ static void null_stop(ecf_stage *stage)
     null_config *cfg = ecf_config(stage);
     null_state *st = ecf_state(stage);
     if (cfg->log_totals)
-        ecf_log(stage, ECF_LOG_INFO, "discarded %" PRIu64 " events, %" PRIu64 " payload bytes",
-                st->events, st->bytes);
+        ecf_log(stage, ECF_LOG_INFO, "discarded %" PRIu64 " events, %" PRIu64 " payload bytes", st->events, st->bytes);
 }
 
-static void null_destroy(ecf_stage *stage)
-{
-    free(ecf_state(stage));
-}
+static void null_destroy(ecf_stage *stage) { free(ecf_state(stage)); }
 
-ECF_PLUGIN_DEFINE(
-    .name = "sink-null",
-    .kind = ECF_SINK,
-    .version = "1.0.0",
-    .summary = "Acknowledges and discards every message (benchmarks, throwaway profiles)",
-    .config_size = sizeof(null_config),
-    .options = null_options,
-    .create = null_create,
-    .process = null_process,
-    .stop = null_stop,
-    .destroy = null_destroy,
-)
+ECF_PLUGIN_DEFINE(.name = "sink-null", .kind = ECF_SINK, .version = "1.0.0",
+                  .summary = "Acknowledges and discards every message (benchmarks, throwaway profiles)",
+                  .config_size = sizeof(null_config), .options = null_options, .create = null_create,
+                  .process = null_process, .stop = null_stop, .destroy = null_destroy, )

@@ -19,12 +19,12 @@
 
 typedef struct {
     int64_t count;
-    double  rate;
+    double rate;
     int64_t seed;
-    double  invalid_ratio;
+    double invalid_ratio;
     int64_t batch_size;
     int64_t sessions;
-    char   *start_time;
+    char *start_time;
 } gen_config;
 
 static const ecf_option gen_options[] = {
@@ -42,29 +42,29 @@ static const ecf_option gen_options[] = {
 };
 
 typedef struct {
-    uint64_t id;     /* session number, for session_id */
+    uint64_t id; /* session number, for session_id */
     uint32_t user;
-    uint8_t  city, device;
-    uint16_t left;   /* events before the session ends */
-    uint32_t cart;   /* product in the cart, 0 = empty */
+    uint8_t city, device;
+    uint16_t left; /* events before the session ends */
+    uint32_t cart; /* product in the cart, 0 = empty */
 } session;
 
 typedef struct {
     uint64_t rng;
     session *sessions;
     uint64_t next_session;
-    int64_t  event_time_us;
-    int64_t  generated;
+    int64_t event_time_us;
+    int64_t generated;
     _Atomic int64_t durable, failed, dropped;
     ecf_metric *m_generated;
     uint32_t batch_size;
 } gen_state;
 
-static const char *const cities[] = {"Berlin", "London", "Paris", "New York", "São Paulo",
-                                     "Tokyo", "Lagos", "Mumbai", "Sydney", "Toronto"};
+static const char *const cities[] = {"Berlin", "London", "Paris",  "New York", "São Paulo",
+                                     "Tokyo",  "Lagos",  "Mumbai", "Sydney",   "Toronto"};
 static const char *const devices[] = {"mobile", "desktop", "tablet"};
 static const char *const queries[] = {"running shoes", "usb-c cable", "coffee grinder", "yoga mat",
-                                      "headphones", "desk lamp", "water bottle", "backpack"};
+                                      "headphones",    "desk lamp",   "water bottle",   "backpack"};
 static const char *const currencies[] = {"EUR", "USD", "GBP"};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -94,11 +94,11 @@ static void new_session(gen_state *st, session *s)
 static void format_uuid(gen_state *st, char out[37])
 {
     uint64_t a = next_u64(&st->rng), b = next_u64(&st->rng);
-    a = (a & ~0xF000ull) | 0x4000ull;                 /* version 4 */
+    a = (a & ~0xF000ull) | 0x4000ull;                        /* version 4 */
     b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull; /* RFC 4122 variant */
-    snprintf(out, 37, "%08" PRIx32 "-%04" PRIx32 "-%04" PRIx32 "-%04" PRIx32 "-%012" PRIx64,
-             (uint32_t)(a >> 32), (uint32_t)(a >> 16) & 0xFFFF, (uint32_t)a & 0xFFFF,
-             (uint32_t)(b >> 48), (uint64_t)(b & 0xFFFFFFFFFFFFull));
+    snprintf(out, 37, "%08" PRIx32 "-%04" PRIx32 "-%04" PRIx32 "-%04" PRIx32 "-%012" PRIx64, (uint32_t)(a >> 32),
+             (uint32_t)(a >> 16) & 0xFFFF, (uint32_t)a & 0xFFFF, (uint32_t)(b >> 48),
+             (uint64_t)(b & 0xFFFFFFFFFFFFull));
 }
 
 static void format_time(int64_t us, char out[32])
@@ -145,8 +145,8 @@ static int format_event(gen_state *st, session *s, char *buf, size_t cap)
     } else {
         uint32_t cents = 199 + below(st, 50000);
         n += snprintf(buf + n, cap - (size_t)n,
-                      ",\"product_id\":\"p%" PRIu32 "\",\"price\":%" PRIu32 ".%02" PRIu32
-                      ",\"quantity\":%" PRIu32 ",\"currency\":\"%s\"",
+                      ",\"product_id\":\"p%" PRIu32 "\",\"price\":%" PRIu32 ".%02" PRIu32 ",\"quantity\":%" PRIu32
+                      ",\"currency\":\"%s\"",
                       product, cents / 100, cents % 100, 1 + below(st, 4), currencies[s->city % N(currencies)]);
         s->cart = strcmp(type, "add_to_cart") == 0 ? product : 0;
     }
@@ -158,8 +158,7 @@ static int format_event(gen_state *st, session *s, char *buf, size_t cap)
 static int corrupt_event(gen_state *st, char *buf, int len, size_t cap)
 {
     switch (below(st, 4)) {
-    case 0: /* truncated: malformed JSON */
-        return len / 2;
+    case 0: /* truncated: malformed JSON */ return len / 2;
     case 1: { /* wrong type */
         char *p = strstr(buf, "\"timestamp\":\"");
         if (p)
@@ -205,8 +204,7 @@ static ecf_status gen_create(ecf_stage *stage)
 {
     gen_config *cfg = ecf_config(stage);
     if (cfg->start_time && parse_start(cfg->start_time, -1) < 0)
-        return ecf_error(stage, "option 'start_time': expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"",
-                         cfg->start_time);
+        return ecf_error(stage, "option 'start_time': expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"", cfg->start_time);
     gen_state *st = calloc(1, sizeof *st);
     st->rng = (uint64_t)cfg->seed * 0x2545F4914F6CDD1Dull + 1;
     st->sessions = calloc((size_t)cfg->sessions, sizeof(session));
@@ -215,8 +213,7 @@ static ecf_status gen_create(ecf_stage *stage)
     st->event_time_us = parse_start(cfg->start_time, ecf_now_us(stage));
     const char *bs = ecf_pipeline_setting(stage, "batch_size");
     st->batch_size = (uint32_t)(cfg->batch_size ? cfg->batch_size : bs ? atoll(bs) : 1024);
-    st->m_generated = ecf_metric_new(stage, ECF_METRIC_COUNTER, "generated_events_total",
-                                     "Events generated");
+    st->m_generated = ecf_metric_new(stage, ECF_METRIC_COUNTER, "generated_events_total", "Events generated");
     ecf_set_state(stage, st);
     return ECF_OK;
 }
@@ -259,7 +256,10 @@ static ecf_status gen_run(ecf_stage *stage)
             char key[24];
             int klen = snprintf(key, sizeof key, "s%012" PRIx64, s->id);
             ecf_message_init m = {
-                .payload = buf, .payload_len = (size_t)len, .key = key, .key_len = (size_t)klen,
+                .payload = buf,
+                .payload_len = (size_t)len,
+                .key = key,
+                .key_len = (size_t)klen,
                 .event_time_us = st->event_time_us,
                 .origin = {.kind = ECF_ORIGIN_GENERATED, .partition = -1, .offset = st->generated + i},
                 .token = tok,
@@ -283,10 +283,8 @@ static void gen_stop(ecf_stage *stage)
 {
     gen_state *st = ecf_state(stage);
     ecf_log(stage, ECF_LOG_INFO,
-            "generated %" PRId64 " events: %" PRId64 " durable, %" PRId64 " failed, %" PRId64
-            " taken by no sink",
-            st->generated, atomic_load(&st->durable), atomic_load(&st->failed),
-            atomic_load(&st->dropped));
+            "generated %" PRId64 " events: %" PRId64 " durable, %" PRId64 " failed, %" PRId64 " taken by no sink",
+            st->generated, atomic_load(&st->durable), atomic_load(&st->failed), atomic_load(&st->dropped));
 }
 
 static void gen_destroy(ecf_stage *stage)
@@ -298,15 +296,7 @@ static void gen_destroy(ecf_stage *stage)
     free(st);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name = "source-generate",
-    .kind = ECF_SOURCE,
-    .version = "1.0.0",
-    .summary = "Synthetic e-commerce shopper sessions (seeded, rate-limited, optionally invalid)",
-    .config_size = sizeof(gen_config),
-    .options = gen_options,
-    .create = gen_create,
-    .run = gen_run,
-    .stop = gen_stop,
-    .destroy = gen_destroy,
-)
+ECF_PLUGIN_DEFINE(.name = "source-generate", .kind = ECF_SOURCE, .version = "1.0.0",
+                  .summary = "Synthetic e-commerce shopper sessions (seeded, rate-limited, optionally invalid)",
+                  .config_size = sizeof(gen_config), .options = gen_options, .create = gen_create, .run = gen_run,
+                  .stop = gen_stop, .destroy = gen_destroy, )

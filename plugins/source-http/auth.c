@@ -63,8 +63,7 @@ ecf_status api_keys_load(const char *file, const char *env_name, api_keys **out,
         gsize len = 0;
         GError *gerr = NULL;
         if (!g_file_get_contents(file, &text, &len, &gerr)) {
-            g_string_printf(err, "option 'api_keys_file': cannot read %s: %s", file,
-                            gerr->message);
+            g_string_printf(err, "option 'api_keys_file': cannot read %s: %s", file, gerr->message);
             g_error_free(gerr);
             api_keys_free(k);
             return ECF_ERR_CONFIG;
@@ -76,8 +75,7 @@ ecf_status api_keys_load(const char *file, const char *env_name, api_keys **out,
     if (env_name) {
         const char *v = g_getenv(env_name);
         if (!v || !*v) {
-            g_string_printf(err, "option 'api_keys_env': environment variable %s is not set",
-                            env_name);
+            g_string_printf(err, "option 'api_keys_env': environment variable %s is not set", env_name);
             api_keys_free(k);
             return ECF_ERR_CONFIG;
         }
@@ -88,9 +86,8 @@ ecf_status api_keys_load(const char *file, const char *env_name, api_keys **out,
     }
     /* Keys were asked for: an empty list must not mean "open to all". */
     if (k->digests->len == 0) {
-        g_string_printf(err, "API keys are configured (%s%s%s) but none was found",
-                        file ? "api_keys_file" : "", file && env_name ? ", " : "",
-                        env_name ? "api_keys_env" : "");
+        g_string_printf(err, "API keys are configured (%s%s%s) but none was found", file ? "api_keys_file" : "",
+                        file && env_name ? ", " : "", env_name ? "api_keys_env" : "");
         api_keys_free(k);
         return ECF_ERR_CONFIG;
     }
@@ -121,10 +118,7 @@ bool api_keys_check(const api_keys *keys, const char *presented)
     return match != 0;
 }
 
-guint api_keys_count(const api_keys *keys)
-{
-    return keys ? keys->digests->len / DIGEST_LEN : 0;
-}
+guint api_keys_count(const api_keys *keys) { return keys ? keys->digests->len / DIGEST_LEN : 0; }
 
 void api_keys_free(api_keys *keys)
 {
@@ -136,8 +130,7 @@ void api_keys_free(api_keys *keys)
 
 const char *api_key_presented(struct MHD_Connection *conn)
 {
-    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth && g_ascii_strncasecmp(auth, "Bearer ", 7) == 0) {
         auth += 7;
         while (*auth == ' ')

@@ -20,19 +20,20 @@
 static_assert(JD_PADDING == simdjson::SIMDJSON_PADDING, "JD_PADDING must match simdjson's padding");
 
 namespace od = simdjson::ondemand;
-using simdjson::error_code;
 using ecf_json::at_end;
 using ecf_json::is_ws;
 using ecf_json::scalar_token;
 using ecf_json::short_message;
 using ecf_json::valid_number;
+using simdjson::error_code;
 
 struct jd_parser {
     od::parser parser;
     uint32_t max_depth;
 };
 
-namespace {
+namespace
+{
 
 struct scan_ctx {
     const uint8_t *buf;
@@ -149,8 +150,7 @@ jd_status walk_value(scan_ctx &s, od::value v, uint32_t depth, size_t doc_end)
     switch (t) {
     case od::json_type::object: {
         if (depth > s.max_depth)
-            return fail(s, JD_TOO_DEEP, (size_t)((const uint8_t *)tok.data() - s.buf),
-                        "nesting too deep");
+            return fail(s, JD_TOO_DEEP, (size_t)((const uint8_t *)tok.data() - s.buf), "nesting too deep");
         od::object obj;
         if ((e = v.get_object().get(obj)))
             return fail_doc(s, e, doc_end);
@@ -158,8 +158,7 @@ jd_status walk_value(scan_ctx &s, od::value v, uint32_t depth, size_t doc_end)
     }
     case od::json_type::array: {
         if (depth > s.max_depth)
-            return fail(s, JD_TOO_DEEP, (size_t)((const uint8_t *)tok.data() - s.buf),
-                        "nesting too deep");
+            return fail(s, JD_TOO_DEEP, (size_t)((const uint8_t *)tok.data() - s.buf), "nesting too deep");
         od::array arr;
         if ((e = v.get_array().get(arr)))
             return fail_doc(s, e, doc_end);
@@ -244,8 +243,7 @@ jd_status scan_element(scan_ctx &s, od::value v, size_t doc_end)
 }
 
 /* One document: the whole body (JSON layout) or one NDJSON line. */
-jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t end, size_t capacity,
-                        bool split_array)
+jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t end, size_t capacity, bool split_array)
 {
     od::document doc;
     error_code e = parser.iterate(s.buf + begin, end - begin, capacity - begin).get(doc);
@@ -298,8 +296,7 @@ jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t en
             return fail_at(s, tok.data(), "invalid number");
         size_t tok_end = (size_t)((const uint8_t *)n.data() - s.buf) + n.size();
         if (tok_end != end)
-            return fail(s, JD_MALFORMED, trim_start(s.buf, tok_end, end),
-                        short_message(simdjson::TRAILING_CONTENT));
+            return fail(s, JD_MALFORMED, trim_start(s.buf, tok_end, end), short_message(simdjson::TRAILING_CONTENT));
         return report(s, begin, end, false, ks) ? JD_OK : JD_STOPPED;
     }
     case od::json_type::string: {
@@ -341,19 +338,12 @@ jd_parser *jd_parser_new(uint32_t max_depth)
     return p;
 }
 
-void jd_parser_free(jd_parser *p)
-{
-    delete p;
-}
+void jd_parser_free(jd_parser *p) { delete p; }
 
-size_t jd_parser_footprint(const jd_parser *p)
-{
-    return p ? p->parser.capacity() : 0;
-}
+size_t jd_parser_footprint(const jd_parser *p) { return p ? p->parser.capacity() : 0; }
 
-jd_status jd_scan(jd_parser *p, const uint8_t *buf, size_t len, size_t capacity,
-                  jd_layout layout, const char *key_field, jd_event_fn fn, void *user,
-                  jd_error *err)
+jd_status jd_scan(jd_parser *p, const uint8_t *buf, size_t len, size_t capacity, jd_layout layout,
+                  const char *key_field, jd_event_fn fn, void *user, jd_error *err)
 {
     if (err) {
         err->offset = 0;

@@ -33,10 +33,10 @@ extern "C" {
 
 typedef enum {
     JD_OK = 0,
-    JD_EMPTY,      /* nothing but whitespace                          */
-    JD_MALFORMED,  /* not JSON; err->offset says where                */
-    JD_TOO_DEEP,   /* nesting deeper than the parser's max_depth      */
-    JD_STOPPED,    /* the event callback asked to stop                */
+    JD_EMPTY,     /* nothing but whitespace                          */
+    JD_MALFORMED, /* not JSON; err->offset says where                */
+    JD_TOO_DEEP,  /* nesting deeper than the parser's max_depth      */
+    JD_STOPPED,   /* the event callback asked to stop                */
     JD_NOMEM,
     JD_INTERNAL,
 } jd_status;
@@ -54,19 +54,19 @@ typedef enum {
 } jd_key_state;
 
 typedef struct {
-    uint32_t     index;     /* 0-based position among the events          */
-    size_t       offset;    /* first byte of the event in the buffer       */
-    size_t       length;    /* its raw bytes, without surrounding space    */
-    bool         is_object;
+    uint32_t index; /* 0-based position among the events          */
+    size_t offset;  /* first byte of the event in the buffer       */
+    size_t length;  /* its raw bytes, without surrounding space    */
+    bool is_object;
     jd_key_state key_state;
-    const char  *key;       /* unescaped UTF-8, not NUL-terminated; valid
+    const char *key; /* unescaped UTF-8, not NUL-terminated; valid
                                only during the callback                    */
-    size_t       key_len;
+    size_t key_len;
 } jd_event;
 
 typedef struct {
-    size_t offset;       /* byte offset of the error in the buffer */
-    char   message[96];  /* short, lower-case, no trailing period  */
+    size_t offset;    /* byte offset of the error in the buffer */
+    char message[96]; /* short, lower-case, no trailing period  */
 } jd_error;
 
 /* Return false to stop the scan (jd_scan then returns JD_STOPPED). */
@@ -89,9 +89,8 @@ size_t jd_parser_footprint(const jd_parser *p);
  * callback has already seen the events before the error, so callers that
  * want all-or-nothing must collect first and act after JD_OK.
  */
-jd_status jd_scan(jd_parser *p, const uint8_t *buf, size_t len, size_t capacity,
-                  jd_layout layout, const char *key_field, jd_event_fn fn, void *user,
-                  jd_error *err);
+jd_status jd_scan(jd_parser *p, const uint8_t *buf, size_t len, size_t capacity, jd_layout layout,
+                  const char *key_field, jd_event_fn fn, void *user, jd_error *err);
 
 const char *jd_status_str(jd_status st);
 

@@ -41,44 +41,44 @@ typedef enum {
 } door_verdict;
 
 typedef struct {
-    size_t   offset;
+    size_t offset;
     uint32_t length;
     uint32_t key_off, key_len; /* into http_request.keys */
-    uint8_t  verdict;
+    uint8_t verdict;
 } door_event;
 
 typedef struct {
-    bool        settled;
-    ecf_status  status;
+    bool settled;
+    ecf_status status;
     const char *reason; /* static, or interned in http_request.reasons */
 } event_result;
 
 struct http_request {
-    source_http           *src;
+    source_http *src;
     struct MHD_Connection *conn;
-    gint                   refs; /* connection + unsettled tokens + waiting list */
-    req_phase              phase;
-    int64_t                started_us;
+    gint refs; /* connection + unsettled tokens + waiting list */
+    req_phase phase;
+    int64_t started_us;
 
-    http_body  body;
-    jd_layout  layout;
-    size_t     wire_bytes;
-    unsigned   fail_status; /* decided while uploading, answered at its end */
+    http_body body;
+    jd_layout layout;
+    size_t wire_bytes;
+    unsigned fail_status; /* decided while uploading, answered at its end */
     const char *fail_msg;
 
-    GArray     *events; /* door_event */
+    GArray *events; /* door_event */
     GByteArray *keys;
-    bool        too_many;
+    bool too_many;
 
-    GMutex        lock; /* guards everything below */
+    GMutex lock; /* guards everything below */
     event_result *results;
-    uint32_t      n_events;
-    uint32_t      pending; /* tokens not settled, +1 while the handler emits */
-    bool          suspended, timed_out, stopped;
-    GList         wait_link; /* in src->waiting, when in_waiting (src->lock) */
-    bool          in_waiting;
-    int64_t       deadline_us;
-    GHashTable   *reasons;
+    uint32_t n_events;
+    uint32_t pending; /* tokens not settled, +1 while the handler emits */
+    bool suspended, timed_out, stopped;
+    GList wait_link; /* in src->waiting, when in_waiting (src->lock) */
+    bool in_waiting;
+    int64_t deadline_us;
+    GHashTable *reasons;
 };
 
 /* ---------------------------------------------------------------- lifetime */
@@ -144,13 +144,13 @@ static void json_string(GString *out, const char *s)
 }
 
 typedef struct {
-    const char *allow;       /* 405: the Allow header                */
-    bool        retry_after; /* 503 and partial transient failures   */
-    bool        close;       /* body left unread, or shutting down   */
+    const char *allow; /* 405: the Allow header                */
+    bool retry_after;  /* 503 and partial transient failures   */
+    bool close;        /* body left unread, or shutting down   */
 } answer_opts;
 
-static enum MHD_Result send_answer(source_http *src, struct MHD_Connection *conn,
-                                   unsigned status, GString *json, answer_opts o)
+static enum MHD_Result send_answer(source_http *src, struct MHD_Connection *conn, unsigned status, GString *json,
+                                   answer_opts o)
 {
     g_string_append_c(json, '\n');
     size_t len = json->len;
@@ -178,8 +178,8 @@ static enum MHD_Result send_answer(source_http *src, struct MHD_Connection *conn
     return rc;
 }
 
-static enum MHD_Result answer_error(source_http *src, struct MHD_Connection *conn,
-                                    unsigned status, const char *msg, answer_opts o)
+static enum MHD_Result answer_error(source_http *src, struct MHD_Connection *conn, unsigned status, const char *msg,
+                                    answer_opts o)
 {
     GString *j = g_string_new("{\"error\":");
     json_string(j, msg);
@@ -195,8 +195,7 @@ static void observe_latency(http_request *req)
 }
 
 /* An error that ends a POST before any event was emitted. */
-static enum MHD_Result answer_request_error(http_request *req, unsigned status, const char *msg,
-                                            bool retry)
+static enum MHD_Result answer_request_error(http_request *req, unsigned status, const char *msg, bool retry)
 {
     req->phase = PHASE_ANSWERED;
     observe_latency(req);
@@ -209,10 +208,8 @@ static bool status_retryable(ecf_status st)
     switch (st) {
     case ECF_OK:
     case ECF_ERR_INVALID:
-    case ECF_ERR_DROPPED:
-        return false;
-    default:
-        return true;
+    case ECF_ERR_DROPPED: return false;
+    default: return true;
     }
 }
 
@@ -261,7 +258,7 @@ static enum MHD_Result answer_results(http_request *req)
             continue;
         }
         ecf_status st = r->settled ? r->status : req->stopped ? ECF_ERR_STOPPED : ECF_ERR_TIMEOUT;
-        const char *why = r->settled ? r->reason
+        const char *why = r->settled     ? r->reason
                           : req->stopped ? "shutting down before the event was acknowledged"
                                          : "not acknowledged within ack_timeout";
         bool retry = status_retryable(st);
@@ -295,8 +292,7 @@ static enum MHD_Result answer_results(http_request *req)
     if (rejected) {
         g_string_append_printf(j, ",\"rejected\":%s]", list->str);
         if (rejected > MAX_LISTED_REJECTIONS)
-            g_string_append_printf(j, ",\"rejected_count\":%" PRIu32 ",\"truncated\":true",
-                                   rejected);
+            g_string_append_printf(j, ",\"rejected_count\":%" PRIu32 ",\"truncated\":true", rejected);
     }
     g_string_append_c(j, '}');
     if (list)
@@ -413,16 +409,14 @@ static bool run_door(http_request *req, enum MHD_Result *rc)
         return true;
     }
     jd_error err;
-    jd_status st = jd_scan(p, req->body.data, req->body.len, req->body.cap + JD_PADDING,
-                           req->layout, src->cfg->key_field, on_door_event, req, &err);
+    jd_status st = jd_scan(p, req->body.data, req->body.len, req->body.cap + JD_PADDING, req->layout,
+                           src->cfg->key_field, on_door_event, req, &err);
     http_parser_put(src, p);
     char msg[160];
     switch (st) {
-    case JD_OK:
-        return false;
+    case JD_OK: return false;
     case JD_STOPPED:
-        snprintf(msg, sizeof msg, "more than %" PRId64 " events in one request (max_events)",
-                 src->cfg->max_events);
+        snprintf(msg, sizeof msg, "more than %" PRId64 " events in one request (max_events)", src->cfg->max_events);
         *rc = answer_request_error(req, MHD_HTTP_CONTENT_TOO_LARGE, msg, false);
         return true;
     case JD_EMPTY:
@@ -440,12 +434,8 @@ static bool run_door(http_request *req, enum MHD_Result *rc)
         *rc = send_answer(src, req->conn, MHD_HTTP_BAD_REQUEST, j, (answer_opts){0});
         return true;
     }
-    case JD_NOMEM:
-        *rc = answer_request_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", true);
-        return true;
-    default:
-        *rc = answer_request_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", false);
-        return true;
+    case JD_NOMEM: *rc = answer_request_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", true); return true;
+    default: *rc = answer_request_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", false); return true;
     }
 }
 
@@ -616,12 +606,9 @@ static enum MHD_Result on_upload_done(http_request *req)
         return answer_request_error(req, req->fail_status, req->fail_msg,
                                     req->fail_status == MHD_HTTP_SERVICE_UNAVAILABLE);
     switch (body_finish(&req->body)) {
-    case BODY_OK:
-        break;
-    case BODY_BAD_GZIP:
-        return answer_request_error(req, MHD_HTTP_BAD_REQUEST, "truncated gzip data", false);
-    default:
-        return answer_request_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "server busy", true);
+    case BODY_OK: break;
+    case BODY_BAD_GZIP: return answer_request_error(req, MHD_HTTP_BAD_REQUEST, "truncated gzip data", false);
+    default: return answer_request_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "server busy", true);
     }
     enum MHD_Result rc;
     if (run_door(req, &rc))
@@ -693,8 +680,7 @@ static enum MHD_Result on_upload_chunk(http_request *req, const char *data, size
          * the limit the client is not listening: hang up. */
         return req->wire_bytes > 2 * (size_t)cfg->max_body_bytes + (1u << 20) ? MHD_NO : MHD_YES;
     }
-    if (cfg->request_timeout_us > 0 &&
-        ecf_monotonic_us(src->stage) - req->started_us > cfg->request_timeout_us) {
+    if (cfg->request_timeout_us > 0 && ecf_monotonic_us(src->stage) - req->started_us > cfg->request_timeout_us) {
         ecf_log(src->stage, ECF_LOG_DEBUG, "closing a connection slower than request_timeout");
         return MHD_NO;
     }
@@ -703,21 +689,14 @@ static enum MHD_Result on_upload_chunk(http_request *req, const char *data, size
         return MHD_YES;
     }
     switch (body_append(&req->body, data, n)) {
-    case BODY_OK:
-        break;
-    case BODY_TOO_LARGE:
-        fail_upload(req, MHD_HTTP_CONTENT_TOO_LARGE, src->why_too_large);
-        break;
-    case BODY_BAD_GZIP:
-        fail_upload(req, MHD_HTTP_BAD_REQUEST, "invalid gzip data");
-        break;
+    case BODY_OK: break;
+    case BODY_TOO_LARGE: fail_upload(req, MHD_HTTP_CONTENT_TOO_LARGE, src->why_too_large); break;
+    case BODY_BAD_GZIP: fail_upload(req, MHD_HTTP_BAD_REQUEST, "invalid gzip data"); break;
     case BODY_BUSY:
         fail_upload(req, MHD_HTTP_SERVICE_UNAVAILABLE,
                     "server busy: too many request bytes in flight (max_inflight_bytes)");
         break;
-    case BODY_NOMEM:
-        fail_upload(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
-        break;
+    case BODY_NOMEM: fail_upload(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory"); break;
     }
     return MHD_YES;
 }
@@ -788,22 +767,17 @@ static enum MHD_Result begin_post(source_http *src, struct MHD_Connection *conn,
         return answer_error(src, conn, MHD_HTTP_UNAUTHORIZED, "unauthorized", early);
 
     jd_layout layout;
-    if (!parse_content_type(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                        MHD_HTTP_HEADER_CONTENT_TYPE),
-                            &layout))
+    if (!parse_content_type(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE), &layout))
         return answer_error(src, conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                             "unsupported Content-Type: use application/json or "
                             "application/x-ndjson (UTF-8)",
                             early);
     bool gzip;
-    if (!parse_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                MHD_HTTP_HEADER_CONTENT_ENCODING),
-                    &gzip))
+    if (!parse_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING), &gzip))
         return answer_error(src, conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                             "unsupported Content-Encoding: use gzip or none", early);
 
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     guint64 declared = cl ? g_ascii_strtoull(cl, NULL, 10) : 0;
     if (declared > (guint64)cfg->max_body_bytes)
         return answer_error(src, conn, MHD_HTTP_CONTENT_TOO_LARGE, src->why_too_large, early);
@@ -836,20 +810,17 @@ static int route_of(source_http *src, void *con_cls)
 
 static bool has_body(struct MHD_Connection *conn)
 {
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     return te || (cl && g_ascii_strtoull(cl, NULL, 10) > 0);
 }
 
-static enum MHD_Result answer_route(source_http *src, struct MHD_Connection *conn, int route,
-                                    const char *url, bool close)
+static enum MHD_Result answer_route(source_http *src, struct MHD_Connection *conn, int route, const char *url,
+                                    bool close)
 {
     answer_opts o = {.close = close};
     switch (route) {
-    case ROUTE_HEALTH:
-        return send_answer(src, conn, MHD_HTTP_OK, g_string_new("{\"status\":\"ok\"}"), o);
+    case ROUTE_HEALTH: return send_answer(src, conn, MHD_HTTP_OK, g_string_new("{\"status\":\"ok\"}"), o);
     case ROUTE_READY: {
         bool ready = !atomic_load(&src->draining) && ecf_pipeline_ready(src->stage);
         return send_answer(src, conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -858,13 +829,12 @@ static enum MHD_Result answer_route(source_http *src, struct MHD_Connection *con
     case ROUTE_NOT_ALLOWED:
         o.allow = strcmp(url, src->cfg->path) == 0 ? "POST" : "GET, HEAD";
         return answer_error(src, conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", o);
-    default:
-        return answer_error(src, conn, MHD_HTTP_NOT_FOUND, "not found", o);
+    default: return answer_error(src, conn, MHD_HTTP_NOT_FOUND, "not found", o);
     }
 }
 
-static enum MHD_Result on_headers(source_http *src, struct MHD_Connection *conn, const char *url,
-                                  const char *method, void **con_cls)
+static enum MHD_Result on_headers(source_http *src, struct MHD_Connection *conn, const char *url, const char *method,
+                                  void **con_cls)
 {
     int route;
     if (strcmp(url, src->cfg->path) == 0) {
@@ -872,9 +842,7 @@ static enum MHD_Result on_headers(source_http *src, struct MHD_Connection *conn,
             return begin_post(src, conn, con_cls);
         route = ROUTE_NOT_ALLOWED;
     } else if (strcmp(url, "/health") == 0 || strcmp(url, "/ready") == 0) {
-        route = !is_get(method) ? ROUTE_NOT_ALLOWED
-                : url[1] == 'h' ? ROUTE_HEALTH
-                                : ROUTE_READY;
+        route = !is_get(method) ? ROUTE_NOT_ALLOWED : url[1] == 'h' ? ROUTE_HEALTH : ROUTE_READY;
     } else {
         route = ROUTE_NOT_FOUND;
     }
@@ -886,10 +854,8 @@ static enum MHD_Result on_headers(source_http *src, struct MHD_Connection *conn,
 
 /* ---------------------------------------------------------------- MHD callbacks */
 
-enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                const char *method, const char *version,
-                                const char *upload_data, size_t *upload_data_size,
-                                void **con_cls)
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     source_http *src = cls;
     if (!*con_cls)
@@ -908,16 +874,13 @@ enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const ch
             return on_upload_chunk(req, upload_data, n);
         }
         return on_upload_done(req);
-    case PHASE_WAITING:
-        return on_resumed(req);
-    case PHASE_ANSWERED:
-        break;
+    case PHASE_WAITING: return on_resumed(req);
+    case PHASE_ANSWERED: break;
     }
     return MHD_NO;
 }
 
-void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                       enum MHD_RequestTerminationCode toe)
+void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     source_http *src = cls;
     http_request *req = *con_cls;

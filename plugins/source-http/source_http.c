@@ -25,10 +25,8 @@
 static const ecf_option http_options[] = {
     ECF_OPT_STRING("listen", http_config, listen, "127.0.0.1", ECF_OPTIONAL,
                    "address to listen on; 0.0.0.0 or :: opens it to the network"),
-    ECF_OPT_INT("port", http_config, port, "8080", 0, 65535,
-                "TCP port; 0 picks a free one and logs it"),
-    ECF_OPT_STRING("path", http_config, path, "/events", ECF_OPTIONAL,
-                   "URL path that takes POSTed events"),
+    ECF_OPT_INT("port", http_config, port, "8080", 0, 65535, "TCP port; 0 picks a free one and logs it"),
+    ECF_OPT_STRING("path", http_config, path, "/events", ECF_OPTIONAL, "URL path that takes POSTed events"),
     ECF_OPT_STRING("key_field", http_config, key_field, "session_id", ECF_OPTIONAL,
                    "top-level string field every event must have; its value is the message key"),
     ECF_OPT_SIZE("max_body_bytes", http_config, max_body_bytes, "10MiB", 2, 1073741824,
@@ -43,8 +41,7 @@ static const ecf_option http_options[] = {
                      "longest time to receive one request body; slower clients are cut off"),
     ECF_OPT_DURATION("ack_timeout", http_config, ack_timeout_us, "30s", 0.001, 86400,
                      "how long a request waits for its events to be durable before 503"),
-    ECF_OPT_SIZE("max_inflight_bytes", http_config, max_inflight_bytes, "256MiB", 1024,
-                 1099511627776.0,
+    ECF_OPT_SIZE("max_inflight_bytes", http_config, max_inflight_bytes, "256MiB", 1024, 1099511627776.0,
                  "request body bytes held in memory at once, all requests together; "
                  "beyond it requests get 503"),
     ECF_OPT_INT("batch_max_events", http_config, batch_max_events, "1000", 1, 1000000,
@@ -57,13 +54,11 @@ static const ecf_option http_options[] = {
                    "name of an environment variable holding comma-separated API keys"),
     ECF_OPT_STRING("tls_cert", http_config, tls_cert, NULL, ECF_OPTIONAL,
                    "PEM certificate file; with tls_key, serve HTTPS"),
-    ECF_OPT_STRING("tls_key", http_config, tls_key, NULL, ECF_OPTIONAL,
-                   "PEM private key file for tls_cert"),
+    ECF_OPT_STRING("tls_key", http_config, tls_key, NULL, ECF_OPTIONAL, "PEM private key file for tls_cert"),
     ECF_OPT_SIZE("connection_memory", http_config, connection_memory, "16KiB", 4096, 1048576,
                  "per-connection buffer for request headers and body chunks; larger headers "
                  "get 431. libmicrohttpd zeroes it for every request, so more costs CPU"),
-    ECF_OPT_INT("threads", http_config, threads, "0", 0, 256,
-                "HTTP worker threads; 0 = one per CPU core"),
+    ECF_OPT_INT("threads", http_config, threads, "0", 0, 256, "HTTP worker threads; 0 = one per CPU core"),
     ECF_OPT_END,
 };
 
@@ -72,9 +67,7 @@ static const ecf_option http_options[] = {
 jd_parser *http_parser_get(source_http *src)
 {
     g_mutex_lock(&src->lock);
-    jd_parser *p = src->parsers->len ? g_ptr_array_steal_index_fast(src->parsers,
-                                                                     src->parsers->len - 1)
-                                     : NULL;
+    jd_parser *p = src->parsers->len ? g_ptr_array_steal_index_fast(src->parsers, src->parsers->len - 1) : NULL;
     g_mutex_unlock(&src->lock);
     return p ? p : jd_parser_new(DOOR_MAX_DEPTH);
 }
@@ -100,8 +93,7 @@ void http_parser_put(source_http *src, jd_parser *p)
 static ecf_status check_config(ecf_stage *stage, const http_config *cfg)
 {
     if (!cfg->path || cfg->path[0] != '/')
-        return ecf_error(stage, "option 'path': must start with '/', got \"%s\"",
-                         cfg->path ? cfg->path : "");
+        return ecf_error(stage, "option 'path': must start with '/', got \"%s\"", cfg->path ? cfg->path : "");
     if (!strcmp(cfg->path, "/health") || !strcmp(cfg->path, "/ready"))
         return ecf_error(stage, "option 'path': %s is taken by the health endpoints", cfg->path);
     if (!cfg->key_field || !*cfg->key_field)
@@ -109,8 +101,8 @@ static ecf_status check_config(ecf_stage *stage, const http_config *cfg)
     if (!cfg->tls_cert != !cfg->tls_key)
         return ecf_error(stage, "options 'tls_cert' and 'tls_key' go together: give both or none");
     if (cfg->max_inflight_bytes < cfg->max_body_bytes)
-        return ecf_error(stage, "option 'max_inflight_bytes' (%" PRId64
-                         ") is smaller than 'max_body_bytes' (%" PRId64
+        return ecf_error(stage,
+                         "option 'max_inflight_bytes' (%" PRId64 ") is smaller than 'max_body_bytes' (%" PRId64
                          "): no body of the maximum size could ever be taken",
                          cfg->max_inflight_bytes, cfg->max_body_bytes);
     return ECF_OK;
@@ -121,13 +113,11 @@ static ecf_status resolve_listen(source_http *src)
     const http_config *cfg = src->cfg;
     char port[16];
     snprintf(port, sizeof port, "%" PRId64, cfg->port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(cfg->listen, port, &hints, &res);
     if (rc != 0 || !res)
-        return ecf_error(src->stage, "option 'listen': cannot resolve \"%s\": %s", cfg->listen,
-                         gai_strerror(rc));
+        return ecf_error(src->stage, "option 'listen': cannot resolve \"%s\": %s", cfg->listen, gai_strerror(rc));
     memcpy(&src->addr, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     return ECF_OK;
@@ -145,8 +135,7 @@ static ecf_status read_pem(ecf_stage *stage, const char *opt, const char *file, 
 }
 
 /* Every status source-http answers with; anything else counts as "other". */
-static const unsigned answered_codes[HTTP_N_CODES] = {200, 207, 400, 401, 404, 405,
-                                                      413, 415, 422, 500, 503, 0};
+static const unsigned answered_codes[HTTP_N_CODES] = {200, 207, 400, 401, 404, 405, 413, 415, 422, 500, 503, 0};
 
 static void make_metrics(source_http *src)
 {
@@ -160,8 +149,7 @@ static void make_metrics(source_http *src)
         src->codes[i] = answered_codes[i];
         src->m_status[i] = ecf_metric_new(s, ECF_METRIC_COUNTER, name, "HTTP responses by status code");
     }
-    src->m_accepted = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_accepted_total",
-                                     "events answered as durable");
+    src->m_accepted = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_accepted_total", "events answered as durable");
     ecf_metric_status(s, src->m_accepted, "accepted");
     src->m_rejected = ecf_metric_new(s, ECF_METRIC_COUNTER, "http_events_rejected_total",
                                      "events answered as rejected (door checks or downstream)");
@@ -169,8 +157,8 @@ static void make_metrics(source_http *src)
                                   "request body bytes received, as sent (before gunzip)");
     src->m_latency = ecf_metric_new(s, ECF_METRIC_HISTOGRAM, "http_request_duration_seconds",
                                     "POST time from headers to answer, acks included");
-    src->m_inflight = ecf_metric_new(s, ECF_METRIC_GAUGE, "http_inflight_body_bytes",
-                                     "request body bytes held in memory now");
+    src->m_inflight =
+        ecf_metric_new(s, ECF_METRIC_GAUGE, "http_inflight_body_bytes", "request body bytes held in memory now");
 }
 
 static void http_destroy(ecf_stage *stage);
@@ -195,9 +183,8 @@ static ecf_status http_create(ecf_stage *stage)
     src->why_key_missing = g_strdup_printf("missing key field '%s'", cfg->key_field);
     src->why_key_not_string = g_strdup_printf("key field '%s' is not a string", cfg->key_field);
     src->why_key_empty = g_strdup_printf("key field '%s' is empty", cfg->key_field);
-    src->why_too_large = g_strdup_printf("request body larger than max_body_bytes (%" PRId64
-                                         " bytes, after decompression)",
-                                         cfg->max_body_bytes);
+    src->why_too_large = g_strdup_printf(
+        "request body larger than max_body_bytes (%" PRId64 " bytes, after decompression)", cfg->max_body_bytes);
     ecf_set_state(stage, src);
 
     GString *err = g_string_new(NULL);
@@ -245,8 +232,8 @@ static ecf_status http_start(ecf_stage *stage)
     source_http *src = ecf_state(stage);
     const http_config *cfg = src->cfg;
     unsigned threads = worker_threads(cfg);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (src->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (src->tls_cert_pem)
@@ -255,19 +242,14 @@ static ecf_status http_start(ecf_stage *stage)
     struct MHD_OptionItem opts[16];
     int n = 0;
     /* The logger first: libmicrohttpd logs to stderr until it has seen it. */
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER,
-                                        (intptr_t)(void *)on_mhd_log, src};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)on_mhd_log, src};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &src->addr};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-                                        (intptr_t)cfg->max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
-                                        (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000),
-                                        NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                        (intptr_t)cfg->connection_memory, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
-                                        (intptr_t)(void *)http_on_completed, src};
+                                        (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000), NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)http_on_completed, src};
     if (threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
     if (src->tls_cert_pem) {
@@ -277,17 +259,15 @@ static ecf_status http_start(ecf_stage *stage)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     errno = 0;
-    src->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, src,
-                                   MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    src->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, src, MHD_OPTION_ARRAY, opts,
+                                   MHD_OPTION_END);
     if (!src->daemon)
-        return ecf_error(stage, "cannot listen on %s port %" PRId64 "%s%s", cfg->listen, cfg->port,
-                         errno ? ": " : "", errno ? g_strerror(errno) : "");
+        return ecf_error(stage, "cannot listen on %s port %" PRId64 "%s%s", cfg->listen, cfg->port, errno ? ": " : "",
+                         errno ? g_strerror(errno) : "");
 
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(src->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
-    ecf_log(stage, ECF_LOG_INFO, "listening on %s://%s%s%s:%u%s (%u thread%s%s)",
-            src->tls_cert_pem ? "https" : "http", strchr(cfg->listen, ':') ? "[" : "",
-            cfg->listen, strchr(cfg->listen, ':') ? "]" : "",
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(src->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    ecf_log(stage, ECF_LOG_INFO, "listening on %s://%s%s%s:%u%s (%u thread%s%s)", src->tls_cert_pem ? "https" : "http",
+            strchr(cfg->listen, ':') ? "[" : "", cfg->listen, strchr(cfg->listen, ':') ? "]" : "",
             info ? info->port : (unsigned)cfg->port, cfg->path, threads, threads == 1 ? "" : "s",
             src->keys ? ", API keys required" : "");
     ecf_set_ready(stage, true);
@@ -305,15 +285,9 @@ static ecf_status http_start(ecf_stage *stage)
  */
 #define BACKOFF_US 500
 
-static int64_t poll_interval_us(const http_config *cfg)
-{
-    return CLAMP(cfg->ack_timeout_us / 4, 10000, 100000);
-}
+static int64_t poll_interval_us(const http_config *cfg) { return CLAMP(cfg->ack_timeout_us / 4, 10000, 100000); }
 
-static int64_t give_up_us(const http_config *cfg)
-{
-    return MIN(cfg->ack_timeout_us / 4, 1000000);
-}
+static int64_t give_up_us(const http_config *cfg) { return MIN(cfg->ack_timeout_us / 4, 1000000); }
 
 static void tick(source_http *src)
 {
@@ -338,8 +312,7 @@ static void emit_taken(source_http *src, ecf_batch *b, int64_t opened_us)
         if (!blocked)
             outbox_set_blocked(&src->outbox, blocked = true);
         if (ecf_monotonic_us(stage) - opened_us >= give_up_us(src->cfg)) {
-            ecf_batch_nack_all(stage, b, ECF_ERR_BACKPRESSURE,
-                               "backpressure: the pipeline is full, retry later");
+            ecf_batch_nack_all(stage, b, ECF_ERR_BACKPRESSURE, "backpressure: the pipeline is full, retry later");
             ecf_batch_release(stage, b);
             break;
         }
@@ -401,8 +374,7 @@ static ecf_status http_run(ecf_stage *stage)
     if (!wait_idle(src, deadline)) {
         guint n = http_expire_waiting(src, ecf_monotonic_us(stage), true);
         if (n)
-            ecf_log(stage, ECF_LOG_WARN, "shutdown: %u request%s answered 503 with acks pending",
-                    n, n == 1 ? "" : "s");
+            ecf_log(stage, ECF_LOG_WARN, "shutdown: %u request%s answered 503 with acks pending", n, n == 1 ? "" : "s");
         close_outbox(src, "the pipeline is shutting down");
         wait_idle(src, ecf_monotonic_us(stage) + 1000000);
     }
@@ -466,17 +438,8 @@ static void http_destroy(ecf_stage *stage)
     ecf_set_state(stage, NULL);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name = "source-http",
-    .kind = ECF_SOURCE,
-    .version = "1.0.0",
-    .summary = "Takes events POSTed over HTTP (JSON, arrays, NDJSON, gzip) and answers once "
-               "they are durable",
-    .config_size = sizeof(http_config),
-    .options = http_options,
-    .create = http_create,
-    .start = http_start,
-    .run = http_run,
-    .stop = http_stop,
-    .destroy = http_destroy,
-);
+ECF_PLUGIN_DEFINE(.name = "source-http", .kind = ECF_SOURCE, .version = "1.0.0",
+                  .summary = "Takes events POSTed over HTTP (JSON, arrays, NDJSON, gzip) and answers once "
+                             "they are durable",
+                  .config_size = sizeof(http_config), .options = http_options, .create = http_create,
+                  .start = http_start, .run = http_run, .stop = http_stop, .destroy = http_destroy, );

@@ -21,10 +21,10 @@
 #include "event_scan.h"
 
 typedef struct {
-    char   *listen;
+    char *listen;
     int64_t port;
-    char   *path;
-    char   *key_field;
+    char *path;
+    char *key_field;
     int64_t max_body_bytes;
     int64_t max_events;
     int64_t max_connections;
@@ -34,10 +34,10 @@ typedef struct {
     int64_t max_inflight_bytes;
     int64_t batch_max_events;
     int64_t retry_after_us;
-    char   *api_keys_file;
-    char   *api_keys_env;
-    char   *tls_cert;
-    char   *tls_key;
+    char *api_keys_file;
+    char *api_keys_env;
+    char *tls_cert;
+    char *tls_key;
     int64_t connection_memory;
     int64_t threads;
 } http_config;
@@ -72,14 +72,14 @@ typedef enum {
 } body_status;
 
 typedef struct {
-    uint8_t     *data;     /* cap + JD_PADDING bytes allocated */
-    size_t       len, cap;
-    size_t       limit;
-    size_t       reserved; /* taken from the budget            */
+    uint8_t *data; /* cap + JD_PADDING bytes allocated */
+    size_t len, cap;
+    size_t limit;
+    size_t reserved; /* taken from the budget            */
     byte_budget *budget;
-    bool         gzip;
-    bool         gz_live, gz_member_done;
-    z_stream     zs;
+    bool gzip;
+    bool gz_live, gz_member_done;
+    z_stream zs;
 } http_body;
 
 void body_init(http_body *b, size_t limit, byte_budget *budget, bool gzip, size_t expected);
@@ -94,16 +94,16 @@ void body_release(http_body *b);
  * HTTP worker when none is at work, the stage thread for a batch downstream
  * had no room for. */
 typedef struct {
-    GMutex      lock;
-    GCond       wake;
-    ecf_stage  *stage;
-    ecf_batch  *open;
-    uint32_t    count, cap;
-    int64_t     opened_us;     /* when `open` got its first event        */
-    ecf_batch  *handed;        /* refused downstream: the stage thread's */
-    int64_t     handed_opened_us;
-    bool        emitting;      /* a thread is emitting an outbox batch    */
-    bool        taker_waiting, taker_blocked, closed;
+    GMutex lock;
+    GCond wake;
+    ecf_stage *stage;
+    ecf_batch *open;
+    uint32_t count, cap;
+    int64_t opened_us; /* when `open` got its first event        */
+    ecf_batch *handed; /* refused downstream: the stage thread's */
+    int64_t handed_opened_us;
+    bool emitting; /* a thread is emitting an outbox batch    */
+    bool taker_waiting, taker_blocked, closed;
 } http_outbox;
 
 void outbox_init(http_outbox *o, ecf_stage *stage, uint32_t cap);
@@ -132,12 +132,9 @@ ecf_batch *outbox_close(http_outbox *o);
 typedef struct source_http source_http;
 typedef struct http_request http_request;
 
-enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                const char *method, const char *version,
-                                const char *upload_data, size_t *upload_data_size,
-                                void **con_cls);
-void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                       enum MHD_RequestTerminationCode toe);
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
+void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
 /* Resumes requests whose acks are overdue (now >= deadline), or all of them
  * when `all` (shutdown). Returns how many were resumed. */
 guint http_expire_waiting(source_http *src, int64_t now_us, bool all);
@@ -152,27 +149,27 @@ void http_tear_down(source_http *src);
 #define HTTP_CACHED_OK 128
 
 struct source_http {
-    ecf_stage         *stage;
+    ecf_stage *stage;
     const http_config *cfg;
     struct MHD_Daemon *daemon;
-    MHD_socket         quiesced_fd;
-    api_keys          *keys;
-    char              *tls_cert_pem;
-    char              *tls_key_pem;
+    MHD_socket quiesced_fd;
+    api_keys *keys;
+    char *tls_cert_pem;
+    char *tls_key_pem;
     struct sockaddr_storage addr;
-    unsigned           retry_after_s;
+    unsigned retry_after_s;
 
-    byte_budget     budget;
-    _Atomic int     active;      /* POST requests between headers and completion */
-    _Atomic bool    draining;    /* should_stop seen: refuse new work            */
-    bool            tearing_down; /* stop(): suspend nothing more (under `lock`)  */
+    byte_budget budget;
+    _Atomic int active;    /* POST requests between headers and completion */
+    _Atomic bool draining; /* should_stop seen: refuse new work            */
+    bool tearing_down;     /* stop(): suspend nothing more (under `lock`)  */
 
-    GMutex          lock;        /* guards `waiting`, `parsers`, `tearing_down`;
+    GMutex lock;          /* guards `waiting`, `parsers`, `tearing_down`;
                                     taken before a request's lock, never after  */
-    GQueue          waiting;     /* http_request* suspended for their acks       */
-    http_outbox     outbox;      /* small requests' events, for run() to emit    */
-    int64_t         next_tick_us; /* run(): next check for overdue acks          */
-    GPtrArray      *parsers;     /* idle jd_parser*, reused across requests      */
+    GQueue waiting;       /* http_request* suspended for their acks       */
+    http_outbox outbox;   /* small requests' events, for run() to emit    */
+    int64_t next_tick_us; /* run(): next check for overdue acks          */
+    GPtrArray *parsers;   /* idle jd_parser*, reused across requests      */
 
     /* Addresses used as the connection context of requests answered
      * without a body (GET /health ...): answering in the first callback
@@ -184,7 +181,7 @@ struct source_http {
 
     _Atomic(struct MHD_Response *) ok_answers[HTTP_CACHED_OK + 1]; /* see cached_ok() */
 
-    unsigned    codes[HTTP_N_CODES];    /* the status codes counted, 0 = other    */
+    unsigned codes[HTTP_N_CODES];       /* the status codes counted, 0 = other    */
     ecf_metric *m_status[HTTP_N_CODES]; /* responses, by codes[i]                 */
     ecf_metric *m_accepted, *m_rejected, *m_bytes, *m_latency, *m_inflight;
 };

@@ -16,12 +16,10 @@ const ecf_option ksrc_options[] = {
     KC_OPTIONS(ksrc_config, client),
     ECF_OPT_STRING("group", ksrc_config, group, NULL, ECF_REQUIRED,
                    "consumer group (group.id); its committed offsets are where a restart resumes"),
-    ECF_OPT_LIST("topics", ksrc_config, topics, ECF_OPTIONAL,
-                 "topics to subscribe to (give this or topic_regex)"),
+    ECF_OPT_LIST("topics", ksrc_config, topics, ECF_OPTIONAL, "topics to subscribe to (give this or topic_regex)"),
     ECF_OPT_STRING("topic_regex", ksrc_config, topic_regex, NULL, ECF_OPTIONAL,
                    "subscribe to every topic matching this POSIX regex (give this or topics)"),
-    ECF_OPT_ENUM("auto_offset_reset", ksrc_config, auto_offset_reset, "earliest",
-                 "earliest|latest",
+    ECF_OPT_ENUM("auto_offset_reset", ksrc_config, auto_offset_reset, "earliest", "earliest|latest",
                  "where a partition without a committed offset starts (auto.offset.reset)"),
     ECF_OPT_INT("batch_size", ksrc_config, batch_size, "0", 0, 1048576,
                 "messages per emitted batch; 0 = the pipeline's batch_size"),
@@ -38,8 +36,7 @@ const ecf_option ksrc_options[] = {
     ECF_OPT_DURATION("redeliver_backoff", ksrc_config, redeliver_backoff_us, "1s", 0, 3600,
                      "on_failure: redeliver waits this long before the first retry, doubling "
                      "up to 60s while the same message keeps failing"),
-    ECF_OPT_SIZE("prefetch_max_bytes", ksrc_config, prefetch_max_bytes, "32MiB", 1024,
-                 2097151.0 * 1024,
+    ECF_OPT_SIZE("prefetch_max_bytes", ksrc_config, prefetch_max_bytes, "32MiB", 1024, 2097151.0 * 1024,
                  "bytes librdkafka may prefetch ahead of the pipeline "
                  "(queued.max.messages.kbytes): the memory bound while the rings are full"),
     KC_OPT_KAFKA(ksrc_config, client),
@@ -51,36 +48,37 @@ static bool conf_set_defaults(ecf_stage *stage, rd_kafka_conf_t *conf, const ksr
     int64_t kbytes = (cfg->prefetch_max_bytes + 1023) / 1024;
 
     return ecf_rdkafka_conf_set(stage, conf, "group", "group.id", cfg->group)
-        /* We commit, and only what every sink acknowledged. */
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.commit", "enable.auto.commit", "false")
-        && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.offset.store", "enable.auto.offset.store",
-                    "false")
-        && ecf_rdkafka_conf_set(stage, conf, "auto_offset_reset", "auto.offset.reset",
-                    cfg->auto_offset_reset)
-        /* The memory bound while the pipeline is slower than the topic. */
-        && ecf_rdkafka_conf_set_int(stage, conf, "prefetch_max_bytes", "queued.max.messages.kbytes", kbytes);
+           /* We commit, and only what every sink acknowledged. */
+           && ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.commit", "enable.auto.commit", "false") &&
+           ecf_rdkafka_conf_set(stage, conf, "kafka.enable.auto.offset.store", "enable.auto.offset.store", "false") &&
+           ecf_rdkafka_conf_set(stage, conf, "auto_offset_reset", "auto.offset.reset", cfg->auto_offset_reset)
+           /* The memory bound while the pipeline is slower than the topic. */
+           && ecf_rdkafka_conf_set_int(stage, conf, "prefetch_max_bytes", "queued.max.messages.kbytes", kbytes);
 }
 
 static bool truthy(const char *v)
 {
-    return v && (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-                 strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0);
+    return v &&
+           (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0);
 }
 
 /* Keys of the `kafka` map that would break the delivery guarantee or that a
  * named option owns. */
 static bool passthrough_allowed(ecf_stage *stage, const ecf_kv *kv)
 {
-    if ((strcmp(kv->key, "enable.auto.commit") == 0 ||
-         strcmp(kv->key, "enable.auto.offset.store") == 0) && truthy(kv->value))
-        return ecf_error(stage, "option 'kafka.%s': source-kafka commits offsets itself, only "
-                                "up to what every sink acknowledged; it cannot be turned on",
-                         kv->key), false;
+    if ((strcmp(kv->key, "enable.auto.commit") == 0 || strcmp(kv->key, "enable.auto.offset.store") == 0) &&
+        truthy(kv->value))
+        return ecf_error(stage,
+                         "option 'kafka.%s': source-kafka commits offsets itself, only "
+                         "up to what every sink acknowledged; it cannot be turned on",
+                         kv->key),
+               false;
     if (strcmp(kv->key, "group.id") == 0)
         return ecf_error(stage, "option 'kafka.group.id': use the option 'group'"), false;
     if (strcmp(kv->key, "enable.partition.eof") == 0 && truthy(kv->value))
         return ecf_error(stage, "option 'kafka.enable.partition.eof': not supported; the "
-                                "source runs until stopped"), false;
+                                "source runs until stopped"),
+               false;
     return true;
 }
 
@@ -94,9 +92,10 @@ static bool max_poll_allows(ecf_stage *stage, rd_kafka_conf_t *conf, const ksrc_
     if (rd_kafka_conf_get(conf, "max.poll.interval.ms", buf, &sz) == RD_KAFKA_CONF_OK) {
         int64_t max_poll_us = (int64_t)strtoll(buf, NULL, 10) * 1000;
         if (max_poll_us > 0 && cfg->rebalance_timeout_us >= max_poll_us) {
-            ecf_error(stage, "option 'rebalance_timeout' (%.1fs) must be shorter than "
-                             "max.poll.interval.ms (%.1fs), or the group evicts the stage "
-                             "while it waits for acks",
+            ecf_error(stage,
+                      "option 'rebalance_timeout' (%.1fs) must be shorter than "
+                      "max.poll.interval.ms (%.1fs), or the group evicts the stage "
+                      "while it waits for acks",
                       (double)cfg->rebalance_timeout_us / 1e6, (double)max_poll_us / 1e6);
             return false;
         }
@@ -109,8 +108,7 @@ rd_kafka_conf_t *ksrc_conf_build(ecf_stage *stage, const ksrc_config *cfg)
     rd_kafka_conf_t *conf = kc_conf_new(stage, &cfg->client);
     if (!conf)
         return NULL;
-    if (conf_set_defaults(stage, conf, cfg) &&
-        kc_conf_passthrough(stage, conf, &cfg->client, passthrough_allowed) &&
+    if (conf_set_defaults(stage, conf, cfg) && kc_conf_passthrough(stage, conf, &cfg->client, passthrough_allowed) &&
         max_poll_allows(stage, conf, cfg))
         return conf;
     rd_kafka_conf_destroy(conf);
@@ -133,8 +131,10 @@ ecf_status ksrc_conf_check(ecf_stage *stage, const ksrc_config *cfg)
         if (!**t)
             return ecf_error(stage, "option 'topics': an empty topic name");
         if (**t == '^')
-            return ecf_error(stage, "option 'topics': '%s' looks like a regex; use "
-                                    "'topic_regex'", *t);
+            return ecf_error(stage,
+                             "option 'topics': '%s' looks like a regex; use "
+                             "'topic_regex'",
+                             *t);
     }
     return ECF_OK;
 }

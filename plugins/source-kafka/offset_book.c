@@ -13,25 +13,25 @@
 #include <string.h>
 #include <time.h>
 
-#define SEQ_BITS   44
-#define SEQ_MASK   ((UINT64_C(1) << SEQ_BITS) - 1)
-#define MIN_SLOTS  1024
+#define SEQ_BITS 44
+#define SEQ_MASK ((UINT64_C(1) << SEQ_BITS) - 1)
+#define MIN_SLOTS 1024
 
 typedef struct {
-    char     *name;
+    char *name;
     uint32_t *by_partition; /* index + 1, 0 = none */
-    int32_t   n_partitions;
+    int32_t n_partitions;
 } book_topic;
 
 struct offset_book {
     pthread_mutex_t lock;
-    pthread_cond_t  settled;
-    int             waiters;
-    book_part     **parts;   /* guarded by lock (grown by the run thread) */
-    uint32_t        n, cap;
+    pthread_cond_t settled;
+    int waiters;
+    book_part **parts; /* guarded by lock (grown by the run thread) */
+    uint32_t n, cap;
     /* Run thread only. */
-    book_topic     *topics;
-    uint32_t        n_topics;
+    book_topic *topics;
+    uint32_t n_topics;
 };
 
 offset_book *book_new(void)
@@ -266,8 +266,7 @@ uint64_t book_track(offset_book *b, uint32_t index, int64_t offset)
     return ((uint64_t)index << SEQ_BITS) | (seq & SEQ_MASK);
 }
 
-settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome,
-                          uint32_t *part_out, int64_t *offset_out)
+settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint32_t *part_out, int64_t *offset_out)
 {
     uint32_t index = (uint32_t)(tag >> SEQ_BITS);
     settle_result r = SETTLE_STALE;

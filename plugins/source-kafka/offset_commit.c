@@ -16,20 +16,18 @@
 #include <string.h>
 
 #define COMMITTED_QUERY_MAX_MS 5000
-#define COMMIT_LOG_QUIET_US    (30LL * 1000 * 1000)
+#define COMMIT_LOG_QUIET_US (30LL * 1000 * 1000)
 
 void ksrc_part_metrics(kafka_source *ks, book_part *p)
 {
     if (p->m_committed)
         return;
     char name[512];
-    snprintf(name, sizeof name,
-             "kafka_consumer_committed_offset{topic=\"%s\",partition=\"%" PRId32 "\"}",
-             p->topic, p->partition);
-    p->m_committed = ecf_metric_new(ks->stage, ECF_METRIC_GAUGE, name,
-                                    "next offset the group resumes at (last committed)");
-    snprintf(name, sizeof name, "kafka_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\"}",
-             p->topic, p->partition);
+    snprintf(name, sizeof name, "kafka_consumer_committed_offset{topic=\"%s\",partition=\"%" PRId32 "\"}", p->topic,
+             p->partition);
+    p->m_committed =
+        ecf_metric_new(ks->stage, ECF_METRIC_GAUGE, name, "next offset the group resumes at (last committed)");
+    snprintf(name, sizeof name, "kafka_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\"}", p->topic, p->partition);
     p->m_lag = ecf_metric_new(ks->stage, ECF_METRIC_GAUGE, name,
                               "records between the committed offset and the partition's end");
     ecf_metric_status(ks->stage, p->m_lag, "lag");
@@ -46,8 +44,7 @@ static void set_committed(kafka_source *ks, book_part *p, int64_t offset)
 }
 
 /* Partitions of `idx` (all assigned ones when NULL) whose prefix advanced. */
-static rd_kafka_topic_partition_list_t *due(kafka_source *ks, const uint32_t *idx, size_t n,
-                                            bool sync)
+static rd_kafka_topic_partition_list_t *due(kafka_source *ks, const uint32_t *idx, size_t n, bool sync)
 {
     offset_book *b = ks->book;
     size_t count = idx ? n : book_count(b);
@@ -79,7 +76,8 @@ static void log_commit_failure(kafka_source *ks, rd_kafka_resp_err_t err, const 
     }
     ks->next_error_log_us = now + COMMIT_LOG_QUIET_US;
     ks->last_err = err;
-    ecf_log(ks->stage, ECF_LOG_WARN, "offset commit failed (%s): %s; retried at the next "
+    ecf_log(ks->stage, ECF_LOG_WARN,
+            "offset commit failed (%s): %s; retried at the next "
             "commit_interval, and what is not committed is redelivered after a restart",
             what, rd_kafka_err2str(err));
 }
@@ -107,8 +105,7 @@ static bool commit_list(kafka_source *ks, rd_kafka_topic_partition_list_t *list,
     return true;
 }
 
-bool ksrc_commit_parts(kafka_source *ks, const uint32_t *idx, size_t n, bool sync,
-                       char *logbuf, size_t logsize)
+bool ksrc_commit_parts(kafka_source *ks, const uint32_t *idx, size_t n, bool sync, char *logbuf, size_t logsize)
 {
     if (!ks->rk)
         return true;
@@ -130,30 +127,26 @@ bool ksrc_commit(kafka_source *ks, bool sync)
     char buf[1024] = "";
     bool ok = ksrc_commit_parts(ks, NULL, 0, sync, sync ? buf : NULL, sizeof buf);
     if (sync && strcmp(buf, "nothing new") != 0)
-        ecf_log(ks->stage, ok ? ECF_LOG_INFO : ECF_LOG_WARN, "committed %s%s", buf,
-                ok ? "" : " (failed)");
+        ecf_log(ks->stage, ok ? ECF_LOG_INFO : ECF_LOG_WARN, "committed %s%s", buf, ok ? "" : " (failed)");
     return ok;
 }
 
 /* "t[0]@12 t[1]@-" : the committed offsets of these partitions. */
-void ksrc_committed_str(kafka_source *ks, const uint32_t *idx, size_t n, char *buf,
-                        size_t size)
+void ksrc_committed_str(kafka_source *ks, const uint32_t *idx, size_t n, char *buf, size_t size)
 {
     size_t off = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < n && off + 1 < size; i++) {
         book_part *p = book_get(ks->book, idx[i]);
         int w = p->committed >= 0
-                    ? snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@%" PRId64,
-                               i ? " " : "", p->topic, p->partition, p->committed)
-                    : snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@none", i ? " " : "",
-                               p->topic, p->partition);
+                    ? snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@%" PRId64, i ? " " : "", p->topic,
+                               p->partition, p->committed)
+                    : snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@none", i ? " " : "", p->topic, p->partition);
         off += w > 0 ? (size_t)w : 0;
     }
 }
 
-void ksrc_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                    rd_kafka_topic_partition_list_t *offsets, void *opaque)
+void ksrc_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     kafka_source *ks = opaque;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -195,8 +188,7 @@ void ksrc_update_gauges(kafka_source *ks)
         inflight += book_inflight(b, k);
         int64_t lo = -1, hi = -1;
         if (p->committed >= 0 && ks->rk &&
-            rd_kafka_get_watermark_offsets(ks->rk, p->topic, p->partition, &lo, &hi) == 0 &&
-            hi >= 0)
+            rd_kafka_get_watermark_offsets(ks->rk, p->topic, p->partition, &lo, &hi) == 0 && hi >= 0)
             ecf_metric_set(ks->stage, p->m_lag, (double)(hi > p->committed ? hi - p->committed : 0));
     }
     ecf_metric_set(ks->stage, ks->m.assigned, assigned);
@@ -211,8 +203,7 @@ void ksrc_read_committed(kafka_source *ks, const rd_kafka_topic_partition_list_t
         timeout = COMMITTED_QUERY_MAX_MS;
     rd_kafka_resp_err_t err = rd_kafka_committed(ks->rk, q, timeout);
     if (err) {
-        ecf_log(ks->stage, ECF_LOG_DEBUG, "could not read committed offsets: %s",
-                rd_kafka_err2str(err));
+        ecf_log(ks->stage, ECF_LOG_DEBUG, "could not read committed offsets: %s", rd_kafka_err2str(err));
     } else {
         for (int i = 0; i < q->cnt; i++) {
             uint32_t k = book_find(ks->book, q->elems[i].topic, q->elems[i].partition);

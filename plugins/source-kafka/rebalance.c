@@ -45,12 +45,10 @@ static bool cooperative(rd_kafka_t *rk)
  * positions skip what they already have). A host older than ecf_host's
  * resume_position member cannot be asked.
  */
-static bool sink_resume_position(kafka_source *ks, const char *topic, int32_t partition,
-                                 int64_t *next_offset)
+static bool sink_resume_position(kafka_source *ks, const char *topic, int32_t partition, int64_t *next_offset)
 {
     const ecf_host *h = ecf_host_of(ks->stage);
-    if (h->size < offsetof(ecf_host, resume_position) + sizeof h->resume_position ||
-        !h->resume_position)
+    if (h->size < offsetof(ecf_host, resume_position) + sizeof h->resume_position || !h->resume_position)
         return false;
     int64_t pos = -1;
     if (ecf_resume_position(ks->stage, topic, partition, &pos) != ECF_OK || pos < 0)
@@ -68,8 +66,7 @@ static void on_assign(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
         rd_kafka_topic_partition_t *e = &parts->elems[i];
         uint32_t k = book_part_index(ks->book, e->topic, e->partition);
         if (k == UINT32_MAX) {
-            ecf_log(ks->stage, ECF_LOG_ERROR, "out of memory tracking %s[%" PRId32 "]",
-                    e->topic, e->partition);
+            ecf_log(ks->stage, ECF_LOG_ERROR, "out of memory tracking %s[%" PRId32 "]", e->topic, e->partition);
             continue;
         }
         book_assign(ks->book, k);
@@ -94,8 +91,7 @@ static void on_assign(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
         err = rd_kafka_assign(ks->rk, parts);
     }
     if (err)
-        ecf_log(ks->stage, ECF_LOG_ERROR, "assigning partitions failed: %s",
-                rd_kafka_err2str(err));
+        ecf_log(ks->stage, ECF_LOG_ERROR, "assigning partitions failed: %s", rd_kafka_err2str(err));
 
     /* A partition comes back paused if the pipeline is still backed up;
      * otherwise clear a pause it may carry from an earlier assignment. */
@@ -121,35 +117,34 @@ static void on_assign(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
             continue; /* counted, not listed */
         int w;
         if (e->offset >= 0 && p && p->committed >= 0)
-            w = snprintf(buf + off, sizeof buf - off,
-                         "%s%s[%" PRId32 "]@%" PRId64 " (sinks; group at %" PRId64 ")",
+            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (sinks; group at %" PRId64 ")",
                          i ? " " : "", e->topic, e->partition, e->offset, p->committed);
         else if (e->offset >= 0)
-            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (sinks)",
-                         i ? " " : "", e->topic, e->partition, e->offset);
+            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (sinks)", i ? " " : "", e->topic,
+                         e->partition, e->offset);
         else if (group)
-            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (group)",
-                         i ? " " : "", e->topic, e->partition, p->committed);
+            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%" PRId64 " (group)", i ? " " : "", e->topic,
+                         e->partition, p->committed);
         else
-            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%s (auto_offset_reset)",
-                         i ? " " : "", e->topic, e->partition, ks->cfg->auto_offset_reset);
+            w = snprintf(buf + off, sizeof buf - off, "%s%s[%" PRId32 "]@%s (auto_offset_reset)", i ? " " : "",
+                         e->topic, e->partition, ks->cfg->auto_offset_reset);
         off += w > 0 ? (size_t)w : 0;
     }
     if (off + 1 >= sizeof buf && sizeof buf > 4)
         memcpy(buf + sizeof buf - 4, "...", 4);
-    ecf_log(ks->stage, ECF_LOG_INFO, "assigned %d partition(s) (%s)%s%s", parts->cnt,
-            coop ? "cooperative" : "eager", parts->cnt ? ": " : "", buf);
+    ecf_log(ks->stage, ECF_LOG_INFO, "assigned %d partition(s) (%s)%s%s", parts->cnt, coop ? "cooperative" : "eager",
+            parts->cnt ? ": " : "", buf);
     if (parts->cnt)
-        ecf_log(ks->stage, ECF_LOG_INFO, "start positions: %zu from the sinks, %zu from the "
-                "group's committed offsets, %zu from auto_offset_reset", from_sinks, from_group,
-                (size_t)parts->cnt - from_sinks - from_group);
+        ecf_log(ks->stage, ECF_LOG_INFO,
+                "start positions: %zu from the sinks, %zu from the "
+                "group's committed offsets, %zu from auto_offset_reset",
+                from_sinks, from_group, (size_t)parts->cnt - from_sinks - from_group);
     ksrc_update_gauges(ks);
 }
 
 /* ---------------------------------------------------------------- revoke */
 
-static void on_revoke(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, bool coop,
-                      bool lost)
+static void on_revoke(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, bool coop, bool lost)
 {
     ecf_metric_add(ks->stage, lost ? ks->m.rebalance_lost : ks->m.rebalance_revoke, 1);
     int64_t t0 = kc_mono_us();
@@ -202,36 +197,32 @@ static void on_revoke(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
         ecf_metric_set(ks->stage, ks->m.paused, 0);
     }
     if (err)
-        ecf_log(ks->stage, ECF_LOG_ERROR, "releasing partitions failed: %s",
-                rd_kafka_err2str(err));
+        ecf_log(ks->stage, ECF_LOG_ERROR, "releasing partitions failed: %s", rd_kafka_err2str(err));
 
     if (left > 0 || !commit_ok || lost)
-        ecf_log(ks->stage, ECF_LOG_WARN, "revoked %zu partition(s)%s after %" PRId64 " ms; "
+        ecf_log(ks->stage, ECF_LOG_WARN,
+                "revoked %zu partition(s)%s after %" PRId64 " ms; "
                 "committed: %s%s; %" PRId64 " message(s) still unacknowledged, redelivered to "
-                "the next owner", n, lost ? " (lost)" : "", waited_ms, committed,
-                commit_ok ? "" : " (the last commit failed)", left);
+                "the next owner",
+                n, lost ? " (lost)" : "", waited_ms, committed, commit_ok ? "" : " (the last commit failed)", left);
     else
-        ecf_log(ks->stage, ECF_LOG_INFO, "revoked %zu partition(s) after %" PRId64 " ms; "
-                "committed: %s", n, waited_ms, committed);
+        ecf_log(ks->stage, ECF_LOG_INFO,
+                "revoked %zu partition(s) after %" PRId64 " ms; "
+                "committed: %s",
+                n, waited_ms, committed);
     free(known);
     ksrc_update_gauges(ks);
 }
 
-void ksrc_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                       rd_kafka_topic_partition_list_t *parts, void *opaque)
+void ksrc_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     kafka_source *ks = opaque;
     bool coop = cooperative(rk);
     switch (err) {
-    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-        on_assign(ks, parts, coop);
-        break;
-    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-        on_revoke(ks, parts, coop, rd_kafka_assignment_lost(rk) != 0);
-        break;
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS: on_assign(ks, parts, coop); break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: on_revoke(ks, parts, coop, rd_kafka_assignment_lost(rk) != 0); break;
     default: {
-        ecf_log(ks->stage, ECF_LOG_ERROR, "rebalance failed: %s; dropping the assignment",
-                rd_kafka_err2str(err));
+        ecf_log(ks->stage, ECF_LOG_ERROR, "rebalance failed: %s; dropping the assignment", rd_kafka_err2str(err));
         rd_kafka_topic_partition_list_t *all = NULL;
         if (rd_kafka_assignment(rk, &all) == 0 && all) {
             on_revoke(ks, all, false, true);

@@ -25,13 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POLL_IDLE_MS        100
-#define PAUSE_AFTER_US      (250 * 1000)
-#define BACKOFF_MAX_US      (5 * 1000)
-#define REDELIVER_MAX_US    (60LL * 1000 * 1000)
-#define SEEK_TIMEOUT_MS     5000
+#define POLL_IDLE_MS 100
+#define PAUSE_AFTER_US (250 * 1000)
+#define BACKOFF_MAX_US (5 * 1000)
+#define REDELIVER_MAX_US (60LL * 1000 * 1000)
+#define SEEK_TIMEOUT_MS 5000
 #define TOPIC_PROBE_FIRST_US (1000 * 1000)
-#define TOPIC_PROBE_MAX_US  (30LL * 1000 * 1000)
+#define TOPIC_PROBE_MAX_US (30LL * 1000 * 1000)
 #define TOPIC_PROBE_TIMEOUT_MS 250
 
 /* ---------------------------------------------------------------- settle */
@@ -47,12 +47,9 @@ static void on_settle(void *user, uint64_t tag, ecf_status outcome, const char *
         atomic_fetch_add(&ks->n_acked, 1);
         ecf_metric_add(ks->stage, ks->m.acked, 1);
         return;
-    case SETTLE_STALE:
-        atomic_fetch_add(&ks->n_stale, 1);
-        return;
+    case SETTLE_STALE: atomic_fetch_add(&ks->n_stale, 1); return;
     case SETTLE_STOPPED:
-    case SETTLE_FAILED:
-        break;
+    case SETTLE_FAILED: break;
     }
     atomic_fetch_add(&ks->n_failed, 1);
     ecf_metric_add(ks->stage, ks->m.failed, 1);
@@ -63,10 +60,9 @@ static void on_settle(void *user, uint64_t tag, ecf_status outcome, const char *
     if (!ks->failure_seen) {
         ks->failure_seen = true;
         ks->failure_status = outcome;
-        snprintf(ks->failure_reason, sizeof ks->failure_reason, "%s",
-                 reason ? reason : ecf_status_str(outcome));
-        snprintf(ks->failure_where, sizeof ks->failure_where, "%s[%" PRId32 "]@%" PRId64,
-                 p ? p->topic : "?", p ? p->partition : -1, offset);
+        snprintf(ks->failure_reason, sizeof ks->failure_reason, "%s", reason ? reason : ecf_status_str(outcome));
+        snprintf(ks->failure_where, sizeof ks->failure_where, "%s[%" PRId32 "]@%" PRId64, p ? p->topic : "?",
+                 p ? p->partition : -1, offset);
     }
     pthread_mutex_unlock(&ks->fail_lock);
     atomic_store(&ks->failure_pending, true);
@@ -76,11 +72,11 @@ static void on_settle(void *user, uint64_t tag, ecf_status outcome, const char *
 
 void ksrc_pause_parts(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, bool pause)
 {
-    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(ks->rk, parts)
-                                    : rd_kafka_resume_partitions(ks->rk, parts);
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(ks->rk, parts) : rd_kafka_resume_partitions(ks->rk, parts);
     if (err)
-        ecf_log(ks->stage, ECF_LOG_WARN, "%s partitions failed: %s",
-                pause ? "pausing" : "resuming", rd_kafka_err2str(err));
+        ecf_log(ks->stage, ECF_LOG_WARN, "%s partitions failed: %s", pause ? "pausing" : "resuming",
+                rd_kafka_err2str(err));
 }
 
 /* Pauses or resumes the whole assignment; partitions the failure policy
@@ -113,8 +109,7 @@ static void set_paused(kafka_source *ks, bool pause)
         ecf_log(ks->stage, ECF_LOG_DEBUG, "downstream full for %.0f ms: paused %d partition(s)",
                 (double)(kc_mono_us() - ks->blocked_since_us) / 1000, count);
     } else {
-        ecf_log(ks->stage, ECF_LOG_DEBUG, "downstream took the batch: resumed %d partition(s)",
-                count);
+        ecf_log(ks->stage, ECF_LOG_DEBUG, "downstream took the batch: resumed %d partition(s)", count);
     }
 }
 
@@ -137,9 +132,10 @@ static ecf_status seek_to(kafka_source *ks, book_part *p, int64_t offset)
         rd_kafka_error_destroy(error);
     rd_kafka_topic_partition_list_destroy(l);
     if (err)
-        return ecf_fail(ks->stage, ECF_ERR_IO, "seeking %s[%" PRId32 "] back to %" PRId64 " failed: %s; "
-                        "stopping rather than skip records that were not made durable", p->topic,
-                        p->partition, offset, rd_kafka_err2str(err));
+        return ecf_fail(ks->stage, ECF_ERR_IO,
+                        "seeking %s[%" PRId32 "] back to %" PRId64 " failed: %s; "
+                        "stopping rather than skip records that were not made durable",
+                        p->topic, p->partition, offset, rd_kafka_err2str(err));
     return ECF_OK;
 }
 
@@ -162,8 +158,8 @@ static bool contains(const uint32_t *idx, size_t n, uint32_t k)
  * to the earliest of them and the partition seeks back there, so they come
  * again. All batches at once, so each partition rewinds once, to its lowest.
  */
-static void abandon(kafka_source *ks, ecf_batch **batches, size_t n_batches,
-                    const uint32_t *revoked, size_t n_revoked, bool all)
+static void abandon(kafka_source *ks, ecf_batch **batches, size_t n_batches, const uint32_t *revoked, size_t n_revoked,
+                    bool all)
 {
     ecf_stage *stage = ks->stage;
     uint32_t n_parts = book_count(ks->book);
@@ -202,9 +198,10 @@ static void abandon(kafka_source *ks, ecf_batch **batches, size_t n_batches,
             n_records += ecf_batch_count(stage, batches[j]);
             ecf_batch_release(stage, batches[j]); /* "dropped": the slots ignore it */
         }
-    ecf_log(stage, ECF_LOG_INFO, "abandoned %u record(s) taken from Kafka but not emitted: "
-            "never committed%s", n_records,
-            n_rewound ? "; partitions kept are read again from the first of them" : "");
+    ecf_log(stage, ECF_LOG_INFO,
+            "abandoned %u record(s) taken from Kafka but not emitted: "
+            "never committed%s",
+            n_records, n_rewound ? "; partitions kept are read again from the first of them" : "");
     for (uint32_t k = 0; rewind && k < n_parts; k++) {
         ecf_status st = rewind[k] >= 0 ? seek_to(ks, book_get(ks->book, k), rewind[k]) : ECF_OK;
         if (st != ECF_OK)
@@ -221,8 +218,7 @@ static void clear_taken(kafka_source *ks)
     ks->blocked_since_us = 0;
 }
 
-void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *revoked,
-                      size_t n_revoked)
+void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *revoked, size_t n_revoked)
 {
     /* In order: pending first, so a partition's records stay in order. */
     ecf_batch *batches[2] = {ks->pending, ks->building};
@@ -330,8 +326,8 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
     book_part *p = lookup(ks, m);
     if (!p || !p->assigned || p->held) {
         /* Not ours (any more), or held for redelivery: not emitted, not committed. */
-        ecf_log(stage, ECF_LOG_DEBUG, "skipping %s[%" PRId32 "]@%" PRId64 ": not assigned",
-                rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+        ecf_log(stage, ECF_LOG_DEBUG, "skipping %s[%" PRId32 "]@%" PRId64 ": not assigned", rd_kafka_topic_name(m->rkt),
+                m->partition, m->offset);
         return ECF_OK;
     }
 
@@ -359,8 +355,7 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
         /* Entered the system when it was written to Kafka (by sink-kafka:
          * when the pipeline took it in), so freshness spans both legs. */
         .ingest_time_us = record_us,
-        .origin = {.kind = ECF_ORIGIN_KAFKA, .partition = m->partition, .offset = m->offset,
-                   .topic = p->topic},
+        .origin = {.kind = ECF_ORIGIN_KAFKA, .partition = m->partition, .offset = m->offset, .topic = p->topic},
         .token = tok,
         .headers = n_headers ? ks->headers : NULL,
         .n_headers = n_headers,
@@ -435,8 +430,7 @@ static ecf_status fill(kafka_source *ks, int64_t until_us)
 static bool batch_due(const kafka_source *ks)
 {
     return ks->building && ks->building_n > 0 &&
-           (ks->building_n >= ks->batch_size ||
-            kc_mono_us() >= ks->building_first_us + ks->cfg->batch_wait_us);
+           (ks->building_n >= ks->batch_size || kc_mono_us() >= ks->building_first_us + ks->cfg->batch_wait_us);
 }
 
 /* ---------------------------------------------------------------- failures */
@@ -469,9 +463,10 @@ static void schedule_redeliveries(kafka_source *ks, int64_t now)
             p->retry_at_us = now + redeliver_backoff(ks, p->attempts);
             p->held = true;
             pause_one(ks, p, true);
-            ecf_log(ks->stage, ECF_LOG_WARN, "%s[%" PRId32 "]@%" PRId64 " failed downstream; "
-                    "redelivering from there in %.1fs (attempt %d)", p->topic, p->partition,
-                    failed, (double)(p->retry_at_us - now) / 1e6, p->attempts + 1);
+            ecf_log(ks->stage, ECF_LOG_WARN,
+                    "%s[%" PRId32 "]@%" PRId64 " failed downstream; "
+                    "redelivering from there in %.1fs (attempt %d)",
+                    p->topic, p->partition, failed, (double)(p->retry_at_us - now) / 1e6, p->attempts + 1);
         }
         if (p->held && now >= p->retry_at_us) {
             /* A lower offset may have failed since (it was still in flight). */
@@ -506,13 +501,14 @@ static bool handle_failures(kafka_source *ks, int64_t now)
         ks->failure_seen = ks->redeliver ? false : ks->failure_seen;
         pthread_mutex_unlock(&ks->fail_lock);
         if (ks->redeliver) {
-            ecf_log(ks->stage, ECF_LOG_WARN, "%s failed downstream (%s: %s)", where,
-                    ecf_status_str(st), reason);
+            ecf_log(ks->stage, ECF_LOG_WARN, "%s failed downstream (%s: %s)", where, ecf_status_str(st), reason);
         } else {
             /* ecf_fail turns an ECF_OK outcome into ECF_ERR_INTERNAL */
-            ks->stop_status = ecf_fail(ks->stage, st, "%s failed downstream (%s: %s); offsets stay "
+            ks->stop_status = ecf_fail(ks->stage, st,
+                                       "%s failed downstream (%s: %s); offsets stay "
                                        "committed before it, so a restart redelivers it (on_failure: "
-                                       "stop)", where, ecf_status_str(st), reason);
+                                       "stop)",
+                                       where, ecf_status_str(st), reason);
             return true;
         }
     }
@@ -537,8 +533,9 @@ static void probe_topics(kafka_source *ks, int64_t now)
     if (!ks->topics_missing || now < ks->next_topic_probe_us)
         return;
     int64_t every = ks->topic_probe_every_us;
-    ks->topic_probe_every_us = !every ? TOPIC_PROBE_FIRST_US
-                               : every * 2 > TOPIC_PROBE_MAX_US ? TOPIC_PROBE_MAX_US : every * 2;
+    ks->topic_probe_every_us = !every                           ? TOPIC_PROBE_FIRST_US
+                               : every * 2 > TOPIC_PROBE_MAX_US ? TOPIC_PROBE_MAX_US
+                                                                : every * 2;
     ks->next_topic_probe_us = now + ks->topic_probe_every_us;
     const struct rd_kafka_metadata *md = NULL;
     if (kc_list_topics(ks->rk, TOPIC_PROBE_TIMEOUT_MS, &md) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -651,26 +648,20 @@ static void metrics_create(ecf_stage *stage, ksrc_metrics *m)
                                   "records emitted and not yet settled");
     m->assigned = ecf_metric_new(stage, ECF_METRIC_GAUGE, "kafka_consumer_assigned_partitions",
                                  "partitions this stage owns in its group");
-    m->rebalance_assign = ecf_metric_new(stage, ECF_METRIC_COUNTER,
-                                         "kafka_consumer_rebalances_total{kind=\"assign\"}",
+    m->rebalance_assign = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_rebalances_total{kind=\"assign\"}",
                                          "group rebalances seen by this stage");
-    m->rebalance_revoke = ecf_metric_new(stage, ECF_METRIC_COUNTER,
-                                         "kafka_consumer_rebalances_total{kind=\"revoke\"}",
+    m->rebalance_revoke = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_rebalances_total{kind=\"revoke\"}",
                                          "group rebalances seen by this stage");
-    m->rebalance_lost = ecf_metric_new(stage, ECF_METRIC_COUNTER,
-                                       "kafka_consumer_rebalances_total{kind=\"lost\"}",
+    m->rebalance_lost = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_rebalances_total{kind=\"lost\"}",
                                        "group rebalances seen by this stage");
-    m->commits = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_commits_total",
-                                "offset commits sent");
-    m->commit_failures = ecf_metric_new(stage, ECF_METRIC_COUNTER,
-                                        "kafka_consumer_commit_failures_total",
+    m->commits = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_commits_total", "offset commits sent");
+    m->commit_failures = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_commit_failures_total",
                                         "offset commits the broker refused or that timed out");
     m->pauses = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_pauses_total",
                                "times backpressure paused the partitions");
     m->paused = ecf_metric_new(stage, ECF_METRIC_GAUGE, "kafka_consumer_paused",
                                "1 while backpressure holds the partitions paused");
-    m->redeliveries = ecf_metric_new(stage, ECF_METRIC_COUNTER,
-                                     "kafka_consumer_redeliveries_total",
+    m->redeliveries = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_redeliveries_total",
                                      "seeks back to a failed record (on_failure: redeliver)");
 }
 
@@ -731,8 +722,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         ks->stop_status = ecf_fail(ks->stage, ECF_ERR_FATAL, "Kafka consumer failed for good: %s", buf);
 }
 
-const char *ksrc_parts_str(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t size,
-                           bool with_offsets)
+const char *ksrc_parts_str(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t size, bool with_offsets)
 {
     size_t off = 0;
     buf[0] = '\0';
@@ -742,11 +732,10 @@ const char *ksrc_parts_str(const rd_kafka_topic_partition_list_t *parts, char *b
         if (e->partition == RD_KAFKA_PARTITION_UA)
             w = snprintf(buf + off, size - off, "%s%s", i ? " " : "", e->topic);
         else if (with_offsets && e->offset >= 0)
-            w = snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@%" PRId64, i ? " " : "",
-                         e->topic, e->partition, e->offset);
+            w = snprintf(buf + off, size - off, "%s%s[%" PRId32 "]@%" PRId64, i ? " " : "", e->topic, e->partition,
+                         e->offset);
         else
-            w = snprintf(buf + off, size - off, "%s%s[%" PRId32 "]", i ? " " : "", e->topic,
-                         e->partition);
+            w = snprintf(buf + off, size - off, "%s%s[%" PRId32 "]", i ? " " : "", e->topic, e->partition);
         if (w < 0)
             break;
         off += (size_t)w;
@@ -762,8 +751,7 @@ static rd_kafka_topic_partition_list_t *subscription(const ksrc_config *cfg)
     if (cfg->topic_regex && *cfg->topic_regex) {
         char pattern[1024];
         /* librdkafka takes a topic starting with '^' as a regex. */
-        snprintf(pattern, sizeof pattern, "%s%s", cfg->topic_regex[0] == '^' ? "" : "^",
-                 cfg->topic_regex);
+        snprintf(pattern, sizeof pattern, "%s%s", cfg->topic_regex[0] == '^' ? "" : "^", cfg->topic_regex);
         rd_kafka_topic_partition_list_add(l, pattern, RD_KAFKA_PARTITION_UA);
     } else {
         for (char **t = cfg->topics; t && *t; t++)
@@ -786,8 +774,10 @@ static ecf_status broker_check(kafka_source *ks)
     }
     for (char **t = cfg->topics; t && *t; t++)
         if (!kc_find_topic(md, *t)) {
-            ecf_log(ks->stage, ECF_LOG_WARN, "topic '%s' does not exist (yet): its "
-                    "partitions are assigned once it is created", *t);
+            ecf_log(ks->stage, ECF_LOG_WARN,
+                    "topic '%s' does not exist (yet): its "
+                    "partitions are assigned once it is created",
+                    *t);
             ks->topics_missing = true;
         }
     rd_kafka_metadata_destroy(md);
@@ -826,11 +816,11 @@ static ecf_status ksrc_start(ecf_stage *stage)
 
     char keys[512];
     kc_passthrough_keys(&cfg->client, keys, sizeof keys);
-    ecf_log(stage, ECF_LOG_INFO, "consuming %s as group '%s' at %s (batches of %u or %.0f ms, "
-            "commit every %.1fs, on_failure %s%s%s)", names, cfg->group, cfg->client.bootstrap,
-            ks->batch_size, (double)cfg->batch_wait_us / 1000,
-            (double)cfg->commit_interval_us / 1e6, cfg->on_failure, *keys ? "; kafka: " : "",
-            keys);
+    ecf_log(stage, ECF_LOG_INFO,
+            "consuming %s as group '%s' at %s (batches of %u or %.0f ms, "
+            "commit every %.1fs, on_failure %s%s%s)",
+            names, cfg->group, cfg->client.bootstrap, ks->batch_size, (double)cfg->batch_wait_us / 1000,
+            (double)cfg->commit_interval_us / 1e6, cfg->on_failure, *keys ? "; kafka: " : "", keys);
     return ECF_OK;
 }
 
@@ -848,13 +838,13 @@ static void consumer_close(kafka_source *ks)
         if (err)
             ecf_log(ks->stage, ECF_LOG_WARN, "closing the consumer: %s", rd_kafka_err2str(err));
     }
-    ecf_log(ks->stage, ECF_LOG_INFO, "closed: %" PRIu64 " record(s) consumed, %" PRIu64
-            " acknowledged, %" PRIu64 " failed, %" PRIu64 " late ack(s) of redelivered records; "
-            "%" PRIu64 " commit(s), %" PRIu64 " rebalance(s), %" PRIu64 " pause(s), %" PRIu64
-            " redelivery(ies)", (uint64_t)atomic_load(&ks->n_consumed),
-            (uint64_t)atomic_load(&ks->n_acked), (uint64_t)atomic_load(&ks->n_failed),
-            (uint64_t)atomic_load(&ks->n_stale), ks->n_commits, ks->n_rebalances, ks->n_pauses,
-            ks->n_redeliveries);
+    ecf_log(ks->stage, ECF_LOG_INFO,
+            "closed: %" PRIu64 " record(s) consumed, %" PRIu64 " acknowledged, %" PRIu64 " failed, %" PRIu64
+            " late ack(s) of redelivered records; "
+            "%" PRIu64 " commit(s), %" PRIu64 " rebalance(s), %" PRIu64 " pause(s), %" PRIu64 " redelivery(ies)",
+            (uint64_t)atomic_load(&ks->n_consumed), (uint64_t)atomic_load(&ks->n_acked),
+            (uint64_t)atomic_load(&ks->n_failed), (uint64_t)atomic_load(&ks->n_stale), ks->n_commits, ks->n_rebalances,
+            ks->n_pauses, ks->n_redeliveries);
     rd_kafka_destroy(ks->rk);
     ks->rk = NULL;
 }
@@ -881,17 +871,8 @@ static void ksrc_destroy(ecf_stage *stage)
     ecf_set_state(stage, NULL);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name        = "source-kafka",
-    .kind        = ECF_SOURCE,
-    .version     = "1.0.0",
-    .summary     = "Consumes Kafka topics in a consumer group; commits only offsets every "
-                   "sink acknowledged",
-    .config_size = sizeof(ksrc_config),
-    .options     = ksrc_options,
-    .create      = ksrc_create,
-    .start       = ksrc_start,
-    .run         = ksrc_run,
-    .stop        = ksrc_stop,
-    .destroy     = ksrc_destroy,
-);
+ECF_PLUGIN_DEFINE(.name = "source-kafka", .kind = ECF_SOURCE, .version = "1.0.0",
+                  .summary = "Consumes Kafka topics in a consumer group; commits only offsets every "
+                             "sink acknowledged",
+                  .config_size = sizeof(ksrc_config), .options = ksrc_options, .create = ksrc_create,
+                  .start = ksrc_start, .run = ksrc_run, .stop = ksrc_stop, .destroy = ksrc_destroy, );

@@ -28,18 +28,18 @@
 
 /* Filled by the core from ksrc_options (consumer_conf.c). */
 typedef struct {
-    kc_config client;   /* bootstrap, connect_timeout, require_broker, kafka */
-    char    *group;
-    char   **topics;
-    char    *topic_regex;
-    char    *auto_offset_reset;
-    int64_t  batch_size;
-    int64_t  batch_wait_us;
-    int64_t  commit_interval_us;
-    int64_t  rebalance_timeout_us;
-    char    *on_failure;
-    int64_t  redeliver_backoff_us;
-    int64_t  prefetch_max_bytes;
+    kc_config client; /* bootstrap, connect_timeout, require_broker, kafka */
+    char *group;
+    char **topics;
+    char *topic_regex;
+    char *auto_offset_reset;
+    int64_t batch_size;
+    int64_t batch_wait_us;
+    int64_t commit_interval_us;
+    int64_t rebalance_timeout_us;
+    char *on_failure;
+    int64_t redeliver_backoff_us;
+    int64_t prefetch_max_bytes;
 } ksrc_config;
 
 extern const ecf_option ksrc_options[];
@@ -76,35 +76,35 @@ typedef enum {
 } slot_state;
 
 typedef enum {
-    SETTLE_STALE,   /* the slot belongs to an older assignment or a rewind: ignored */
+    SETTLE_STALE, /* the slot belongs to an older assignment or a rewind: ignored */
     SETTLE_DONE,
     SETTLE_STOPPED, /* failed with ECF_ERR_STOPPED (shutdown): blocked, no policy  */
     SETTLE_FAILED,  /* failed: blocked, and the failure policy applies              */
 } settle_result;
 
 typedef struct {
-    char    *topic;        /* interned by the book: origin.topic of every message */
-    int32_t  partition;
+    char *topic; /* interned by the book: origin.topic of every message */
+    int32_t partition;
     uint32_t index;
 
     /* Guarded by the book's lock. */
-    bool     assigned;
-    uint64_t head, tail;   /* sequence numbers of the window: [head, tail)   */
-    uint64_t cap;          /* slots allocated, a power of two (0 = none yet)  */
+    bool assigned;
+    uint64_t head, tail; /* sequence numbers of the window: [head, tail)   */
+    uint64_t cap;        /* slots allocated, a power of two (0 = none yet)  */
     int64_t *offsets;
     uint8_t *states;
-    int64_t  inflight;     /* slots in SLOT_INFLIGHT                          */
-    int64_t  done;         /* next offset to read after the settled prefix; -1 = none */
-    int64_t  failed_at;    /* lowest offset that failed since the last rewind; -1 */
-    int64_t  expect;       /* after a rewind: the offset redelivery must start at; -1 */
+    int64_t inflight;  /* slots in SLOT_INFLIGHT                          */
+    int64_t done;      /* next offset to read after the settled prefix; -1 = none */
+    int64_t failed_at; /* lowest offset that failed since the last rewind; -1 */
+    int64_t expect;    /* after a rewind: the offset redelivery must start at; -1 */
 
     /* Run thread only (and the main thread once run has returned). */
-    int64_t  committed;    /* the broker confirmed this; -1 = unknown         */
-    int64_t  commit_sent;  /* an async commit of this is in flight; -1 = none */
-    int64_t  retry_at_us;  /* redeliver: when to seek back; 0 = not scheduled  */
-    int64_t  retry_offset;
-    int      attempts;     /* consecutive redeliveries of retry_offset         */
-    bool     held;         /* paused by the failure policy until retry_at_us   */
+    int64_t committed;   /* the broker confirmed this; -1 = unknown         */
+    int64_t commit_sent; /* an async commit of this is in flight; -1 = none */
+    int64_t retry_at_us; /* redeliver: when to seek back; 0 = not scheduled  */
+    int64_t retry_offset;
+    int attempts; /* consecutive redeliveries of retry_offset         */
+    bool held;    /* paused by the failure policy until retry_at_us   */
     ecf_metric *m_committed;
     ecf_metric *m_lag;
 } book_part;
@@ -112,14 +112,14 @@ typedef struct {
 typedef struct offset_book offset_book;
 
 offset_book *book_new(void);
-void         book_free(offset_book *b);
+void book_free(offset_book *b);
 
 /* Run thread only: the partition's index, created (unassigned) when new. */
-uint32_t   book_part_index(offset_book *b, const char *topic, int32_t partition);
+uint32_t book_part_index(offset_book *b, const char *topic, int32_t partition);
 /* UINT32_MAX when unknown. */
-uint32_t   book_find(offset_book *b, const char *topic, int32_t partition);
+uint32_t book_find(offset_book *b, const char *topic, int32_t partition);
 book_part *book_get(offset_book *b, uint32_t index);
-uint32_t   book_count(offset_book *b);
+uint32_t book_count(offset_book *b);
 
 /* Starts a fresh window (assign) or drops it (revoke); late settles of the
  * dropped slots are ignored. */
@@ -130,8 +130,7 @@ void book_release(offset_book *b, uint32_t index);
 uint64_t book_track(offset_book *b, uint32_t index, int64_t offset);
 
 /* Any thread. On SETTLE_FAILED, *part_out and *offset_out name the message. */
-settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome,
-                          uint32_t *part_out, int64_t *offset_out);
+settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint32_t *part_out, int64_t *offset_out);
 
 /* Marks the slot of `offset` blocked if it is still in flight: used for
  * messages taken from Kafka that will never be emitted. */
@@ -173,59 +172,57 @@ typedef struct {
 } ksrc_metrics;
 
 typedef struct kafka_source {
-    ecf_stage         *stage;
+    ecf_stage *stage;
     const ksrc_config *cfg;
-    rd_kafka_conf_t   *conf;       /* from create until rd_kafka_new takes it */
-    rd_kafka_t        *rk;
-    offset_book       *book;
-    uint32_t           batch_size;
-    bool               redeliver;  /* on_failure: redeliver (else stop)       */
-    bool               subscribed;
+    rd_kafka_conf_t *conf; /* from create until rd_kafka_new takes it */
+    rd_kafka_t *rk;
+    offset_book *book;
+    uint32_t batch_size;
+    bool redeliver; /* on_failure: redeliver (else stop)       */
+    bool subscribed;
 
     /* Run thread (and the rebalance callback, which runs inside its poll). */
-    ecf_batch         *building;   /* filling from librdkafka                 */
-    uint32_t           building_n;
-    int64_t            building_first_us;
-    ecf_batch         *pending;    /* full, refused by a full ring            */
-    int64_t            blocked_since_us;
-    bool               paused;     /* every assigned partition paused (backpressure) */
-    bool               running;    /* run() is emitting; false: rings may be gone */
-    bool               closing;    /* stop(): consumer_close serves the revoke */
-    ecf_status         stop_status; /* the failure policy ended run with this  */
-    int64_t            next_commit_us;
-    int64_t            next_error_log_us; /* commit failures: one quiet period */
+    ecf_batch *building; /* filling from librdkafka                 */
+    uint32_t building_n;
+    int64_t building_first_us;
+    ecf_batch *pending; /* full, refused by a full ring            */
+    int64_t blocked_since_us;
+    bool paused;            /* every assigned partition paused (backpressure) */
+    bool running;           /* run() is emitting; false: rings may be gone */
+    bool closing;           /* stop(): consumer_close serves the revoke */
+    ecf_status stop_status; /* the failure policy ended run with this  */
+    int64_t next_commit_us;
+    int64_t next_error_log_us; /* commit failures: one quiet period */
     rd_kafka_resp_err_t last_err;
-    uint64_t           errors_suppressed;
-    kc_client          client;      /* readiness, its probe, consumer error log */
-    book_part         *last_p;      /* lookup cache for the hot path            */
+    uint64_t errors_suppressed;
+    kc_client client;  /* readiness, its probe, consumer error log */
+    book_part *last_p; /* lookup cache for the hot path            */
     const rd_kafka_topic_t *last_rkt;
-    int32_t            last_partition;
-    bool               topics_missing; /* a named topic did not exist at start    */
-    int64_t            next_topic_probe_us, topic_probe_every_us;
-    ecf_header        *headers;     /* scratch for one record's headers        */
-    size_t             headers_cap;
+    int32_t last_partition;
+    bool topics_missing; /* a named topic did not exist at start    */
+    int64_t next_topic_probe_us, topic_probe_every_us;
+    ecf_header *headers; /* scratch for one record's headers        */
+    size_t headers_cap;
 
     /* Settle callbacks (any thread) -> run thread. */
-    pthread_mutex_t    fail_lock;
-    atomic_bool        failure_pending;
-    bool               failure_seen;
-    ecf_status         failure_status;
-    char               failure_reason[512];
-    char               failure_where[256];
+    pthread_mutex_t fail_lock;
+    atomic_bool failure_pending;
+    bool failure_seen;
+    ecf_status failure_status;
+    char failure_reason[512];
+    char failure_where[256];
 
     atomic_uint_fast64_t n_consumed, n_acked, n_failed, n_stale;
-    uint64_t           n_commits, n_pauses, n_redeliveries, n_rebalances;
+    uint64_t n_commits, n_pauses, n_redeliveries, n_rebalances;
 
-    ksrc_metrics       m;
+    ksrc_metrics m;
 } kafka_source;
 
 /* rebalance.c */
-void ksrc_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                       rd_kafka_topic_partition_list_t *parts, void *opaque);
+void ksrc_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque);
 
 /* offset_commit.c */
-void ksrc_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                    rd_kafka_topic_partition_list_t *offsets, void *opaque);
+void ksrc_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque);
 /* Commits every assigned partition whose settled prefix advanced: async from
  * the run loop, sync on revoke and at stop. Returns false if a sync commit failed. */
 bool ksrc_commit(kafka_source *ks, bool sync);
@@ -239,18 +236,14 @@ void ksrc_read_committed(kafka_source *ks, const rd_kafka_topic_partition_list_t
 /* Commits the partitions of the book indexes `idx` (every assigned one when
  * NULL) whose settled prefix advanced; `logbuf` (may be NULL) gets what was
  * committed. Returns false if the commit failed. */
-bool ksrc_commit_parts(kafka_source *ks, const uint32_t *idx, size_t n, bool sync,
-                       char *logbuf, size_t logsize);
+bool ksrc_commit_parts(kafka_source *ks, const uint32_t *idx, size_t n, bool sync, char *logbuf, size_t logsize);
 /* "t[0]@12 t[1]@none": the committed offsets of these partitions. */
-void ksrc_committed_str(kafka_source *ks, const uint32_t *idx, size_t n, char *buf,
-                        size_t size);
+void ksrc_committed_str(kafka_source *ks, const uint32_t *idx, size_t n, char *buf, size_t size);
 
 /* source_kafka.c, used by rebalance.c and offset_commit.c */
 /* Emits (or, past the deadline, abandons) the batches taken but not emitted. */
-void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *revoked,
-                      size_t n_revoked);
+void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *revoked, size_t n_revoked);
 void ksrc_pause_parts(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, bool pause);
-const char *ksrc_parts_str(const rd_kafka_topic_partition_list_t *parts, char *buf,
-                           size_t size, bool with_offsets);
+const char *ksrc_parts_str(const rd_kafka_topic_partition_list_t *parts, char *buf, size_t size, bool with_offsets);
 
 #endif

@@ -28,39 +28,39 @@
 
 typedef enum {
     TV_COL_UTF8 = 0,
-    TV_COL_I64,   /* int64, timestamp[us]                 */
+    TV_COL_I64, /* int64, timestamp[us]                 */
     TV_COL_F64,
     TV_COL_BOOL,
-    TV_COL_D128,  /* decimal128, 16 bytes little-endian    */
-    TV_COL_I32,   /* date32                                */
+    TV_COL_D128, /* decimal128, 16 bytes little-endian    */
+    TV_COL_I32,  /* date32                                */
 } tv_col_kind;
 
 typedef struct {
     tv_col_kind kind;
-    bool        nullable;
-    uint8_t    *validity;  /* bitmap, cap_rows bits (nullable columns only) */
-    uint8_t    *values;    /* fixed width values, or int32 offsets (cap_rows+1) */
-    uint8_t    *data;      /* UTF8: bytes                                   */
-    size_t      data_cap;
+    bool nullable;
+    uint8_t *validity; /* bitmap, cap_rows bits (nullable columns only) */
+    uint8_t *values;   /* fixed width values, or int32 offsets (cap_rows+1) */
+    uint8_t *data;     /* UTF8: bytes                                   */
+    size_t data_cap;
 } tv_column;
 
 typedef struct tv_pool tv_pool;
 typedef struct tv_columns tv_columns;
 
 struct tv_columns {
-    tv_pool    *pool;
-    uint32_t    n_cols;
-    tv_column  *cols;
-    uint32_t    rows;      /* committed rows                 */
-    uint32_t    cap_rows;
-    bool        oom;       /* a buffer could not grow        */
-    uint64_t    in_bytes;  /* payload bytes of the committed rows: bounds
+    tv_pool *pool;
+    uint32_t n_cols;
+    tv_column *cols;
+    uint32_t rows; /* committed rows                 */
+    uint32_t cap_rows;
+    bool oom;          /* a buffer could not grow        */
+    uint64_t in_bytes; /* payload bytes of the committed rows: bounds
                               every string column's data        */
     /* export */
-    _Atomic int refs;      /* parent + children not yet released */
-    struct ArrowArray  *child_arrays;
+    _Atomic int refs; /* parent + children not yet released */
+    struct ArrowArray *child_arrays;
     struct ArrowArray **child_ptrs;
-    const void        **buffers;   /* 3 per child + 1 for the struct */
+    const void **buffers; /* 3 per child + 1 for the struct */
     tv_columns *next_free;
 };
 
@@ -91,7 +91,7 @@ static inline void tv_col_valid(tv_column *c, uint32_t row, bool valid)
     if (valid)
         c->validity[row >> 3] |= (uint8_t)(1u << (row & 7));
     else
-        c->validity[row >> 3] &= (uint8_t)~(1u << (row & 7));
+        c->validity[row >> 3] &= (uint8_t) ~(1u << (row & 7));
 }
 
 static inline void tv_col_i64(tv_column *c, uint32_t row, int64_t v)
@@ -123,7 +123,7 @@ static inline void tv_col_bool(tv_column *c, uint32_t row, bool v)
     if (v)
         c->values[row >> 3] |= (uint8_t)(1u << (row & 7));
     else
-        c->values[row >> 3] &= (uint8_t)~(1u << (row & 7));
+        c->values[row >> 3] &= (uint8_t) ~(1u << (row & 7));
     tv_col_valid(c, row, true);
 }
 
@@ -162,7 +162,7 @@ static inline void tv_col_null(tv_column *c, uint32_t row)
     if (c->kind == TV_COL_UTF8)
         tv_col_set_offset(c, row + 1, tv_col_offset(c, row));
     else if (c->kind == TV_COL_BOOL)
-        c->values[row >> 3] &= (uint8_t)~(1u << (row & 7));
+        c->values[row >> 3] &= (uint8_t) ~(1u << (row & 7));
     else {
         size_t w = c->kind == TV_COL_D128 ? 16 : c->kind == TV_COL_I32 ? 4 : 8;
         memset(c->values + (size_t)row * w, 0, w);
@@ -171,9 +171,6 @@ static inline void tv_col_null(tv_column *c, uint32_t row)
 }
 
 /* Bytes in a UTF8 column's data once the committed rows are counted. */
-static inline size_t tv_col_bytes(const tv_column *c, uint32_t rows)
-{
-    return (size_t)tv_col_offset(c, rows);
-}
+static inline size_t tv_col_bytes(const tv_column *c, uint32_t rows) { return (size_t)tv_col_offset(c, rows); }
 
 #endif /* ECF_TV_COLUMNS_H */

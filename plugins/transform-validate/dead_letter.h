@@ -22,14 +22,14 @@
 #include <glib.h>
 
 typedef struct {
-    const char       *reason;   /* the one-line message          */
-    const char       *klass;    /* reason class, e.g. "type"     */
-    const char       *field;    /* or NULL                       */
-    const char       *stage;
-    int64_t           at_us;    /* wall clock, µs since epoch    */
+    const char *reason; /* the one-line message          */
+    const char *klass;  /* reason class, e.g. "type"     */
+    const char *field;  /* or NULL                       */
+    const char *stage;
+    int64_t at_us; /* wall clock, µs since epoch    */
     const ecf_origin *origin;
-    const uint8_t    *raw;
-    size_t            raw_len;
+    const uint8_t *raw;
+    size_t raw_len;
 } tv_dead_letter;
 
 /* Replaces out's contents with the envelope. */

@@ -23,12 +23,12 @@
 static_assert(TVJ_PADDING == simdjson::SIMDJSON_PADDING, "TVJ_PADDING must match simdjson's padding");
 
 namespace od = simdjson::ondemand;
-using simdjson::error_code;
 using ecf_json::at_end;
 using ecf_json::is_ws;
 using ecf_json::scalar_token;
 using ecf_json::short_message;
 using ecf_json::valid_number;
+using simdjson::error_code;
 
 /* Keys of one object are compared pairwise up to this many; past it the
  * object's keys are sorted once it ends (n log n, no allocation). */
@@ -40,7 +40,8 @@ struct tvj_walker {
     std::vector<std::string_view> keys; /* keys of the objects being walked */
 };
 
-namespace {
+namespace
+{
 
 struct walk_ctx {
     const uint8_t *buf;
@@ -60,10 +61,7 @@ tvj_status fail(walk_ctx &c, tvj_status st, size_t offset, const char *msg)
     return st;
 }
 
-size_t offset_of(walk_ctx &c, const char *p)
-{
-    return (size_t)((const uint8_t *)p - c.buf);
-}
+size_t offset_of(walk_ctx &c, const char *p) { return (size_t)((const uint8_t *)p - c.buf); }
 
 /* Where the iterator stands when simdjson reports an error; the end of the
  * document when it ran off the end. */
@@ -253,8 +251,7 @@ tvj_status walk_scalar_or_container(walk_ctx &c, od::value v, uint32_t depth, tv
             m->type = TVJ_NULL;
         break;
     }
-    default:
-        return fail(c, TVJ_MALFORMED, offset_of(c, begin), "unexpected token");
+    default: return fail(c, TVJ_MALFORMED, offset_of(c, begin), "unexpected token");
     }
     if (m) {
         std::string_view raw = scalar_token(tok);
@@ -333,16 +330,14 @@ tvj_status walk_non_object(walk_ctx &c, od::document &doc, od::json_type t)
             return fail(c, TVJ_MALFORMED, 0, "invalid literal");
         break;
     }
-    default:
-        return fail(c, TVJ_MALFORMED, 0, "unexpected token");
+    default: return fail(c, TVJ_MALFORMED, 0, "unexpected token");
     }
     if (!at_end(doc))
         return fail_doc(c, simdjson::TRAILING_CONTENT);
     return TVJ_OK;
 }
 
-tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_member_fn fn,
-                         void *user)
+tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_member_fn fn, void *user)
 {
     size_t b = 0;
     while (b < c.len && is_ws(c.buf[b]))
@@ -426,13 +421,10 @@ tvj_walker *tvj_walker_new(uint32_t max_depth)
     return w;
 }
 
-void tvj_walker_free(tvj_walker *w)
-{
-    delete w;
-}
+void tvj_walker_free(tvj_walker *w) { delete w; }
 
-tvj_status tvj_walk(tvj_walker *w, const uint8_t *buf, size_t len, size_t capacity,
-                    tvj_member_fn fn, void *user, tvj_error *err)
+tvj_status tvj_walk(tvj_walker *w, const uint8_t *buf, size_t len, size_t capacity, tvj_member_fn fn, void *user,
+                    tvj_error *err)
 {
     if (err) {
         err->offset = 0;

@@ -53,27 +53,27 @@ typedef enum {
 } tvj_type;
 
 typedef struct {
-    const char *key;      /* unescaped UTF-8, not NUL-terminated         */
-    size_t      key_len;
-    tvj_type    type;
-    const char *raw;      /* the value's JSON text, byte for byte        */
-    size_t      raw_len;
-    const char *str;      /* TVJ_STRING: unescaped UTF-8 (may hold NUL)  */
-    size_t      str_len;
-    bool        boolean;  /* TVJ_BOOL                                     */
-    size_t      member_offset; /* `"key" : value` in the buffer          */
-    size_t      member_len;
+    const char *key; /* unescaped UTF-8, not NUL-terminated         */
+    size_t key_len;
+    tvj_type type;
+    const char *raw; /* the value's JSON text, byte for byte        */
+    size_t raw_len;
+    const char *str; /* TVJ_STRING: unescaped UTF-8 (may hold NUL)  */
+    size_t str_len;
+    bool boolean;         /* TVJ_BOOL                                     */
+    size_t member_offset; /* `"key" : value` in the buffer          */
+    size_t member_len;
 } tvj_member;
 /* Pointers stay valid until the next tvj_walk on the same walker. */
 
 typedef void (*tvj_member_fn)(void *user, const tvj_member *m);
 
 typedef struct {
-    size_t      offset;       /* byte offset of the problem                 */
-    char        message[96];  /* short, lower-case, no trailing period      */
-    const char *key;          /* TVJ_DUPLICATE: the repeated key (unescaped) */
-    size_t      key_len;
-    tvj_type    got;          /* TVJ_NOT_OBJECT: the top-level value's type */
+    size_t offset;    /* byte offset of the problem                 */
+    char message[96]; /* short, lower-case, no trailing period      */
+    const char *key;  /* TVJ_DUPLICATE: the repeated key (unescaped) */
+    size_t key_len;
+    tvj_type got; /* TVJ_NOT_OBJECT: the top-level value's type */
 } tvj_error;
 
 typedef struct tvj_walker tvj_walker;
@@ -83,8 +83,8 @@ tvj_walker *tvj_walker_new(uint32_t max_depth);
 void tvj_walker_free(tvj_walker *w);
 
 /* buf[0, len) is the document; capacity >= len + TVJ_PADDING readable bytes. */
-tvj_status tvj_walk(tvj_walker *w, const uint8_t *buf, size_t len, size_t capacity,
-                    tvj_member_fn fn, void *user, tvj_error *err);
+tvj_status tvj_walk(tvj_walker *w, const uint8_t *buf, size_t len, size_t capacity, tvj_member_fn fn, void *user,
+                    tvj_error *err);
 
 const char *tvj_type_name(tvj_type t);
 

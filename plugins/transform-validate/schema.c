@@ -177,14 +177,12 @@ static bool digits_at(const char *s, size_t len, size_t at, size_t n, int64_t *o
 
 bool tv_parse_timestamp(const char *s, size_t len, int64_t *out_us, const char **why)
 {
-    static const char *const bad_form =
-        "is not an ISO 8601 timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM)";
+    static const char *const bad_form = "is not an ISO 8601 timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM)";
     int64_t y, mo, d, h, mi, se;
     *why = bad_form;
-    if (!digits_at(s, len, 0, 4, &y) || len < 19 || s[4] != '-' || !digits_at(s, len, 5, 2, &mo) ||
-        s[7] != '-' || !digits_at(s, len, 8, 2, &d) ||
-        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits_at(s, len, 11, 2, &h) ||
-        s[13] != ':' || !digits_at(s, len, 14, 2, &mi) || s[16] != ':' ||
+    if (!digits_at(s, len, 0, 4, &y) || len < 19 || s[4] != '-' || !digits_at(s, len, 5, 2, &mo) || s[7] != '-' ||
+        !digits_at(s, len, 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        !digits_at(s, len, 11, 2, &h) || s[13] != ':' || !digits_at(s, len, 14, 2, &mi) || s[16] != ':' ||
         !digits_at(s, len, 17, 2, &se))
         return false;
     size_t i = 19;
@@ -379,8 +377,8 @@ static bool parse_type(loader *L, const yaml_node_t *n, tv_field *f)
     static const struct {
         const char *name;
         tv_type type;
-    } simple[] = {{"string", TV_STRING}, {"int", TV_INT},       {"float", TV_FLOAT},
-                  {"bool", TV_BOOL},     {"timestamp", TV_TIMESTAMP}};
+    } simple[] = {
+        {"string", TV_STRING}, {"int", TV_INT}, {"float", TV_FLOAT}, {"bool", TV_BOOL}, {"timestamp", TV_TIMESTAMP}};
     for (size_t i = 0; i < G_N_ELEMENTS(simple); i++)
         if (strcmp(v, simple[i].name) == 0) {
             f->type = simple[i].type;
@@ -389,8 +387,8 @@ static bool parse_type(loader *L, const yaml_node_t *n, tv_field *f)
     int p = 0, s = 0, used = 0;
     if (sscanf(v, "decimal ( %d , %d )%n", &p, &s, &used) == 2 && v[used] == '\0') {
         if (p < 1 || p > 38 || s < 0 || s > p)
-            return failf(L, n, "field '%s': decimal(%d,%d): precision must be 1..38 and scale 0..precision",
-                         f->name, p, s);
+            return failf(L, n, "field '%s': decimal(%d,%d): precision must be 1..38 and scale 0..precision", f->name, p,
+                         s);
         f->type = TV_DECIMAL;
         f->precision = p;
         f->scale = s;
@@ -407,9 +405,7 @@ const char *tv_type_label(const tv_field *f, char *buf, size_t cap)
     case TV_FLOAT: return "float";
     case TV_BOOL: return "bool";
     case TV_TIMESTAMP: return "timestamp";
-    case TV_DECIMAL:
-        snprintf(buf, cap, "decimal(%d,%d)", f->precision, f->scale);
-        return buf;
+    case TV_DECIMAL: snprintf(buf, cap, "decimal(%d,%d)", f->precision, f->scale); return buf;
     }
     return "?";
 }
@@ -466,8 +462,7 @@ static bool parse_bound(loader *L, const yaml_node_t *n, tv_field *f, bool is_mi
         *(is_min ? &f->min_i : &f->max_i) = x;
         break;
     }
-    default:
-        return false;
+    default: return false;
     }
     *(is_min ? &f->has_min : &f->has_max) = true;
     *(is_min ? &f->min_text : &f->max_text) = g_strdup(v);
@@ -507,21 +502,19 @@ static bool parse_enum(loader *L, const yaml_node_t *n, tv_field *f)
 
 static bool parse_field(loader *L, const yaml_node_t *key, const yaml_node_t *spec, tv_field *f)
 {
-    static const char *const known[] = {"type", "required", "doc", "enum", "regex", "min_length",
-                                        "max_length", "min", "max", "max_future", NULL};
+    static const char *const known[] = {"type",       "required", "doc", "enum",       "regex", "min_length",
+                                        "max_length", "min",      "max", "max_future", NULL};
     f->name = g_strdup(scalar(key));
     f->name_len = strlen(f->name);
     f->line = (int)key->start_mark.line + 1;
     f->min_length = f->max_length = TV_NO_LIMIT;
     if (f->name_len == 0)
         return failf(L, key, "a field needs a name");
-    if (!strcmp(f->name, TV_COL_EVENT_DATE) || !strcmp(f->name, TV_COL_INGEST_TIME) ||
-        !strcmp(f->name, TV_COL_EXTRAS))
+    if (!strcmp(f->name, TV_COL_EVENT_DATE) || !strcmp(f->name, TV_COL_INGEST_TIME) || !strcmp(f->name, TV_COL_EXTRAS))
         return failf(L, key, "field '%s': the name is taken by a derived column (%s, %s, %s)", f->name,
                      TV_COL_EVENT_DATE, TV_COL_INGEST_TIME, TV_COL_EXTRAS);
     if (spec->type != YAML_MAPPING_NODE)
-        return failf(L, spec, "field '%s': expected a map of rules like {type: string, required: true}",
-                     f->name);
+        return failf(L, spec, "field '%s': expected a map of rules like {type: string, required: true}", f->name);
     g_autofree char *where = g_strdup_printf("field '%s'", f->name);
     if (!check_keys(L, spec, where, known))
         return false;
@@ -588,8 +581,8 @@ static bool parse_field(loader *L, const yaml_node_t *key, const yaml_node_t *sp
                      f->min_length, f->max_length);
     bool inverted = f->has_min && f->has_max &&
                     ((f->type == TV_INT || f->type == TV_TIMESTAMP) ? f->min_i > f->max_i
-                     : f->type == TV_FLOAT                        ? f->min_f > f->max_f
-                                                                  : f->min_d > f->max_d);
+                     : f->type == TV_FLOAT                          ? f->min_f > f->max_f
+                                                                    : f->min_d > f->max_d);
     if (inverted)
         return failf(L, key, "field '%s': min %s is more than max %s", f->name, f->min_text, f->max_text);
     return true;
@@ -674,8 +667,7 @@ static bool load_document(loader *L, tv_schema *s)
         return failf(L, root, "'schema' (the schema's name) is missing");
     if (!fields)
         return failf(L, root, "'fields' is missing");
-    if (fields->type != YAML_MAPPING_NODE ||
-        fields->data.mapping.pairs.top == fields->data.mapping.pairs.start)
+    if (fields->type != YAML_MAPPING_NODE || fields->data.mapping.pairs.top == fields->data.mapping.pairs.start)
         return failf(L, fields, "'fields' must be a map of field name to rules, with at least one field");
 
     uint32_t n = (uint32_t)(fields->data.mapping.pairs.top - fields->data.mapping.pairs.start);
@@ -687,8 +679,7 @@ static bool load_document(loader *L, tv_schema *s)
             return failf(L, k, "field names must be plain strings");
         for (uint32_t j = 0; j < i; j++)
             if (!strcmp(s->fields[j].name, scalar(k)))
-                return failf(L, k, "field '%s' is declared twice (first on line %d)", scalar(k),
-                             s->fields[j].line);
+                return failf(L, k, "field '%s' is declared twice (first on line %d)", scalar(k), s->fields[j].line);
         s->n_fields = i + 1;
         if (!parse_field(L, k, yaml_document_get_node(L->doc, p->value), &s->fields[i]))
             return false;
@@ -864,11 +855,10 @@ void tv_schema_export_arrow(const tv_schema *s, struct ArrowSchema *out)
         out->children[c++] = arrow_child(f->name, fmt, !f->required, f->doc);
     }
     if (s->event_time >= 0)
-        out->children[c++] = arrow_child(TV_COL_EVENT_DATE, g_strdup("tdD"),
-                                         !s->fields[s->event_time].required,
+        out->children[c++] = arrow_child(TV_COL_EVENT_DATE, g_strdup("tdD"), !s->fields[s->event_time].required,
                                          "UTC calendar day of the event time (derived)");
-    out->children[c++] = arrow_child(TV_COL_INGEST_TIME, g_strdup("tsu:UTC"), false,
-                                     "when ecflow first received the event (derived)");
+    out->children[c++] =
+        arrow_child(TV_COL_INGEST_TIME, g_strdup("tsu:UTC"), false, "when ecflow first received the event (derived)");
     out->children[c++] = arrow_child(TV_COL_EXTRAS, g_strdup("u"), false,
                                      "top-level members the schema does not name, as a JSON object text");
 }

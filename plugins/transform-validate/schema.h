@@ -15,8 +15,8 @@
 
 typedef enum {
     TV_STRING = 0,
-    TV_INT,       /* int64                                     */
-    TV_FLOAT,     /* float64                                   */
+    TV_INT,   /* int64                                     */
+    TV_FLOAT, /* float64                                   */
     TV_BOOL,
     TV_DECIMAL,   /* decimal128(precision, scale), exact       */
     TV_TIMESTAMP, /* ISO 8601 with zone -> µs since epoch, UTC */
@@ -25,53 +25,53 @@ typedef enum {
 #define TV_NO_LIMIT (-1)
 
 typedef struct {
-    char   *name;
-    size_t  name_len;
+    char *name;
+    size_t name_len;
     tv_type type;
-    int     precision, scale; /* TV_DECIMAL */
-    bool    required;
-    char   *doc;
-    int     line;             /* where it is declared, for messages */
+    int precision, scale; /* TV_DECIMAL */
+    bool required;
+    char *doc;
+    int line; /* where it is declared, for messages */
 
     /* strings */
-    char   **enum_values;     /* NULL-terminated, or NULL          */
-    size_t  *enum_lens;
+    char **enum_values; /* NULL-terminated, or NULL          */
+    size_t *enum_lens;
     uint32_t n_enum;
-    char    *enum_text;       /* "a, b, c" for messages             */
-    GRegex  *regex;           /* anchored: matches the whole value  */
-    char    *regex_src;       /* as written in the file             */
-    int64_t  min_length, max_length; /* code points; TV_NO_LIMIT */
+    char *enum_text;                /* "a, b, c" for messages             */
+    GRegex *regex;                  /* anchored: matches the whole value  */
+    char *regex_src;                /* as written in the file             */
+    int64_t min_length, max_length; /* code points; TV_NO_LIMIT */
 
     /* numbers and timestamps: inclusive bounds */
-    bool    has_min, has_max;
-    int64_t min_i, max_i;     /* TV_INT, TV_TIMESTAMP (µs)          */
-    double  min_f, max_f;     /* TV_FLOAT                           */
-    __int128 min_d, max_d;    /* TV_DECIMAL, unscaled               */
-    char   *min_text, *max_text;
+    bool has_min, has_max;
+    int64_t min_i, max_i;  /* TV_INT, TV_TIMESTAMP (µs)          */
+    double min_f, max_f;   /* TV_FLOAT                           */
+    __int128 min_d, max_d; /* TV_DECIMAL, unscaled               */
+    char *min_text, *max_text;
 
     /* timestamps: how far past "now" a value may be; TV_NO_LIMIT = no
      * limit; unset = the stage's max_future option */
-    bool    max_future_set;
+    bool max_future_set;
     int64_t max_future_us;
 } tv_field;
 
 typedef struct {
-    char    *name;
-    char    *path;
-    int64_t  version;
-    char    *doc;
+    char *name;
+    char *path;
+    int64_t version;
+    char *doc;
     tv_field *fields;
-    uint32_t  n_fields;
-    int       event_time;     /* index of the event-time field, or -1 */
+    uint32_t n_fields;
+    int event_time; /* index of the event-time field, or -1 */
     /* key -> field index, open addressing */
-    int32_t  *slots;
-    uint32_t  slot_mask;
+    int32_t *slots;
+    uint32_t slot_mask;
 } tv_schema;
 
 /* Derived columns after the schema's own, in this order. */
-#define TV_COL_EVENT_DATE  "event_date"
+#define TV_COL_EVENT_DATE "event_date"
 #define TV_COL_INGEST_TIME "ingest_time"
-#define TV_COL_EXTRAS      "extras"
+#define TV_COL_EXTRAS "extras"
 
 /* Errors read "PATH:LINE: ..." (the file name given for `path`). */
 tv_schema *tv_schema_load(const char *path, GError **error);

@@ -21,18 +21,18 @@
 #include <string.h>
 
 typedef struct {
-    char   *schema;
+    char *schema;
     int64_t max_future;
-    char   *on_invalid;
-    char   *key_field;
-    bool    keep_payload;
+    char *on_invalid;
+    char *key_field;
+    bool keep_payload;
     int64_t max_depth;
 } tv_config;
 
 static const ecf_option tv_options[] = {
     ECF_OPT_FILE("schema", tv_config, schema, NULL, ECF_REQUIRED,
-                   "path of the YAML schema file events are checked against "
-                   "(format: plugins/transform-validate/README.md)"),
+                 "path of the YAML schema file events are checked against "
+                 "(format: plugins/transform-validate/README.md)"),
     ECF_OPT_DURATION("max_future", tv_config, max_future, "1h", 0, 3153600000.0,
                      "how far past the wall clock a timestamp may lie, for timestamp fields "
                      "whose schema sets no max_future of its own"),
@@ -139,8 +139,8 @@ static ecf_status tv_create(ecf_stage *stage)
     for (int r = TV_R_SYNTAX; r < TV_R_INTERNAL; r++) {
         char name[96];
         snprintf(name, sizeof name, "validate_invalid_total{reason=\"%s\"}", tv_reason_name((tv_reason)r));
-        st->m_invalid[r] = ecf_metric_new(stage, ECF_METRIC_COUNTER, name,
-                                          "Events that failed validation, by reason class");
+        st->m_invalid[r] =
+            ecf_metric_new(stage, ECF_METRIC_COUNTER, name, "Events that failed validation, by reason class");
         ecf_metric_status(stage, st->m_invalid[r], "invalid");
     }
     st->m_errors = ecf_metric_new(stage, ECF_METRIC_COUNTER, "validate_errors_total",
@@ -187,8 +187,7 @@ static void log_sample(ecf_stage *stage, tv_state *st, const ecf_message *m, con
         st->next_sample_us = now + SAMPLE_EVERY_US;
 }
 
-static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const tv_error *err, ecf_batch **dlq,
-                   int64_t now_us)
+static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const tv_error *err, ecf_batch **dlq, int64_t now_us)
 {
     log_sample(stage, st, m, err);
     if (err->reason == TV_R_INTERNAL) {
@@ -312,7 +311,9 @@ static ecf_status tv_process(ecf_stage *stage, ecf_batch *in)
             .payload = cfg->keep_payload ? payload : NULL,
             .payload_len = cfg->keep_payload ? len : 0,
             .key = info.key ? (const void *)info.key : (const void *)m->key,
-            .key_len = info.key ? info.key_len : m->key ? m->key_len : 0,
+            .key_len = info.key ? info.key_len
+                       : m->key ? m->key_len
+                                : 0,
             .event_time_us = info.event_time_us,
             .parent = m,
         };
@@ -348,8 +349,8 @@ static void tv_stop(ecf_stage *stage)
         if (!st->invalid[r])
             continue;
         total += st->invalid[r];
-        g_string_append_printf(by_class, "%s%s %" PRIu64, by_class->len ? ", " : " (",
-                               tv_reason_name((tv_reason)r), st->invalid[r]);
+        g_string_append_printf(by_class, "%s%s %" PRIu64, by_class->len ? ", " : " (", tv_reason_name((tv_reason)r),
+                               st->invalid[r]);
     }
     if (total)
         g_string_append_c(by_class, ')');
@@ -358,24 +359,12 @@ static void tv_stop(ecf_stage *stage)
     g_string_free(by_class, TRUE);
 }
 
-static void tv_destroy(ecf_stage *stage)
-{
-    state_free(ecf_state(stage));
-}
+static void tv_destroy(ecf_stage *stage) { state_free(ecf_state(stage)); }
 
 static const char *const tv_ports[] = {"default", "invalid", NULL};
 
-ECF_PLUGIN_DEFINE(
-    .name = "transform-validate",
-    .kind = ECF_TRANSFORM,
-    .version = "1.0.0",
-    .summary = "Parses JSON events, checks them against a YAML schema and emits typed records; "
-               "invalid events go to the 'invalid' port or back to their source",
-    .ports = tv_ports,
-    .config_size = sizeof(tv_config),
-    .options = tv_options,
-    .create = tv_create,
-    .process = tv_process,
-    .stop = tv_stop,
-    .destroy = tv_destroy,
-)
+ECF_PLUGIN_DEFINE(.name = "transform-validate", .kind = ECF_TRANSFORM, .version = "1.0.0",
+                  .summary = "Parses JSON events, checks them against a YAML schema and emits typed records; "
+                             "invalid events go to the 'invalid' port or back to their source",
+                  .ports = tv_ports, .config_size = sizeof(tv_config), .options = tv_options, .create = tv_create,
+                  .process = tv_process, .stop = tv_stop, .destroy = tv_destroy, )

@@ -31,8 +31,8 @@ struct tv_validator {
 const char *tv_reason_name(tv_reason r)
 {
     static const char *const names[TV_REASON_COUNT] = {
-        "valid", "syntax", "not_object", "depth", "duplicate", "required", "type", "format",
-        "enum", "pattern", "length", "range", "precision", "size", "internal",
+        "valid", "syntax",  "not_object", "depth", "duplicate", "required", "type",     "format",
+        "enum",  "pattern", "length",     "range", "precision", "size",     "internal",
     };
     return (unsigned)r < TV_REASON_COUNT ? names[r] : "unknown";
 }
@@ -63,14 +63,14 @@ uint32_t tv_validator_columns(const tv_schema *s, tv_col_kind *kinds, bool *null
     }
     if (s->event_time >= 0)
         PUT(TV_COL_I32, !s->fields[s->event_time].required);
-    PUT(TV_COL_I64, false); /* ingest_time */
+    PUT(TV_COL_I64, false);  /* ingest_time */
     PUT(TV_COL_UTF8, false); /* extras */
 #undef PUT
     return n;
 }
 
-tv_validator *tv_validator_new(const tv_schema *s, int64_t max_future_us, uint32_t max_depth,
-                               const char *key_field, const char **why)
+tv_validator *tv_validator_new(const tv_schema *s, int64_t max_future_us, uint32_t max_depth, const char *key_field,
+                               const char **why)
 {
     int key = -1;
     if (key_field) {
@@ -264,8 +264,7 @@ static bool check_string(event_ctx *c, const tv_field *f, const char *s, size_t 
             return false;
         }
         if (f->max_length != TV_NO_LIMIT && (int64_t)n > f->max_length) {
-            set_error(c->err, TV_R_LENGTH, f->name, "%zu characters, more than max_length %" PRId64, n,
-                      f->max_length);
+            set_error(c->err, TV_R_LENGTH, f->name, "%zu characters, more than max_length %" PRId64, n, f->max_length);
             return false;
         }
     }
@@ -316,7 +315,8 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
         }
         preview(pv, sizeof pv, m->raw, m->raw_len);
         if (st == 1)
-            set_error(c->err, TV_R_TYPE, f->name, "expected int, got number %s (an int has no fraction or exponent)", pv);
+            set_error(c->err, TV_R_TYPE, f->name, "expected int, got number %s (an int has no fraction or exponent)",
+                      pv);
         else if (st == 2)
             set_error(c->err, TV_R_RANGE, f->name, "%s is out of int64 range", pv);
         else if (f->has_min && x < f->min_i)
@@ -365,13 +365,13 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
             type = tv_type_label(f, tb, sizeof tb);
         }
         if (st == TV_DEC_SCALE) {
-            set_error(c->err, TV_R_PRECISION, f->name,
-                      "%s has more than %d decimal places; %s does not round", pv, f->scale, type);
+            set_error(c->err, TV_R_PRECISION, f->name, "%s has more than %d decimal places; %s does not round", pv,
+                      f->scale, type);
             return false;
         }
         if (st == TV_DEC_PRECISION) {
-            set_error(c->err, TV_R_PRECISION, f->name, "%s does not fit %s (at most %d digits before the point)",
-                      pv, type, f->precision - f->scale);
+            set_error(c->err, TV_R_PRECISION, f->name, "%s does not fit %s (at most %d digits before the point)", pv,
+                      type, f->precision - f->scale);
             return false;
         }
         if (st != TV_DEC_OK)
@@ -461,9 +461,7 @@ static void on_member(void *user, const tvj_member *m)
 static tv_reason walk_failure(const tvj_error *je, tvj_status st, const tv_validator *v, tv_error *err)
 {
     switch (st) {
-    case TVJ_EMPTY:
-        set_error(err, TV_R_SYNTAX, NULL, "empty message");
-        return TV_R_SYNTAX;
+    case TVJ_EMPTY: set_error(err, TV_R_SYNTAX, NULL, "empty message"); return TV_R_SYNTAX;
     case TVJ_MALFORMED:
         set_error(err, TV_R_SYNTAX, NULL, "malformed JSON at byte %zu: %s", je->offset, je->message);
         return TV_R_SYNTAX;
@@ -483,9 +481,7 @@ static tv_reason walk_failure(const tvj_error *je, tvj_status st, const tv_valid
         snprintf(err->message, sizeof err->message, "duplicate key \"%s\" at byte %zu", pv, je->offset);
         return TV_R_DUPLICATE;
     }
-    default:
-        set_error(err, TV_R_INTERNAL, NULL, "JSON parser: %s", je->message);
-        return TV_R_INTERNAL;
+    default: set_error(err, TV_R_INTERNAL, NULL, "JSON parser: %s", je->message); return TV_R_INTERNAL;
     }
 }
 
@@ -495,8 +491,8 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-tv_reason tv_validate(tv_validator *v, tv_columns *set, const uint8_t *buf, size_t len,
-                      int64_t ingest_time_us, int64_t now_us, tv_row_info *info, tv_error *err)
+tv_reason tv_validate(tv_validator *v, tv_columns *set, const uint8_t *buf, size_t len, int64_t ingest_time_us,
+                      int64_t now_us, tv_row_info *info, tv_error *err)
 {
     const tv_schema *s = v->schema;
     err->reason = TV_VALID;

@@ -41,8 +41,8 @@ static result run_env(const char *const *env_extra, const char *first, ...)
     result r = {0};
     g_autoptr(GError) err = NULL;
     int wait_status;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, env, G_SPAWN_DEFAULT, NULL, NULL,
-                               &r.out, &r.err, &wait_status, &err));
+    g_assert_true(
+        g_spawn_sync(NULL, (char **)argv->pdata, env, G_SPAWN_DEFAULT, NULL, NULL, &r.out, &r.err, &wait_status, &err));
     r.status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
     return r;
 }
@@ -77,7 +77,7 @@ static guint count_lines(const char *path)
 typedef struct {
     const char *file, *yaml;
     const char *verb;
-    int         status;
+    int status;
     const char *err[3];
 } pipeline_case;
 
@@ -157,7 +157,7 @@ static void test_plugins_inspect_markdown(void)
     assert_contains(r.out, "| `buffer_size` | size | `1MiB` | 4KiB..1GiB |  |  | bytes gathered before a write(2) |");
     assert_contains(r.out, "- output ports: `default`");
     g_assert_true(strstr(r.out, "## sink-file") < strstr(r.out, "## source-generate")); /* as named */
-    g_assert_null(strstr(r.out, "/plugins/sink-file.so")); /* nothing of this machine */
+    g_assert_null(strstr(r.out, "/plugins/sink-file.so"));                              /* nothing of this machine */
     result_clear(&r);
 
     r = run("plugins", "inspect", "--format", "markdown"); /* every plugin found */
@@ -206,16 +206,17 @@ static void test_validate(void)
     assert_contains(r.out, "profile ci");
     result_clear(&r);
 
-    g_autofree char *bad = write_pipeline("bad.yaml",
-        "stages:\n"
-        "  shoppers: {plugin: source-generate, cuont: 5}\n"
-        "  out: {plugin: sink-file, inputs: [shopers], fsync: often}\n"
-        "  lost: {plugin: sink-file}\n");
+    g_autofree char *bad = write_pipeline("bad.yaml", "stages:\n"
+                                                      "  shoppers: {plugin: source-generate, cuont: 5}\n"
+                                                      "  out: {plugin: sink-file, inputs: [shopers], fsync: often}\n"
+                                                      "  lost: {plugin: sink-file}\n");
     r = run("validate", bad);
     g_assert_cmpint(r.status, ==, 2);
-    g_autofree char *l2 = g_strdup_printf("%s:2: stage 'shoppers': unknown option 'cuont' (did you mean 'count'?)", bad);
+    g_autofree char *l2 =
+        g_strdup_printf("%s:2: stage 'shoppers': unknown option 'cuont' (did you mean 'count'?)", bad);
     g_autofree char *l3a = g_strdup_printf("%s:3: stage 'out': option 'fsync': expected true or false", bad);
-    g_autofree char *l3b = g_strdup_printf("%s:3: stage 'out': input 'shopers' is not a stage (did you mean 'shoppers'?)", bad);
+    g_autofree char *l3b =
+        g_strdup_printf("%s:3: stage 'out': input 'shopers' is not a stage (did you mean 'shoppers'?)", bad);
     g_autofree char *l4 = g_strdup_printf("%s:4: stage 'lost': 'sink-file' is a sink and needs 'inputs:'", bad);
     assert_contains(r.err, l2);
     assert_contains(r.err, l3a);
@@ -241,18 +242,24 @@ static void test_validate_negotiates_schemas(void)
          "  g: {plugin: source-generate}\n"
          "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:l,name:u'}\n"
          "  out: {plugin: sink-test, inputs: [parse], require: ['id:l', 'name']}\n",
-         "validate", 0, {NULL}},
+         "validate",
+         0,
+         {NULL}},
         {"schema-bad.yaml",
          "stages:\n"
          "  g: {plugin: source-generate}\n"
          "  parse: {plugin: transform-pass, inputs: [g], schema: 'id:u'}\n"
          "  out: {plugin: sink-test, inputs: [parse], require: ['id:l']}\n",
-         "validate", 2, {"schema-bad.yaml:4: stage 'out': field 'id' is 'u' upstream, but 'l' is needed"}},
+         "validate",
+         2,
+         {"schema-bad.yaml:4: stage 'out': field 'id' is 'u' upstream, but 'l' is needed"}},
         {"schema-raw.yaml",
          "stages:\n"
          "  g: {plugin: source-generate}\n"
          "  out: {plugin: sink-test, inputs: [g], require: ['id:l']}\n",
-         "validate", 2, {"records with a schema are needed"}},
+         "validate",
+         2,
+         {"records with a schema are needed"}},
     };
     check_cases(cases, G_N_ELEMENTS(cases));
 }
@@ -327,13 +334,13 @@ static void test_fan_out_and_fan_in(void)
 {
     g_autofree char *a = g_build_filename(tmpdir, "fan-a.ndjson", NULL);
     g_autofree char *b = g_build_filename(tmpdir, "fan-b.ndjson", NULL);
-    g_autofree char *yaml = g_strdup_printf(
-        "stages:\n"
-        "  g1: {plugin: source-generate, count: 3000, seed: 1, batch_size: 100}\n"
-        "  g2: {plugin: source-generate, count: 2000, seed: 2, batch_size: 64}\n"
-        "  mix: {plugin: transform-pass, inputs: [g1, g2]}\n"
-        "  a: {plugin: sink-file, inputs: [mix], path: %s, append: false}\n"
-        "  b: {plugin: sink-file, inputs: [mix], path: %s, append: false}\n", a, b);
+    g_autofree char *yaml = g_strdup_printf("stages:\n"
+                                            "  g1: {plugin: source-generate, count: 3000, seed: 1, batch_size: 100}\n"
+                                            "  g2: {plugin: source-generate, count: 2000, seed: 2, batch_size: 64}\n"
+                                            "  mix: {plugin: transform-pass, inputs: [g1, g2]}\n"
+                                            "  a: {plugin: sink-file, inputs: [mix], path: %s, append: false}\n"
+                                            "  b: {plugin: sink-file, inputs: [mix], path: %s, append: false}\n",
+                                            a, b);
     g_autofree char *file = write_pipeline("fan.yaml", yaml);
     result r = run("run", file);
     g_assert_cmpint(r.status, ==, 0);
@@ -352,20 +359,26 @@ static void test_failures_reach_the_source(void)
          "stages:\n"
          "  g: {plugin: source-generate, count: 500, batch_size: 100}\n"
          "  out: {plugin: sink-file, inputs: [g], path: /dev/full}\n",
-         "run", -1, {"generated 500 events: 0 durable, 500 failed", "No space left on device"}},
+         "run",
+         -1,
+         {"generated 500 events: 0 durable, 500 failed", "No space left on device"}},
         /* A fatal failure stops the pipeline with exit 1, and upstream learns. */
         {"fatal.yaml",
          "stages:\n"
          "  g: {plugin: source-generate, count: 0, batch_size: 10}\n"
          "  boom: {plugin: transform-pass, inputs: [g], fail_on: event_id, fatal: true}\n"
          "  out: {plugin: sink-file, inputs: [boom], path: /dev/null}\n",
-         "run", 1, {"stage 'boom' failed; stopping the pipeline", "0 durable"}},
+         "run",
+         1,
+         {"stage 'boom' failed; stopping the pipeline", "0 durable"}},
         /* A sink that cannot start: exit 1 with the reason. */
         {"nostart.yaml",
          "stages:\n"
          "  g: {plugin: source-generate, count: 5}\n"
          "  out: {plugin: sink-file, inputs: [g], path: /nonexistent-dir/x.ndjson}\n",
-         "run", 1, {"stage 'out' could not start", "/nonexistent-dir/x.ndjson"}},
+         "run",
+         1,
+         {"stage 'out' could not start", "/nonexistent-dir/x.ndjson"}},
     };
     check_cases(cases, G_N_ELEMENTS(cases));
 }
@@ -376,8 +389,8 @@ static GPid spawn_run(const char *file, int *err_fd)
     const char *argv[] = {bin, "run", (char *)file, NULL};
     GPid pid;
     g_autoptr(GError) err = NULL;
-    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                           NULL, NULL, &pid, NULL, NULL, err_fd, &err));
+    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL,
+                                           NULL, err_fd, &err));
     return pid;
 }
 
@@ -407,10 +420,10 @@ static int wait_exit(GPid pid, int fd, GString *log)
 static void test_sigterm_drains(void)
 {
     g_autofree char *out = g_build_filename(tmpdir, "drain.ndjson", NULL);
-    g_autofree char *yaml = g_strdup_printf(
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 0, rate: 20000}\n"
-        "  out: {plugin: sink-file, inputs: [g], path: %s, append: false}\n", out);
+    g_autofree char *yaml = g_strdup_printf("stages:\n"
+                                            "  g: {plugin: source-generate, count: 0, rate: 20000}\n"
+                                            "  out: {plugin: sink-file, inputs: [g], path: %s, append: false}\n",
+                                            out);
     g_autofree char *file = write_pipeline("drain.yaml", yaml);
     int fd;
     GPid pid = spawn_run(file, &fd);
@@ -434,11 +447,11 @@ static void test_sigterm_drains(void)
 static void test_second_signal_exits_at_once(void)
 {
     /* A sink that can never keep up, so draining would take long. */
-    g_autofree char *file = write_pipeline("stuck.yaml",
-        "pipeline: {drain_timeout: 1h}\n"
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 0}\n"
-        "  out: {plugin: sink-file, inputs: [g], path: /dev/null, fsync: true}\n");
+    g_autofree char *file =
+        write_pipeline("stuck.yaml", "pipeline: {drain_timeout: 1h}\n"
+                                     "stages:\n"
+                                     "  g: {plugin: source-generate, count: 0}\n"
+                                     "  out: {plugin: sink-file, inputs: [g], path: /dev/null, fsync: true}\n");
     int fd;
     GPid pid = spawn_run(file, &fd);
     g_autoptr(GString) log = wait_for(fd, "running");
@@ -454,8 +467,8 @@ static char *http_get(const char *url, int *code)
 {
     const char *argv[] = {"curl", "-s", "-w", "\n%{http_code}", (char *)url, NULL};
     char *out = NULL;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
-                               NULL, NULL, &out, NULL, NULL, NULL));
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                               &out, NULL, NULL, NULL));
     char *nl = strrchr(out, '\n');
     *code = nl ? atoi(nl + 1) : 0;
     if (nl)
@@ -466,11 +479,11 @@ static char *http_get(const char *url, int *code)
 static void test_metrics_endpoint(void)
 {
     /* Port 0: the endpoint binds a free port and logs which. */
-    g_autofree char *file = write_pipeline("metrics.yaml",
-        "pipeline: {name: m, metrics: '127.0.0.1:0'}\n"
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 0, rate: 2000}\n"
-        "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
+    g_autofree char *file =
+        write_pipeline("metrics.yaml", "pipeline: {name: m, metrics: '127.0.0.1:0'}\n"
+                                       "stages:\n"
+                                       "  g: {plugin: source-generate, count: 0, rate: 2000}\n"
+                                       "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
     int fd;
     GPid pid = spawn_run(file, &fd);
     g_autoptr(GString) log = wait_for(fd, "running");
@@ -508,11 +521,11 @@ static void test_metrics_endpoint(void)
 
 static void test_json_logs(void)
 {
-    g_autofree char *file = write_pipeline("jsonlog.yaml",
-        "pipeline: {log_format: json}\n"
-        "stages:\n"
-        "  g: {plugin: source-generate, count: 10}\n"
-        "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
+    g_autofree char *file =
+        write_pipeline("jsonlog.yaml", "pipeline: {log_format: json}\n"
+                                       "stages:\n"
+                                       "  g: {plugin: source-generate, count: 10}\n"
+                                       "  out: {plugin: sink-file, inputs: [g], path: /dev/null}\n");
     result r = run("run", file);
     g_assert_cmpint(r.status, ==, 0);
     g_auto(GStrv) lines = g_strsplit(r.err, "\n", -1);
@@ -536,8 +549,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cli/version-prints-abi", test_version);
     g_test_add_func("/cli/every-verb-has-help", test_help_on_every_verb);
     g_test_add_func("/cli/plugins-list-and-inspect", test_plugins_list_and_inspect);
-    g_test_add_func("/cli/plugins-inspect-writes-the-options-reference-as-markdown",
-                    test_plugins_inspect_markdown);
+    g_test_add_func("/cli/plugins-inspect-writes-the-options-reference-as-markdown", test_plugins_inspect_markdown);
     g_test_add_func("/cli/validate-reports-every-error-with-file-and-line", test_validate);
     g_test_add_func("/cli/validate-negotiates-schemas-between-stages", test_validate_negotiates_schemas);
     g_test_add_func("/cli/shipped-pipelines-validate-in-every-profile", test_shipped_pipelines_validate);

@@ -24,10 +24,10 @@
 #include <string.h>
 
 /* Where a member sits and how wide it is: moving or retyping one breaks plugins. */
-#define PIN(T, field, off, width)                                                       \
+#define PIN(T, field, off, width)                                                                \
     _Static_assert(offsetof(T, field) == (off), #T "." #field " moved: the ABI is append-only"); \
     _Static_assert(sizeof(((T *)0)->field) == (width), #T "." #field " changed type")
-#define PIN_SIZE(T, size) \
+#define PIN_SIZE(T, size)               \
     _Static_assert(sizeof(T) == (size), \
                    "sizeof " #T " changed: pin the new member here (append-only) and raise ECF_ABI_MINOR")
 
@@ -39,21 +39,21 @@ _Static_assert(ECF_PAYLOAD_PADDING == 64, "plugins parse payloads in place with 
 _Static_assert(ECF_REQUIRED == 1 && ECF_OPTIONAL == 0 && ECF_SECRET == 2, "option flags");
 
 _Static_assert(ECF_OK == 0 && ECF_ERR_INVALID == 1 && ECF_ERR_CONFIG == 2 && ECF_ERR_IO == 3 &&
-               ECF_ERR_UNAVAILABLE == 4 && ECF_ERR_TIMEOUT == 5 && ECF_ERR_BACKPRESSURE == 6 &&
-               ECF_ERR_NOMEM == 7 && ECF_ERR_STOPPED == 8 && ECF_ERR_DROPPED == 9 &&
-               ECF_ERR_FATAL == 10 && ECF_ERR_INTERNAL == 11 && ECF_STATUS_COUNT_ == 12,
+                   ECF_ERR_UNAVAILABLE == 4 && ECF_ERR_TIMEOUT == 5 && ECF_ERR_BACKPRESSURE == 6 &&
+                   ECF_ERR_NOMEM == 7 && ECF_ERR_STOPPED == 8 && ECF_ERR_DROPPED == 9 && ECF_ERR_FATAL == 10 &&
+                   ECF_ERR_INTERNAL == 11 && ECF_STATUS_COUNT_ == 12,
                "ecf_status values: new ones go before ECF_STATUS_COUNT_, none move");
 _Static_assert(ECF_SOURCE == 1 && ECF_TRANSFORM == 2 && ECF_SINK == 3, "ecf_kind values");
 _Static_assert(ECF_LOG_ERROR == 0 && ECF_LOG_WARN == 1 && ECF_LOG_INFO == 2 && ECF_LOG_DEBUG == 3,
                "ecf_log_level values");
-_Static_assert(ECF_METRIC_COUNTER == 1 && ECF_METRIC_GAUGE == 2 && ECF_METRIC_HISTOGRAM == 3,
-               "ecf_metric_kind values");
-_Static_assert(ECF_ORIGIN_NONE == 0 && ECF_ORIGIN_GENERATED == 1 && ECF_ORIGIN_HTTP == 2 &&
-               ECF_ORIGIN_KAFKA == 3 && ECF_ORIGIN_FILE == 4, "ecf_origin_kind values");
-_Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE == 3 &&
-               ECF_OPT_T_BOOL == 4 && ECF_OPT_T_DURATION == 5 && ECF_OPT_T_SIZE == 6 &&
-               ECF_OPT_T_ENUM == 7 && ECF_OPT_T_LIST == 8 && ECF_OPT_T_MAP == 9 &&
-               ECF_OPT_T_FILE == 10, "ecf_opt_type values");
+_Static_assert(ECF_METRIC_COUNTER == 1 && ECF_METRIC_GAUGE == 2 && ECF_METRIC_HISTOGRAM == 3, "ecf_metric_kind values");
+_Static_assert(ECF_ORIGIN_NONE == 0 && ECF_ORIGIN_GENERATED == 1 && ECF_ORIGIN_HTTP == 2 && ECF_ORIGIN_KAFKA == 3 &&
+                   ECF_ORIGIN_FILE == 4,
+               "ecf_origin_kind values");
+_Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE == 3 && ECF_OPT_T_BOOL == 4 &&
+                   ECF_OPT_T_DURATION == 5 && ECF_OPT_T_SIZE == 6 && ECF_OPT_T_ENUM == 7 && ECF_OPT_T_LIST == 8 &&
+                   ECF_OPT_T_MAP == 9 && ECF_OPT_T_FILE == 10,
+               "ecf_opt_type values");
 
 /* ---------------------------------------------------------------- the host table */
 
@@ -61,26 +61,25 @@ _Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE =
  * Every member in order, with the minor that added it. Slot i sits i
  * function pointers after `config` on any ABI.
  */
-#define ECF_HOST_MEMBERS(X)                                                                      \
-    X(config, 0, 0) X(state, 1, 0) X(set_state, 2, 0) X(name, 3, 0) X(should_stop, 4, 0)        \
-    X(set_error, 5, 0) X(log, 6, 0) X(now_us, 7, 0) X(monotonic_us, 8, 0) X(metric, 9, 0)       \
-    X(metric_add, 10, 0) X(metric_set, 11, 0) X(metric_observe, 12, 0) X(batch_new, 13, 0)      \
-    X(batch_add, 14, 0) X(batch_count, 15, 0) X(batch_message, 16, 0) X(batch_bytes, 17, 0)     \
-    X(batch_release, 18, 0) X(emit, 19, 0) X(try_emit, 20, 0) X(token_new, 21, 0)               \
-    X(token_release, 22, 0) X(ack, 23, 0) X(nack, 24, 0) X(hold, 25, 0) X(settle, 26, 0)        \
-    X(set_ready, 27, 0) X(pipeline_ready, 28, 0) X(pipeline_setting, 29, 0)                     \
-    X(declare_schema, 30, 0) X(input_schema, 31, 0) X(input_count, 32, 0)                       \
-    X(batch_set_records, 33, 0) X(batch_records, 34, 0) X(batch_input, 35, 0)                   \
-    X(resume_position, 36, 0) X(port_connected, 37, 0) X(metric_status, 38, 1)
+#define ECF_HOST_MEMBERS(X)                                                                                     \
+    X(config, 0, 0)                                                                                             \
+    X(state, 1, 0) X(set_state, 2, 0) X(name, 3, 0) X(should_stop, 4, 0) X(set_error, 5, 0) X(log, 6, 0)        \
+        X(now_us, 7, 0) X(monotonic_us, 8, 0) X(metric, 9, 0) X(metric_add, 10, 0) X(metric_set, 11, 0)         \
+            X(metric_observe, 12, 0) X(batch_new, 13, 0) X(batch_add, 14, 0) X(batch_count, 15, 0)              \
+                X(batch_message, 16, 0) X(batch_bytes, 17, 0) X(batch_release, 18, 0) X(emit, 19, 0)            \
+                    X(try_emit, 20, 0) X(token_new, 21, 0) X(token_release, 22, 0) X(ack, 23, 0) X(nack, 24, 0) \
+                        X(hold, 25, 0) X(settle, 26, 0) X(set_ready, 27, 0) X(pipeline_ready, 28, 0)            \
+                            X(pipeline_setting, 29, 0) X(declare_schema, 30, 0) X(input_schema, 31, 0)          \
+                                X(input_count, 32, 0) X(batch_set_records, 33, 0) X(batch_records, 34, 0)       \
+                                    X(batch_input, 35, 0) X(resume_position, 36, 0) X(port_connected, 37, 0)    \
+                                        X(metric_status, 38, 1)
 #define HOST_LAST metric_status
 #define HOST_SLOT sizeof(void (*)(void))
 
-#define PIN_HOST(member, slot, since)                                                      \
-    _Static_assert(offsetof(ecf_host, member) ==                                           \
-                       offsetof(ecf_host, config) + (slot) * HOST_SLOT,                   \
-                   "ecf_host." #member " moved: members are append-only");                 \
-    _Static_assert(sizeof(((ecf_host *)0)->member) == HOST_SLOT,                           \
-                   "ecf_host." #member " is not one function pointer");                    \
+#define PIN_HOST(member, slot, since)                                                                                 \
+    _Static_assert(offsetof(ecf_host, member) == offsetof(ecf_host, config) + (slot)*HOST_SLOT,                       \
+                   "ecf_host." #member " moved: members are append-only");                                            \
+    _Static_assert(sizeof(((ecf_host *)0)->member) == HOST_SLOT, "ecf_host." #member " is not one function pointer"); \
     _Static_assert((since) <= ECF_ABI_MINOR, "ecf_host." #member " is newer than the ABI minor");
 ECF_HOST_MEMBERS(PIN_HOST)
 
@@ -193,8 +192,8 @@ PIN_SIZE(struct ArrowArray, 80);
 
 typedef struct {
     const char *name;
-    size_t      offset;
-    uint32_t    since;
+    size_t offset;
+    uint32_t since;
 } host_member;
 
 #define HOST_ROW(member, slot, since) {#member, offsetof(ecf_host, member), since},
@@ -237,11 +236,7 @@ static void test_core_fills_every_member(void)
     ecf_registry_free(reg);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name    = "abi-probe",
-    .kind    = ECF_SINK,
-    .version = "0.0.0",
-);
+ECF_PLUGIN_DEFINE(.name = "abi-probe", .kind = ECF_SINK, .version = "0.0.0", );
 
 static void test_plugin_define_stamps_the_abi(void)
 {
@@ -256,10 +251,7 @@ static void test_plugin_define_stamps_the_abi(void)
 
 static int status_calls;
 
-static void count_status(ecf_stage *s, ecf_metric *m, const char *label)
-{
-    status_calls++;
-}
+static void count_status(ecf_stage *s, ecf_metric *m, const char *label) { status_calls++; }
 
 /* A 1.1 wrapper on a 1.0 host: the table ends before metric_status. */
 static void test_newer_wrapper_skips_an_older_host(void)
@@ -339,15 +331,12 @@ static void test_every_status_has_a_name(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    g_test_add_func("/abi/the-core-fills-every-host-member-it-advertises",
-                    test_core_fills_every_member);
+    g_test_add_func("/abi/the-core-fills-every-host-member-it-advertises", test_core_fills_every_member);
     g_test_add_func("/abi/plugin-define-stamps-version-and-size", test_plugin_define_stamps_the_abi);
-    g_test_add_func("/abi/a-newer-member-wrapper-leaves-an-older-host-alone",
-                    test_newer_wrapper_skips_an_older_host);
+    g_test_add_func("/abi/a-newer-member-wrapper-leaves-an-older-host-alone", test_newer_wrapper_skips_an_older_host);
     g_test_add_func("/abi/ecf-fail-returns-its-status-on-a-1.0-host", test_fail_runs_on_a_1_0_host);
     g_test_add_func("/abi/a-secret-map-is-a-map-flagged-secret", test_secret_map_is_a_flagged_map);
-    g_test_add_func("/abi/a-designated-message-init-is-the-1.0-layout",
-                    test_message_init_starts_as_the_1_0_layout);
+    g_test_add_func("/abi/a-designated-message-init-is-the-1.0-layout", test_message_init_starts_as_the_1_0_layout);
     g_test_add_func("/abi/every-status-has-its-own-name", test_every_status_has_a_name);
     return g_test_run();
 }

@@ -139,8 +139,7 @@ static void test_payload_is_padded(void)
     ecf_batch_pool *batches = ecf_batch_pool_new();
     ecf_batch *b = ecf_batch_get(batches);
     for (int i = 0; i < 3000; i++) /* crosses several arena chunks */
-        ecf_batch_append(b, &(ecf_message_init){.payload = "{\"a\":1}", .payload_len = 7,
-                                               .key = "k", .key_len = 1});
+        ecf_batch_append(b, &(ecf_message_init){.payload = "{\"a\":1}", .payload_len = 7, .key = "k", .key_len = 1});
     for (guint32 i = 0; i < ecf_batch_size(b); i++) {
         ecf_message *m = ecf_batch_at(b, i);
         g_assert_cmpmem(m->payload, m->payload_len, "{\"a\":1}", 7);
@@ -215,7 +214,8 @@ int main(int argc, char **argv)
     g_test_add_func("/ack/latency-is-measured-with-the-host-clock", test_latency_uses_host_clock);
     g_test_add_func("/ack/pool-reuses-tokens", test_pool_reuses_tokens);
     g_test_add_func("/batch/payloads-are-padded-for-simd-parsers", test_payload_is_padded);
-    g_test_add_func("/batch/headers-are-copied-and-inherited-by-derived-messages", test_headers_are_copied_and_inherited);
+    g_test_add_func("/batch/headers-are-copied-and-inherited-by-derived-messages",
+                    test_headers_are_copied_and_inherited);
     g_test_add_func("/batch/records-are-shared-by-copies-and-released-once", test_records_are_shared_and_released_once);
     return g_test_run();
 }

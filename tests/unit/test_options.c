@@ -43,7 +43,8 @@ static void test_defaults_and_types(void)
 {
     g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
     cfg *c = fill("name: x\ntopics: [a, b]\nkafka: {linger.ms: 5, security: {protocol: SSL}}\n"
-                  "kafka.acks: all\n", errors);
+                  "kafka.acks: all\n",
+                  errors);
     g_assert_cmpuint(errors->len, ==, 0);
     g_assert_nonnull(c);
     g_assert_cmpstr(c->name, ==, "x");
@@ -113,7 +114,8 @@ static const bad_case bad_cases[] = {
     {"name: x\nratio: 1.5\n", "option 'ratio': 1.5 is out of range"},
     {"name: x\nratio: NaN\n", "expected a number"},
     {"name: x\nverbose: maybe\n", "option 'verbose': expected true or false, got \"maybe\""},
-    {"name: x\ninterval: often\n", "option 'interval': expected a duration like \"250ms\", \"10s\" or \"5m\", got \"often\""},
+    {"name: x\ninterval: often\n",
+     "option 'interval': expected a duration like \"250ms\", \"10s\" or \"5m\", got \"often\""},
     {"name: x\ninterval: 2h\n", "out of range: duration"},
     {"name: x\nsize: 12 parsecs\n", "option 'size': expected a size"},
     {"name: x\ncodec: lzma\n", "option 'codec': expected one of zstd|snappy|none, got \"lzma\""},

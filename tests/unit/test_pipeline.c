@@ -27,24 +27,23 @@ static void assert_error(GPtrArray *errors, const char *needle)
     g_error("expected an error containing '%s'; got:%s", needle, all->str);
 }
 
-static const char *demo =
-    "pipeline: {name: demo, batch_size: 10}\n"
-    "stages:\n"
-    "  shoppers: {plugin: source-generate, count: 5, seed: 7}\n"
-    "  out:\n"
-    "    plugin: sink-file\n"
-    "    inputs: [shoppers]\n"
-    "    path: \"${ECF_TEST_OUT:-/tmp/default.ndjson}\"\n"
-    "profiles:\n"
-    "  ci:\n"
-    "    pipeline: {batch_size: 99}\n"
-    "    stages: {out: {path: /dev/null}}\n"
-    "  stdout:\n"
-    "    stages: {out: {plugin: sink-file, path: '-', fsync: true}}\n"
-    "  broken:\n"
-    "    stages: {out: {paht: x}}\n"
-    "  nulls:\n"
-    "    stages: {out: {plugin: sink-null, path: null}}\n";
+static const char *demo = "pipeline: {name: demo, batch_size: 10}\n"
+                          "stages:\n"
+                          "  shoppers: {plugin: source-generate, count: 5, seed: 7}\n"
+                          "  out:\n"
+                          "    plugin: sink-file\n"
+                          "    inputs: [shoppers]\n"
+                          "    path: \"${ECF_TEST_OUT:-/tmp/default.ndjson}\"\n"
+                          "profiles:\n"
+                          "  ci:\n"
+                          "    pipeline: {batch_size: 99}\n"
+                          "    stages: {out: {path: /dev/null}}\n"
+                          "  stdout:\n"
+                          "    stages: {out: {plugin: sink-file, path: '-', fsync: true}}\n"
+                          "  broken:\n"
+                          "    stages: {out: {paht: x}}\n"
+                          "  nulls:\n"
+                          "    stages: {out: {plugin: sink-null, path: null}}\n";
 
 static const char *out_path(ecf_pipeline_def *def)
 {
@@ -81,7 +80,8 @@ static void test_unset_var_is_an_error_with_line(void)
     g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
     g_unsetenv("ECF_NOT_SET");
     g_assert_null(load("stages:\n  s: {plugin: source-generate}\n  o:\n    plugin: sink-file\n"
-                       "    inputs: [s]\n    path: ${ECF_NOT_SET}\n", NULL, errors));
+                       "    inputs: [s]\n    path: ${ECF_NOT_SET}\n",
+                       NULL, errors));
     assert_error(errors, "p.yaml:6: stage 'o': environment variable 'ECF_NOT_SET' is not set");
 }
 
@@ -155,8 +155,7 @@ static void test_graph_errors(void)
         {"stagez: {}\n", "unknown top-level key 'stagez' (did you mean 'stages'?)"},
         {"pipeline: {batchsize: 1}\nstages:\n  s: {plugin: source-generate}\n",
          "p.yaml:1: unknown setting 'batchsize' (did you mean 'batch_size'?)"},
-        {"stages:\n  s: {plugin: source-generate}\n  s: {plugin: source-generate}\n",
-         "p.yaml:3: duplicate key 's'"},
+        {"stages:\n  s: {plugin: source-generate}\n  s: {plugin: source-generate}\n", "p.yaml:3: duplicate key 's'"},
         {"stages:\n  s: [1\n", "YAML syntax error"},
         {"stages:\n  'bad name': {plugin: source-generate}\n", "stage names use letters"},
         {"stages:\n  s: {plugin: source-generate}\n  o: {plugin: sink-file, inputs: [s, s]}\n",

@@ -82,8 +82,8 @@ static const uint8_t *string_end(const uint8_t *p, const uint8_t *end)
  * does not validate the rest of the document: enough for an example, and
  * it never reads past `end`.
  */
-static bool find_string_value(const uint8_t *p, const uint8_t *end, const char *field,
-                              size_t field_len, const uint8_t **vbeg, const uint8_t **vend)
+static bool find_string_value(const uint8_t *p, const uint8_t *end, const char *field, size_t field_len,
+                              const uint8_t **vbeg, const uint8_t **vend)
 {
     p = skip_ws(p, end);
     if (p == end || *p != '{')
@@ -152,8 +152,7 @@ static ecf_status upper_create(ecf_stage *stage)
     /* The core has checked types, ranges and required keys; rules that
      * span options or need more than a type are checked here. */
     if (cfg->field[0] == '\0' || strpbrk(cfg->field, "\"\\"))
-        return ecf_error(stage, "option 'field': expected a plain field name, got \"%s\"",
-                         cfg->field);
+        return ecf_error(stage, "option 'field': expected a plain field name, got \"%s\"", cfg->field);
     upper_state *st = calloc(1, sizeof *st);
     if (!st)
         return ECF_ERR_NOMEM;
@@ -161,10 +160,10 @@ static ecf_status upper_create(ecf_stage *stage)
     st->missing = strcmp(cfg->missing, "drop") == 0   ? MISSING_DROP
                   : strcmp(cfg->missing, "fail") == 0 ? MISSING_FAIL
                                                       : MISSING_PASS;
-    st->m_changed = ecf_metric_new(stage, ECF_METRIC_COUNTER, "uppercase_changed_total",
-                                   "Messages whose field was upper-cased");
-    st->m_missing = ecf_metric_new(stage, ECF_METRIC_COUNTER, "uppercase_missing_total",
-                                   "Messages without the field as a string");
+    st->m_changed =
+        ecf_metric_new(stage, ECF_METRIC_COUNTER, "uppercase_changed_total", "Messages whose field was upper-cased");
+    st->m_missing =
+        ecf_metric_new(stage, ECF_METRIC_COUNTER, "uppercase_missing_total", "Messages without the field as a string");
     ecf_set_state(stage, st);
     return ECF_OK;
 }
@@ -202,8 +201,7 @@ static ecf_status upper_process(ecf_stage *stage, ecf_batch *in)
         ecf_message *m = ecf_batch_message(stage, in, i);
         const uint8_t *vb, *ve;
         ecf_message_init init = {.parent = m, .payload = m->payload, .payload_len = m->payload_len};
-        if (find_string_value(m->payload, m->payload + m->payload_len, cfg->field,
-                              st->field_len, &vb, &ve)) {
+        if (find_string_value(m->payload, m->payload + m->payload_len, cfg->field, st->field_len, &vb, &ve)) {
             if (!reserve(st, m->payload_len)) {
                 ecf_nack(stage, m, ECF_ERR_NOMEM, "transform-uppercase: out of memory");
                 continue;
@@ -217,8 +215,7 @@ static ecf_status upper_process(ecf_stage *stage, ecf_batch *in)
             if (st->missing == MISSING_DROP)
                 continue; /* released with `in`: no verdict from us */
             if (st->missing == MISSING_FAIL) {
-                ecf_nack(stage, m, ECF_ERR_INVALID,
-                         "transform-uppercase: field missing or not a string");
+                ecf_nack(stage, m, ECF_ERR_INVALID, "transform-uppercase: field missing or not a string");
                 continue;
             }
         }
@@ -251,14 +248,7 @@ static void upper_destroy(ecf_stage *stage)
     free(st);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name = "transform-uppercase",
-    .kind = ECF_TRANSFORM,
-    .version = "1.0.0",
-    .summary = "Upper-cases the string value of one top-level JSON field (example plugin)",
-    .config_size = sizeof(upper_config),
-    .options = upper_options,
-    .create = upper_create,
-    .process = upper_process,
-    .destroy = upper_destroy,
-)
+ECF_PLUGIN_DEFINE(.name = "transform-uppercase", .kind = ECF_TRANSFORM, .version = "1.0.0",
+                  .summary = "Upper-cases the string value of one top-level JSON field (example plugin)",
+                  .config_size = sizeof(upper_config), .options = upper_options, .create = upper_create,
+                  .process = upper_process, .destroy = upper_destroy, )

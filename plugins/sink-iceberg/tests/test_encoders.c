@@ -77,10 +77,10 @@ static void test_temporal_transforms_floor_before_epoch(void)
     g_assert_cmpint(part_apply_ts(PT_DAY, -1), ==, -1);
     g_assert_cmpint(part_apply_ts(PT_HOUR, -1), ==, -1);
     g_assert_cmpint(part_apply_ts(PT_DAY, 86400000000LL), ==, 1);
-    g_assert_cmpint(part_apply_date(PT_MONTH, 31), ==, 1);       /* 1970-02-01 */
-    g_assert_cmpint(part_apply_date(PT_YEAR, 365), ==, 1);       /* 1971-01-01 */
-    g_assert_cmpint(part_apply_date(PT_MONTH, -1), ==, -1);      /* 1969-12-31 */
-    g_assert_cmpint(part_apply_date(PT_YEAR, 19723), ==, 54);    /* 2024-01-01 */
+    g_assert_cmpint(part_apply_date(PT_MONTH, 31), ==, 1);    /* 1970-02-01 */
+    g_assert_cmpint(part_apply_date(PT_YEAR, 365), ==, 1);    /* 1971-01-01 */
+    g_assert_cmpint(part_apply_date(PT_MONTH, -1), ==, -1);   /* 1969-12-31 */
+    g_assert_cmpint(part_apply_date(PT_YEAR, 19723), ==, 54); /* 2024-01-01 */
 }
 
 static int collect(void *ctx, const void *p, size_t n)
@@ -93,8 +93,8 @@ static void test_parquet_file_has_magic_and_footer(void)
 {
     byte_buf out = {0};
     pq_column_spec cols[] = {{"s", 1, {ICE_STRING}, false}, {"x", 2, {ICE_LONG}, true}};
-    pq_options o = {.codec = PQ_CODEC_NONE, .page_size = 64, .row_group_size = 1 << 20, .dictionary = true,
-                    .created_by = "test"};
+    pq_options o = {
+        .codec = PQ_CODEC_NONE, .page_size = 64, .row_group_size = 1 << 20, .dictionary = true, .created_by = "test"};
     pq_writer *w = pq_writer_new(cols, 2, &o, (pq_sink){collect, &out});
     for (int i = 0; i < 100; i++) {
         if (i % 10 == 0)

@@ -77,9 +77,16 @@ static void test_json(void)
     g_assert_cmpint(v, ==, 4);
 
     /* malformed: refused as a whole, nothing added */
-    const char *bad[] = {"", "[]", "{\"t\":[1]}", "{\"t\":{\"x\":1}}", "{\"t\":{\"-1\":1}}",
-                         "{\"t\":{\"0\":-5}}", "{\"t\":{\"0\":\"12\"}}", "{\"t\":{\"0\":1.5}}",
-                         "{\"t\":{\"0\":1},\"u\":{\"0\":true}}", NULL};
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"t\":[1]}",
+                         "{\"t\":{\"x\":1}}",
+                         "{\"t\":{\"-1\":1}}",
+                         "{\"t\":{\"0\":-5}}",
+                         "{\"t\":{\"0\":\"12\"}}",
+                         "{\"t\":{\"0\":1.5}}",
+                         "{\"t\":{\"0\":1},\"u\":{\"0\":true}}",
+                         NULL};
     for (int i = 0; bad[i]; i++) {
         pos_map *x = pos_map_new();
         g_assert_false(pos_from_json(x, bad[i]));
@@ -93,20 +100,19 @@ static void test_json(void)
 
 /* Lineage, oldest first: 1 (a) <- 2 (b) <- 3 (a) <- 4 (b, current); 5 (a) is
  * a child of 3 that a rollback left off the lineage. */
-static const char *META =
-    "{\"format-version\":2,\"current-snapshot-id\":4,\"snapshots\":["
-    "{\"snapshot-id\":1,\"summary\":{\"operation\":\"append\",\"ecflow.writer-id\":\"a\","
-    "\"ecflow.kafka-offsets\":\"{\\\"t\\\":{\\\"0\\\":10}}\"}},"
-    "{\"snapshot-id\":2,\"parent-snapshot-id\":1,\"summary\":{\"operation\":\"append\","
-    "\"ecflow.writer-id\":\"b\",\"ecflow.kafka-offsets\":\"{\\\"u\\\":{\\\"0\\\":5}}\"}},"
-    "{\"snapshot-id\":3,\"parent-snapshot-id\":2,\"summary\":{\"operation\":\"append\","
-    "\"ecflow.writer-id\":\"a\",\"ecflow.kafka-offsets\":\"{\\\"t\\\":{\\\"0\\\":20}}\"}},"
-    "{\"snapshot-id\":5,\"parent-snapshot-id\":3,\"summary\":{\"operation\":\"append\","
-    "\"ecflow.writer-id\":\"a\",\"ecflow.kafka-offsets\":\"{\\\"t\\\":{\\\"0\\\":99}}\"}},"
-    "{\"snapshot-id\":4,\"parent-snapshot-id\":3,\"summary\":{\"operation\":\"append\","
-    "\"ecflow.writer-id\":\"b\",\"ecflow.kafka-offsets\":\"{\\\"u\\\":{\\\"0\\\":8}}\"}},"
-    "{\"snapshot-id\":6,\"summary\":{\"operation\":\"append\",\"ecflow.writer-id\":\"c\"}}"
-    "]}";
+static const char *META = "{\"format-version\":2,\"current-snapshot-id\":4,\"snapshots\":["
+                          "{\"snapshot-id\":1,\"summary\":{\"operation\":\"append\",\"ecflow.writer-id\":\"a\","
+                          "\"ecflow.kafka-offsets\":\"{\\\"t\\\":{\\\"0\\\":10}}\"}},"
+                          "{\"snapshot-id\":2,\"parent-snapshot-id\":1,\"summary\":{\"operation\":\"append\","
+                          "\"ecflow.writer-id\":\"b\",\"ecflow.kafka-offsets\":\"{\\\"u\\\":{\\\"0\\\":5}}\"}},"
+                          "{\"snapshot-id\":3,\"parent-snapshot-id\":2,\"summary\":{\"operation\":\"append\","
+                          "\"ecflow.writer-id\":\"a\",\"ecflow.kafka-offsets\":\"{\\\"t\\\":{\\\"0\\\":20}}\"}},"
+                          "{\"snapshot-id\":5,\"parent-snapshot-id\":3,\"summary\":{\"operation\":\"append\","
+                          "\"ecflow.writer-id\":\"a\",\"ecflow.kafka-offsets\":\"{\\\"t\\\":{\\\"0\\\":99}}\"}},"
+                          "{\"snapshot-id\":4,\"parent-snapshot-id\":3,\"summary\":{\"operation\":\"append\","
+                          "\"ecflow.writer-id\":\"b\",\"ecflow.kafka-offsets\":\"{\\\"u\\\":{\\\"0\\\":8}}\"}},"
+                          "{\"snapshot-id\":6,\"summary\":{\"operation\":\"append\",\"ecflow.writer-id\":\"c\"}}"
+                          "]}";
 
 static void test_lineage(void)
 {

@@ -21,9 +21,9 @@
 #include <time.h>
 
 typedef struct {
-    char   *schema;
-    char   *date_from;
-    char   *kafka_topic;
+    char *schema;
+    char *date_from;
+    char *kafka_topic;
     int64_t kafka_partitions;
 } rec_config;
 
@@ -37,15 +37,15 @@ static const ecf_option rec_options[] = {
 
 typedef struct {
     char *name, *format;
-    bool  required;
-    int   precision, scale;
+    bool required;
+    int precision, scale;
 } field_def;
 
 typedef struct {
     field_def *fields;
-    int        n;
-    int64_t   *offsets; /* per fake Kafka partition */
-    int64_t    seq;
+    int n;
+    int64_t *offsets; /* per fake Kafka partition */
+    int64_t seq;
     JsonParser *parser;
 } rec_state;
 
@@ -53,10 +53,10 @@ typedef struct {
 
 typedef struct {
     uint8_t *validity;
-    uint8_t *values;     /* fixed width values, or utf8 offsets */
-    uint8_t *data;       /* utf8 bytes */
-    size_t   data_len, data_cap;
-    int64_t  nulls;
+    uint8_t *values; /* fixed width values, or utf8 offsets */
+    uint8_t *data;   /* utf8 bytes */
+    size_t data_len, data_cap;
+    int64_t nulls;
     const void *bufs[3];
 } col_private;
 
@@ -213,7 +213,7 @@ static ecf_status rec_process(ecf_stage *s, ecf_batch *in)
             } else if (valid && strncmp(fmt, "tsu", 3) == 0) {
                 bool tok = true;
                 int64_t us = json_node_get_value_type(v) == G_TYPE_STRING ? parse_ts(json_node_get_string(v), &tok)
-                                                                        : json_node_get_int(v);
+                                                                          : json_node_get_int(v);
                 valid = tok;
                 ((int64_t *)col->values)[rows] = us;
             } else if (valid && strcmp(fmt, "tdD") == 0) {
@@ -365,14 +365,6 @@ static void rec_destroy(ecf_stage *s)
     free(st);
 }
 
-ECF_PLUGIN_DEFINE(
-    .name = "transform-records",
-    .kind = ECF_TRANSFORM,
-    .version = "0.0.1",
-    .summary = "test fixture: flat JSON events into Arrow records",
-    .config_size = sizeof(rec_config),
-    .options = rec_options,
-    .create = rec_create,
-    .process = rec_process,
-    .destroy = rec_destroy,
-)
+ECF_PLUGIN_DEFINE(.name = "transform-records", .kind = ECF_TRANSFORM, .version = "0.0.1",
+                  .summary = "test fixture: flat JSON events into Arrow records", .config_size = sizeof(rec_config),
+                  .options = rec_options, .create = rec_create, .process = rec_process, .destroy = rec_destroy, )

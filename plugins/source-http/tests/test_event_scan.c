@@ -15,13 +15,13 @@
 
 typedef struct {
     const char *name;
-    jd_layout   layout;
-    const char *key;      /* key_field; NULL = none */
+    jd_layout layout;
+    const char *key; /* key_field; NULL = none */
     const char *body;
-    gssize      body_len; /* -1 = strlen */
-    jd_status   status;
-    const char *events;   /* expected summary (JD_OK)       */
-    gssize      offset;   /* expected error offset, or -1   */
+    gssize body_len; /* -1 = strlen */
+    jd_status status;
+    const char *events; /* expected summary (JD_OK)       */
+    gssize offset;      /* expected error offset, or -1   */
 } door_case;
 
 #define J JD_LAYOUT_JSON
@@ -30,19 +30,16 @@ typedef struct {
 
 static const door_case accepts[] = {
     {"single-object", J, SID, "{\"session_id\":\"s1\",\"a\":1}", -1, JD_OK, "0+25:o=s1", -1},
-    {"object-with-surrounding-space", J, SID, "  {\"session_id\":\"s1\"}\r\n", -1, JD_OK,
-     "2+19:o=s1", -1},
-    {"array-of-objects", J, SID, "[{\"session_id\":\"a\"},{\"session_id\":\"b\"}]", -1, JD_OK,
-     "1+18:o=a 20+18:o=b", -1},
-    {"array-with-spaces", J, SID, "[ {\"session_id\":\"a\"} ,\n {\"session_id\":\"b\"}\n]", -1,
-     JD_OK, "2+18:o=a 24+18:o=b", -1},
+    {"object-with-surrounding-space", J, SID, "  {\"session_id\":\"s1\"}\r\n", -1, JD_OK, "2+19:o=s1", -1},
+    {"array-of-objects", J, SID, "[{\"session_id\":\"a\"},{\"session_id\":\"b\"}]", -1, JD_OK, "1+18:o=a 20+18:o=b",
+     -1},
+    {"array-with-spaces", J, SID, "[ {\"session_id\":\"a\"} ,\n {\"session_id\":\"b\"}\n]", -1, JD_OK,
+     "2+18:o=a 24+18:o=b", -1},
     {"empty-array", J, SID, "[]", -1, JD_OK, "", -1},
-    {"ndjson", N, SID, "{\"session_id\":\"a\"}\n{\"session_id\":\"b\"}\n", -1, JD_OK,
-     "0+18:o=a 19+18:o=b", -1},
-    {"ndjson-crlf-and-blank-lines", N, SID, "\r\n{\"session_id\":\"a\"}\r\n\n  \n{\"session_id\":\"b\"}", -1,
-     JD_OK, "2+18:o=a 26+18:o=b", -1},
-    {"ndjson-array-line-is-one-event", N, SID, "[1,2]\n{\"session_id\":\"a\"}\n", -1, JD_OK,
-     "0+5:x 6+18:o=a", -1},
+    {"ndjson", N, SID, "{\"session_id\":\"a\"}\n{\"session_id\":\"b\"}\n", -1, JD_OK, "0+18:o=a 19+18:o=b", -1},
+    {"ndjson-crlf-and-blank-lines", N, SID, "\r\n{\"session_id\":\"a\"}\r\n\n  \n{\"session_id\":\"b\"}", -1, JD_OK,
+     "2+18:o=a 26+18:o=b", -1},
+    {"ndjson-array-line-is-one-event", N, SID, "[1,2]\n{\"session_id\":\"a\"}\n", -1, JD_OK, "0+5:x 6+18:o=a", -1},
     {"non-objects-in-array", J, SID, "[1, \"x\", null, true, [1], {\"session_id\":\"a\"}]", -1, JD_OK,
      "1+1:x 4+3:x 9+4:x 15+4:x 21+3:x 26+18:o=a", -1},
     {"scalar-body", J, SID, "42", -1, JD_OK, "0+2:x", -1},
@@ -52,26 +49,20 @@ static const door_case accepts[] = {
     {"key-is-null", J, SID, "{\"session_id\":null}", -1, JD_OK, "0+19:n", -1},
     {"key-is-an-object", J, SID, "{\"session_id\":{\"a\":\"b\"}}", -1, JD_OK, "0+24:n", -1},
     {"nested-key-does-not-count", J, SID, "{\"x\":{\"session_id\":\"a\"}}", -1, JD_OK, "0+24:m", -1},
-    {"first-duplicate-key-wins", J, SID, "{\"session_id\":\"a\",\"session_id\":\"b\"}", -1, JD_OK,
-     "0+35:o=a", -1},
-    {"key-value-is-unescaped", J, SID, "{\"session_id\":\"a\\\"b\\u00e9\"}", -1, JD_OK,
-     "0+27:o=a\"b\xc3\xa9", -1},
+    {"first-duplicate-key-wins", J, SID, "{\"session_id\":\"a\",\"session_id\":\"b\"}", -1, JD_OK, "0+35:o=a", -1},
+    {"key-value-is-unescaped", J, SID, "{\"session_id\":\"a\\\"b\\u00e9\"}", -1, JD_OK, "0+27:o=a\"b\xc3\xa9", -1},
     {"escaped-key-name-matches", J, SID, "{\"session\\u005fid\":\"x\"}", -1, JD_OK, "0+23:o=x", -1},
     {"empty-key-value-is-reported", J, SID, "{\"session_id\":\"\"}", -1, JD_OK, "0+17:o=", -1},
     {"no-key-field-asked", J, NULL, "{\"session_id\":\"a\"}", -1, JD_OK, "0+18:u", -1},
-    {"unicode", J, SID, "{\"session_id\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"e\":\"\xf0\x9f\x98\x80\"}", -1,
-     JD_OK, "0+34:o=\xe6\x97\xa5\xe6\x9c\xac", -1},
-    {"surrogate-pair-escape", J, SID, "{\"session_id\":\"\\ud83d\\ude00\"}", -1, JD_OK,
-     "0+29:o=\xf0\x9f\x98\x80", -1},
-    {"huge-integer", J, SID, "{\"session_id\":\"a\",\"n\":123456789012345678901234567890123}", -1,
-     JD_OK, "0+56:o=a", -1},
-    {"huge-exponent", J, SID, "{\"session_id\":\"a\",\"n\":1e400,\"m\":-0.0e-99999}", -1, JD_OK,
-     "0+44:o=a", -1},
-    {"huge-number-in-array", J, SID, "[123456789012345678901234567890, 1E+999]", -1, JD_OK,
-     "1+30:x 33+6:x", -1},
-    {"nesting-within-limit", J, SID,
-     "{\"session_id\":\"a\",\"d\":[[[[[[[[[[[[[[[[[[[[{}]]]]]]]]]]]]]]]]]]]]}", -1, JD_OK,
-     "0+65:o=a", -1},
+    {"unicode", J, SID, "{\"session_id\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"e\":\"\xf0\x9f\x98\x80\"}", -1, JD_OK,
+     "0+34:o=\xe6\x97\xa5\xe6\x9c\xac", -1},
+    {"surrogate-pair-escape", J, SID, "{\"session_id\":\"\\ud83d\\ude00\"}", -1, JD_OK, "0+29:o=\xf0\x9f\x98\x80", -1},
+    {"huge-integer", J, SID, "{\"session_id\":\"a\",\"n\":123456789012345678901234567890123}", -1, JD_OK, "0+56:o=a",
+     -1},
+    {"huge-exponent", J, SID, "{\"session_id\":\"a\",\"n\":1e400,\"m\":-0.0e-99999}", -1, JD_OK, "0+44:o=a", -1},
+    {"huge-number-in-array", J, SID, "[123456789012345678901234567890, 1E+999]", -1, JD_OK, "1+30:x 33+6:x", -1},
+    {"nesting-within-limit", J, SID, "{\"session_id\":\"a\",\"d\":[[[[[[[[[[[[[[[[[[[[{}]]]]]]]]]]]]]]]]]]]]}", -1,
+     JD_OK, "0+65:o=a", -1},
     {"all-value-types", J, SID,
      "{\"session_id\":\"a\",\"s\":\"x\",\"i\":-1,\"f\":2.5e-3,\"t\":true,\"f2\":false,\"z\":null,"
      "\"o\":{},\"l\":[]}",
@@ -104,12 +95,9 @@ static const door_case rejects[] = {
     {"two-values-in-json-body", J, SID, "{\"a\":1} {\"b\":2}", -1, JD_MALFORMED, NULL, 8},
     {"trailing-garbage-after-number", J, SID, "42 x", -1, JD_MALFORMED, NULL, 3},
     {"bare-word", J, SID, "hello", -1, JD_MALFORMED, NULL, 0},
-    {"error-deep-inside-skipped-value", J, SID, "{\"x\":[1,2,,3],\"session_id\":\"s\"}", -1,
-     JD_MALFORMED, NULL, 10},
-    {"error-after-key-found", J, SID, "{\"session_id\":\"s\",\"x\":[1,}", -1, JD_MALFORMED, NULL,
-     25},
-    {"ndjson-second-line-broken", N, SID, "{\"session_id\":\"a\"}\n{\"session_id\":}\n", -1,
-     JD_MALFORMED, NULL, 33},
+    {"error-deep-inside-skipped-value", J, SID, "{\"x\":[1,2,,3],\"session_id\":\"s\"}", -1, JD_MALFORMED, NULL, 10},
+    {"error-after-key-found", J, SID, "{\"session_id\":\"s\",\"x\":[1,}", -1, JD_MALFORMED, NULL, 25},
+    {"ndjson-second-line-broken", N, SID, "{\"session_id\":\"a\"}\n{\"session_id\":}\n", -1, JD_MALFORMED, NULL, 33},
     {"ndjson-two-values-on-a-line", N, SID, "{\"a\":1} {\"b\":2}\n", -1, JD_MALFORMED, NULL, 8},
     {"nesting-too-deep", J, SID,
      "{\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
@@ -143,8 +131,8 @@ static bool collect(void *user, const jd_event *ev)
 }
 
 /* Scans `body` from a buffer padded the way the plugin pads request bodies. */
-static jd_status scan(jd_parser *p, const char *body, size_t len, jd_layout layout,
-                      const char *key, GString *out, jd_error *err)
+static jd_status scan(jd_parser *p, const char *body, size_t len, jd_layout layout, const char *key, GString *out,
+                      jd_error *err)
 {
     uint8_t *buf = g_malloc0(len + JD_PADDING);
     memcpy(buf, body, len);
@@ -162,8 +150,7 @@ static void run_case(gconstpointer data)
     jd_error err;
     jd_status st = scan(p, c->body, len, c->layout, c->key, out, &err);
     if (st != c->status)
-        g_test_message("got %s at %zu (%s), events \"%s\"", jd_status_str(st), err.offset,
-                       err.message, out->str);
+        g_test_message("got %s at %zu (%s), events \"%s\"", jd_status_str(st), err.offset, err.message, out->str);
     g_assert_cmpstr(jd_status_str(st), ==, jd_status_str(c->status));
     if (c->status == JD_OK) {
         g_assert_cmpstr(out->str, ==, c->events);
@@ -207,8 +194,8 @@ static void test_callback_can_stop_the_scan(void)
     memcpy(buf, body, strlen(body));
     int seen = 0;
     jd_error err;
-    jd_status st = jd_scan(p, buf, strlen(body), strlen(body) + JD_PADDING, JD_LAYOUT_JSON, NULL,
-                           stop_after_two, &seen, &err);
+    jd_status st =
+        jd_scan(p, buf, strlen(body), strlen(body) + JD_PADDING, JD_LAYOUT_JSON, NULL, stop_after_two, &seen, &err);
     g_assert_cmpint(st, ==, JD_STOPPED);
     g_assert_cmpint(seen, ==, 2);
     g_free(buf);
@@ -220,8 +207,7 @@ static void test_missing_padding_is_refused(void)
     const char *body = "{}";
     jd_parser *p = jd_parser_new(64);
     jd_error err;
-    g_assert_cmpint(jd_scan(p, (const uint8_t *)body, 2, 3, JD_LAYOUT_JSON, NULL, NULL, NULL, &err),
-                    ==, JD_INTERNAL);
+    g_assert_cmpint(jd_scan(p, (const uint8_t *)body, 2, 3, JD_LAYOUT_JSON, NULL, NULL, NULL, &err), ==, JD_INTERNAL);
     jd_parser_free(p);
 }
 
@@ -256,8 +242,7 @@ static void test_large_ndjson_offsets(void)
     jd_parser *p = jd_parser_new(64);
     GString *out = g_string_new(NULL);
     jd_error err;
-    g_assert_cmpint(scan(p, body->str, body->len, JD_LAYOUT_NDJSON, "session_id", out, &err), ==,
-                    JD_OK);
+    g_assert_cmpint(scan(p, body->str, body->len, JD_LAYOUT_NDJSON, "session_id", out, &err), ==, JD_OK);
     char **parts = g_strsplit(out->str, " ", -1);
     g_assert_cmpuint(g_strv_length(parts), ==, 20000);
     for (int i = 0; i < 20000; i += 997) {
@@ -287,8 +272,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(path, &rejects[i], run_case);
         g_free(path);
     }
-    g_test_add_func("/event-scan/refuses-ten-thousand-levels-of-nesting",
-                    test_very_deep_nesting_is_refused);
+    g_test_add_func("/event-scan/refuses-ten-thousand-levels-of-nesting", test_very_deep_nesting_is_refused);
     g_test_add_func("/event-scan/callback-can-stop-the-scan", test_callback_can_stop_the_scan);
     g_test_add_func("/event-scan/refuses-a-buffer-without-padding", test_missing_padding_is_refused);
     g_test_add_func("/event-scan/parser-is-reusable-across-documents", test_parser_is_reusable);

@@ -8,7 +8,7 @@
 
 typedef struct {
     offset_book *b;
-    uint32_t     p;
+    uint32_t p;
 } fixture;
 
 static void setup(fixture *f, gconstpointer data)
@@ -19,10 +19,7 @@ static void setup(fixture *f, gconstpointer data)
     book_assign(f->b, f->p);
 }
 
-static void teardown(fixture *f, gconstpointer data)
-{
-    book_free(f->b);
-}
+static void teardown(fixture *f, gconstpointer data) { book_free(f->b); }
 
 /* Tracks offsets first..first+n-1; tags land in tags[0..n-1]. */
 static void track_range(fixture *f, int64_t first, int n, uint64_t *tags)
@@ -67,8 +64,7 @@ static void test_failure_blocks_the_prefix(fixture *f, gconstpointer data)
     uint32_t part = 99;
     int64_t off = -1;
     for (int i = 0; i < 6; i++) {
-        settle_result r = book_settle(f->b, t[i], i == 3 ? ECF_ERR_UNAVAILABLE : ECF_OK, &part,
-                                      &off);
+        settle_result r = book_settle(f->b, t[i], i == 3 ? ECF_ERR_UNAVAILABLE : ECF_OK, &part, &off);
         g_assert_cmpint(r, ==, i == 3 ? SETTLE_FAILED : SETTLE_DONE);
     }
     g_assert_cmpuint(part, ==, f->p);
@@ -155,8 +151,7 @@ static void test_rewind_ignores_acks_of_superseded_slots(fixture *f, gconstpoint
     g_assert_cmpint(book_done(f->b, f->p), ==, 2);
 }
 
-static void test_redelivery_past_the_rewind_never_commits_past_it(fixture *f,
-                                                                   gconstpointer data)
+static void test_redelivery_past_the_rewind_never_commits_past_it(fixture *f, gconstpointer data)
 {
     uint64_t t[3];
     track_range(f, 0, 3, t);
@@ -235,8 +230,8 @@ static void test_partitions_are_independent(fixture *f, gconstpointer data)
 
 typedef struct {
     offset_book *b;
-    uint64_t    *tags;
-    int          from, to;
+    uint64_t *tags;
+    int from, to;
 } settler;
 
 static gpointer settle_range(gpointer data)
@@ -305,8 +300,7 @@ int main(int argc, char **argv)
     T("late-acks-after-release-are-ignored", test_late_acks_after_release_are_ignored);
     T("rewind-redelivers-from-the-failure", test_rewind_redelivers_from_the_failure);
     T("rewind-ignores-acks-of-superseded-slots", test_rewind_ignores_acks_of_superseded_slots);
-    T("redelivery-past-the-rewind-never-commits-past-it",
-      test_redelivery_past_the_rewind_never_commits_past_it);
+    T("redelivery-past-the-rewind-never-commits-past-it", test_redelivery_past_the_rewind_never_commits_past_it);
     T("second-rewind-keeps-the-lower-point", test_second_rewind_keeps_the_lower_point);
     T("abandoned-message-blocks", test_abandoned_message_blocks);
     T("window-grows-and-keeps-order", test_window_grows_and_keeps_order);

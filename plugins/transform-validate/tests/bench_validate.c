@@ -35,8 +35,8 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static const char *const cities[] = {"Berlin", "London", "Paris", "New York", "S\xc3\xa3o Paulo",
-                                     "Tokyo",  "Lagos",  "Mumbai", "Sydney", "Toronto"};
+static const char *const cities[] = {"Berlin", "London", "Paris",  "New York", "S\xc3\xa3o Paulo",
+                                     "Tokyo",  "Lagos",  "Mumbai", "Sydney",   "Toronto"};
 static const char *const devices[] = {"mobile", "desktop", "tablet"};
 static const char *const queries[] = {"running shoes", "usb-c cable", "coffee grinder", "yoga mat"};
 static const char *const currencies[] = {"EUR", "USD", "GBP"};
@@ -46,8 +46,11 @@ static int make_event(uint64_t *rng, int64_t t_ms, char *buf, size_t cap)
 {
     uint64_t a = rng_next(rng), b = rng_next(rng);
     int kind = (int)(rng_next(rng) % 100);
-    const char *type = kind < 45 ? "page_view" : kind < 60 ? "search" : kind < 80 ? "add_to_cart"
-                     : kind < 90 ? "remove_from_cart" : "purchase";
+    const char *type = kind < 45   ? "page_view"
+                       : kind < 60 ? "search"
+                       : kind < 80 ? "add_to_cart"
+                       : kind < 90 ? "remove_from_cart"
+                                   : "purchase";
     time_t secs = (time_t)(t_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -69,8 +72,7 @@ static int make_event(uint64_t *rng, int64_t t_ms, char *buf, size_t cap)
     else
         n += snprintf(buf + n, cap - (size_t)n,
                       ",\"product_id\":\"p%u\",\"price\":%u.%02u,\"quantity\":%u,\"currency\":\"%s\"", product,
-                      (unsigned)(a % 50000) / 100 + 1, (unsigned)(a % 100), 1 + (unsigned)(b % 4),
-                      currencies[b % 3]);
+                      (unsigned)(a % 50000) / 100 + 1, (unsigned)(a % 100), 1 + (unsigned)(b % 4), currencies[b % 3]);
     n += snprintf(buf + n, cap - (size_t)n, "}");
     return n;
 }
@@ -209,7 +211,8 @@ int main(int argc, char **argv)
     qsort(full, (size_t)repeats, sizeof *full, cmp_double);
     double tw = walk[repeats / 2], tf = full[repeats / 2];
     double mb = (double)c.bytes / 1e6;
-    printf("events: %" G_GINT64_FORMAT " (%.0f bytes on average), batch %" G_GINT64_FORMAT ", median of %" G_GINT64_FORMAT "\n",
+    printf("events: %" G_GINT64_FORMAT " (%.0f bytes on average), batch %" G_GINT64_FORMAT
+           ", median of %" G_GINT64_FORMAT "\n",
            events, (double)c.bytes / (double)events, batch, repeats);
     double bw = walk[0], bf = full[0];
     printf("| pass | events/s | MB/s | ns/event | best: events/s | MB/s |\n|---|---|---|---|---|---|\n");

@@ -167,12 +167,13 @@ static void test_generated_stream_lands_exactly(void)
     g_autoptr(GPtrArray) dlq_lines = read_lines(dlq);
     g_assert_cmpuint(raw_lines->len, ==, 20000);
     g_assert_cmpuint(row_lines->len + dlq_lines->len, ==, 20000);
-    g_autofree char *summary = g_strdup_printf("validated 20000 events: %u valid, %u invalid", row_lines->len,
-                                               dlq_lines->len);
+    g_autofree char *summary =
+        g_strdup_printf("validated 20000 events: %u valid, %u invalid", row_lines->len, dlq_lines->len);
     assert_contains(r.err, summary);
 
     /* records by event_id, envelopes by source offset */
-    g_autoptr(GHashTable) by_id = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)json_node_unref);
+    g_autoptr(GHashTable) by_id =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)json_node_unref);
     for (guint i = 0; i < row_lines->len; i++) {
         g_autoptr(JsonParser) p = json_parser_new();
         g_assert_true(json_parser_load_from_data(p, row_lines->pdata[i], -1, NULL));
@@ -181,8 +182,8 @@ static void test_generated_stream_lands_exactly(void)
         g_assert_false(g_hash_table_contains(by_id, id));
         g_hash_table_insert(by_id, g_strdup(id), json_node_copy(root));
     }
-    g_autoptr(GHashTable) by_offset = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
-                                                            (GDestroyNotify)json_node_unref);
+    g_autoptr(GHashTable) by_offset =
+        g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, (GDestroyNotify)json_node_unref);
     for (guint i = 0; i < dlq_lines->len; i++) {
         g_autoptr(JsonParser) p = json_parser_new();
         g_assert_true(json_parser_load_from_data(p, dlq_lines->pdata[i], -1, NULL));
@@ -229,14 +230,15 @@ static void test_generated_stream_lands_exactly(void)
         if (!rn)
             g_error("valid event %u has no record: %s", i, line);
         JsonObject *row = json_node_get_object(rn);
-        static const char *const strings[] = {"event_id", "event_type", "user_id", "session_id", "location",
-                                              "device", "product_id", "currency", "query", "page_url"};
+        static const char *const strings[] = {"event_id", "event_type", "user_id",  "session_id", "location",
+                                              "device",   "product_id", "currency", "query",      "page_url"};
         for (guint k = 0; k < G_N_ELEMENTS(strings); k++)
             g_assert_cmpstr(member_or_null(row, strings[k]), ==, member_or_null(in, strings[k]));
         g_autofree char *price = raw_number(line, "price");
         g_assert_cmpstr(member_or_null(row, "price"), ==, price); /* digit for digit */
         if (json_object_has_member(in, "quantity"))
-            g_assert_cmpint(json_object_get_int_member(row, "quantity"), ==, json_object_get_int_member(in, "quantity"));
+            g_assert_cmpint(json_object_get_int_member(row, "quantity"), ==,
+                            json_object_get_int_member(in, "quantity"));
         else
             g_assert_true(json_object_get_null_member(row, "quantity"));
         gint64 ts = iso_us(json_object_get_string_member(in, "timestamp"));
@@ -246,7 +248,8 @@ static void test_generated_stream_lands_exactly(void)
         g_autofree char *date = g_date_time_format(day, "%Y-%m-%d");
         g_assert_cmpstr(json_object_get_string_member(row, "event_date"), ==, date);
         g_assert_cmpstr(json_object_get_string_member(row, "extras"), ==, "{}");
-        g_assert_cmpstr(json_object_get_string_member(row, "_key"), ==, json_object_get_string_member(in, "session_id"));
+        g_assert_cmpstr(json_object_get_string_member(row, "_key"), ==,
+                        json_object_get_string_member(in, "session_id"));
         g_assert_cmpint(json_object_get_int_member(row, "_payload_len"), ==, (gint64)strlen(line));
         g_assert_cmpuint(json_object_get_size(json_object_get_object_member(row, "_headers")), ==, 0);
         g_assert_cmpint(iso_us(json_object_get_string_member(row, "ingest_time")), >, 0);
@@ -293,13 +296,13 @@ static void test_invalid_events_are_nacked_by_default(void)
 {
     g_autofree char *raw = path_in_tmp("nack-raw.ndjson");
     g_autofree char *rows = path_in_tmp("nack-rows.ndjson");
-    g_autofree char *body = g_strdup_printf(
-        "  gen:   {plugin: source-generate, count: 3000, seed: 5, invalid_ratio: 0.2, batch_size: 1,"
-        " start_time: \"2024-03-01T00:00:00Z\"}\n"
-        "  raw:   {plugin: sink-file, inputs: [gen], path: %s, append: false}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, keep_payload: false}\n"
-        "  rows:  {plugin: sink-test, inputs: [check], format: records, append: false, path: %s}\n",
-        raw, schema_path, rows);
+    g_autofree char *body =
+        g_strdup_printf("  gen:   {plugin: source-generate, count: 3000, seed: 5, invalid_ratio: 0.2, batch_size: 1,"
+                        " start_time: \"2024-03-01T00:00:00Z\"}\n"
+                        "  raw:   {plugin: sink-file, inputs: [gen], path: %s, append: false}\n"
+                        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, keep_payload: false}\n"
+                        "  rows:  {plugin: sink-test, inputs: [check], format: records, append: false, path: %s}\n",
+                        raw, schema_path, rows);
     g_autofree char *yaml = pipeline_yaml("nack", body);
     g_autofree char *file = write_file("nack.yaml", yaml);
     result r = run("run", file);
@@ -307,8 +310,8 @@ static void test_invalid_events_are_nacked_by_default(void)
         g_error("ecflow run failed (%d):\n%s", r.status, r.err);
     guint invalid = count_invalid(raw);
     g_assert_cmpuint(invalid, >, 300);
-    g_autofree char *want = g_strdup_printf("generated 3000 events: %u durable, %u failed, 0 taken by no sink",
-                                            3000 - invalid, invalid);
+    g_autofree char *want =
+        g_strdup_printf("generated 3000 events: %u durable, %u failed, 0 taken by no sink", 3000 - invalid, invalid);
     assert_contains(r.err, want);
     /* samples: the first 5, then one per 10 s */
     guint samples = 0;
@@ -330,12 +333,12 @@ static void test_invalid_events_are_nacked_by_default(void)
  * (never "durable"), while the log shows a sample. */
 static void test_dead_letter_unconnected_is_not_durable(void)
 {
-    g_autofree char *body = g_strdup_printf(
-        "  gen:   {plugin: source-generate, count: 2000, seed: 9, invalid_ratio: 0.2, batch_size: 1,"
-        " start_time: \"2024-03-01T00:00:00Z\"}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, on_invalid: dead-letter}\n"
-        "  rows:  {plugin: sink-null, inputs: [check]}\n",
-        schema_path);
+    g_autofree char *body =
+        g_strdup_printf("  gen:   {plugin: source-generate, count: 2000, seed: 9, invalid_ratio: 0.2, batch_size: 1,"
+                        " start_time: \"2024-03-01T00:00:00Z\"}\n"
+                        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, on_invalid: dead-letter}\n"
+                        "  rows:  {plugin: sink-null, inputs: [check]}\n",
+                        schema_path);
     g_autofree char *yaml = pipeline_yaml("dl", body);
     g_autofree char *file = write_file("dl.yaml", yaml);
     result r = run("run", file);
@@ -347,8 +350,8 @@ static void test_dead_letter_unconnected_is_not_durable(void)
     g_autofree char *invalid = g_match_info_fetch(mi, 2);
     g_match_info_free(mi);
     g_assert_cmpint(atoi(invalid), >, 200);
-    g_autofree char *want = g_strdup_printf("generated 2000 events: %s durable, 0 failed, %s taken by no sink",
-                                            valid, invalid);
+    g_autofree char *want =
+        g_strdup_printf("generated 2000 events: %s durable, 0 failed, %s taken by no sink", valid, invalid);
     assert_contains(r.err, want);
     assert_contains(r.err, ") sent to 'invalid': ");
     result_clear(&r);
@@ -361,8 +364,8 @@ typedef enum { ARG_SCHEMA, ARG_TMPDIR } case_arg;
 typedef struct {
     const char *name;
     const char *stages;
-    case_arg    arg;
-    const char *expect;  /* in stdout + stderr */
+    case_arg arg;
+    const char *expect; /* in stdout + stderr */
 } validate_case;
 
 static const validate_case refused[] = {
@@ -414,12 +417,13 @@ static void test_schema_is_negotiated_before_running(void)
 
 static void test_schema_mistakes_fail_validate(void)
 {
-    g_autofree char *bad = write_file("bad.yaml", "schema: bad\nfields:\n  a: {type: string}\n  b: {type: float, regex: x}\n");
+    g_autofree char *bad =
+        write_file("bad.yaml", "schema: bad\nfields:\n  a: {type: string}\n  b: {type: float, regex: x}\n");
     /* a relative schema path is taken from the pipeline file's folder */
-    g_autofree char *both = validate_fails("bad-pipeline",
-                                           "  gen:   {plugin: source-generate, count: 10}\n"
-                                           "  check: {plugin: transform-validate, inputs: [gen], schema: bad.yaml}\n"
-                                           "  out:   {plugin: sink-null, inputs: [check]}\n");
+    g_autofree char *both =
+        validate_fails("bad-pipeline", "  gen:   {plugin: source-generate, count: 10}\n"
+                                       "  check: {plugin: transform-validate, inputs: [gen], schema: bad.yaml}\n"
+                                       "  out:   {plugin: sink-null, inputs: [check]}\n");
     g_autofree char *where = g_strdup_printf("%s:4: field 'b': 'regex' does not apply to a float field", bad);
     assert_contains(both, "check");
     assert_contains(both, where);
@@ -443,8 +447,8 @@ static char *http_get(const char *url, int *code)
 {
     const char *argv[] = {"curl", "-s", "-w", "\n%{http_code}", (char *)url, NULL};
     char *out = NULL;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
-                               NULL, &out, NULL, NULL, NULL));
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                               &out, NULL, NULL, NULL));
     char *nl = strrchr(out, '\n');
     *code = nl ? atoi(nl + 1) : 0;
     if (nl)
@@ -454,20 +458,20 @@ static char *http_get(const char *url, int *code)
 
 static void test_metrics_count_by_reason(void)
 {
-    g_autofree char *body = g_strdup_printf(
-        "  gen:   {plugin: source-generate, count: 0, rate: 2000, invalid_ratio: 0.3}\n"
-        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, on_invalid: dead-letter}\n"
-        "  out:   {plugin: sink-null, inputs: [check]}\n"
-        "  dlq:   {plugin: sink-null, inputs: [check.invalid]}\n",
-        schema_path);
+    g_autofree char *body =
+        g_strdup_printf("  gen:   {plugin: source-generate, count: 0, rate: 2000, invalid_ratio: 0.3}\n"
+                        "  check: {plugin: transform-validate, inputs: [gen], schema: %s, on_invalid: dead-letter}\n"
+                        "  out:   {plugin: sink-null, inputs: [check]}\n"
+                        "  dlq:   {plugin: sink-null, inputs: [check.invalid]}\n",
+                        schema_path);
     g_autofree char *yaml = g_strdup_printf("pipeline: {name: m, metrics: '127.0.0.1:0'}\nstages:\n%s", body);
     g_autofree char *file = write_file("metrics.yaml", yaml);
     const char *argv[] = {bin, "run", file, NULL};
     GPid pid;
     int fd;
     g_autoptr(GError) err = NULL;
-    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid,
-                                           NULL, NULL, &fd, &err));
+    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL,
+                                           NULL, &fd, &err));
     g_autoptr(GString) log = g_string_new(NULL);
     char buf[4096];
     ssize_t n;
@@ -520,14 +524,16 @@ int main(int argc, char **argv)
     schema_path = g_build_filename(src, "pipelines", "schemas", "ecommerce_event.yaml", NULL);
     tmpdir = g_dir_make_tmp("tv-pipeline-XXXXXX", NULL);
     g_test_add_func("/validate-pipeline/generated-stream-lands-exactly", test_generated_stream_lands_exactly);
-    g_test_add_func("/validate-pipeline/invalid-events-are-nacked-by-default", test_invalid_events_are_nacked_by_default);
+    g_test_add_func("/validate-pipeline/invalid-events-are-nacked-by-default",
+                    test_invalid_events_are_nacked_by_default);
     g_test_add_func("/validate-pipeline/dead-letter-with-invalid-unconnected-logs-samples",
                     test_dead_letter_unconnected_is_not_durable);
     g_test_add_func("/validate-pipeline/record-schema-is-negotiated-before-running",
                     test_schema_is_negotiated_before_running);
     g_test_add_func("/validate-pipeline/schema-mistakes-fail-validate-with-file-and-line",
                     test_schema_mistakes_fail_validate);
-    g_test_add_func("/validate-pipeline/refused-pipelines-name-what-is-wrong", test_refused_pipelines_name_what_is_wrong);
+    g_test_add_func("/validate-pipeline/refused-pipelines-name-what-is-wrong",
+                    test_refused_pipelines_name_what_is_wrong);
     g_test_add_func("/validate-pipeline/metrics-count-invalid-events-by-reason", test_metrics_count_by_reason);
     int rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);

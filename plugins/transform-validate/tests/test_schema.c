@@ -40,15 +40,15 @@ static char *metadata_value(const char *md, const char *key)
 
 static void test_shipped_schema(void)
 {
-    g_autofree char *path = g_build_filename(g_getenv("ECF_SOURCE_DIR"), "pipelines", "schemas",
-                                             "ecommerce_event.yaml", NULL);
+    g_autofree char *path =
+        g_build_filename(g_getenv("ECF_SOURCE_DIR"), "pipelines", "schemas", "ecommerce_event.yaml", NULL);
     GError *error = NULL;
     tv_schema *s = tv_schema_load(path, &error);
     g_assert_no_error(error);
     g_assert_cmpstr(s->name, ==, "ecommerce_event");
     g_assert_cmpint(s->version, ==, 1);
-    const char *order[] = {"event_id", "event_type", "user_id",  "session_id", "location", "device", "timestamp",
-                           "product_id", "price",    "quantity", "currency",   "query",    "page_url"};
+    const char *order[] = {"event_id",   "event_type", "user_id",  "session_id", "location", "device",  "timestamp",
+                           "product_id", "price",      "quantity", "currency",   "query",    "page_url"};
     g_assert_cmpuint(s->n_fields, ==, G_N_ELEMENTS(order));
     for (guint i = 0; i < G_N_ELEMENTS(order); i++) {
         g_assert_cmpstr(s->fields[i].name, ==, order[i]);
@@ -67,11 +67,11 @@ static void test_shipped_schema(void)
         const char *name, *format;
         gboolean nullable;
     } want[] = {
-        {"event_id", "u", FALSE},     {"event_type", "u", FALSE},   {"user_id", "u", FALSE},
-        {"session_id", "u", FALSE},   {"location", "u", TRUE},      {"device", "u", TRUE},
-        {"timestamp", "tsu:UTC", FALSE}, {"product_id", "u", TRUE}, {"price", "d:12,2", TRUE},
-        {"quantity", "l", TRUE},      {"currency", "u", TRUE},      {"query", "u", TRUE},
-        {"page_url", "u", TRUE},      {"event_date", "tdD", FALSE}, {"ingest_time", "tsu:UTC", FALSE},
+        {"event_id", "u", FALSE},        {"event_type", "u", FALSE},   {"user_id", "u", FALSE},
+        {"session_id", "u", FALSE},      {"location", "u", TRUE},      {"device", "u", TRUE},
+        {"timestamp", "tsu:UTC", FALSE}, {"product_id", "u", TRUE},    {"price", "d:12,2", TRUE},
+        {"quantity", "l", TRUE},         {"currency", "u", TRUE},      {"query", "u", TRUE},
+        {"page_url", "u", TRUE},         {"event_date", "tdD", FALSE}, {"ingest_time", "tsu:UTC", FALSE},
         {"extras", "u", FALSE},
     };
     for (guint i = 0; i < G_N_ELEMENTS(want); i++) {
@@ -100,8 +100,10 @@ typedef struct {
 
 static const schema_case cases[] = {
     {"minimal", HEAD "  a: {type: string}\n", "ok"},
-    {"every-type", HEAD "  a: {type: string}\n  b: {type: int}\n  c: {type: float}\n  d: {type: bool}\n"
-                        "  e: {type: \"decimal(38, 0)\"}\n  f: {type: timestamp}\n  g:\n    type: decimal(1,1)\n", "ok"},
+    {"every-type",
+     HEAD "  a: {type: string}\n  b: {type: int}\n  c: {type: float}\n  d: {type: bool}\n"
+          "  e: {type: \"decimal(38, 0)\"}\n  f: {type: timestamp}\n  g:\n    type: decimal(1,1)\n",
+     "ok"},
     {"block-style-and-comments", "# c\nschema: t # name\nversion: 2\nfields:\n  a:\n    type: int\n    min: 1\n", "ok"},
     {"empty-file", "", "t.yaml: the file is empty"},
     {"not-yaml", "schema: t\nfields: [a\n", "t.yaml:3:"},
@@ -114,43 +116,59 @@ static const schema_case cases[] = {
     {"field-is-a-scalar", HEAD "  a: string\n", "t.yaml:3: field 'a': expected a map of rules"},
     {"unknown-rule", HEAD "  a: {type: int}\n  b:\n    type: int\n    maximum: 3\n",
      "t.yaml:6: field 'b': unknown key 'maximum' (known keys: type, required"},
-    {"rule-given-twice", HEAD "  a:\n    type: int\n    min: 1\n    min: 2\n", "t.yaml:6: field 'a': key 'min' is given twice"},
+    {"rule-given-twice", HEAD "  a:\n    type: int\n    min: 1\n    min: 2\n",
+     "t.yaml:6: field 'a': key 'min' is given twice"},
     {"field-declared-twice", HEAD "  a: {type: int}\n  b: {type: int}\n  a: {type: string}\n",
      "t.yaml:5: field 'a' is declared twice (first on line 3)"},
     {"type-missing", HEAD "  a: {required: true}\n", "t.yaml:3: field 'a': 'type' is missing"},
-    {"type-unknown", HEAD "  a: {type: integer}\n", "t.yaml:3: field 'a': unknown type \"integer\" (types: string, int"},
-    {"decimal-precision-too-big", HEAD "  a: {type: \"decimal(39,2)\"}\n", "t.yaml:3: field 'a': decimal(39,2): precision must be"},
+    {"type-unknown", HEAD "  a: {type: integer}\n",
+     "t.yaml:3: field 'a': unknown type \"integer\" (types: string, int"},
+    {"decimal-precision-too-big", HEAD "  a: {type: \"decimal(39,2)\"}\n",
+     "t.yaml:3: field 'a': decimal(39,2): precision must be"},
     {"decimal-scale-above-precision", HEAD "  a: {type: \"decimal(5,6)\"}\n", "precision must be 1..38"},
     {"decimal-junk", HEAD "  a: {type: \"decimal(5,2)x\"}\n", "unknown type"},
     {"decimal-unquoted-in-flow-map", HEAD "  a: {type: decimal(5,2)}\n", "quote the type in a {...} map"},
-    {"required-not-bool", HEAD "  a: {type: int, required: maybe}\n", "t.yaml:3: field 'a': required: expected true or false"},
-    {"regex-on-int", HEAD "  a:\n    type: int\n    regex: x\n", "t.yaml:5: field 'a': 'regex' does not apply to a int field"},
-    {"enum-on-decimal", HEAD "  a:\n    type: decimal(4,2)\n    enum: [1]\n", "'enum' does not apply to a decimal(4,2) field"},
+    {"required-not-bool", HEAD "  a: {type: int, required: maybe}\n",
+     "t.yaml:3: field 'a': required: expected true or false"},
+    {"regex-on-int", HEAD "  a:\n    type: int\n    regex: x\n",
+     "t.yaml:5: field 'a': 'regex' does not apply to a int field"},
+    {"enum-on-decimal", HEAD "  a:\n    type: decimal(4,2)\n    enum: [1]\n",
+     "'enum' does not apply to a decimal(4,2) field"},
     {"min-on-string", HEAD "  a: {type: string, min: 1}\n", "'min' does not apply to a string field"},
     {"max-future-on-int", HEAD "  a: {type: int, max_future: 1h}\n", "'max_future' does not apply"},
     {"max-length-on-bool", HEAD "  a: {type: bool, max_length: 3}\n", "'max_length' does not apply"},
     {"bad-regex", HEAD "  a:\n    type: string\n    regex: \"[A-\"\n", "t.yaml:5: field 'a': regex:"},
     {"enum-not-a-list", HEAD "  a: {type: string, enum: a}\n", "t.yaml:3: field 'a': enum: expected a list"},
     {"enum-empty", HEAD "  a: {type: string, enum: []}\n", "enum: the list is empty"},
-    {"enum-repeats", HEAD "  a:\n    type: string\n    enum: [x, y, x]\n", "t.yaml:5: field 'a': enum: \"x\" is listed twice"},
+    {"enum-repeats", HEAD "  a:\n    type: string\n    enum: [x, y, x]\n",
+     "t.yaml:5: field 'a': enum: \"x\" is listed twice"},
     {"enum-nested-list", HEAD "  a: {type: string, enum: [[x]]}\n", "enum: values must be strings"},
     {"min-length-negative", HEAD "  a: {type: string, min_length: -1}\n", "min_length: expected a whole number >= 0"},
-    {"min-length-above-max", HEAD "  a: {type: string, min_length: 5, max_length: 4}\n", "min_length 5 is more than max_length 4"},
+    {"min-length-above-max", HEAD "  a: {type: string, min_length: 5, max_length: 4}\n",
+     "min_length 5 is more than max_length 4"},
     {"int-min-not-int", HEAD "  a: {type: int, min: 1.5}\n", "field 'a': min: expected an int64, got \"1.5\""},
     {"int-min-above-max", HEAD "  a: {type: int, min: 5, max: 4}\n", "t.yaml:3: field 'a': min 5 is more than max 4"},
     {"float-min-junk", HEAD "  a: {type: float, min: low}\n", "min: expected a number"},
     {"decimal-min-too-precise", HEAD "  a: {type: \"decimal(12,2)\", min: \"0.001\"}\n",
      "min: \"0.001\" is not a decimal(12,2) value"},
-    {"decimal-max-too-big", HEAD "  a: {type: 'decimal(4,2)', max: \"100\"}\n", "max: \"100\" is not a decimal(4,2) value"},
-    {"timestamp-min-without-zone", HEAD "  a: {type: timestamp, min: \"2024-01-01T00:00:00\"}\n", "min: \"2024-01-01T00:00:00\" has no zone"},
-    {"max-future-junk", HEAD "  a: {type: timestamp, max_future: soon}\n", "max_future: expected a duration like \"1h\""},
+    {"decimal-max-too-big", HEAD "  a: {type: 'decimal(4,2)', max: \"100\"}\n",
+     "max: \"100\" is not a decimal(4,2) value"},
+    {"timestamp-min-without-zone", HEAD "  a: {type: timestamp, min: \"2024-01-01T00:00:00\"}\n",
+     "min: \"2024-01-01T00:00:00\" has no zone"},
+    {"max-future-junk", HEAD "  a: {type: timestamp, max_future: soon}\n",
+     "max_future: expected a duration like \"1h\""},
     {"max-future-none", HEAD "  a: {type: timestamp, max_future: none}\n", "ok"},
-    {"derived-name-taken", HEAD "  extras: {type: string}\n", "t.yaml:3: field 'extras': the name is taken by a derived column"},
+    {"derived-name-taken", HEAD "  extras: {type: string}\n",
+     "t.yaml:3: field 'extras': the name is taken by a derived column"},
     {"event-date-name-taken", HEAD "  event_date: {type: string}\n", "the name is taken"},
-    {"event-time-unknown", "schema: t\nevent_time: ts\nfields:\n  a: {type: string}\n", "t.yaml:2: event_time: no field is named 'ts'"},
-    {"event-time-not-timestamp", "schema: t\nevent_time: a\nfields:\n  a: {type: string}\n", "event_time: field 'a' is not a timestamp"},
-    {"version-not-int", "schema: t\nversion: one\nfields:\n  a: {type: string}\n", "t.yaml:2: version: expected a whole number"},
-    {"name-is-a-map", "schema: {a: 1}\nfields:\n  a: {type: string}\n", "t.yaml:1: schema: expected a single value, got a map"},
+    {"event-time-unknown", "schema: t\nevent_time: ts\nfields:\n  a: {type: string}\n",
+     "t.yaml:2: event_time: no field is named 'ts'"},
+    {"event-time-not-timestamp", "schema: t\nevent_time: a\nfields:\n  a: {type: string}\n",
+     "event_time: field 'a' is not a timestamp"},
+    {"version-not-int", "schema: t\nversion: one\nfields:\n  a: {type: string}\n",
+     "t.yaml:2: version: expected a whole number"},
+    {"name-is-a-map", "schema: {a: 1}\nfields:\n  a: {type: string}\n",
+     "t.yaml:1: schema: expected a single value, got a map"},
     {"two-documents", HEAD "  a: {type: string}\n---\nschema: u\n", "only one YAML document is allowed"},
     {"empty-field-name", HEAD "  \"\": {type: string}\n", "a field needs a name"},
 };
