@@ -138,8 +138,26 @@ const ecf_loaded_plugin *ecf_registry_load_path(ecf_registry *reg, const char *p
     return lp;
 }
 
+/* A plugin is named, never located: "../x" or "/x" would dlopen (and run
+ * the constructors of) a file outside the plugin path. */
+static gboolean plain_name(const char *name)
+{
+    size_t n = 0;
+    for (const char *p = name; *p; p++, n++)
+        if (!g_ascii_isalnum(*p) && *p != '-' && *p != '_')
+            return FALSE;
+    return n > 0 && n <= 128;
+}
+
 const ecf_loaded_plugin *ecf_registry_find(ecf_registry *reg, const char *name, GError **error)
 {
+    if (!plain_name(name)) {
+        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
+                    "plugin name '%s' is not a plain name (letters, digits, '-' and '_'; plugins are found "
+                    "only in the plugin path)",
+                    name);
+        return NULL;
+    }
     for (guint i = 0; i + 1 < reg->dirs->len; i++) {
         g_autofree char *file = g_strconcat(name, ".so", NULL);
         g_autofree char *path = g_build_filename(reg->dirs->pdata[i], file, NULL);
