@@ -290,6 +290,11 @@ static bool summary_positions(void *ctx, const ice_table *t, GPtrArray *kv, GPtr
     return true;
 }
 
+static catalog_ref table_ref(const ice_state *st)
+{
+    return (catalog_ref){.io = st->io, .location = st->location, .rest = st->rest, .ns = st->ns, .name = st->name};
+}
+
 /* This writer's positions as the table holds them now, into st->fresh (under
  * fresh_lock). Other processes of the same pipeline (scale-out: one group, one
  * table, one writer id) commit partitions this one gets in a rebalance; what
@@ -303,7 +308,7 @@ static void refresh_positions(ice_state *st)
     if (st->fresh_at && now - st->fresh_at < 100000)
         return;
     catalog_table probe;
-    catalog_ref ref = {.io = st->io, .location = st->location, .rest = st->rest, .ns = st->ns, .name = st->name};
+    catalog_ref ref = table_ref(st);
     catalog_table_init(&probe, &ref);
     char *err = NULL;
     int64_t snap;
@@ -695,6 +700,17 @@ static const char *option_or_env(const char *opt, const char *env1, const char *
     return v && *v ? v : NULL;
 }
 
+/* Retries and timeouts of every HTTP request the sink makes, to S3 and to
+ * the REST catalog alike. */
+static http_client_options http_options(const ice_config *cfg)
+{
+    return (http_client_options){.max_attempts = (int)cfg->s3_max_attempts,
+                                 .backoff_us = 100000,
+                                 .backoff_max_us = 5000000,
+                                 .timeout_us = cfg->s3_timeout,
+                                 .connect_timeout_us = 5000000};
+}
+
 /* The IO for a table location: local disk, or S3 configured from the
  * options and the standard AWS environment. */
 static file_io *open_io(const ice_config *cfg, const char *location, char **err)
@@ -712,11 +728,7 @@ static file_io *open_io(const ice_config *cfg, const char *location, char **err)
         .path_style =
             strcmp(cfg->s3_path_style, "auto") == 0 ? endpoint != NULL : strcmp(cfg->s3_path_style, "true") == 0,
         .part_size = (size_t)cfg->s3_part_size,
-        .http = {.max_attempts = (int)cfg->s3_max_attempts,
-                 .backoff_us = 100000,
-                 .backoff_max_us = 5000000,
-                 .timeout_us = cfg->s3_timeout,
-                 .connect_timeout_us = 5000000},
+        .http = http_options(cfg),
     };
     return file_io_s3_new(&o, err);
 }
@@ -767,11 +779,6 @@ static void state_free(ice_state *st)
     g_free(st);
 }
 
-static catalog_ref table_ref(const ice_state *st)
-{
-    return (catalog_ref){.io = st->io, .location = st->location, .rest = st->rest, .ns = st->ns, .name = st->name};
-}
-
 /* The IO follows the table's location (REST: the catalog's choice). */
 static ecf_status open_table_io(ecf_stage *stage, ice_state *st, const char *location)
 {
@@ -800,11 +807,7 @@ static rest_catalog *connect_rest(ecf_stage *stage, const ice_config *cfg, char 
         .oauth2_uri = cfg->catalog_oauth2_uri,
         .scope = cfg->catalog_scope,
         .headers = (const char *const *)headers->pdata,
-        .http = {.max_attempts = (int)cfg->s3_max_attempts,
-                 .backoff_us = 100000,
-                 .backoff_max_us = 5000000,
-                 .timeout_us = cfg->s3_timeout,
-                 .connect_timeout_us = 5000000},
+        .http = http_options(cfg),
     };
     rest_catalog *c = rest_catalog_new(&o, err);
     g_ptr_array_free(headers, TRUE);
