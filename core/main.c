@@ -218,6 +218,94 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
     return code;
 }
 
+static void usage(FILE *out);
+
+/* The plugins declaring command group `group`, for its help; 0 when none. */
+static guint group_help(ecf_registry *reg, const char *group, FILE *out)
+{
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) found = ecf_registry_scan(reg, errors);
+    guint n = 0;
+    for (guint i = 0; i < found->len; i++) {
+        const ecf_loaded_plugin *lp = found->pdata[i];
+        if (!lp->desc.command || g_strcmp0(lp->desc.command_group, group) != 0)
+            continue;
+        if (n++ == 0)
+            fprintf(out,
+                    "usage: ecflow %s VERB PIPELINE.yaml [--stage NAME] [--profile P] [--plugin-path DIR] "
+                    "[ARGS...]\n\n",
+                    group);
+        fprintf(out, "%s (stages of plugin %s):\n%s\n", group, lp->name,
+                lp->desc.command_help ? lp->desc.command_help : "");
+    }
+    return n;
+}
+
+/* `ecflow GROUP VERB FILE ...`: a command a plugin answers (plugin.h,
+ * command_group). --stage, --profile and --plugin-path are the core's; every
+ * other argument goes to the plugin. */
+static int cmd_plugin_group(int argc, char **argv, const char *group)
+{
+    g_auto(cli_opts) o = {0};
+    g_autoptr(GPtrArray) path = g_ptr_array_new();
+    g_autoptr(GPtrArray) rest = g_ptr_array_new(); /* VERB, FILE, ARGS */
+    const char *stage = NULL;
+    gboolean help = FALSE;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **into = strcmp(a, "--stage") == 0                             ? &stage
+                            : strcmp(a, "--profile") == 0 || strcmp(a, "-p") == 0 ? (const char **)&o.profile
+                                                                                  : NULL;
+        if ((into || strcmp(a, "--plugin-path") == 0 || strcmp(a, "-P") == 0) && i + 1 >= argc) {
+            fprintf(stderr, "ecflow %s: %s needs a value\n", group, a);
+            return ECF_EXIT_CONFIG;
+        }
+        if (into)
+            *into = argv[++i];
+        else if (strcmp(a, "--plugin-path") == 0 || strcmp(a, "-P") == 0)
+            g_ptr_array_add(path, argv[++i]);
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            help = TRUE;
+        else
+            g_ptr_array_add(rest, argv[i]);
+    }
+    const char *profile = o.profile;
+    o.profile = NULL; /* borrowed from argv */
+    g_ptr_array_add(path, NULL);
+    ecf_registry *reg = ecf_registry_new((const char *const *)path->pdata);
+    int code = ECF_EXIT_OK;
+    /* FILE: the first argument after VERB that is not a flag */
+    guint file_at = 1;
+    while (file_at < rest->len && ((const char *)rest->pdata[file_at])[0] == '-')
+        file_at++;
+    if (help || file_at >= rest->len) {
+        guint n = group_help(reg, group, help ? stdout : stderr);
+        if (n == 0) {
+            fprintf(stderr, "ecflow: unknown verb '%s'\n", group);
+            usage(stderr);
+        }
+        code = help && n ? ECF_EXIT_OK : ECF_EXIT_CONFIG;
+    } else {
+        o.profile = g_strdup(profile);
+        ecf_pipeline_def *def = load_checked(rest->pdata[file_at], &o, reg);
+        if (!def) {
+            code = ECF_EXIT_CONFIG;
+        } else {
+            ecf_log_level level = ECF_LOG_INFO;
+            ecf_log_parse_level(def->settings.log_level, &level);
+            ecf_log_configure(level, ECF_LOG_TEXT);
+            /* the plugin sees VERB, ARGS */
+            g_ptr_array_remove_index(rest, file_at);
+            ecf_runtime *rt = ecf_runtime_new(def);
+            code = ecf_runtime_command(rt, group, stage, (int)rest->len, (const char *const *)rest->pdata);
+            ecf_runtime_free(rt);
+            ecf_pipeline_def_free(def);
+        }
+    }
+    ecf_registry_free(reg);
+    return code;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ecflow VERB [options]\n\n"
@@ -228,7 +316,10 @@ static void usage(FILE *out)
                  "                                   the options reference (docs/options.md)\n"
                  "  validate FILE [--profile P]      check a pipeline file\n"
                  "  graph FILE [--format dot|mermaid]\n"
-                 "  run FILE [--profile P] [--plugin-path DIR]\n\n"
+                 "  run FILE [--profile P] [--plugin-path DIR]\n"
+                 "  table compact|expire|clean|stats FILE [--stage NAME] [--dry-run]\n"
+                 "                                   maintain the Iceberg tables a pipeline writes\n"
+                 "                                   (a plugin command: GROUP VERB FILE, see GROUP --help)\n\n"
                  "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
@@ -257,7 +348,5 @@ int main(int argc, char **argv)
         return cmd_plugins(argc, argv);
     if (strcmp(verb, "validate") == 0 || strcmp(verb, "graph") == 0 || strcmp(verb, "run") == 0)
         return cmd_pipeline(argc, argv, verb);
-    fprintf(stderr, "ecflow: unknown verb '%s'\n", verb);
-    usage(stderr);
-    return ECF_EXIT_CONFIG;
+    return cmd_plugin_group(argc, argv, verb);
 }

@@ -341,6 +341,36 @@ int ecf_runtime_check(ecf_runtime *rt)
     return code;
 }
 
+int ecf_runtime_command(ecf_runtime *rt, const char *group, const char *stage_name, int argc, const char *const *argv)
+{
+    g_autofree char *error = NULL;
+    int code = create_all(rt, &error);
+    if (error)
+        fprintf(stderr, "%s\n", error);
+    guint matched = 0;
+    for (guint i = 0; code == ECF_EXIT_OK && i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        if (!s->p->command || g_strcmp0(s->p->command_group, group) != 0)
+            continue;
+        if (stage_name && strcmp(stage_name, s->def->name) != 0)
+            continue;
+        matched++;
+        ecf_status st = s->p->command(s, argc, argv);
+        if (st != ECF_OK) {
+            fprintf(stderr, "%s:%d: stage '%s': %s\n", rt->def->file, s->def->line, s->def->name,
+                    ecf_stage_error(s) ? ecf_stage_error(s) : ecf_status_str(st));
+            code = st == ECF_ERR_CONFIG ? ECF_EXIT_CONFIG : ECF_EXIT_FAILURE;
+        }
+    }
+    if (code == ECF_EXIT_OK && matched == 0) {
+        fprintf(stderr, "%s: %s%s%s has no stage that answers 'ecflow %s'\n", rt->def->file,
+                stage_name ? "stage '" : "the pipeline", stage_name ? stage_name : "", stage_name ? "'" : "", group);
+        code = ECF_EXIT_CONFIG;
+    }
+    teardown(rt);
+    return code;
+}
+
 int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
 {
     gboolean sig_thread = FALSE;

@@ -55,7 +55,7 @@ extern "C" {
 #endif
 
 #define ECF_ABI_MAJOR 1
-#define ECF_ABI_MINOR 2
+#define ECF_ABI_MINOR 3
 
 /* ---------------------------------------------------------------- status */
 
@@ -368,6 +368,18 @@ typedef struct ecf_plugin {
      * know. Called from a source's thread while the sink runs, after the
      * sink's start: it must be thread-safe. Optional. */
     ecf_status (*resume_position)(ecf_stage *stage, const char *topic, int32_t partition, int64_t *next_offset);
+
+    /* 1.3 [main]. Operator commands on what the stage owns, without running
+     * the pipeline: `ecflow GROUP VERB PIPELINE.yaml [--stage NAME] [ARGS]`
+     * creates every stage (as validate does), then calls command() instead
+     * of start() on each stage whose plugin declares command_group GROUP
+     * (sink-iceberg: `ecflow table compact|expire|clean|stats`). argv[0] is
+     * VERB, then ARGS. Results go to stdout, progress to the log; ECF_OK, or
+     * an error set with ecf_error()/ecf_fail(). command_help: one line per
+     * verb, for `ecflow GROUP --help`. Optional. */
+    const char *command_group;
+    const char *command_help;
+    ecf_status (*command)(ecf_stage *stage, int argc, const char *const *argv);
 } ecf_plugin;
 
 #define ECF_PLUGIN_ENTRY_SYMBOL "ecf_plugin_entry"

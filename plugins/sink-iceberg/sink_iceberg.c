@@ -34,6 +34,7 @@
 #include "partition.h"
 #include "positions.h"
 #include "table_commit.h"
+#include "upkeep.h"
 #include "writer_pool.h"
 
 #include <glib.h>
@@ -76,6 +77,16 @@ typedef struct {
     char *catalog_scope;
     ecf_kv *catalog_headers;
     bool create_namespace;
+    bool maintenance;
+    int64_t maintenance_interval;
+    int64_t compact_min_files;
+    int64_t compact_small_file_size;
+    int64_t compact_max_bytes;
+    int64_t compact_memory;
+    int64_t max_manifests;
+    int64_t snapshot_keep_last;
+    int64_t snapshot_max_age;
+    int64_t orphan_age;
 } ice_config;
 
 static const ecf_option ice_options[] = {
@@ -151,6 +162,32 @@ static const ecf_option ice_options[] = {
                 "tries per S3 request on timeouts, resets, 5xx and 429, with exponential backoff and jitter"),
     ECF_OPT_DURATION("s3_timeout", ice_config, s3_timeout, "30s", 1, 3600,
                      "an S3 request that moves no byte for this long is tried again"),
+    ECF_OPT_BOOL("maintenance", ice_config, maintenance, "true",
+                 "keep the table healthy in a background thread every maintenance_interval: compact small "
+                 "files and merge manifests, expire snapshots, remove orphan files (README: Table maintenance); "
+                 "`ecflow table` runs the same steps by hand"),
+    ECF_OPT_DURATION("maintenance_interval", ice_config, maintenance_interval, "1m", 1, 86400,
+                     "time between background maintenance runs"),
+    ECF_OPT_INT("compact_min_files", ice_config, compact_min_files, "8", 2, 100000,
+                "small files of one partition and size tier (64KiB, 512KiB, 4MiB, ... each 8x) that are "
+                "rewritten together; fewer wait for more"),
+    ECF_OPT_SIZE("compact_small_file_size", ice_config, compact_small_file_size, "96MiB", 1024, 1e13,
+                 "data files below this are compacted (Iceberg's default: 3/4 of target_file_size)"),
+    ECF_OPT_SIZE("compact_max_bytes", ice_config, compact_max_bytes, "1GiB", 1024, 1e15,
+                 "input bytes one maintenance run rewrites at most"),
+    ECF_OPT_SIZE("compact_memory", ice_config, compact_memory, "64MiB", 1 << 20, 1e12,
+                 "memory one rewrite holds: the small files it merges (whole) and one row group of the file it "
+                 "writes; it also caps how large a compacted file grows"),
+    ECF_OPT_INT("max_manifests", ice_config, max_manifests, "16", 1, 100000,
+                "the current snapshot lists more manifests than this (one per commit): they are merged into one"),
+    ECF_OPT_INT("snapshot_keep_last", ice_config, snapshot_keep_last, "100", 1, 1000000,
+                "expiry keeps the newest this many snapshots of the table's history"),
+    ECF_OPT_DURATION("snapshot_max_age", ice_config, snapshot_max_age, "10m", 1, 1e9,
+                     "and every snapshot younger than this (the time-travel window); a writer's newest snapshot "
+                     "(its Kafka positions) is always kept"),
+    ECF_OPT_DURATION("orphan_age", ice_config, orphan_age, "3h", 1, 1e9,
+                     "files no snapshot references are removed once older than this, so that a writer's files "
+                     "waiting for their commit are never touched: keep it well above commit_interval"),
     ECF_OPT_END,
 };
 
@@ -196,6 +233,7 @@ typedef struct {
     uint8_t *fates;
     uint32_t cap_fates;
     char *run_id;
+    upkeep *upkeep;       /* background maintenance; NULL when off */
     dedupe *dedupe;       /* NULL without dedupe_key */
     int dedupe_col;       /* its column in the input records */
     uint32_t copies_held; /* rows skipped as copies since the last commit */
@@ -737,6 +775,7 @@ static void state_free(ice_state *st)
 {
     if (!st)
         return;
+    upkeep_stop(g_steal_pointer(&st->upkeep));
     wp_free(st->pool);
     if (st->held) {
         settle_all(st, ECF_ERR_STOPPED, "sink-iceberg stopped before the commit");
@@ -910,6 +949,11 @@ static ecf_status ice_create(ecf_stage *stage)
         return ecf_error(stage, "%s", err);
     }
     part_spec_clear(&probe);
+    if (cfg->orphan_age < 2 * cfg->commit_interval) {
+        state_free(st);
+        return ecf_error(stage, "option 'orphan_age' must be at least twice commit_interval: files waiting for their "
+                                "commit would be taken for orphans");
+    }
     ecf_status cs = open_catalog(stage, st, cfg);
     if (cs != ECF_OK) {
         state_free(st);
@@ -957,6 +1001,67 @@ static ecf_status ice_create(ecf_stage *stage)
                                    "positions (acked at once) or already in the commit being prepared");
     ecf_set_state(stage, st);
     return ECF_OK;
+}
+
+/* ------------------------------------------------------------ maintenance */
+
+static upkeep_config upkeep_settings(ecf_stage *stage, ice_state *st)
+{
+    const ice_config *cfg = ecf_config(stage);
+    pq_options pq = st->pq;
+    /* a rewrite holds its inputs and one output row group: compact_memory in all */
+    if (pq.row_group_size > cfg->compact_memory / 2)
+        pq.row_group_size = MAX(cfg->compact_memory / 2, 1 << 20);
+    return (upkeep_config){
+        .stage = stage,
+        .ref = table_ref(st),
+        .opt = {.target_file_size = cfg->target_file_size,
+                .small_file_size = cfg->compact_small_file_size,
+                .min_input_files = (int)cfg->compact_min_files,
+                .max_rewrite_bytes = cfg->compact_max_bytes,
+                .max_group_bytes = MAX(cfg->compact_memory / 2, 1 << 20),
+                .max_manifests = (int)cfg->max_manifests,
+                .keep_last = (int)cfg->snapshot_keep_last,
+                .max_snapshot_age_ms = cfg->snapshot_max_age / 1000,
+                .orphan_age_ms = cfg->orphan_age / 1000,
+                .pq = pq},
+        .interval_us = cfg->maintenance_interval,
+        /* the orphan walk lists the whole table: at most twice per orphan age */
+        .clean_every_us = MAX(cfg->maintenance_interval, cfg->orphan_age / 2),
+    };
+}
+
+static void ice_stop(ecf_stage *stage)
+{
+    ice_state *st = ecf_state(stage);
+    if (st)
+        upkeep_stop(g_steal_pointer(&st->upkeep));
+}
+
+/* `ecflow table VERB PIPELINE.yaml`: after create, instead of start. */
+static ecf_status ice_command(ecf_stage *stage, int argc, const char *const *argv)
+{
+    ice_state *st = ecf_state(stage);
+    if (st->rest && !st->io) { /* the IO follows the location the catalog gives */
+        ice_table probe = {0};
+        catalog_ref ref = table_ref(st);
+        catalog_table_init(&probe.cat, &ref);
+        char *err = NULL;
+        bool ok = table_reload(&probe, &err);
+        if (ok) {
+            st->location = g_strdup(probe.cat.location);
+            ecf_status s = open_table_io(stage, st, st->location);
+            ok = s == ECF_OK;
+        }
+        table_close(&probe);
+        if (!ok) {
+            ecf_status s = err ? ecf_fail(stage, ECF_ERR_IO, "%s", err) : ECF_ERR_IO;
+            g_free(err);
+            return s;
+        }
+    }
+    upkeep_config c = upkeep_settings(stage, st);
+    return upkeep_command(&c, argc, argv);
 }
 
 /* dedupe_key names a string column of the input. */
@@ -1065,6 +1170,10 @@ static ecf_status ice_start(ecf_stage *stage)
     }
     g_autofree char *uuid = g_uuid_string_random();
     st->run_id = g_strdup(uuid);
+    if (cfg->maintenance) {
+        upkeep_config uc = upkeep_settings(stage, st);
+        st->upkeep = upkeep_start(&uc);
+    }
     wp_set_layout(st->pool, &(wp_layout){.io = st->io,
                                          .location = st->location,
                                          .spec = &st->table.spec,
@@ -1084,5 +1193,6 @@ ECF_PLUGIN_DEFINE(
         .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet; file or REST catalog; local disk or "
                    "S3); acks after the commit",
         .config_size = sizeof(ice_config), .options = ice_options, .tick_interval_us = TICK_US, .create = ice_create,
-        .start = ice_start, .process = ice_process, .tick = ice_tick, .flush = ice_flush, .destroy = ice_destroy,
-        .resume_position = ice_resume_position, )
+        .start = ice_start, .process = ice_process, .tick = ice_tick, .flush = ice_flush, .stop = ice_stop,
+        .destroy = ice_destroy, .resume_position = ice_resume_position, .command_group = "table",
+        .command_help = upkeep_command_help, .command = ice_command, )
