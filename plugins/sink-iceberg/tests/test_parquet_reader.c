@@ -325,6 +325,60 @@ static void test_rewrite_refuses(void)
     bb_free(&f);
 }
 
+/* One input at a time: a refused file leaves the output usable, a corrupt
+ * page in the middle of copying does not. */
+static void test_rewriter_incremental(void)
+{
+    pq_options wopt = {.codec = PQ_CODEC_NONE, .dictionary = true};
+    byte_buf good = {0}, other = {0}, bad_page = {0};
+    write_file(&good, old_schema, G_N_ELEMENTS(old_schema), &wopt, 300, 21);
+    const pq_column_spec foreign[] = {{"x", 20, T(ICE_LONG), true}};
+    write_file(&other, foreign, 1, &wopt, 10, 22);
+    write_file(&bad_page, new_schema, G_N_ELEMENTS(new_schema), &wopt, 50, 23);
+    memset(bad_page.data + 4, 0xFF, 4); /* the first page header of the first chunk */
+    pq_input in_good = {"good.parquet", good.data, good.len}, in_other = {"other.parquet", other.data, other.len},
+             in_bad = {"bad.parquet", bad_page.data, bad_page.len};
+    const int n_out = G_N_ELEMENTS(new_schema);
+    char err[256];
+    byte_buf out = {0};
+    pq_file_metrics m;
+
+    pq_rewriter *rw = pq_rewriter_new(new_schema, n_out, &wopt, (pq_sink){mem_write, &out}, NULL);
+    g_assert_cmpint(pq_rewriter_finish(rw, &m, err, sizeof err), ==, PQ_READ_UNSUPPORTED); /* nothing added */
+    pq_rewriter_free(rw);
+
+    bb_reset(&out);
+    rw = pq_rewriter_new(new_schema, n_out, &wopt, (pq_sink){mem_write, &out}, NULL);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_other, err, sizeof err), ==, PQ_READ_UNSUPPORTED);
+    g_assert_nonnull(strstr(err, "other.parquet: required column 'id'"));
+    g_assert_false(pq_rewriter_failed(rw));
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_rewriter_num_rows(rw), ==, 600);
+    g_assert_cmpint(pq_rewriter_finish(rw, &m, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(m.num_rows, ==, 600);
+    pq_file_metrics_clear(&m);
+    pq_rewriter_free(rw);
+    pq_reader *r;
+    g_assert_cmpint(pq_reader_open(out.data, out.len, "out", NULL, &r, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_reader_num_rows(r), ==, 600);
+    pq_reader_free(r);
+
+    bb_reset(&out);
+    rw = pq_rewriter_new(new_schema, n_out, &wopt, (pq_sink){mem_write, &out}, NULL);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_bad, err, sizeof err), ==, PQ_READ_CORRUPT);
+    g_assert_nonnull(strstr(err, "bad.parquet: column 'id', row group 0: page header"));
+    g_assert_true(pq_rewriter_failed(rw));
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_WRITE_FAILED);
+    g_assert_cmpint(pq_rewriter_finish(rw, &m, err, sizeof err), ==, PQ_WRITE_FAILED);
+    pq_rewriter_free(rw);
+    bb_free(&out);
+    bb_free(&good);
+    bb_free(&other);
+    bb_free(&bad_page);
+}
+
 /* ------------------------------------------------------------ corruption */
 
 typedef struct {
@@ -453,6 +507,8 @@ int main(int argc, char **argv)
     g_test_add_func("/parquet-reader/limits-refuse-huge-pages-and-chunks", test_limits_refuse_huge_claims);
     g_test_add_func("/parquet-reader/footer-lists-longer-than-plausible-are-refused", test_hostile_footer_lists);
     g_test_add_func("/parquet-rewrite/merges-files-across-schema-evolution", test_rewrite_merges_with_evolution);
+    g_test_add_func("/parquet-rewrite/incremental-refusal-keeps-output-corrupt-page-fails-it",
+                    test_rewriter_incremental);
     g_test_add_func("/parquet-rewrite/refuses-missing-required-and-incompatible-columns", test_rewrite_refuses);
     return g_test_run();
 }
