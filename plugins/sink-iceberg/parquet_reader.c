@@ -1341,6 +1341,9 @@ static pq_read_status decode_dict_indices(chunk_ctx *x, const uint8_t *p, size_t
 static pq_read_status decode_levels(chunk_ctx *x, const uint8_t *p, size_t n, int64_t num, int64_t *nulls)
 {
     pq_column_data *o = x->out;
+    *nulls = 0;
+    if (num == 0)
+        return PQ_READ_OK; /* o->valid may still be NULL */
     if (!spend(x, (uint64_t)num))
         return CFAIL(x, PQ_READ_LIMIT, "decoded chunk would pass %lld bytes", (long long)x->r->lim.max_chunk_bytes);
     if (!grow((void **)&o->valid, &o->valid_cap, (size_t)(o->n_rows + num), 1))
@@ -1363,12 +1366,14 @@ static pq_read_status decode_levels(chunk_ctx *x, const uint8_t *p, size_t n, in
 
 static pq_read_status decode_values(chunk_ctx *x, int enc, const uint8_t *p, size_t n, int64_t nv, bool have_dict)
 {
+    if (enc != ENC_PLAIN && enc != ENC_PLAIN_DICTIONARY && enc != ENC_RLE_DICTIONARY && enc != ENC_RLE)
+        return CFAIL(x, PQ_READ_UNSUPPORTED, "encoding %s (%d) is not supported", encoding_name(enc), enc);
+    if (nv == 0)
+        return PQ_READ_OK; /* an all-null page: its value buffers may still be NULL */
     switch (enc) {
     case ENC_PLAIN: return decode_plain(x, p, n, nv);
-    case ENC_PLAIN_DICTIONARY:
-    case ENC_RLE_DICTIONARY: return decode_dict_indices(x, p, n, nv, have_dict);
     case ENC_RLE: return decode_rle_bool(x, p, n, nv);
-    default: return CFAIL(x, PQ_READ_UNSUPPORTED, "encoding %s (%d) is not supported", encoding_name(enc), enc);
+    default: return decode_dict_indices(x, p, n, nv, have_dict);
     }
 }
 

@@ -27,6 +27,13 @@ static pq_read_status rfail(pq_read_status st, char *err, size_t errcap, const c
     return st;
 }
 
+static const char *ptype_name(int t)
+{
+    static const char *names[] = {"BOOLEAN", "INT32",  "INT64",      "INT96",
+                                  "FLOAT",   "DOUBLE", "BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"};
+    return t >= 0 && t <= 7 ? names[t] : "unknown";
+}
+
 /* Does the input column's physical type carry values of its Iceberg type
  * the way the conversions in put_chunk expect? */
 static bool physical_fits(const pq_reader_column *c)
@@ -73,8 +80,9 @@ static pq_read_status map_columns(const pq_reader *r, const char *file, const pq
         char a[48], b[48];
         if (!c->has_ice || !physical_fits(c))
             return rfail(PQ_READ_UNSUPPORTED, err, errcap,
-                         "%s: column '%s' (field id %d): its Parquet type %d has no Iceberg type this table takes",
-                         file, c->name, s->field_id, c->ptype);
+                         "%s: column '%s' (field id %d): its Parquet type (%s with its annotation) maps to no "
+                         "Iceberg type compaction writes (e.g. uuid, fixed, unsigned, time, nanosecond timestamps)",
+                         file, c->name, s->field_id, ptype_name(c->ptype));
         if (!ice_type_writable(s->type, c->ice))
             return rfail(PQ_READ_UNSUPPORTED, err, errcap,
                          "%s: column '%s' (field id %d) is %s in the file but %s in the table", file, c->name,

@@ -242,3 +242,13 @@ def test_mutated_pyarrow_files_never_crash(tmp_path, compression):
                    data_page_size=512)
     assert dump(path)[0] == 0
     assert run("fuzz", path, 1500, 7).strip() == "ok"
+
+
+def test_rewrite_refuses_types_iceberg_cannot_take(tmp_path):
+    path = tmp_path / "u.parquet"
+    t = pa.Table.from_arrays([pa.array([1, 2], pa.uint32())], schema=pa.schema([fid("n", pa.uint32(), 1)]))
+    pq.write_table(t, path)
+    p = subprocess.run([PQ_TOOL, "rewrite", tmp_path / "o.parquet", "n:1:long:o", "-", path],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert str(path) in p.stderr and "column 'n'" in p.stderr and "INT32" in p.stderr
