@@ -475,6 +475,38 @@ static void test_limits_refuse_huge_claims(void)
     bb_free(&f);
 }
 
+/* All-null chunks (a column added after the file was written, compacted
+ * once) decode into a fresh pq_column_data without touching its NULL buffers. */
+static void test_all_null_chunk(void)
+{
+    const pq_column_spec cols[] = {{"a", 1, T(ICE_LONG), false}, {"b", 2, T(ICE_STRING), false}};
+    pq_options opt = {.codec = PQ_CODEC_NONE, .dictionary = true};
+    byte_buf f = {0};
+    pq_writer *w = pq_writer_new(cols, 2, &opt, (pq_sink){mem_write, &f});
+    for (int i = 0; i < 100; i++) {
+        pq_put_null(w, 0);
+        pq_put_null(w, 1);
+    }
+    pq_end_rows(w, 100);
+    pq_file_metrics m;
+    g_assert_cmpint(pq_writer_close(w, &m), ==, 0);
+    pq_file_metrics_clear(&m);
+    pq_writer_free(w);
+    pq_reader *r;
+    char err[256];
+    g_assert_cmpint(pq_reader_open(f.data, f.len, "nulls", NULL, &r, err, sizeof err), ==, PQ_READ_OK);
+    for (int c = 0; c < 2; c++) {
+        pq_column_data d = {0};
+        g_assert_cmpint(pq_reader_read_chunk(r, 0, c, &d, err, sizeof err), ==, PQ_READ_OK);
+        g_assert_cmpint(d.n_rows, ==, 100);
+        g_assert_cmpint(d.n_nulls, ==, 100);
+        g_assert_cmpint(d.n_values, ==, 0);
+        pq_column_data_free(&d);
+    }
+    pq_reader_free(r);
+    bb_free(&f);
+}
+
 /* A 2 MB footer listing 2M empty row groups must be refused for its size,
  * not expanded into ~50 MB of structures. */
 static void test_hostile_footer_lists(void)
@@ -505,6 +537,7 @@ int main(int argc, char **argv)
     g_test_add_func("/parquet-reader/round-trip-every-type-codec-and-dictionary-mode", test_round_trip);
     g_test_add_func("/parquet-reader/corrupt-input-gives-errors-never-crashes", test_corrupt_input_never_crashes);
     g_test_add_func("/parquet-reader/limits-refuse-huge-pages-and-chunks", test_limits_refuse_huge_claims);
+    g_test_add_func("/parquet-reader/all-null-chunks-decode", test_all_null_chunk);
     g_test_add_func("/parquet-reader/footer-lists-longer-than-plausible-are-refused", test_hostile_footer_lists);
     g_test_add_func("/parquet-rewrite/merges-files-across-schema-evolution", test_rewrite_merges_with_evolution);
     g_test_add_func("/parquet-rewrite/incremental-refusal-keeps-output-corrupt-page-fails-it",
