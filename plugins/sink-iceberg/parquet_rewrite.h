@@ -13,8 +13,10 @@
  * from an input, a null in it, an incompatible type, or an input column
  * without a field id is an error naming the file and column.
  *
- * Memory: one decoded input column chunk at a time plus what pq_writer
- * buffers for its current row group. Output row groups are cut at input row
+ * Memory: the input bytes the caller holds (pq_rewrite: all inputs;
+ * pq_rewriter: one at a time), one decoded input column chunk (capped by
+ * pq_reader_limits.max_chunk_bytes) and what pq_writer buffers for its
+ * current row group. Output row groups are cut at input row
  * group boundaries once the writer's row_group_size is reached, so an output
  * row group is at least one input row group.
  */
