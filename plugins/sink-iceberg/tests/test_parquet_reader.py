@@ -104,8 +104,9 @@ def norm(rows):
 def test_reads_pyarrow_files(tmp_path, version, compression, dictionary):
     tbl = table()
     path = tmp_path / "in.parquet"
+    # a small dictionary page limit makes pyarrow fall back to PLAIN mid-chunk for "name"
     pq.write_table(tbl, path, data_page_version=version, compression=compression, use_dictionary=dictionary,
-                   row_group_size=900, data_page_size=2048, write_statistics=True)
+                   row_group_size=900, data_page_size=2048, write_statistics=True, dictionary_pagesize_limit=1024)
     rc, err, head, rows = dump(path)
     assert rc == 0, err
     assert head["rows"] == N and head["row_groups"] == 3
