@@ -52,6 +52,7 @@ enum {
 #define MAX_COLUMNS 100000
 #define MAX_FLBA_LEN 4096
 #define MAX_NAME 4096
+#define IDX_BATCH 1024
 
 /* ------------------------------------------------------------ errors */
 
@@ -74,8 +75,14 @@ static pq_read_status fail(pq_read_status st, char *err, size_t errcap, const ch
 typedef struct {
     const uint8_t *p, *end;
     int depth;
-    const char *bad; /* first problem found, NULL while fine */
+    const char *bad;   /* first problem found, NULL while fine */
+    size_t alloc_left; /* bytes the footer's structures may still allocate */
 } tr;
+
+/* Footer structures cost at most this many bytes per byte of footer: a real
+ * footer needs far fewer; a hostile one of tiny empty structs is refused. */
+#define FOOTER_ALLOC_FACTOR 8
+#define FOOTER_ALLOC_SLACK (1 << 20)
 
 static bool tr_ok(const tr *t) { return t->bad == NULL; }
 static void tr_fail(tr *t, const char *why)
@@ -83,6 +90,20 @@ static void tr_fail(tr *t, const char *why)
     if (!t->bad)
         t->bad = why;
 }
+static void *tr_calloc(tr *t, size_t n, size_t size)
+{
+    n = n ? n : 1;
+    if (n > t->alloc_left / size) {
+        tr_fail(t, "footer lists too long for its size");
+        return NULL;
+    }
+    t->alloc_left -= n * size;
+    void *p = calloc(n, size);
+    if (!p)
+        tr_fail(t, "out of memory");
+    return p;
+}
+
 static size_t tr_left(const tr *t) { return (size_t)(t->end - t->p); }
 
 static uint64_t tr_uvarint(tr *t)
@@ -335,8 +356,7 @@ struct pq_reader {
     uint32_t *dict_off;
     size_t dict_off_cap;
     uint32_t dict_n;
-    uint32_t *idx;
-    size_t idx_cap;
+    uint32_t idx[IDX_BATCH];
     uint8_t *defs;
     size_t defs_cap;
     ZSTD_DCtx *zctx;
@@ -512,11 +532,9 @@ static void parse_row_group(tr *t, row_group *g)
                 tr_fail(t, "bad column chunk list");
                 break;
             }
-            g->chunks = calloc(n ? n : 1, sizeof *g->chunks);
-            if (!g->chunks) {
-                tr_fail(t, "out of memory");
+            g->chunks = tr_calloc(t, n, sizeof *g->chunks);
+            if (!g->chunks)
                 break;
-            }
             g->n_chunks = (int)n;
             for (uint32_t i = 0; i < n && tr_ok(t); i++)
                 parse_column_chunk(t, &g->chunks[i]);
@@ -533,7 +551,7 @@ static void parse_row_group(tr *t, row_group *g)
 static const pq_reader_limits default_limits = {
     .max_page_bytes = 256 << 20,
     .max_chunk_bytes = 1 << 30,
-    .max_footer_bytes = 64 << 20,
+    .max_footer_bytes = 16 << 20,
 };
 
 static const char *ptype_name(int t)
@@ -727,7 +745,7 @@ static pq_read_status check_chunk(const pq_reader *r, const row_group *g, int gi
 
 static pq_read_status parse_footer(pq_reader *r, const uint8_t *p, size_t n, char *err, size_t errcap)
 {
-    tr t = {.p = p, .end = p + n};
+    tr t = {.p = p, .end = p + n, .alloc_left = n * FOOTER_ALLOC_FACTOR + FOOTER_ALLOC_SLACK};
     schema_elem *el = NULL;
     uint32_t n_el = 0;
     bool have_schema = false, have_rows = false, have_groups = false, encrypted = false;
@@ -746,11 +764,9 @@ static pq_read_status parse_footer(pq_reader *r, const uint8_t *p, size_t n, cha
                 tr_fail(&t, "too many schema elements");
             if (!tr_ok(&t))
                 break;
-            el = calloc(n_el ? n_el : 1, sizeof *el);
-            if (!el) {
-                tr_fail(&t, "out of memory");
+            el = tr_calloc(&t, n_el, sizeof *el);
+            if (!el)
                 break;
-            }
             for (uint32_t i = 0; i < n_el && tr_ok(&t); i++)
                 parse_schema_elem(&t, &el[i]);
             have_schema = true;
@@ -766,11 +782,9 @@ static pq_read_status parse_footer(pq_reader *r, const uint8_t *p, size_t n, cha
                 tr_fail(&t, "too many row groups");
             if (!tr_ok(&t))
                 break;
-            r->groups = calloc(ng ? ng : 1, sizeof *r->groups);
-            if (!r->groups) {
-                tr_fail(&t, "out of memory");
+            r->groups = tr_calloc(&t, ng, sizeof *r->groups);
+            if (!r->groups)
                 break;
-            }
             for (uint32_t i = 0; i < ng && tr_ok(&t); i++) {
                 parse_row_group(&t, &r->groups[i]);
                 r->n_groups = (int)i + 1; /* freed even when parsing stopped half way */
@@ -879,7 +893,6 @@ void pq_reader_free(pq_reader *r)
     bb_free(&r->page);
     bb_free(&r->dict);
     free(r->dict_off);
-    free(r->idx);
     free(r->defs);
     if (r->zctx)
         ZSTD_freeDCtx(r->zctx);
@@ -1284,38 +1297,43 @@ static pq_read_status decode_dict_indices(chunk_ctx *x, const uint8_t *p, size_t
     int bw = p[0];
     if (bw > 32)
         return CFAIL(x, PQ_READ_CORRUPT, "dictionary index bit width %d > 32", bw);
-    if (!grow((void **)&r->idx, &r->idx_cap, (size_t)nv, sizeof(uint32_t)))
-        return CFAIL(x, PQ_READ_LIMIT, "out of memory");
-    hybrid h = {.p = p + 1, .end = p + n, .width = bw};
-    if (!hy_decode(&h, r->idx, (size_t)nv, NULL))
-        return CFAIL(x, PQ_READ_CORRUPT, "dictionary indices are truncated or malformed");
-    for (int64_t i = 0; i < nv; i++)
-        if (r->idx[i] >= r->dict_n)
-            return CFAIL(x, PQ_READ_CORRUPT, "dictionary index %u past the %u entries", r->idx[i], r->dict_n);
-    if (x->col->ptype == PQ_BYTE_ARRAY) {
-        for (int64_t i = 0; i < nv; i++) {
-            uint32_t k = r->idx[i];
-            pq_read_status st = bytes_append(x, r->dict.data + r->dict_off[k], r->dict_off[k + 1] - r->dict_off[k]);
-            if (st != PQ_READ_OK)
-                return st;
-        }
-        return PQ_READ_OK;
-    }
     size_t w = value_width(x->col);
-    pq_read_status st = fixed_room(x, nv);
-    if (st != PQ_READ_OK)
-        return st;
-    uint8_t *dst = o->fixed + (size_t)o->n_values * w;
-    if (w == 4)
-        for (int64_t i = 0; i < nv; i++)
-            memcpy(dst + i * 4, r->dict.data + (size_t)r->idx[i] * 4, 4);
-    else if (w == 8)
-        for (int64_t i = 0; i < nv; i++)
-            memcpy(dst + i * 8, r->dict.data + (size_t)r->idx[i] * 8, 8);
-    else
-        for (int64_t i = 0; i < nv; i++)
-            memcpy(dst + (size_t)i * w, r->dict.data + (size_t)r->idx[i] * w, w);
-    o->n_values += nv;
+    if (x->col->ptype != PQ_BYTE_ARRAY) {
+        pq_read_status st = fixed_room(x, nv);
+        if (st != PQ_READ_OK)
+            return st;
+    }
+    /* indices in batches: scratch stays IDX_BATCH entries whatever the page claims */
+    hybrid h = {.p = p + 1, .end = p + n, .width = bw};
+    for (int64_t done = 0; done < nv;) {
+        size_t m = nv - done < IDX_BATCH ? (size_t)(nv - done) : IDX_BATCH;
+        if (!hy_decode(&h, r->idx, m, NULL))
+            return CFAIL(x, PQ_READ_CORRUPT, "dictionary indices are truncated or malformed");
+        for (size_t i = 0; i < m; i++)
+            if (r->idx[i] >= r->dict_n)
+                return CFAIL(x, PQ_READ_CORRUPT, "dictionary index %u past the %u entries", r->idx[i], r->dict_n);
+        if (x->col->ptype == PQ_BYTE_ARRAY) {
+            for (size_t i = 0; i < m; i++) {
+                uint32_t k = r->idx[i];
+                pq_read_status st = bytes_append(x, r->dict.data + r->dict_off[k], r->dict_off[k + 1] - r->dict_off[k]);
+                if (st != PQ_READ_OK)
+                    return st;
+            }
+        } else {
+            uint8_t *dst = o->fixed + (size_t)o->n_values * w;
+            if (w == 4)
+                for (size_t i = 0; i < m; i++)
+                    memcpy(dst + i * 4, r->dict.data + (size_t)r->idx[i] * 4, 4);
+            else if (w == 8)
+                for (size_t i = 0; i < m; i++)
+                    memcpy(dst + i * 8, r->dict.data + (size_t)r->idx[i] * 8, 8);
+            else
+                for (size_t i = 0; i < m; i++)
+                    memcpy(dst + i * w, r->dict.data + (size_t)r->idx[i] * w, w);
+            o->n_values += (int64_t)m;
+        }
+        done += (int64_t)m;
+    }
     return PQ_READ_OK;
 }
 
@@ -1323,6 +1341,9 @@ static pq_read_status decode_dict_indices(chunk_ctx *x, const uint8_t *p, size_t
 static pq_read_status decode_levels(chunk_ctx *x, const uint8_t *p, size_t n, int64_t num, int64_t *nulls)
 {
     pq_column_data *o = x->out;
+    *nulls = 0;
+    if (num == 0)
+        return PQ_READ_OK; /* o->valid may still be NULL */
     if (!spend(x, (uint64_t)num))
         return CFAIL(x, PQ_READ_LIMIT, "decoded chunk would pass %lld bytes", (long long)x->r->lim.max_chunk_bytes);
     if (!grow((void **)&o->valid, &o->valid_cap, (size_t)(o->n_rows + num), 1))
@@ -1345,12 +1366,14 @@ static pq_read_status decode_levels(chunk_ctx *x, const uint8_t *p, size_t n, in
 
 static pq_read_status decode_values(chunk_ctx *x, int enc, const uint8_t *p, size_t n, int64_t nv, bool have_dict)
 {
+    if (enc != ENC_PLAIN && enc != ENC_PLAIN_DICTIONARY && enc != ENC_RLE_DICTIONARY && enc != ENC_RLE)
+        return CFAIL(x, PQ_READ_UNSUPPORTED, "encoding %s (%d) is not supported", encoding_name(enc), enc);
+    if (nv == 0)
+        return PQ_READ_OK; /* an all-null page: its value buffers may still be NULL */
     switch (enc) {
     case ENC_PLAIN: return decode_plain(x, p, n, nv);
-    case ENC_PLAIN_DICTIONARY:
-    case ENC_RLE_DICTIONARY: return decode_dict_indices(x, p, n, nv, have_dict);
     case ENC_RLE: return decode_rle_bool(x, p, n, nv);
-    default: return CFAIL(x, PQ_READ_UNSUPPORTED, "encoding %s (%d) is not supported", encoding_name(enc), enc);
+    default: return decode_dict_indices(x, p, n, nv, have_dict);
     }
 }
 

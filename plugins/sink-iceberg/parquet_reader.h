@@ -60,7 +60,7 @@ enum {
 typedef struct {
     int64_t max_page_bytes;   /* decompressed size of one page; default 256 MiB */
     int64_t max_chunk_bytes;  /* decoded column chunk incl. dictionary; default 1 GiB (<= 4 GiB) */
-    int64_t max_footer_bytes; /* default 64 MiB */
+    int64_t max_footer_bytes; /* default 16 MiB; its structures may take 8x that + 1 MiB */
 } pq_reader_limits;
 
 typedef struct {

@@ -27,6 +27,13 @@ static pq_read_status rfail(pq_read_status st, char *err, size_t errcap, const c
     return st;
 }
 
+static const char *ptype_name(int t)
+{
+    static const char *names[] = {"BOOLEAN", "INT32",  "INT64",      "INT96",
+                                  "FLOAT",   "DOUBLE", "BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"};
+    return t >= 0 && t <= 7 ? names[t] : "unknown";
+}
+
 /* Does the input column's physical type carry values of its Iceberg type
  * the way the conversions in put_chunk expect? */
 static bool physical_fits(const pq_reader_column *c)
@@ -73,8 +80,9 @@ static pq_read_status map_columns(const pq_reader *r, const char *file, const pq
         char a[48], b[48];
         if (!c->has_ice || !physical_fits(c))
             return rfail(PQ_READ_UNSUPPORTED, err, errcap,
-                         "%s: column '%s' (field id %d): its Parquet type %d has no Iceberg type this table takes",
-                         file, c->name, s->field_id, c->ptype);
+                         "%s: column '%s' (field id %d): its Parquet type (%s with its annotation) maps to no "
+                         "Iceberg type compaction writes (e.g. uuid, fixed, unsigned, time, nanosecond timestamps)",
+                         file, c->name, s->field_id, ptype_name(c->ptype));
         if (!ice_type_writable(s->type, c->ice))
             return rfail(PQ_READ_UNSUPPORTED, err, errcap,
                          "%s: column '%s' (field id %d) is %s in the file but %s in the table", file, c->name,
@@ -267,34 +275,102 @@ static pq_read_status rewrite_row_group(pq_writer *w, pq_reader *r, int rg, cons
     return PQ_READ_OK;
 }
 
+struct pq_rewriter {
+    pq_column_spec *cols;
+    int n_cols;
+    pq_reader_limits lim;
+    bool has_lim, failed;
+    int inputs;
+    pq_writer *w;
+    col_map *map;
+    pq_column_data d;
+};
+
+pq_rewriter *pq_rewriter_new(const pq_column_spec *cols, int n_cols, const pq_options *opt, pq_sink sink,
+                             const pq_reader_limits *lim)
+{
+    pq_rewriter *rw = calloc(1, sizeof *rw);
+    rw->cols = calloc((size_t)n_cols + 1, sizeof *rw->cols);
+    memcpy(rw->cols, cols, sizeof *cols * (size_t)n_cols);
+    rw->n_cols = n_cols;
+    if (lim) {
+        rw->lim = *lim;
+        rw->has_lim = true;
+    }
+    rw->w = pq_writer_new(cols, n_cols, opt, sink);
+    rw->map = calloc((size_t)n_cols + 1, sizeof *rw->map);
+    return rw;
+}
+
+pq_read_status pq_rewriter_add(pq_rewriter *rw, const pq_input *in, char *err, size_t errcap)
+{
+    if (rw->failed)
+        return rfail(PQ_WRITE_FAILED, err, errcap, "the compacted file already failed");
+    pq_reader *r;
+    pq_read_status st = pq_reader_open(in->data, in->size, in->name, rw->has_lim ? &rw->lim : NULL, &r, err, errcap);
+    if (st != PQ_READ_OK)
+        return st;
+    st = map_columns(r, in->name, rw->cols, rw->n_cols, rw->map, err, errcap);
+    if (st != PQ_READ_OK) {
+        pq_reader_free(r);
+        return st; /* refused before writing: the rewriter stays usable */
+    }
+    for (int g = 0; g < pq_reader_num_row_groups(r) && st == PQ_READ_OK; g++)
+        st = rewrite_row_group(rw->w, r, g, in, rw->cols, rw->n_cols, rw->map, &rw->d, err, errcap);
+    pq_reader_free(r);
+    if (st != PQ_READ_OK)
+        rw->failed = true;
+    else
+        rw->inputs++;
+    return st;
+}
+
+bool pq_rewriter_failed(const pq_rewriter *rw) { return rw->failed; }
+int64_t pq_rewriter_num_rows(const pq_rewriter *rw) { return pq_num_rows(rw->w); }
+
+pq_read_status pq_rewriter_finish(pq_rewriter *rw, pq_file_metrics *metrics, char *err, size_t errcap)
+{
+    memset(metrics, 0, sizeof *metrics);
+    if (rw->failed)
+        return rfail(PQ_WRITE_FAILED, err, errcap, "the compacted file failed earlier");
+    if (rw->inputs == 0)
+        return rfail(PQ_READ_UNSUPPORTED, err, errcap, "no input was added to the compacted file");
+    if (pq_writer_close(rw->w, metrics) != 0) {
+        rw->failed = true;
+        return rfail(PQ_WRITE_FAILED, err, errcap, "writing the compacted file failed");
+    }
+    return PQ_READ_OK;
+}
+
+void pq_rewriter_free(pq_rewriter *rw)
+{
+    if (!rw)
+        return;
+    pq_writer_free(rw->w);
+    pq_column_data_free(&rw->d);
+    free(rw->map);
+    free(rw->cols);
+    free(rw);
+}
+
 pq_read_status pq_rewrite(const pq_input *inputs, int n_inputs, const pq_column_spec *cols, int n_cols,
                           const pq_options *opt, pq_sink sink, const pq_reader_limits *lim, pq_file_metrics *metrics,
                           char *err, size_t errcap)
 {
     memset(metrics, 0, sizeof *metrics);
+    if (n_inputs < 1)
+        return rfail(PQ_READ_UNSUPPORTED, err, errcap, "no input files to compact");
     for (int f = 0; f < n_inputs; f++) {
         pq_read_status st = pq_rewrite_check(&inputs[f], cols, n_cols, lim, err, errcap);
         if (st != PQ_READ_OK)
             return st;
     }
-    pq_writer *w = pq_writer_new(cols, n_cols, opt, sink);
-    col_map *map = calloc((size_t)n_cols + 1, sizeof *map);
-    pq_column_data d = {0};
+    pq_rewriter *rw = pq_rewriter_new(cols, n_cols, opt, sink, lim);
     pq_read_status st = PQ_READ_OK;
-    for (int f = 0; f < n_inputs && st == PQ_READ_OK; f++) {
-        const pq_input *in = &inputs[f];
-        pq_reader *r;
-        if ((st = pq_reader_open(in->data, in->size, in->name, lim, &r, err, errcap)) != PQ_READ_OK)
-            break;
-        st = map_columns(r, in->name, cols, n_cols, map, err, errcap);
-        for (int g = 0; g < pq_reader_num_row_groups(r) && st == PQ_READ_OK; g++)
-            st = rewrite_row_group(w, r, g, in, cols, n_cols, map, &d, err, errcap);
-        pq_reader_free(r);
-    }
-    pq_column_data_free(&d);
-    free(map);
-    if (st == PQ_READ_OK && pq_writer_close(w, metrics) != 0)
-        st = rfail(PQ_WRITE_FAILED, err, errcap, "writing the compacted file failed");
-    pq_writer_free(w);
+    for (int f = 0; f < n_inputs && st == PQ_READ_OK; f++)
+        st = pq_rewriter_add(rw, &inputs[f], err, errcap);
+    if (st == PQ_READ_OK)
+        st = pq_rewriter_finish(rw, metrics, err, errcap);
+    pq_rewriter_free(rw);
     return st;
 }

@@ -181,4 +181,29 @@ static inline bool td_equal(ice_type t, const td_val *a, const td_val *b)
     }
 }
 
+/* 1-3 edits of a valid file: bit flips, byte stores, 0xFF runs (huge
+ * lengths), varint-continuation bytes; half of them in the last 2 KiB, where
+ * the footer is. len must be > 8. */
+static inline void td_mutate(uint8_t *m, size_t len, uint64_t *rng)
+{
+    int edits = 1 + (int)(td_mix((*rng)++) % 3);
+    for (int e = 0; e < edits; e++) {
+        uint64_t h = td_mix((*rng)++);
+        size_t tail = len - 8 < 2048 ? len - 8 : 2048;
+        size_t at = (h & 1) ? len - 8 - (size_t)((h >> 8) % tail) - 1 : (size_t)((h >> 8) % len);
+        switch ((h >> 40) % 4) {
+        case 0: m[at] ^= (uint8_t)(1u << ((h >> 50) % 8)); break;
+        case 1: m[at] = (uint8_t)(h >> 52); break;
+        case 2:
+            for (size_t k = at; k < at + 4 && k < len; k++)
+                m[k] = 0xFF;
+            break;
+        default:
+            for (size_t k = at; k < at + 2 && k < len; k++)
+                m[k] = (uint8_t)(0x80 | (h >> (56 - 8 * (k - at))));
+            break;
+        }
+    }
+}
+
 #endif

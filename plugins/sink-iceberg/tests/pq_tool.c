@@ -6,6 +6,8 @@
  *   pq_tool dump FILE                      rows as JSON lines (after a header line)
  *   pq_tool gen OUT SPEC OPTS ROWS SEED    a file of pq_testdata values via pq_writer
  *   pq_tool rewrite OUT SPEC OPTS IN...    pq_rewrite IN... into OUT; prints metrics JSON
+ *   pq_tool fuzz FILE N SEED               every truncation and N mutations through
+ *                                          pq_reader_fuzz_one (run it under ASan)
  *
  * SPEC: columns separated by ';', each name:field_id:type:r|o, e.g.
  *       "id:1:long:r;amount:4:decimal(12,2):o". OPTS: "codec=zstd,page=8192,
@@ -297,8 +299,33 @@ static int cmd_rewrite(const char *out, const char *spec_s, const char *opts, in
     return 0;
 }
 
+static int cmd_fuzz(const char *path, int n, uint64_t seed)
+{
+    gchar *buf;
+    gsize len;
+    if (!g_file_get_contents(path, &buf, &len, NULL) || len <= 8)
+        return 64;
+    uint8_t *m = g_malloc(len);
+    for (gsize k = 0; k < len; k++) { /* truncations, each in a buffer of exactly k bytes for ASan */
+        uint8_t *t = g_memdup2(buf, k ? k : 1);
+        pq_reader_fuzz_one(t, k);
+        g_free(t);
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(m, buf, len);
+        td_mutate(m, len, &seed);
+        pq_reader_fuzz_one(m, len);
+    }
+    g_free(m);
+    g_free(buf);
+    printf("ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && !strcmp(argv[1], "fuzz"))
+        return cmd_fuzz(argv[2], atoi(argv[3]), strtoull(argv[4], NULL, 10));
     if (argc == 3 && !strcmp(argv[1], "dump"))
         return cmd_dump(argv[2]);
     if (argc == 7 && !strcmp(argv[1], "gen"))

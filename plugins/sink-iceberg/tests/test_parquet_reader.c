@@ -5,6 +5,7 @@
 #include "parquet_rewrite.h"
 #include "parquet_writer.h"
 #include "pq_testdata.h"
+#include "thrift_compact.h"
 
 #include <glib.h>
 
@@ -324,6 +325,60 @@ static void test_rewrite_refuses(void)
     bb_free(&f);
 }
 
+/* One input at a time: a refused file leaves the output usable, a corrupt
+ * page in the middle of copying does not. */
+static void test_rewriter_incremental(void)
+{
+    pq_options wopt = {.codec = PQ_CODEC_NONE, .dictionary = true};
+    byte_buf good = {0}, other = {0}, bad_page = {0};
+    write_file(&good, old_schema, G_N_ELEMENTS(old_schema), &wopt, 300, 21);
+    const pq_column_spec foreign[] = {{"x", 20, T(ICE_LONG), true}};
+    write_file(&other, foreign, 1, &wopt, 10, 22);
+    write_file(&bad_page, new_schema, G_N_ELEMENTS(new_schema), &wopt, 50, 23);
+    memset(bad_page.data + 4, 0xFF, 4); /* the first page header of the first chunk */
+    pq_input in_good = {"good.parquet", good.data, good.len}, in_other = {"other.parquet", other.data, other.len},
+             in_bad = {"bad.parquet", bad_page.data, bad_page.len};
+    const int n_out = G_N_ELEMENTS(new_schema);
+    char err[256];
+    byte_buf out = {0};
+    pq_file_metrics m;
+
+    pq_rewriter *rw = pq_rewriter_new(new_schema, n_out, &wopt, (pq_sink){mem_write, &out}, NULL);
+    g_assert_cmpint(pq_rewriter_finish(rw, &m, err, sizeof err), ==, PQ_READ_UNSUPPORTED); /* nothing added */
+    pq_rewriter_free(rw);
+
+    bb_reset(&out);
+    rw = pq_rewriter_new(new_schema, n_out, &wopt, (pq_sink){mem_write, &out}, NULL);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_other, err, sizeof err), ==, PQ_READ_UNSUPPORTED);
+    g_assert_nonnull(strstr(err, "other.parquet: required column 'id'"));
+    g_assert_false(pq_rewriter_failed(rw));
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_rewriter_num_rows(rw), ==, 600);
+    g_assert_cmpint(pq_rewriter_finish(rw, &m, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(m.num_rows, ==, 600);
+    pq_file_metrics_clear(&m);
+    pq_rewriter_free(rw);
+    pq_reader *r;
+    g_assert_cmpint(pq_reader_open(out.data, out.len, "out", NULL, &r, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_reader_num_rows(r), ==, 600);
+    pq_reader_free(r);
+
+    bb_reset(&out);
+    rw = pq_rewriter_new(new_schema, n_out, &wopt, (pq_sink){mem_write, &out}, NULL);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_READ_OK);
+    g_assert_cmpint(pq_rewriter_add(rw, &in_bad, err, sizeof err), ==, PQ_READ_CORRUPT);
+    g_assert_nonnull(strstr(err, "bad.parquet: column 'id', row group 0: page header"));
+    g_assert_true(pq_rewriter_failed(rw));
+    g_assert_cmpint(pq_rewriter_add(rw, &in_good, err, sizeof err), ==, PQ_WRITE_FAILED);
+    g_assert_cmpint(pq_rewriter_finish(rw, &m, err, sizeof err), ==, PQ_WRITE_FAILED);
+    pq_rewriter_free(rw);
+    bb_free(&out);
+    bb_free(&good);
+    bb_free(&other);
+    bb_free(&bad_page);
+}
+
 /* ------------------------------------------------------------ corruption */
 
 typedef struct {
@@ -374,31 +429,17 @@ static void test_corrupt_input_never_crashes(void)
         fuzz_count(f.data, f.len, &t);
         g_assert_cmpint(t.ok, ==, ++ok_before); /* the valid file itself reads */
         /* every truncation */
-        for (size_t n = 0; n < f.len; n++)
-            fuzz_count(f.data, n, &t);
+        for (size_t n = 0; n < f.len; n++) { /* exactly n bytes, so ASan sees any read past them */
+            uint8_t *cut = g_memdup2(f.data, n ? n : 1);
+            fuzz_count(cut, n, &t);
+            g_free(cut);
+        }
         g_assert_cmpint(t.ok, ==, ok_before); /* a truncated file never reads as valid */
         /* bit flips, byte stores and length-like overwrites, half of them in the footer */
         uint8_t *m = g_malloc(f.len);
         for (int i = 0; i < 1500; i++) {
             memcpy(m, f.data, f.len);
-            int edits = 1 + (int)(td_mix(rng++) % 3);
-            for (int e = 0; e < edits; e++) {
-                uint64_t h = td_mix(rng++);
-                size_t at =
-                    (h & 1) ? f.len - 8 - (size_t)((h >> 8) % MIN(f.len - 8, 2048)) - 1 : (size_t)((h >> 8) % f.len);
-                switch ((h >> 40) % 4) {
-                case 0: m[at] ^= (uint8_t)(1u << ((h >> 50) % 8)); break;
-                case 1: m[at] = (uint8_t)(h >> 52); break;
-                case 2:
-                    for (size_t k = at; k < at + 4 && k < f.len; k++)
-                        m[k] = 0xFF;
-                    break;
-                default:
-                    for (size_t k = at; k < at + 2 && k < f.len; k++)
-                        m[k] = (uint8_t)(0x80 | (h >> (56 - 8 * (k - at))));
-                    break;
-                }
-            }
+            td_mutate(m, f.len, &rng);
             fuzz_count(m, f.len, &t);
         }
         g_free(m);
@@ -434,13 +475,73 @@ static void test_limits_refuse_huge_claims(void)
     bb_free(&f);
 }
 
+/* All-null chunks (a column added after the file was written, compacted
+ * once) decode into a fresh pq_column_data without touching its NULL buffers. */
+static void test_all_null_chunk(void)
+{
+    const pq_column_spec cols[] = {{"a", 1, T(ICE_LONG), false}, {"b", 2, T(ICE_STRING), false}};
+    pq_options opt = {.codec = PQ_CODEC_NONE, .dictionary = true};
+    byte_buf f = {0};
+    pq_writer *w = pq_writer_new(cols, 2, &opt, (pq_sink){mem_write, &f});
+    for (int i = 0; i < 100; i++) {
+        pq_put_null(w, 0);
+        pq_put_null(w, 1);
+    }
+    pq_end_rows(w, 100);
+    pq_file_metrics m;
+    g_assert_cmpint(pq_writer_close(w, &m), ==, 0);
+    pq_file_metrics_clear(&m);
+    pq_writer_free(w);
+    pq_reader *r;
+    char err[256];
+    g_assert_cmpint(pq_reader_open(f.data, f.len, "nulls", NULL, &r, err, sizeof err), ==, PQ_READ_OK);
+    for (int c = 0; c < 2; c++) {
+        pq_column_data d = {0};
+        g_assert_cmpint(pq_reader_read_chunk(r, 0, c, &d, err, sizeof err), ==, PQ_READ_OK);
+        g_assert_cmpint(d.n_rows, ==, 100);
+        g_assert_cmpint(d.n_nulls, ==, 100);
+        g_assert_cmpint(d.n_values, ==, 0);
+        pq_column_data_free(&d);
+    }
+    pq_reader_free(r);
+    bb_free(&f);
+}
+
+/* A 2 MB footer listing 2M empty row groups must be refused for its size,
+ * not expanded into ~50 MB of structures. */
+static void test_hostile_footer_lists(void)
+{
+    byte_buf f = {0};
+    bb_append(&f, "PAR1", 4);
+    size_t footer_at = f.len;
+    tc_writer t = {.out = &f};
+    tc_struct_begin(&t);
+    const uint32_t n = 2000000;
+    tc_field_list_begin(&t, 4, TC_STRUCT, n);
+    bb_reserve(&f, n);
+    memset(f.data + f.len, 0, n); /* each: an empty struct (its stop byte) */
+    f.len += n;
+    tc_struct_end(&t);
+    bb_u32le(&f, (uint32_t)(f.len - footer_at));
+    bb_append(&f, "PAR1", 4);
+    pq_reader *r;
+    char err[256];
+    g_assert_cmpint(pq_reader_open(f.data, f.len, "lists.parquet", NULL, &r, err, sizeof err), ==, PQ_READ_CORRUPT);
+    g_assert_nonnull(strstr(err, "too long for its size"));
+    bb_free(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/parquet-reader/round-trip-every-type-codec-and-dictionary-mode", test_round_trip);
     g_test_add_func("/parquet-reader/corrupt-input-gives-errors-never-crashes", test_corrupt_input_never_crashes);
     g_test_add_func("/parquet-reader/limits-refuse-huge-pages-and-chunks", test_limits_refuse_huge_claims);
+    g_test_add_func("/parquet-reader/all-null-chunks-decode", test_all_null_chunk);
+    g_test_add_func("/parquet-reader/footer-lists-longer-than-plausible-are-refused", test_hostile_footer_lists);
     g_test_add_func("/parquet-rewrite/merges-files-across-schema-evolution", test_rewrite_merges_with_evolution);
+    g_test_add_func("/parquet-rewrite/incremental-refusal-keeps-output-corrupt-page-fails-it",
+                    test_rewriter_incremental);
     g_test_add_func("/parquet-rewrite/refuses-missing-required-and-incompatible-columns", test_rewrite_refuses);
     return g_test_run();
 }
