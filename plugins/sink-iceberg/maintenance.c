@@ -426,7 +426,7 @@ static GPtrArray *small_files(const ice_table *t, GPtrArray *live, const maint_o
     GPtrArray *parts = g_ptr_array_new_with_free_func(part_files_free);
     for (guint i = 0; i < live->len; i++) {
         manifest_entry *e = g_ptr_array_index(live, i);
-        if (e->file->metrics.file_size >= o->small_file_size)
+        if (e->file->metrics.file_size >= o->small_file_size || e->file->metrics.file_size > o->max_input_bytes)
             continue;
         char *key = partition_key(&t->spec, e->file);
         part_files *pf = g_hash_table_lookup(by, key);
@@ -463,8 +463,14 @@ static int out_write(void *ctx, const void *p, size_t n)
     return io->write(c[1], p, n);
 }
 
-/* Rewrites `group` (entries of one partition) into one file; NULL with *err. */
-static data_file *rewrite_group(ice_table *t, GPtrArray *group, const maint_options *o, char **err)
+/*
+ * Rewrites `group` (entries of one partition) into one file, reading one input
+ * at a time; NULL with *err. An input the reader refuses before any of its
+ * rows went out (a foreign encoding, another schema) stays in the table:
+ * `done` lists the entries that are in the new file.
+ */
+static data_file *rewrite_group(ice_table *t, GPtrArray *group, const maint_options *o, GPtrArray *done,
+                                maint_report *r, char **err)
 {
     const data_file *first = ((manifest_entry *)g_ptr_array_index(group, 0))->file;
     g_autofree char *loc = output_location(first);
@@ -478,36 +484,51 @@ static data_file *rewrite_group(ice_table *t, GPtrArray *group, const maint_opti
         cols[i] = (pq_column_spec){.name = f->name, .field_id = f->id, .type = f->type, .required = f->required};
     }
     void *ctx[2] = {io, out};
-    /* the group's files whole in memory: plan_groups keeps them under max_group_bytes */
-    byte_buf *data = g_new0(byte_buf, group->len);
-    pq_input *in = g_new0(pq_input, group->len);
+    pq_rewriter *rw =
+        pq_rewriter_new(cols, t->schema.n_fields, &o->pq, (pq_sink){.write = out_write, .ctx = ctx}, NULL);
+    char e[512];
     bool ok = true;
-    for (guint i = 0; ok && i < group->len; i++) {
-        const data_file *f = ((manifest_entry *)g_ptr_array_index(group, i))->file;
-        ok = io->read_all(io, f->location, &data[i], err);
-        in[i] = (pq_input){.name = f->location, .data = data[i].data, .size = data[i].len};
+    for (guint i = 0; ok && i < group->len && !(o->cancel && g_atomic_int_get(o->cancel)); i++) {
+        manifest_entry *me = g_ptr_array_index(group, i);
+        byte_buf data = {0};
+        ok = io->read_all(io, me->file->location, &data, err);
+        if (!ok)
+            break;
+        pq_input in = {.name = me->file->location, .data = data.data, .size = data.len};
+        pq_read_status st = pq_rewriter_add(rw, &in, e, sizeof e);
+        bb_free(&data);
+        if (st == PQ_READ_OK) {
+            g_ptr_array_add(done, me);
+        } else if (pq_rewriter_failed(rw)) {
+            *err = g_strdup(e);
+            ok = false;
+        } else {
+            r->files_skipped++;
+            note(r, g_strdup_printf("compaction leaves %s as it is: %s", me->file->location, e));
+        }
     }
     pq_file_metrics m = {0};
-    char e[512];
-    if (ok && pq_rewrite(in, (int)group->len, cols, t->schema.n_fields, &o->pq,
-                         (pq_sink){.write = out_write, .ctx = ctx}, NULL, &m, e, sizeof e) != PQ_READ_OK) {
+    if (ok && done->len < 2) {
+        ok = false; /* nothing worth a rewrite left (refused inputs, or cancelled) */
+        *err = g_strdup("fewer than two files of the group could be rewritten");
+    }
+    if (ok && pq_rewriter_finish(rw, &m, e, sizeof e) != PQ_READ_OK) {
         ok = false;
         *err = g_strdup(e);
     }
-    for (guint i = 0; i < group->len; i++)
-        bb_free(&data[i]);
-    g_free(data);
-    g_free(in);
+    pq_rewriter_free(rw);
     g_free(cols);
     if (!ok) {
         if (!*err)
             *err = io->error(out);
         io->abort(out);
         pq_file_metrics_clear(&m);
+        g_ptr_array_set_size(done, 0);
         return NULL;
     }
     if (io->close(out, err) != 0) {
         pq_file_metrics_clear(&m);
+        g_ptr_array_set_size(done, 0);
         return NULL;
     }
     data_file *df = g_new0(data_file, 1);
@@ -559,7 +580,7 @@ static void plan_groups(GPtrArray *files, const maint_options *o, GPtrArray *gro
         }
         g_ptr_array_add(cur, e);
         bytes += e->file->metrics.file_size;
-        if (bytes >= o->target_file_size || bytes >= o->max_group_bytes) {
+        if (bytes >= o->target_file_size) {
             g_ptr_array_add(groups, cur);
             cur = NULL;
         }
@@ -621,18 +642,24 @@ bool maint_compact(ice_table *t, const maint_options *o, maint_report *r, char *
             continue;
         }
         char *why = NULL;
-        data_file *out = rewrite_group(t, group, o, &why);
+        g_autoptr(GPtrArray) done = g_ptr_array_new();
+        data_file *out = rewrite_group(t, group, o, done, r, &why);
         if (!out) {
             /* one partition's unreadable file must not stop the others */
-            r->files_skipped += (int)group->len;
-            note(r, g_strdup_printf("compaction skipped %u files of %s: %s", group->len,
-                                    ((manifest_entry *)group->pdata[0])->file->location, why ? why : "unknown error"));
+            if (!(o->cancel && g_atomic_int_get(o->cancel)))
+                note(r,
+                     g_strdup_printf("compaction skipped %u files of %s: %s", group->len,
+                                     ((manifest_entry *)group->pdata[0])->file->location, why ? why : "unknown error"));
             g_free(why);
             continue;
         }
-        for (guint i = 0; i < group->len; i++)
-            g_ptr_array_add(rs.removed, ((manifest_entry *)g_ptr_array_index(group, i))->file->location);
-        r->files_rewritten += (int)group->len;
+        in_bytes = 0;
+        for (guint i = 0; i < done->len; i++) {
+            const data_file *f = ((manifest_entry *)g_ptr_array_index(done, i))->file;
+            g_ptr_array_add(rs.removed, f->location);
+            in_bytes += f->metrics.file_size;
+        }
+        r->files_rewritten += (int)done->len;
         r->files_written++;
         r->bytes_after += out->metrics.file_size - in_bytes;
         g_hash_table_add(touched, partition_key(&t->spec, out));
@@ -972,7 +999,8 @@ bool maint_stats(ice_table *t, const maint_options *o, GString *out, char **err)
     free_manifests(ms, n_ms);
     if (!ok)
         return false;
-    g_autoptr(GPtrArray) parts = small_files(t, live, &(maint_options){.small_file_size = INT64_MAX});
+    g_autoptr(GPtrArray) parts =
+        small_files(t, live, &(maint_options){.small_file_size = INT64_MAX, .max_input_bytes = INT64_MAX});
     g_string_append_printf(out, "%-40s %7s %12s %12s %6s %6s %6s %6s %6s %9s\n", "partition", "files", "rows", "bytes",
                            "<1M", "1-8M", "8-32M", "32-128M", ">128M", "small");
     int64_t tf = 0, tr = 0, tb = 0, ts = 0;

@@ -33,7 +33,7 @@ typedef struct {
     int64_t small_file_size;     /* data files below this are rewritten */
     int min_input_files;         /* small files a partition needs before it is rewritten */
     int64_t max_rewrite_bytes;   /* input bytes rewritten per run */
-    int64_t max_group_bytes;     /* input bytes rewritten together (held in memory) */
+    int64_t max_input_bytes;     /* larger files are not read for a rewrite (held whole in memory) */
     int max_manifests;           /* the head lists more: merged into one */
     int keep_last;               /* snapshots of the lineage kept */
     int64_t max_snapshot_age_ms; /* and those younger than this */

@@ -176,8 +176,8 @@ static const ecf_option ice_options[] = {
     ECF_OPT_SIZE("compact_max_bytes", ice_config, compact_max_bytes, "1GiB", 1024, 1e15,
                  "input bytes one maintenance run rewrites at most"),
     ECF_OPT_SIZE("compact_memory", ice_config, compact_memory, "64MiB", 1 << 20, 1e12,
-                 "memory one rewrite holds: the small files it merges (whole) and one row group of the file it "
-                 "writes; it also caps how large a compacted file grows"),
+                 "memory a rewrite holds: one input file at a time (files above half of this are not "
+                 "compacted) and one row group of the file it writes (at most half of this)"),
     ECF_OPT_INT("max_manifests", ice_config, max_manifests, "16", 1, 100000,
                 "the current snapshot lists more manifests than this (one per commit): they are merged into one"),
     ECF_OPT_INT("snapshot_keep_last", ice_config, snapshot_keep_last, "100", 1, 1000000,
@@ -1019,7 +1019,7 @@ static upkeep_config upkeep_settings(ecf_stage *stage, ice_state *st)
                 .small_file_size = cfg->compact_small_file_size,
                 .min_input_files = (int)cfg->compact_min_files,
                 .max_rewrite_bytes = cfg->compact_max_bytes,
-                .max_group_bytes = MAX(cfg->compact_memory / 2, 1 << 20),
+                .max_input_bytes = MAX(cfg->compact_memory / 2, 1 << 20),
                 .max_manifests = (int)cfg->max_manifests,
                 .keep_last = (int)cfg->snapshot_keep_last,
                 .max_snapshot_age_ms = cfg->snapshot_max_age / 1000,

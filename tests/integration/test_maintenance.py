@@ -165,6 +165,7 @@ def test_expire_keeps_what_exactly_once_needs_and_deletes_unreferenced_files(tmp
     n_before = len(meta["snapshots"])
     on_disk_before = disk_files(tmp_path, "data")
     # keep only the head: the compaction's replace snapshot, which carries the writer's state
+    time.sleep(1.2)  # every other snapshot older than MAX_AGE
     out = table_cmd(tmp_path, "expire", KEEP_LAST=1, MAX_AGE="1s")
     assert f"snapshots {n_before} -> 1;" in out, out
     meta = json.loads(current_metadata(tmp_path).read_text())
@@ -229,6 +230,7 @@ def test_sigkill_during_maintenance_loses_nothing_and_the_next_run_completes(tmp
         p.send_signal(signal.SIGKILL)
         p.wait()
         check_rows(current_metadata(tmp_path), ids)  # readable, nothing lost, nothing twice
+    time.sleep(1.2)  # every snapshot older than MAX_AGE
     out = table_cmd(tmp_path, "all", COMPACT_MIN_FILES=2, KEEP_LAST=1, MAX_AGE="1s", ORPHAN_AGE="1s",
                     COMMIT_INTERVAL="0.4s")
     assert "clean:" in out, out

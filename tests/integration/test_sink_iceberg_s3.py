@@ -327,6 +327,7 @@ def test_maintenance_through_the_rest_catalog_on_s3_compacts_expires_and_cleans(
     before = catalog.load_table(f"{ns}.events")
     n_files = len(before.inspect.files().to_pylist())
     assert n_files >= 40 and len(before.metadata.snapshots) >= 8
+    time.sleep(1.2)  # every snapshot older than MAX_AGE
     out = table_cmd(seaweedfs, tmp_path, "all", **dict(env, COMPACT_MIN_FILES=2, KEEP_LAST=1, MAX_AGE="1s",
                                                          ORPHAN_AGE="1s", COMMIT_INTERVAL="0.4s"))
     assert "compact:" in out and "expire:" in out and "clean:" in out, out
