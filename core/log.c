@@ -166,9 +166,17 @@ void ecf_log_event_line(GString *line, ecf_log_format format, const char *ts, co
                         ecf_log_level level, const char *event, const char *const *fields, guint64 suppressed)
 {
     g_autofree char *n_suppressed = suppressed ? g_strdup_printf("%" G_GUINT64_FORMAT, suppressed) : NULL;
-    g_autoptr(GString) text = g_string_new("event=");
-    g_string_append(text, event);
+    /* a "msg" field leads the text line, so what people (and scripts) read
+     * there stays as it was; the fields follow as key=value */
+    const char *msg = NULL;
+    for (const char *const *f = fields; f && f[0] && f[1]; f += 2)
+        if (strcmp(f[0], "msg") == 0)
+            msg = f[1];
+    g_autoptr(GString) text = g_string_new(msg);
+    g_string_append_printf(text, "%sevent=%s", msg ? " " : "", event);
     for (const char *const *f = fields; f && f[0] && f[1]; f += 2) {
+        if (strcmp(f[0], "msg") == 0)
+            continue;
         g_string_append_printf(text, " %s=", f[0]);
         append_logfmt_value(text, f[1]);
     }
@@ -204,7 +212,7 @@ void ecf_log_event_line(GString *line, ecf_log_format format, const char *ts, co
     if (n_suppressed)
         g_string_append_printf(line, ",\"suppressed\":%s", n_suppressed);
     g_string_append(line, ",\"msg\":");
-    append_json_string(line, text->str);
+    append_json_string(line, msg ? msg : text->str);
     g_string_append(line, "}\n");
 }
 

@@ -19,8 +19,8 @@ void ecf_logf(const char *stage, ecf_log_level level, const char *fmt, ...) G_GN
 /* Structured events (ecf_host.log_event): each (stage, event) prints at most
  * ECF_LOG_EVENT_BURST times per window; the next one printed says how many
  * were left out ("suppressed"). */
-#define ECF_LOG_EVENT_BURST 5
-#define ECF_LOG_EVENT_WINDOW_US (10 * G_USEC_PER_SEC)
+#define ECF_LOG_EVENT_BURST 10
+#define ECF_LOG_EVENT_WINDOW_US G_USEC_PER_SEC
 void ecf_log_event_write(const char *stage, ecf_log_level level, const char *event, const char *const *fields);
 /* The rate limit alone, at `now_us` (monotonic): TRUE to print, with how
  * many were left out since the last one printed. */

@@ -540,8 +540,9 @@ struct ecf_host {
     /* 1.3 [any]. A structured log event operators search for ("commit",
      * "rebalance", "broker_down"): `fields` holds key, value, key, value
      * ..., NULL; text logs print them as key=value, JSON logs as members
-     * (numbers as numbers). The core keeps each (stage, event) to a few per
-     * ten seconds and counts what it left out. */
+     * (numbers as numbers). A "msg" field is the human sentence: it leads
+     * the text line and is the JSON "msg". The core prints at most 10 of
+     * each (stage, event) per second and counts what it left out. */
     void (*log_event)(ecf_stage *s, ecf_log_level level, const char *event, const char *const *fields);
 };
 

@@ -132,8 +132,13 @@ static void on_assign(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
     }
     if (off + 1 >= sizeof buf && sizeof buf > 4)
         memcpy(buf + sizeof buf - 4, "...", 4);
-    ecf_log(ks->stage, ECF_LOG_INFO, "assigned %d partition(s) (%s)%s%s", parts->cnt, coop ? "cooperative" : "eager",
-            parts->cnt ? ": " : "", buf);
+    char msg[sizeof buf + 64], count[16];
+    snprintf(msg, sizeof msg, "assigned %d partition(s) (%s)%s%s", parts->cnt, coop ? "cooperative" : "eager",
+             parts->cnt ? ": " : "", buf);
+    snprintf(count, sizeof count, "%d", parts->cnt);
+    ecf_log_event(ks->stage, ECF_LOG_INFO, "rebalance",
+                  (const char *const[]){"msg", msg, "kind", "assign", "partitions", count, "protocol",
+                                        coop ? "cooperative" : "eager", NULL});
     if (parts->cnt)
         ecf_log(ks->stage, ECF_LOG_INFO,
                 "start positions: %zu from the sinks, %zu from the "
