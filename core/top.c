@@ -250,14 +250,18 @@ static double rate(const view *v, const char *name, const char *stage)
     if (v->secs <= 0)
         return NAN;
     double sum = 0;
+    gboolean any = FALSE;
     for (guint i = 0; i < v->cur->series->len; i++) {
         const series *s = v->cur->series->pdata[i], *p = NULL;
-        if (matches(s, name, stage) && (p = earlier(v, s)) && s->value >= p->value)
+        if (!matches(s, name, stage))
+            continue;
+        any = TRUE;
+        if ((p = earlier(v, s)) && s->value >= p->value)
             sum += s->value - p->value;
-        else if (matches(s, name, stage) && !p)
+        else if (!p)
             sum += s->value; /* a series born between the two */
     }
-    return sum / v->secs;
+    return any ? sum / v->secs : NAN;
 }
 
 static double rate_of(const view *v, const series *s)
@@ -397,6 +401,7 @@ static void stage_table(GString *out, const view *v)
         r.in = g_strcmp0(r.kind, "source") == 0 ? NAN : rate(v, "ecflow_events_in_total", r.name);
         r.out = g_strcmp0(r.kind, "sink") == 0 ? NAN : rate(v, "ecflow_events_out_total", r.name);
         r.failed = v->secs > 0 ? rate(v, "ecflow_events_failed_total", r.name) : 0;
+        r.failed = isnan(r.failed) ? 0 : r.failed;
         r.fill = total(v, "ecflow_ring_fill_ratio", r.name, NULL);
         r.state = stage_state(v, r.name);
         g_array_append_val(rows, r);
