@@ -162,8 +162,8 @@ static void append_logfmt_value(GString *out, const char *v)
         append_json_string(out, v);
 }
 
-void ecf_log_event_line(GString *line, ecf_log_format format, const char *ts, const char *stage,
-                        ecf_log_level level, const char *event, const char *const *fields, guint64 suppressed)
+void ecf_log_event_line(GString *line, ecf_log_format format, const char *ts, const char *stage, ecf_log_level level,
+                        const char *event, const char *const *fields, guint64 suppressed)
 {
     g_autofree char *n_suppressed = suppressed ? g_strdup_printf("%" G_GUINT64_FORMAT, suppressed) : NULL;
     /* a "msg" field leads the text line, so what people (and scripts) read

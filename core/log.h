@@ -26,8 +26,8 @@ void ecf_log_event_write(const char *stage, ecf_log_level level, const char *eve
  * many were left out since the last one printed. */
 gboolean ecf_log_event_admit(const char *stage, const char *event, gint64 now_us, guint64 *suppressed);
 /* One event as a log line in `format` (no rate limit, no level check). */
-void ecf_log_event_line(GString *line, ecf_log_format format, const char *ts, const char *stage,
-                        ecf_log_level level, const char *event, const char *const *fields, guint64 suppressed);
+void ecf_log_event_line(GString *line, ecf_log_format format, const char *ts, const char *stage, ecf_log_level level,
+                        const char *event, const char *const *fields, guint64 suppressed);
 
 #define ecf_core_error(...) ecf_logf(NULL, ECF_LOG_ERROR, __VA_ARGS__)
 #define ecf_core_warn(...) ecf_logf(NULL, ECF_LOG_WARN, __VA_ARGS__)

@@ -206,8 +206,7 @@ gboolean ecf_metrics_set_buckets(ecf_metrics *reg, ecf_metric *m, const double *
     }
     for (guint i = 0; i < n; i++) {
         if (!isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1])) {
-            g_set_error(error, ECF_ERROR, ECF_ERR_INVALID, "%s: bucket bounds must be finite and increasing",
-                        m->base);
+            g_set_error(error, ECF_ERROR, ECF_ERR_INVALID, "%s: bucket bounds must be finite and increasing", m->base);
             return FALSE;
         }
     }

@@ -42,7 +42,7 @@ double ecf_metric_value(const ecf_metric *m);
 ecf_metric_kind ecf_metric_kind_of(const ecf_metric *m);
 guint64 ecf_metric_count(const ecf_metric *m);
 
-const char *ecf_metric_base(const ecf_metric *m); /* "ecflow_..." */
+const char *ecf_metric_base(const ecf_metric *m);   /* "ecflow_..." */
 const char *ecf_metric_labels(const ecf_metric *m); /* `a="b",c="d"` or "" */
 const char *ecf_metric_stage(const ecf_metric *m);  /* NULL for the pipeline's own */
 const char *ecf_metric_help(const ecf_metric *m);

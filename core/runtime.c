@@ -95,8 +95,8 @@ static void register_gauges(ecf_runtime *rt)
                                       "Share of the stage's input ring in use", s->def->name);
         g->ready = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "stage_ready",
                                    "1 when the stage says it can do its job (its service answers)", s->def->name);
-        g->failed = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "stage_failed", "1 once the stage has failed",
-                                    s->def->name);
+        g->failed =
+            ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "stage_failed", "1 once the stage has failed", s->def->name);
     }
     rt->m_acks = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "acks_outstanding", "Ack tokens not yet settled", NULL);
 }

@@ -70,8 +70,10 @@ static int connect_to(const char *host, const char *port, GError **error)
     }
     freeaddrinfo(res);
     if (fd < 0)
-        g_set_error(error, ECF_ERROR, ECF_ERR_UNAVAILABLE, "cannot reach %s:%s: %s (is the pipeline running, with "
-                    "`metrics:` set?)", host, port, g_strerror(err));
+        g_set_error(error, ECF_ERROR, ECF_ERR_UNAVAILABLE,
+                    "cannot reach %s:%s: %s (is the pipeline running, with "
+                    "`metrics:` set?)",
+                    host, port, g_strerror(err));
     return fd;
 }
 
@@ -83,8 +85,8 @@ char *ecf_top_fetch(const char *url, const char *path, GError **error)
     int fd = connect_to(host, port, error);
     if (fd < 0)
         return NULL;
-    g_autofree char *req = g_strdup_printf("GET %s HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n\r\n", path,
-                                           host, port);
+    g_autofree char *req =
+        g_strdup_printf("GET %s HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n\r\n", path, host, port);
     g_autoptr(GString) resp = g_string_new(NULL);
     gboolean ok = send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req);
     char buf[16384];
@@ -125,8 +127,8 @@ typedef struct {
     double time, uptime;
     const char *pipeline;
     JsonArray *stages;
-    GPtrArray *series;   /* series* */
-    GHashTable *by_key;  /* key -> series* */
+    GPtrArray *series;  /* series* */
+    GHashTable *by_key; /* key -> series* */
 } snapshot;
 
 static void series_free(gpointer p)
@@ -394,8 +396,10 @@ static void stage_table(GString *out, const view *v)
     g_autoptr(GArray) rows = g_array_new(FALSE, TRUE, sizeof(stage_row));
     for (guint i = 0; i < json_array_get_length(v->cur->stages); i++) {
         JsonObject *st = json_array_get_object_element(v->cur->stages, i);
-        stage_row r = {.name = member_string(st, "name"), .kind = member_string(st, "kind"),
-                       .plugin = member_string(st, "plugin"), .dag = i};
+        stage_row r = {.name = member_string(st, "name"),
+                       .kind = member_string(st, "kind"),
+                       .plugin = member_string(st, "plugin"),
+                       .dag = i};
         if (!r.name)
             continue;
         r.in = g_strcmp0(r.kind, "source") == 0 ? NAN : rate(v, "ecflow_events_in_total", r.name);
@@ -493,8 +497,8 @@ static void tables(GString *out, const view *v)
         seconds(p99, sizeof p99, fresh ? quantile(v, fresh, 0.99) : NAN);
         g_string_append_printf(out, "%-18s  %s: %s commits (%s/s), %s rows committed (%s/s)\n", "Table commits",
                                s->stage, commits, crate, rows, rrate);
-        g_string_append_printf(out, "%-18s  %s: last commit %s ago, newest event %s old, p95 %s, p99 %s\n",
-                               "Freshness", s->stage, last, newest, p95, p99);
+        g_string_append_printf(out, "%-18s  %s: last commit %s ago, newest event %s old, p95 %s, p99 %s\n", "Freshness",
+                               s->stage, last, newest, p95, p99);
     }
 }
 

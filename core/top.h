@@ -7,7 +7,13 @@
 #include <glib.h>
 
 /* The columns a view can be sorted by; `s` cycles them. */
-typedef enum { ECF_TOP_SORT_DAG, ECF_TOP_SORT_IN, ECF_TOP_SORT_OUT, ECF_TOP_SORT_FAILED, ECF_TOP_SORT_FILL } ecf_top_sort;
+typedef enum {
+    ECF_TOP_SORT_DAG,
+    ECF_TOP_SORT_IN,
+    ECF_TOP_SORT_OUT,
+    ECF_TOP_SORT_FAILED,
+    ECF_TOP_SORT_FILL
+} ecf_top_sort;
 
 /* One view from two /status.json documents taken `prev` then `cur` (rates
  * are their difference); `prev` may be NULL (no rates yet). `width` 0 means

@@ -411,8 +411,8 @@ static void observe_freshness(ice_state *st)
  * that fine there (a p99 of 2.4 s read from 1/2.5 s bounds was 1.3 s). */
 static void fit_freshness_buckets(ice_state *st, double interval_s)
 {
-    static const double shares[] = {0.05, 0.1, 0.2,  0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,  0.95, 1.0, 1.05,
-                                    1.1,  1.2, 1.35, 1.5, 1.75, 2,  2.5, 3,   4,   6,   10,   20,   60};
+    static const double shares[] = {0.05, 0.1, 0.2,  0.3, 0.4,  0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05,
+                                    1.1,  1.2, 1.35, 1.5, 1.75, 2,   2.5, 3,   4,   6,   10,   20,  60};
     double bounds[G_N_ELEMENTS(shares)];
     for (guint i = 0; i < G_N_ELEMENTS(shares); i++)
         bounds[i] = shares[i] * interval_s;
@@ -449,8 +449,8 @@ static void log_commit(ice_state *st, int64_t snapshot, const char *why, int64_t
     g_snprintf(rows_s, sizeof rows_s, "%" PRId64, rows);
     g_snprintf(ms_s, sizeof ms_s, "%.1f", secs * 1000);
     ecf_log_event(st->stage, ECF_LOG_INFO, "commit",
-                  (const char *const[]){"msg", msg, "table", cfg->table, "snapshot_id", snap_s, "files", files_s, "rows",
-                                        rows_s, "duration_ms", ms_s, "reason", why, NULL});
+                  (const char *const[]){"msg", msg, "table", cfg->table, "snapshot_id", snap_s, "files", files_s,
+                                        "rows", rows_s, "duration_ms", ms_s, "reason", why, NULL});
 }
 
 /* Commits everything buffered; settles every held token. */

@@ -82,8 +82,9 @@ static void test_buckets_replace_the_defaults_before_the_first_observation(void)
 static void test_event_json_line_has_typed_fields(void)
 {
     g_autoptr(GString) line = g_string_new(NULL);
-    const char *fields[] = {"msg", "committed snapshot 9", "table", "ns.t", "rows", "12", "duration_ms", "3.5",
-                            "snapshot_id", "-7", "id", "0x10", "level", "spoof", NULL};
+    const char *fields[] = {"msg", "committed snapshot 9", "table", "ns.t", "rows", "12",    "duration_ms",
+                            "3.5", "snapshot_id",          "-7",    "id",   "0x10", "level", "spoof",
+                            NULL};
     ecf_log_event_line(line, ECF_LOG_JSON, "T", "lake", ECF_LOG_INFO, "commit", fields, 2);
     g_assert_cmpstr(line->str, ==,
                     "{\"ts\":\"T\",\"level\":\"info\",\"stage\":\"lake\",\"event\":\"commit\",\"table\":\"ns.t\","
@@ -145,7 +146,8 @@ static void test_top_view_from_two_documents(void)
     g_assert_true(strstr(text, "lake ") < strstr(text, "src ")); /* sorted by in/s: a source has none */
     g_assert_nonnull(strstr(text, "lake: 4 commits (1/s)"));
     /* the window's 10 observations all fell in (1, 2]: p95 = 1 + 0.95 (a hair under 1.95 as a double) */
-    if (g_test_verbose()) g_printerr("%s", text);
+    if (g_test_verbose())
+        g_printerr("%s", text);
     g_assert_nonnull(strstr(text, "last commit 2.0s ago, newest event - old, p95 1.9s, p99 2.0s"));
     g_free(ecf_top_render(NULL, "{\"x\":1}", NULL, ECF_TOP_SORT_DAG, FALSE, 0, &err));
     g_assert_error(err, ECF_ERROR, ECF_ERR_INVALID);
