@@ -46,6 +46,7 @@ typedef struct {
     tv_reason reason;
     const char *field; /* the schema field concerned, or NULL        */
     char message[384]; /* `field 'price': expected decimal(12,2), got string "abc"` */
+    char value[72];    /* the value at fault in short (`string "abc"`), "" when none */
 } tv_error;
 
 typedef struct {
