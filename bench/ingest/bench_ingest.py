@@ -180,6 +180,11 @@ def ingest_leg(src, dst):
     missing = [n for n in ("http", "to_kafka") if n not in stages]
     if missing:
         die(f"{src}: no stage(s) {', '.join(missing)}: the benchmark runs http -> to_kafka")
+    # File options are relative to the pipeline file: point them at the original's folder.
+    base = os.path.dirname(os.path.abspath(src))
+    stages["http"] = [re.sub(r"^(\s+schema:\s*)([^\s\"'/][^\s]*)\s*$",
+                             lambda m: m.group(1) + os.path.join(base, m.group(2)), line)
+                      for line in stages["http"]]
     text = ("# Written by bench/ingest: the ingest leg of pipelines/ecommerce.yaml, verbatim.\n"
             "pipeline:\n  name: ecommerce-ingest\n"
             '  metrics: "127.0.0.1:${METRICS_PORT}"\n'
