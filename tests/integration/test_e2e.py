@@ -391,7 +391,7 @@ class Runs:
                      HTTP_ON_INVALID="off")
         if s3:
             knobs.update(s3, E2E_PROFILE="s3", AWS_ENDPOINT_URL=s3["S3_ENDPOINT"],
-                         ICEBERG_TABLE=f"e2e_{tag}.events")
+                         ICEBERG_TABLE=f"e2e_{tag}.events", ICEBERG_DLQ_TABLE=f"e2e_{tag}.events_dlq")
         env = ecflow_env(**dict(knobs, **over))
         env.pop("ECFLOW_PROFILE", None)
         return env

@@ -8,7 +8,8 @@ One `ecflow run pipelines/ecommerce.yaml --profile ci` (test_e2e's Runs/Ecflow):
   * NDJSON of invalid events only -> 422;
   * numeric strings for price/quantity (the schema's coerce rule) -> 200, numbers in the table;
   * every rejected event in the dead-letter topic with its reason, source "http", and counted
-    in http_events_invalid_total by reason class.
+    in http_events_invalid_total by reason class;
+  * and in the dead-letter table (ecommerce.events_dlq), once each, with class, reason, field.
 """
 import http.client
 import json
@@ -106,6 +107,18 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     assert all(e["source"]["kind"] == "http" and e["stage"] == "http" for e in dead.values())
     assert dead[f"{run}-bad1"]["class"] == "required" and dead[f"{run}-bad1"]["field"] == "user_id"
     assert "user_id" in dead[f"{run}-bad1"]["reason"]
+
+    # the dead-letter table: each dead letter once, with its reason and source
+    dt = table_dir(env).parent / "events_dlq"
+    wait_until("the dead letters in the DLQ table", lambda: rows_in_table(dt) >= len(bad), 60, 0.5)
+    time.sleep(2.5)  # a later commit would show a duplicate
+    rows = con.execute(f"select raw, class, reason, field, stage, extras->>'$.source.kind', event_date "
+                       f"from iceberg_scan('{dt}')").fetchall()
+    by_id = {json.loads(r[0])["event_id"]: r for r in rows}
+    assert len(rows) == len(bad) and set(by_id) == bad
+    assert by_id[f"{run}-bad0"][1:5] == ("enum", dead[f"{run}-bad0"]["reason"], "event_type", "http")
+    assert by_id[f"{run}-bad2"][1] == "range" and by_id[f"{run}-bad2"][3] == "quantity"
+    assert all(r[5] == "http" and r[6] is not None for r in rows)
 
     invalid = p.metric("http_events_invalid_total")
     by_class = {k.split('reason="')[1].split('"')[0]: v for k, v in invalid.items() if 'reason="' in k}
