@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from conftest import ECFLOW, ROOT, free_port
-from harness import sigterm, wait_until
+from harness import check_sanitizers, sigterm, wait_until
 from test_e2e import duckdb_connect, rows_in_table, runs, table_dir, topic_payloads  # noqa: F401
 
 NOW = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -190,7 +190,9 @@ def test_replay_after_schema_fix(kafka, runs, tmp_path):
         finally:
             sigterm(proc, 60)
             log.close()
-        assert proc.returncode == 0, (tmp_path / f"replay{attempt}.log").read_text()[-3000:]
+        replay_log = (tmp_path / f"replay{attempt}.log").read_text(errors="replace")
+        check_sanitizers(replay_log)
+        assert proc.returncode == 0, replay_log[-3000:]
         assert ids() == sorted(ok + late), f"after replay {attempt + 1}"
     letters = [json.loads(x) for x in topic_payloads(kafka, replay_topic)]
     assert len(letters) == 2
