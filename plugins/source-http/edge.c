@@ -28,6 +28,10 @@
 #define EDGE_MAX_DEPTH 64
 #define EDGE_MAX_COLUMNS 1024
 #define EDGE_POOL_MAX 64
+/* A checker keeps buffers as large as the largest event it saw; one a huge
+ * event inflated past this is freed instead of pooled (as the door's
+ * parsers are), so idle memory stays bounded. */
+#define EDGE_POOL_MAX_BYTES (1u << 20)
 
 struct edge_check {
     tv_validator *v;
@@ -125,10 +129,22 @@ edge_check *edge_get(source_http *src)
     return c;
 }
 
+static size_t checker_footprint(const edge_check *c)
+{
+    size_t n = tv_validator_footprint(c->v) + c->envelope->allocated_len;
+    for (uint32_t i = 0; i < c->cols->n_cols; i++)
+        n += c->cols->cols[i].data_cap;
+    return n;
+}
+
 void edge_put(source_http *src, edge_check *c)
 {
     if (!c)
         return;
+    if (checker_footprint(c) > EDGE_POOL_MAX_BYTES) {
+        checker_free(c);
+        return;
+    }
     g_mutex_lock(&src->lock);
     bool kept = src->checkers->len < EDGE_POOL_MAX;
     if (kept)

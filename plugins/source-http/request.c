@@ -417,7 +417,7 @@ static const char *door_reason(source_http *src, uint8_t verdict)
     return "rejected";
 }
 
-/* The schema check of every event that passed the door (edge.c). A refused
+/* The schema check of every event (edge.c). A refused
  * event is recorded with its field, rule and value and, when a stage reads
  * 'invalid', becomes a dead letter there; it is not emitted. */
 static void run_edge(http_request *req)
@@ -427,14 +427,16 @@ static void run_edge(http_request *req)
     ecf_batch *dlq = NULL;
     for (uint32_t i = 0; i < req->n_events; i++) {
         door_event *de = &g_array_index(req->events, door_event, i);
-        if (de->verdict != DOOR_PASS)
-            continue;
+        /* Events the door refused are checked too: the schema's reason
+         * (field, rule, value) says more than "missing key field". */
         tv_error err;
         const uint8_t *raw = req->body.data + de->offset;
         if (c && edge_validate(src, c, raw, de->length, &err))
             continue;
         if (src->edge_pass && c && err.reason != TV_R_INTERNAL)
             continue; /* counted; emitted as it is */
+        if (de->verdict != DOOR_PASS && (!c || err.reason == TV_R_INTERNAL))
+            continue; /* refused anyway, by the door's own verdict */
         de->verdict = DOOR_SCHEMA;
         if (!c || err.reason == TV_R_INTERNAL) { /* not the event's fault: worth a retry */
             record(req, i, ECF_ERR_NOMEM, c ? err.message : "out of memory");

@@ -82,6 +82,10 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     assert status == 200, body
     status, body = post(p.port, json.dumps(event(f"{run}-bad5", user_id=12)))
     assert status == 422 and body["rejected"][0]["rule"] == "type", body
+    # no key field: the door's check would say "missing key field"; the schema says more
+    status, body = post(p.port, json.dumps(event(f"{run}-bad6", session_id=None)))
+    assert status == 422, body
+    assert (body["rejected"][0]["field"], body["rejected"][0]["rule"]) == ("session_id", "required"), body
 
     want_rows = ok + [f"{run}-coerced"]
     t = table_dir(env)
@@ -93,7 +97,7 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     by_id = {r[0]: r for r in rows}
     assert by_id[f"{run}-coerced"][1] == Decimal("12.50") and by_id[f"{run}-coerced"][2] == 2
 
-    bad = {f"{run}-bad{i}" for i in range(6)}
+    bad = {f"{run}-bad{i}" for i in range(7)}
     main = [json.loads(x)["event_id"] for x in topic_payloads(kafka, env["KAFKA_TOPIC"])]
     assert sorted(main) == sorted(want_rows), "a rejected event reached the main topic"
 
@@ -124,7 +128,7 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
 
     invalid = p.metric("http_events_invalid_total")
     by_class = {k.split('reason="')[1].split('"')[0]: v for k, v in invalid.items() if 'reason="' in k}
-    assert by_class.get("enum") == 1 and by_class.get("required") == 1 and by_class.get("range") == 1
+    assert by_class.get("enum") == 1 and by_class.get("required") == 2 and by_class.get("range") == 1
     assert by_class.get("format") == 2 and by_class.get("type") == 1
     code, took = p.term()
     assert code == 0
@@ -198,5 +202,25 @@ def test_replay_after_schema_fix(kafka, runs, tmp_path):
     assert len(letters) == 2
     assert all(json.loads(x["raw"])["event_id"] == f"{run}-nouser" and x["class"] == "required"
                for x in letters)
+    code, _ = p.term()
+    assert code == 0
+
+
+def test_pass_mode_counts_but_lets_invalid_events_through(kafka, runs):
+    """on_invalid: pass: what rejecting would refuse is counted, and the event goes on to Kafka
+    (the lake leg then dead-letters it, as before edge validation)."""
+    env = runs.env(kafka, HTTP_ON_INVALID="pass")
+    p = runs.start(env, "pass")
+    p.wait_ready()
+    run = uuid.uuid4().hex[:6]
+    status, body = post(p.port, json.dumps([event(f"{run}-a", event_type="bogus"), event(f"{run}-b")]))
+    assert status == 200 and body == {"accepted": 2}, body
+    invalid = p.metric("http_events_invalid_total")
+    assert [v for k, v in invalid.items() if 'reason="enum"' in k] == [1.0], invalid
+    main = sorted(json.loads(x)["event_id"] for x in topic_payloads(kafka, env["KAFKA_TOPIC"]))
+    assert main == [f"{run}-a", f"{run}-b"]
+    wait_until("the lake leg's dead letter", lambda: any(
+        json.loads(json.loads(x)["raw"])["event_id"] == f"{run}-a" and json.loads(x)["stage"] == "check"
+        for x in payloads(kafka, env["KAFKA_DLQ_TOPIC"])), 60, 0.5)
     code, _ = p.term()
     assert code == 0

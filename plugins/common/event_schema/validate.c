@@ -111,6 +111,8 @@ void tv_validator_free(tv_validator *v)
     free(v);
 }
 
+size_t tv_validator_footprint(const tv_validator *v) { return v ? tvj_walker_footprint(v->walker) : 0; }
+
 bool tv_validator_fits(const tv_columns *cols, size_t len)
 {
     return cols->in_bytes + 2 * (uint64_t)cols->rows + len + 2 <= INT32_MAX;

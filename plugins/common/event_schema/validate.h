@@ -63,6 +63,8 @@ typedef struct tv_validator tv_validator;
 tv_validator *tv_validator_new(const tv_schema *s, int64_t max_future_us, uint32_t max_depth, const char *key_field,
                                const char **why);
 void tv_validator_free(tv_validator *v);
+/* The largest event the validator's parser has room for now. */
+size_t tv_validator_footprint(const tv_validator *v);
 
 /* The column layout a pool needs for this schema: n_fields + derived. */
 uint32_t tv_validator_columns(const tv_schema *s, tv_col_kind *kinds, bool *nullable, uint32_t cap);
