@@ -6,6 +6,7 @@
 #include "options.h"
 #include "pipeline.h"
 #include "runtime.h"
+#include "top.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -306,6 +307,66 @@ static int cmd_plugin_group(int argc, char **argv, const char *group)
     return code;
 }
 
+/* The address `top` reads: --url, else the pipeline file's `metrics:`
+ * setting, else the default one. */
+static char *top_url(const char *url, const char *file, cli_opts *o, int *code)
+{
+    if (url)
+        return g_strdup(url);
+    if (!file)
+        return g_strdup("http://127.0.0.1:9464");
+    ecf_registry *reg = ecf_registry_new((const char *const *)o->plugin_path);
+    ecf_pipeline_def *def = load_checked(file, o, reg);
+    char *out = NULL;
+    if (!def)
+        *code = ECF_EXIT_CONFIG;
+    else if (!def->settings.metrics) {
+        fprintf(stderr, "ecflow top: %s sets no `metrics:` address under `pipeline:`; pass --url\n", file);
+        *code = ECF_EXIT_CONFIG;
+    } else {
+        out = g_strdup_printf("http://%s", def->settings.metrics);
+    }
+    ecf_pipeline_def_free(def);
+    ecf_registry_free(reg);
+    return out;
+}
+
+static int cmd_top(int argc, char **argv)
+{
+    g_auto(cli_opts) o = {0};
+    g_autofree char *url = NULL;
+    double interval = 1;
+    gboolean once = FALSE;
+    g_autoptr(GOptionContext) ctx = g_option_context_new("[PIPELINE.yaml]");
+    g_option_context_set_summary(ctx, "Watch a running pipeline: one row per stage (rates, ring fill, state) and the "
+                                      "pipeline's facts (HTTP codes, Kafka lag, commits, freshness, invalid events), "
+                                      "read from its /status.json. Keys: q quits, s sorts, r reverses.");
+    GOptionEntry entries[] = {
+        {"url", 'u', 0, G_OPTION_ARG_STRING, &url,
+         "The metrics address (default: the pipeline file's metrics setting, else http://127.0.0.1:9464)", "URL"},
+        {"interval", 'i', 0, G_OPTION_ARG_DOUBLE, &interval, "Seconds between refreshes (default 1)", "S"},
+        {"once", '1', 0, G_OPTION_ARG_NONE, &once, "Print one plain-text snapshot (rates over --interval) and exit",
+         NULL},
+        common_entries(&o, 0, NULL),
+        common_entries(&o, 1, NULL),
+        {0},
+    };
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "ecflow: %s (see --help)\n", err->message);
+        return ECF_EXIT_CONFIG;
+    }
+    if (argc > 2 || !(interval >= 0.1 && interval <= 3600)) {
+        fprintf(stderr, argc > 2 ? "usage: ecflow top [PIPELINE.yaml] [--url URL] [--interval S] [--once]\n"
+                                 : "ecflow top: --interval is 0.1 to 3600 seconds\n");
+        return ECF_EXIT_CONFIG;
+    }
+    int code = ECF_EXIT_OK;
+    g_autofree char *address = top_url(url, argc == 2 ? argv[1] : NULL, &o, &code);
+    return address ? ecf_top_run(address, interval, once) : code;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ecflow VERB [options]\n\n"
@@ -319,7 +380,8 @@ static void usage(FILE *out)
                  "  run FILE [--profile P] [--plugin-path DIR]\n"
                  "  table compact|expire|clean|stats FILE [--stage NAME] [--dry-run]\n"
                  "                                   maintain the Iceberg tables a pipeline writes\n"
-                 "                                   (a plugin command: GROUP VERB FILE, see GROUP --help)\n\n"
+                 "                                   (a plugin command: GROUP VERB FILE, see GROUP --help)\n"
+                 "  top [FILE] [--url URL] [--once]  watch a running pipeline\n\n"
                  "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
@@ -348,5 +410,7 @@ int main(int argc, char **argv)
         return cmd_plugins(argc, argv);
     if (strcmp(verb, "validate") == 0 || strcmp(verb, "graph") == 0 || strcmp(verb, "run") == 0)
         return cmd_pipeline(argc, argv, verb);
-    return cmd_plugin_group(argc, argv, verb);
+    if (strcmp(verb, "top") == 0)
+        return cmd_top(argc, argv);
+    return cmd_plugin_group(argc, argv, verb); /* or "unknown verb" */
 }

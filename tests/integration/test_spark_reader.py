@@ -486,6 +486,7 @@ def test_spark_reads_what_ecflow_maintenance_left_and_time_travels(tmp_path, spa
            "NDJSON": tmp_path / "truth.ndjson"}
     run_ecflow(env, COUNT=6000, RATE=6000, COMMIT_INTERVAL="0.1s", START="2024-03-01T12:00:00Z")
     knobs = {**env, "COMPACT_MIN_FILES": 2, "KEEP_LAST": 3, "MAX_AGE": "1s", "COMMIT_INTERVAL": "1s"}
+    time.sleep(1.2)  # every snapshot older than MAX_AGE: expiry keeps KEEP_LAST
     p = subprocess.run([str(ECFLOW), "table", "all", str(PIPELINE)], env=ecflow_env(**knobs),
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "compact:" in p.stdout, p.stdout + p.stderr
