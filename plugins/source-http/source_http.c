@@ -39,6 +39,9 @@ static const ecf_option http_options[] = {
                      "idle time after which a connection is closed"),
     ECF_OPT_DURATION("request_timeout", http_config, request_timeout_us, "60s", 1, 86400,
                      "longest time to receive one request body; slower clients are cut off"),
+    ECF_OPT_DURATION("header_timeout", http_config, header_timeout_us, "30s", 0.001, 86400,
+                     "longest time from a connection's start (or its previous answer) to the end of the "
+                     "next request's headers; slower clients, and idle keep-alive connections, are cut off"),
     ECF_OPT_DURATION("ack_timeout", http_config, ack_timeout_us, "30s", 0.001, 86400,
                      "how long a request waits for its events to be durable before 503"),
     ECF_OPT_SIZE("max_inflight_bytes", http_config, max_inflight_bytes, "256MiB", 1024, 1099511627776.0,
@@ -178,6 +181,8 @@ static ecf_status http_create(ecf_stage *stage)
     src->retry_after_s = (unsigned)((cfg->retry_after_us + 999999) / 1000000);
     g_mutex_init(&src->lock);
     g_queue_init(&src->waiting);
+    g_mutex_init(&src->conns_lock);
+    g_queue_init(&src->conns);
     outbox_init(&src->outbox, stage, (uint32_t)cfg->batch_max_events);
     src->parsers = g_ptr_array_new();
     src->why_key_missing = g_strdup_printf("missing key field '%s'", cfg->key_field);
@@ -250,6 +255,7 @@ static ecf_status http_start(ecf_stage *stage)
                                         (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000), NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)http_on_completed, src};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)(void *)http_on_connection, src};
     if (threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
     if (src->tls_cert_pem) {
@@ -291,7 +297,12 @@ static int64_t give_up_us(const http_config *cfg) { return MIN(cfg->ack_timeout_
 
 static void tick(source_http *src)
 {
-    http_expire_waiting(src, ecf_monotonic_us(src->stage), false);
+    int64_t now = ecf_monotonic_us(src->stage);
+    http_expire_waiting(src, now, false);
+    guint cut = http_sweep_connections(src, now);
+    if (cut)
+        ecf_log(src->stage, ECF_LOG_DEBUG, "cut off %u connection%s past header_timeout or request_timeout", cut,
+                cut == 1 ? "" : "s");
     ecf_metric_set(src->stage, src->m_inflight, (double)atomic_load(&src->budget.used));
 }
 
@@ -430,6 +441,7 @@ static void http_destroy(ecf_stage *stage)
     g_queue_init(&src->waiting); /* empty by now; its links live in the requests */
     outbox_clear(&src->outbox);
     g_mutex_clear(&src->lock);
+    g_mutex_clear(&src->conns_lock);
     g_free(src->why_key_missing);
     g_free(src->why_key_not_string);
     g_free(src->why_key_empty);

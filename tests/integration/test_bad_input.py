@@ -1,0 +1,108 @@
+"""The catalogue of hostile inputs (issue 18): each case is one input a client, a table
+file or a pipeline file can hand ecflow, and the answer ecflow must give. New cases
+for hostile input go here; the unit and fuzz tests cover the parsers below this.
+
+  item 2  a lying Content-Length does not reserve the in-flight budget up front
+  item 2  a body that stops arriving is cut off at request_timeout, not only when idle
+  item 7  headers that trickle in (slowloris) are cut off at header_timeout
+
+Environment as in test_source_http.py (ECFLOW_BIN, ECFLOW_PLUGIN_PATH).
+"""
+import json
+import socket
+import time
+
+import pytest
+
+from conftest import free_port
+from harness import metric_sum, scrape_metrics, wait_until
+from test_source_http import Server, events, tmp  # noqa: F401  (tmp is a fixture)
+
+
+@pytest.fixture
+def start(tmp):  # noqa: F811
+    servers = []
+
+    def _start(**kw):
+        kw.setdefault("METRICS_PORT", free_port())
+        s = Server(tmp, **kw)
+        s.metrics_port = kw["METRICS_PORT"]
+        servers.append(s)
+        return s
+
+    yield _start
+    for s in servers:
+        s.stop()
+
+
+def raw(s, data):
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+    c.sendall(data)
+    return c
+
+
+def closed_by_server(c):
+    """True once the server has closed `c` (EOF or reset), without blocking."""
+    c.setblocking(False)
+    try:
+        return c.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        c.setblocking(True)
+
+
+def inflight(s):
+    return metric_sum(scrape_metrics(s.metrics_port), "http_inflight_body_bytes") or 0
+
+
+# ------------------------------------------------------------------ source-http
+
+
+def test_lying_content_length_does_not_hold_the_inflight_budget(start):
+    """Three requests declaring 1 MiB each and sending one byte, with a 2 MiB budget: before,
+    two of them held the whole budget and every honest POST got 503."""
+    s = start(MAX_BODY_BYTES="1MiB", MAX_INFLIGHT_BYTES="2MiB")
+    head = (b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1048576\r\n\r\n{")
+    liars = [raw(s, head) for _ in range(3)]
+    wait_until("the liars' bytes are charged", lambda: inflight(s) > 0, 15)
+    time.sleep(0.3)  # let the third liar's byte land too (it cannot make the test pass wrongly)
+    status, _, body = s.post(json.dumps(events("honest")[0]))
+    assert (status, body) == (200, {"accepted": 1})
+    for c in liars:
+        c.close()
+
+
+def test_body_that_stops_arriving_is_cut_off_at_request_timeout(start):
+    """connection_timeout (idle) stays at its 30 s default: only the request deadline can end
+    this body early."""
+    s = start(REQUEST_TIMEOUT="1s")
+    c = raw(s, b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 100\r\n\r\n{")
+    wait_until("the server closes the connection", lambda: closed_by_server(c), 20, step=0.2)
+    c.close()
+    assert s.post(json.dumps(events("after")[0]))[0] == 200
+
+
+def test_slowloris_headers_are_cut_off_at_header_timeout(start):
+    """Headers arriving one line every 200 ms never leave the connection idle."""
+    s = start(HEADER_TIMEOUT="1s")
+    c = raw(s, b"POST /events HTTP/1.1\r\nHost: x\r\n")
+    deadline = time.monotonic() + 20
+    closed = False
+    i = 0
+    while time.monotonic() < deadline and not closed:
+        try:
+            c.sendall(b"X-Slow-%d: y\r\n" % i)
+        except OSError:
+            closed = True
+            break
+        i += 1
+        time.sleep(0.2)
+        closed = closed_by_server(c)
+    c.close()
+    assert closed, "the server kept a connection whose headers never ended"
+    assert s.post(json.dumps(events("after")[0]))[0] == 200
