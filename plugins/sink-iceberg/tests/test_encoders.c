@@ -8,6 +8,8 @@
 #include "thrift_compact.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
 
 static void test_thrift_field_deltas(void)
 {
@@ -141,6 +143,40 @@ static void test_long_string_upper_bound_is_incremented_prefix(void)
     bb_free(&out);
 }
 
+/* A free-text partition value must always make a creatable directory: long
+ * escaped values are cut and get a hash of the whole value (issue 18). */
+static char *value_path(const char *text)
+{
+    part_field f = {.name = "note", .transform = PT_IDENTITY, .result = {.id = ICE_STRING}};
+    part_value v = {.p = (const uint8_t *)text, .n = (uint32_t)strlen(text)};
+    byte_buf b = {0};
+    part_value_to_path(&f, &v, &b);
+    char *s = g_strndup((const char *)b.data, b.len);
+    bb_free(&b);
+    return s;
+}
+
+static void test_long_partition_value_makes_a_creatable_directory(void)
+{
+    GString *text = g_string_new(NULL);
+    for (int i = 0; i < 150; i++)
+        g_string_append(text, "\xc3\xa9"); /* é: %C3%A9, 6 bytes escaped */
+    g_autofree char *p1 = value_path(text->str);
+    g_string_append(text, "x");
+    g_autofree char *p2 = value_path(text->str);
+    g_string_free(text, TRUE);
+    g_assert_cmpuint(strlen(p1), <=, PART_PATH_VALUE_MAX);
+    g_assert_cmpstr(p1, !=, p2); /* same prefix, different values: different directories */
+    g_autofree char *tmp = g_dir_make_tmp("part-XXXXXX", NULL);
+    g_autofree char *dir = g_strdup_printf("%s/note=%s", tmp, p1);
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    g_rmdir(dir);
+    g_rmdir(tmp);
+    /* short values keep their readable form */
+    g_autofree char *p3 = value_path("page view");
+    g_assert_cmpstr(p3, ==, "page%20view");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -148,6 +184,8 @@ int main(int argc, char **argv)
     g_test_add_func("/avro/round-trip-keeps-field-ids-and-header-keys", test_avro_roundtrip_keeps_field_ids_and_meta);
     g_test_add_func("/bounds/decimals-are-minimal-big-endian", test_decimal_bounds_are_minimal_big_endian);
     g_test_add_func("/partition/temporal-transforms-floor-before-epoch", test_temporal_transforms_floor_before_epoch);
+    g_test_add_func("/partition/long-value-makes-a-creatable-directory",
+                    test_long_partition_value_makes_a_creatable_directory);
     g_test_add_func("/parquet/file-has-magic-footer-and-exact-metrics", test_parquet_file_has_magic_and_footer);
     g_test_add_func("/bounds/long-string-upper-bound-is-incremented-prefix",
                     test_long_string_upper_bound_is_incremented_prefix);
