@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include "source_http.h"
 
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -227,6 +229,30 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     ecf_log(src->stage, ECF_LOG_WARN, "libmicrohttpd: %s", line);
 }
 
+/* Descriptors left to everything else when HTTP clients are at their cap:
+ * sinks' files, Kafka sockets, the metrics server, libraries. */
+#define FD_RESERVE_MIN 64
+
+/* max_connections, kept below the descriptor limit so that clients wait in
+ * the kernel's accept queue instead of taking the descriptors the pipeline
+ * needs to write (a full process fails writes, not just accepts). */
+static unsigned connection_cap(source_http *src)
+{
+    const http_config *cfg = src->cfg;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return (unsigned)cfg->max_connections;
+    rlim_t reserve = MAX((rlim_t)FD_RESERVE_MIN, rl.rlim_cur / 4);
+    rlim_t room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 1;
+    if ((rlim_t)cfg->max_connections <= room)
+        return (unsigned)cfg->max_connections;
+    ecf_log(src->stage, ECF_LOG_WARN,
+            "max_connections %" PRId64 " lowered to %u: the process may open %llu file descriptors and keeps "
+            "%llu for its sinks and sources (raise the hard limit, e.g. LimitNOFILE=, to allow more)",
+            cfg->max_connections, (unsigned)room, (unsigned long long)rl.rlim_cur, (unsigned long long)reserve);
+    return (unsigned)room;
+}
+
 static unsigned worker_threads(const http_config *cfg)
 {
     return cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)g_get_num_processors();
@@ -250,7 +276,7 @@ static ecf_status http_start(ecf_stage *stage)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)on_mhd_log, src};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &src->addr};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_cap(src), NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                         (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000), NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL};

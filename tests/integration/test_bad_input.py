@@ -5,16 +5,23 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
   item 2  a lying Content-Length does not reserve the in-flight budget up front
   item 2  a body that stops arriving is cut off at request_timeout, not only when idle
   item 7  headers that trickle in (slowloris) are cut off at header_timeout
+  item 3  a YAML alias bomb in a pipeline file is refused with FILE:LINE, exit 2
+  item 5  more connections than file descriptors: the soft limit is raised to the hard one
+          and the connection cap kept below it, so connections wait in the accept queue
+          and the pipeline keeps its descriptors
 
 Environment as in test_source_http.py (ECFLOW_BIN, ECFLOW_PLUGIN_PATH).
 """
 import json
+import os
+import resource
 import socket
+import subprocess
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import ECFLOW, free_port
 from harness import metric_sum, scrape_metrics, wait_until
 from test_source_http import Server, events, tmp  # noqa: F401  (tmp is a fixture)
 
@@ -106,3 +113,44 @@ def test_slowloris_headers_are_cut_off_at_header_timeout(start):
     c.close()
     assert closed, "the server kept a connection whose headers never ended"
     assert s.post(json.dumps(events("after")[0]))[0] == 200
+
+
+def test_more_connections_than_descriptors(start):
+    """soft 256 / hard 512 file descriptors; 600 clients connect. ecflow raises its soft
+    limit to 512, caps connections below it, and a request on an early connection and the
+    sink's writes still work."""
+    def limits():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512))
+
+    s = start(preexec_fn=limits)
+    soft = next(l for l in open(f"/proc/{s.proc.pid}/limits") if l.startswith("Max open files"))
+    assert soft.split()[3] == "512", soft
+    first = s.connection()
+    first.connect()
+    others = []
+    for _ in range(600):
+        try:
+            others.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        except OSError:
+            break
+    status, _, body = s.post(json.dumps(events("early")[0]), conn=first)
+    assert (status, body) == (200, {"accepted": 1})
+    for c in others:
+        c.close()
+    first.close()
+    assert "Too many open files" not in s.log_text()
+    assert "connection" in s.log_text() and "file descriptors" in s.log_text()
+
+
+# ------------------------------------------------------------------ pipeline files
+
+
+def test_yaml_alias_bomb_is_refused_with_the_line(tmp_path):
+    y = ("pipeline: {name: bomb}\nstages:\n  src: {plugin: source-generate}\n"
+         "  out: {plugin: sink-null, inputs: [src]}\nx:\n  a0: &a0 [x, x]\n")
+    y += "".join(f"  a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, 40))
+    f = tmp_path / "bomb.yaml"
+    f.write_text(y)
+    r = subprocess.run([str(ECFLOW), "validate", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert f"{f}:" in r.stderr and "aliases" in r.stderr
