@@ -5,6 +5,7 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
   item 2  a lying Content-Length does not reserve the in-flight budget up front
   item 2  a body that stops arriving is cut off at request_timeout, not only when idle
   item 7  headers that trickle in (slowloris) are cut off at header_timeout
+  item 6  /metrics still answers with more than 1024 descriptors open (no select())
   item 3  a YAML alias bomb in a pipeline file is refused with FILE:LINE, exit 2
   item 5  more connections than file descriptors: the soft limit is raised to the hard one
           and the connection cap kept below it, so connections wait in the accept queue
@@ -18,6 +19,7 @@ import resource
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -140,6 +142,26 @@ def test_more_connections_than_descriptors(start):
     first.close()
     assert "Too many open files" not in s.log_text()
     assert "connection" in s.log_text() and "file descriptors" in s.log_text()
+
+
+def test_metrics_answer_with_descriptors_past_fd_setsize(start):
+    """1100 open HTTP clients push the metrics server's next socket past FD_SETSIZE (1024),
+    which select() cannot watch."""
+    def limits():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+
+    s = start(preexec_fn=limits)
+    clients = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(1100)]
+    try:
+        wait_until("1100 connections accepted",
+                   lambda: len(os.listdir(f"/proc/{s.proc.pid}/fd")) > 1100, 30)
+        text = scrape_metrics(s.metrics_port)
+        assert "ecflow_http_inflight_body_bytes" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.metrics_port}/status.json", timeout=5) as r:
+            assert json.loads(r.read())
+    finally:
+        for c in clients:
+            c.close()
 
 
 # ------------------------------------------------------------------ pipeline files
