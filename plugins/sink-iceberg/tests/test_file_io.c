@@ -3,7 +3,9 @@
  * sink's file IO is linked statically into this test) and record the paths
  * they were called on. */
 #define _GNU_SOURCE
+#include "catalog.h"
 #include "file_io.h"
+#include "partition.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -119,11 +121,62 @@ static void test_no_fsync_still_syncs_before_a_manifest(void)
     g_assert_cmpint(system(cmd), ==, 0);
 }
 
+static char *read_hint(const char *loc)
+{
+    g_autofree char *p = g_strdup_printf("%s/metadata/version-hint.text", loc);
+    char *s = NULL;
+    g_file_get_contents(p, &s, NULL, NULL);
+    return s;
+}
+
+/* Writer A starts (its load finds v1 and no hint) while writer B commits v2;
+ * A's hint repair must not move the hint back to 1 (issue 18 item 9). */
+static void test_version_hint_never_moves_backwards(void)
+{
+    g_autofree char *root = g_dir_make_tmp("fio-XXXXXX", NULL);
+    g_autofree char *loc = g_strdup_printf("%s/t", root);
+    file_io *io = file_io_local_new(true);
+    catalog_ref ref = {.io = io, .location = loc};
+    char *err = NULL;
+
+    catalog_table a, b;
+    catalog_table_init(&a, &ref);
+    g_assert_cmpint(catalog_load(&a, &err), ==, 0);
+    ice_schema schema = {0};
+    part_spec spec = {0};
+    table_metadata m;
+    tm_create(&m, loc, &schema, &spec, 1);
+    g_assert_cmpint(catalog_commit(&a, &m, &err), ==, FIO_OK);
+    tm_clear(&m);
+    g_autofree char *hint_path = g_strdup_printf("%s/metadata/version-hint.text", loc);
+    g_assert_cmpint(g_unlink(hint_path), ==, 0); /* a crash before the hint update */
+
+    g_assert_cmpint(catalog_load(&a, &err), ==, 1); /* A: v1, no hint */
+    catalog_table_init(&b, &ref);
+    g_assert_cmpint(catalog_load(&b, &err), ==, 1);
+    tm_copy(&m, &b.meta);
+    g_assert_cmpint(catalog_commit(&b, &m, &err), ==, FIO_OK); /* B: v2 */
+    tm_clear(&m);
+    g_autofree char *h1 = read_hint(loc);
+    g_assert_cmpstr(h1, ==, "2");
+
+    catalog_repair_hint(&a); /* A, late */
+    g_autofree char *h2 = read_hint(loc);
+    g_assert_cmpstr(h2, ==, "2");
+
+    catalog_table_clear(&a);
+    catalog_table_clear(&b);
+    io->destroy(io);
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", root);
+    g_assert_cmpint(system(cmd), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/file-io/data-files-and-new-directories-are-synced",
                     test_data_files_and_new_directories_are_synced);
     g_test_add_func("/file-io/no-fsync-still-syncs-before-a-manifest", test_no_fsync_still_syncs_before_a_manifest);
+    g_test_add_func("/catalog/version-hint-never-moves-backwards", test_version_hint_never_moves_backwards);
     return g_test_run();
 }
