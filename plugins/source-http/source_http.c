@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -128,6 +130,15 @@ static ecf_status resolve_listen(source_http *src)
     return ECF_OK;
 }
 
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr);
+    return false;
+}
+
 static ecf_status read_pem(ecf_stage *stage, const char *opt, const char *file, char **out)
 {
     GError *err = NULL;
@@ -212,6 +223,11 @@ static ecf_status http_create(ecf_stage *stage)
         ecf_set_state(stage, NULL);
         return st;
     }
+    if (src->keys && !cfg->tls_cert && !is_loopback(&src->addr))
+        ecf_log(stage, ECF_LOG_WARN,
+                "API keys are required on %s without TLS: keys travel in clear text on the network "
+                "(set tls_cert and tls_key, or terminate TLS in front and listen on 127.0.0.1)",
+                cfg->listen);
     make_metrics(src);
     return ECF_OK;
 }

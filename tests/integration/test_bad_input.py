@@ -6,6 +6,8 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
   item 2  a body that stops arriving is cut off at request_timeout, not only when idle
   item 7  headers that trickle in (slowloris) are cut off at header_timeout
   item 6  /metrics still answers with more than 1024 descriptors open (no select())
+  item 12 API keys from the environment are wiped from it once read; keys on a non-loopback
+          address without TLS get a warning
   item 3  a YAML alias bomb in a pipeline file is refused with FILE:LINE, exit 2
   item 5  more connections than file descriptors: the soft limit is raised to the hard one
           and the connection cap kept below it, so connections wait in the accept queue
@@ -162,6 +164,26 @@ def test_metrics_answer_with_descriptors_past_fd_setsize(start):
     finally:
         for c in clients:
             c.close()
+
+
+def test_api_keys_are_wiped_from_the_environment(start, tmp):  # noqa: F811
+    keys = os.path.join(tmp, "keys.txt")
+    with open(keys, "w") as f:
+        f.write("file-key-1\n")
+    s = start(profile="auth", API_KEYS_FILE=keys, API_KEYS="env-secret-1,env-secret-2")
+    environ = open(f"/proc/{s.proc.pid}/environ", "rb").read()
+    assert b"env-secret" not in environ
+    ok = s.post(json.dumps(events("k")[0]), headers={"X-API-Key": "env-secret-2"})
+    assert ok[0] == 200
+    assert "without TLS" not in s.log_text()  # loopback: no warning
+
+
+def test_api_keys_without_tls_on_the_network_are_warned_about(start, tmp):  # noqa: F811
+    keys = os.path.join(tmp, "keys.txt")
+    with open(keys, "w") as f:
+        f.write("file-key-1\n")
+    s = start(profile="auth", API_KEYS_FILE=keys, API_KEYS="k", LISTEN="0.0.0.0")
+    assert "without TLS" in s.log_text()
 
 
 # ------------------------------------------------------------------ pipeline files
