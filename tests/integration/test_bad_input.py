@@ -13,8 +13,24 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
           and the connection cap kept below it, so connections wait in the accept queue
           and the pipeline keeps its descriptors
 
+  item 1  a plugin name that escapes the plugin path: refused with FILE:LINE, exit 2
+  and the HTTP bodies below (malformed JSON and NDJSON, broken and bomb gzip, too large,
+  too many events, wrong types and encodings, missing key) with their status codes.
+
+Covered below the HTTP and CLI level, each with a test that failed before its fix:
+  item 3  YAML alias bomb              tests/unit/test_pipeline.c (alias-bomb)
+  item 4  long partition values        plugins/sink-iceberg/tests/test_encoders.c (partition/long-value)
+  item 6  label values escaped         tests/unit/test_status.c (metrics/label-values)
+  item 8  fsync before commit          plugins/sink-iceberg/tests/test_file_io.c
+  item 9  version hint never backwards plugins/sink-iceberg/tests/test_file_io.c
+  item 10 hostile Avro counts/sizes    plugins/sink-iceberg/tests/test_encoders.c (avro/hostile)
+  plugin paths                         tests/unit/test_loader.c
+  corrupt Parquet files                plugins/sink-iceberg/tests/test_parquet_reader.c
+  and every parser under tests/fuzz (scripts/fuzz.sh).
+
 Environment as in test_source_http.py (ECFLOW_BIN, ECFLOW_PLUGIN_PATH).
 """
+import gzip
 import json
 import os
 import resource
@@ -184,6 +200,50 @@ def test_api_keys_without_tls_on_the_network_are_warned_about(start, tmp):  # no
         f.write("file-key-1\n")
     s = start(profile="auth", API_KEYS_FILE=keys, API_KEYS="k", LISTEN="0.0.0.0")
     assert "without TLS" in s.log_text()
+
+
+def _gzip_bomb():
+    return gzip.compress(b" " * (4 << 20), compresslevel=9)
+
+
+# (what, request body, headers, expected status, text the error must hold)
+HOSTILE_BODIES = [
+    ("malformed JSON", b'{"session_id": "a",}', {}, 400, "offset"),
+    ("malformed NDJSON line", b'{"session_id":"a"}\n{oops}\n',
+     {"Content-Type": "application/x-ndjson"}, 400, ""),
+    ("empty body", b"", {}, 400, "empty"),
+    ("not gzip", b"not gzip", {"Content-Encoding": "gzip"}, 400, "gzip"),
+    ("truncated gzip", gzip.compress(b'{"session_id":"a"}')[:-6], {"Content-Encoding": "gzip"}, 400, "gzip"),
+    ("gzip bomb", None, {"Content-Encoding": "gzip"}, 413, "after decompression"),
+    ("body too large", b'{"session_id":"a","p":"' + b"x" * (1 << 20) + b'"}', {}, 413, "max_body_bytes"),
+    ("unknown encoding", b"{}", {"Content-Encoding": "br"}, 415, ""),
+    ("wrong content type", b"{}", {"Content-Type": "text/plain"}, 415, ""),
+    ("charset not UTF-8", b"{}", {"Content-Type": "application/json; charset=latin1"}, 415, ""),
+    ("key missing", b'{"x":1}', {}, 422, "session_id"),
+    ("key not a string", b'{"session_id":7}', {}, 422, "session_id"),
+    ("nesting too deep", b'{"session_id":"a","x":' + b"[" * 200 + b"]" * 200 + b"}", {}, 400, ""),
+]
+
+
+@pytest.mark.parametrize("what,body,headers,status,needle", HOSTILE_BODIES, ids=[c[0] for c in HOSTILE_BODIES])
+def test_hostile_bodies_get_their_status(start, what, body, headers, status, needle):
+    s = start(MAX_BODY_BYTES="1MiB")
+    h = {"Content-Type": "application/json"}
+    h.update(headers)
+    got, _, resp = s.post(_gzip_bomb() if body is None else body, content_type=None, headers=h)
+    assert got == status, (what, got, resp)
+    if needle:
+        assert needle in json.dumps(resp), (what, resp)
+    assert s.lines() == []
+    assert s.post(json.dumps(events("after")[0]))[0] == 200  # and the server carries on
+
+
+def test_plugin_name_that_escapes_the_plugin_path_is_refused(tmp_path):
+    f = tmp_path / "evil.yaml"
+    f.write_text("pipeline: {name: evil}\nstages:\n  src: {plugin: ../../tmp/evil}\n"
+                 "  out: {plugin: sink-null, inputs: [src]}\n")
+    r = subprocess.run([str(ECFLOW), "validate", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"{f}:3:" in r.stderr and "plain name" in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------------ pipeline files
