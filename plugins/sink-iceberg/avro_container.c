@@ -336,7 +336,8 @@ static bool decode(cursor *c, const av_schema *s, av_value *v, GPtrArray *arena,
         }
         v->n_items = items->len;
         v->items = arena_new(arena, sizeof(av_value) * (items->len ? items->len : 1));
-        memcpy(v->items, items->data, sizeof(av_value) * items->len);
+        if (items->len) /* an empty GArray's data may be NULL */
+            memcpy(v->items, items->data, sizeof(av_value) * items->len);
         g_array_free(items, TRUE);
         return !c->bad;
     }
