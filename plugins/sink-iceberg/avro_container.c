@@ -471,7 +471,8 @@ bool avro_file_read(const uint8_t *p, size_t n, avro_file *f, char *err, size_t 
         total += count;
     }
     f->records = g_new0(av_value, (gsize)total + 1);
-    cursor d = {f->data.data, f->data.data + f->data.len, false};
+    const uint8_t *base = f->data.data ? f->data.data : (const uint8_t *)""; /* no block: no buffer */
+    cursor d = {base, base + f->data.len, false};
     for (int64_t i = 0; i < total; i++) {
         if (!decode(&d, f->schema, &f->records[i], arena, 0)) {
             snprintf(err, errcap, "corrupt Avro record %" G_GINT64_FORMAT, i);
