@@ -9,6 +9,7 @@
 #include "top.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -385,9 +386,23 @@ static void usage(FILE *out)
                  "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
+/* A stream processor holds sockets (HTTP clients, Kafka brokers) and files
+ * (data files, logs) at once; the default soft limit of 1024 descriptors is
+ * a convention for select(), which ecflow does not use. Plugins read the
+ * resulting limit (getrlimit) to size their connection caps. */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl); /* best effort: the old limit still works */
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile_limit();
     if (argc < 2) {
         usage(stderr);
         return ECF_EXIT_CONFIG;

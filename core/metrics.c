@@ -273,11 +273,29 @@ guint ecf_metric_read_buckets(const ecf_metric *m, const double **bounds, guint6
     return m->n_bounds;
 }
 
+/* A label value as the exposition format wants it: \\, " and newline escaped. */
+static void label_value(GString *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            g_string_append_c(out, '\\');
+        if (*v == '\n')
+            g_string_append(out, "\\n");
+        else
+            g_string_append_c(out, *v);
+    }
+}
+
 static void label_set(GString *out, const ecf_metrics *reg, const ecf_metric *m, const char *extra)
 {
-    g_string_append_printf(out, "{pipeline=\"%s\"", reg->pipeline);
-    if (m->stage)
-        g_string_append_printf(out, ",stage=\"%s\"", m->stage);
+    g_string_append(out, "{pipeline=\"");
+    label_value(out, reg->pipeline);
+    g_string_append_c(out, '"');
+    if (m->stage) {
+        g_string_append(out, ",stage=\"");
+        label_value(out, m->stage);
+        g_string_append_c(out, '"');
+    }
     if (m->labels[0])
         g_string_append_printf(out, ",%s", m->labels);
     if (extra)

@@ -74,9 +74,14 @@ ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, 
     h->reg = reg;
     h->ready = ready;
     h->ready_user = ready_user;
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
-                                 MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+    /* epoll, not select(): ecflow raises its descriptor limit, and select()
+     * refuses every socket numbered past FD_SETSIZE (1024), so scrapes would
+     * fail exactly when the process is busiest. Slow or idle clients are
+     * bounded: 64 at once, 10 s idle, 16 KiB of request each. */
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                 on_request, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                 (size_t)16384, MHD_OPTION_END);
     if (!h->daemon) {
         g_set_error(error, ECF_ERROR, ECF_ERR_IO, "cannot listen for metrics on %s (port in use?)", address);
         g_free(h);

@@ -140,9 +140,55 @@ const char *ecf_node_kind_name(ecf_node_kind k)
 
 /* ------------------------------------------------------------ YAML -> tree */
 
-static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file, GPtrArray *errors, int depth)
+/* libyaml keeps an alias as a second reference to its anchor's node; the tree
+ * copies it, so `a1: &a1 [*a0, *a0]`-style documents (and self-references)
+ * grow exponentially. Bound what a document may expand to. */
+#define MAX_ALIAS_EXPANSIONS 10000
+#define MAX_TREE_NODES (1u << 20)
+#define MAX_TREE_BYTES (64u << 20)
+
+typedef struct {
+    yaml_document_t *doc;
+    const char *file;
+    GPtrArray *errors;
+    guint8 *seen; /* per YAML node: converted once already (an alias use) */
+    guint aliases, nodes;
+    gsize bytes;
+    gboolean over; /* a bound was hit: stop converting, one error given */
+} convert_ctx;
+
+static gboolean over_bounds(convert_ctx *c, yaml_node_t *yn, int line)
 {
+    if (c->over)
+        return TRUE;
+    gsize idx = (gsize)(yn - c->doc->nodes.start);
+    if (c->seen[idx] && ++c->aliases > MAX_ALIAS_EXPANSIONS)
+        g_ptr_array_add(c->errors, g_strdup_printf("%s:%d: YAML aliases expand more than %u times: refused", c->file,
+                                                   line, MAX_ALIAS_EXPANSIONS));
+    else if (++c->nodes > MAX_TREE_NODES)
+        g_ptr_array_add(c->errors, g_strdup_printf("%s:%d: the document (its YAML aliases expanded) has more than %u "
+                                                   "nodes: refused",
+                                                   c->file, line, MAX_TREE_NODES));
+    else if (yn->type == YAML_SCALAR_NODE && (c->bytes += yn->data.scalar.length) > MAX_TREE_BYTES)
+        g_ptr_array_add(c->errors, g_strdup_printf("%s:%d: the document (its YAML aliases expanded) holds more than "
+                                                   "%u MiB of text: refused",
+                                                   c->file, line, MAX_TREE_BYTES >> 20));
+    else {
+        c->seen[idx] = 1;
+        return FALSE;
+    }
+    c->over = TRUE;
+    return TRUE;
+}
+
+static ecf_node *convert(convert_ctx *c, yaml_node_t *yn, int depth)
+{
+    yaml_document_t *doc = c->doc;
+    const char *file = c->file;
+    GPtrArray *errors = c->errors;
     int line = (int)yn->start_mark.line + 1;
+    if (over_bounds(c, yn, line))
+        return node_new(ECF_NODE_NULL, line);
     if (depth > 64) {
         g_ptr_array_add(errors, g_strdup_printf("%s:%d: nesting deeper than 64 levels", file, line));
         return node_new(ECF_NODE_NULL, line);
@@ -161,7 +207,7 @@ static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file
     case YAML_SEQUENCE_NODE: {
         ecf_node *n = new_seq(line);
         for (yaml_node_item_t *it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++)
-            g_ptr_array_add(n->items, convert(doc, yaml_document_get_node(doc, *it), file, errors, depth + 1));
+            g_ptr_array_add(n->items, convert(c, yaml_document_get_node(doc, *it), depth + 1));
         return n;
     }
     case YAML_MAPPING_NODE: {
@@ -178,7 +224,7 @@ static ecf_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file
                 g_ptr_array_add(errors, g_strdup_printf("%s:%d: duplicate key '%s'", file, kline, key));
                 continue;
             }
-            ecf_node_set(n, key, kline, convert(doc, yaml_document_get_node(doc, p->value), file, errors, depth + 1));
+            ecf_node_set(n, key, kline, convert(c, yaml_document_get_node(doc, p->value), depth + 1));
         }
         return n;
     }
@@ -207,8 +253,12 @@ ecf_node *ecf_node_load_string(const char *name, const char *text, GPtrArray *er
     else if (root->type != YAML_MAPPING_NODE)
         g_ptr_array_add(errors, g_strdup_printf("%s:%zu: a pipeline file is a map (with 'stages:')", name,
                                                 root->start_mark.line + 1));
-    else
-        tree = convert(&doc, root, name, errors, 0);
+    else {
+        convert_ctx c = {.doc = &doc, .file = name, .errors = errors};
+        c.seen = g_new0(guint8, (gsize)(doc.nodes.top - doc.nodes.start));
+        tree = convert(&c, root, 0);
+        g_free(c.seen);
+    }
     if (tree && errors->len > before) { /* e.g. duplicate keys: do not guess which one counts */
         ecf_node_free(tree);
         tree = NULL;

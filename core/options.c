@@ -272,7 +272,7 @@ static gboolean set_scalar(const ecf_option *o, void *config, const char *v, int
 
 static gboolean set_list(const ecf_option *o, void *config, const ecf_node *seq, const ecf_opt_ctx *ctx)
 {
-    GPtrArray *items = g_ptr_array_new();
+    GPtrArray *items = g_ptr_array_new_with_free_func(g_free); /* an error frees the items taken so far */
     for (guint i = 0; i < seq->items->len; i++) {
         const ecf_node *it = seq->items->pdata[i];
         if (it->kind != ECF_NODE_SCALAR) {

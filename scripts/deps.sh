@@ -9,6 +9,7 @@ APT_PACKAGES=(
   libmicrohttpd-dev libsimdjson-dev zlib1g-dev libzstd-dev libsnappy-dev
   python3 python3-pip curl time procps kcat wrk default-jre-headless maven
   chromium  # the status page test drives it headless (tests/integration/browser.py)
+  clang     # libFuzzer targets (tests/fuzz, scripts/fuzz.sh); gcc stays the compiler of every other build
 )
 
 missing=()

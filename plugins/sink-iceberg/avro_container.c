@@ -3,6 +3,7 @@
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -68,6 +69,12 @@ typedef struct {
     bool bad;
 } cursor;
 
+/* Table files are input like any other: every count and size in them is
+ * checked against the bytes that are really there, and decompression stops
+ * at a bound (a deflate stream can expand ~1000x). */
+#define AVRO_MAX_DECODED ((size_t)256 << 20)
+#define AVRO_MAX_FIXED (1 << 20)
+
 static int64_t rd_long(cursor *c)
 {
     uint64_t v = 0;
@@ -81,6 +88,27 @@ static int64_t rd_long(cursor *c)
     }
     c->bad = true;
     return 0;
+}
+
+/* A block's item count: Avro writes a negative count followed by the
+ * block's byte size. Every item takes at least one byte in what is left
+ * (true of every schema Iceberg writes), which bounds the count. */
+static int64_t rd_count(cursor *c)
+{
+    int64_t count = rd_long(c);
+    if (!c->bad && count < 0) {
+        if (count == INT64_MIN) {
+            c->bad = true;
+            return 0;
+        }
+        count = -count;
+        int64_t size = rd_long(c);
+        if (size < 0 || size > c->end - c->p)
+            c->bad = true;
+    }
+    if (!c->bad && count > c->end - c->p)
+        c->bad = true;
+    return c->bad ? 0 : count;
 }
 
 static const uint8_t *rd_bytes(cursor *c, size_t *n)
@@ -218,7 +246,13 @@ static av_schema *parse_schema(parse_ctx *x, JsonNode *n, const char *ns)
     } else if (strcmp(type, "fixed") == 0) {
         s->kind = AV_FIXED;
         register_name(x, s, o, ns);
-        s->size = (int)json_object_get_int_member_with_default(o, "size", 0);
+        int64_t size = json_object_get_int_member_with_default(o, "size", -1);
+        if (size < 0 || size > AVRO_MAX_FIXED) {
+            snprintf(x->err, x->errcap, "Avro fixed type with size %" G_GINT64_FORMAT " (0 to %d)", size,
+                     AVRO_MAX_FIXED);
+            return NULL;
+        }
+        s->size = (int)size;
     } else {
         return primitive(x, type, ns); /* {"type":"int","logicalType":...} */
     }
@@ -282,15 +316,9 @@ static bool decode(cursor *c, const av_schema *s, av_value *v, GPtrArray *arena,
     case AV_MAP: {
         GArray *items = g_array_new(FALSE, TRUE, sizeof(av_value));
         for (;;) {
-            int64_t count = rd_long(c);
-            if (c->bad)
+            int64_t count = rd_count(c);
+            if (c->bad || count == 0)
                 break;
-            if (count == 0)
-                break;
-            if (count < 0) {
-                count = -count;
-                rd_long(c); /* block byte size */
-            }
             for (int64_t i = 0; i < count && !c->bad; i++) {
                 av_value kv[2] = {0};
                 if (s->kind == AV_MAP) {
@@ -308,7 +336,8 @@ static bool decode(cursor *c, const av_schema *s, av_value *v, GPtrArray *arena,
         }
         v->n_items = items->len;
         v->items = arena_new(arena, sizeof(av_value) * (items->len ? items->len : 1));
-        memcpy(v->items, items->data, sizeof(av_value) * items->len);
+        if (items->len) /* an empty GArray's data may be NULL */
+            memcpy(v->items, items->data, sizeof(av_value) * items->len);
         g_array_free(items, TRUE);
         return !c->bad;
     }
@@ -316,23 +345,33 @@ static bool decode(cursor *c, const av_schema *s, av_value *v, GPtrArray *arena,
     return false;
 }
 
-static bool inflate_raw(const uint8_t *p, size_t n, byte_buf *out)
+/* Appends the inflated block to `out`, which never grows past
+ * AVRO_MAX_DECODED: 0 ok, -1 corrupt, -2 too large. */
+static int inflate_raw(const uint8_t *p, size_t n, byte_buf *out)
 {
+    if (n > UINT_MAX)
+        return -1;
     z_stream z = {0};
     if (inflateInit2(&z, -15) != Z_OK)
-        return false;
+        return -1;
     z.next_in = (Bytef *)p;
     z.avail_in = (uInt)n;
     int r;
     do {
-        bb_reserve(out, n * 4 + 4096);
+        if (out->len >= AVRO_MAX_DECODED) {
+            inflateEnd(&z);
+            return -2;
+        }
+        size_t room = MIN(MIN(n * 4 + 4096, AVRO_MAX_DECODED - out->len), (size_t)UINT_MAX);
+        bb_reserve(out, room);
         z.next_out = out->data + out->len;
-        z.avail_out = (uInt)(out->cap - out->len);
+        z.avail_out = (uInt)MIN(out->cap - out->len, AVRO_MAX_DECODED - out->len);
+        size_t before = z.avail_out;
         r = inflate(&z, Z_NO_FLUSH);
-        out->len = out->cap - z.avail_out;
+        out->len += before - z.avail_out;
     } while (r == Z_OK);
     inflateEnd(&z);
-    return r == Z_STREAM_END;
+    return r == Z_STREAM_END ? 0 : -1;
 }
 
 bool avro_file_read(const uint8_t *p, size_t n, avro_file *f, char *err, size_t errcap)
@@ -348,13 +387,9 @@ bool avro_file_read(const uint8_t *p, size_t n, avro_file *f, char *err, size_t 
     c.p += 4;
     GPtrArray *keys = g_ptr_array_new(), *vals = g_ptr_array_new();
     for (;;) {
-        int64_t count = rd_long(&c);
+        int64_t count = rd_count(&c);
         if (c.bad || count == 0)
             break;
-        if (count < 0) {
-            count = -count;
-            rd_long(&c);
-        }
         for (int64_t i = 0; i < count && !c.bad; i++) {
             size_t kl, vl;
             const uint8_t *k = rd_bytes(&c, &kl), *v = rd_bytes(&c, &vl);
@@ -417,17 +452,27 @@ bool avro_file_read(const uint8_t *p, size_t n, avro_file *f, char *err, size_t 
             return false;
         }
         c.p += 16;
+        size_t before = f->data.len;
         if (strcmp(codec, "deflate") == 0) {
-            if (!inflate_raw(blk, len, &f->data)) {
-                snprintf(err, errcap, "corrupt deflate block");
+            int r = inflate_raw(blk, len, &f->data);
+            if (r != 0) {
+                snprintf(err, errcap, r == -2 ? "Avro file decompresses to more than %zu MiB" : "corrupt deflate block",
+                         AVRO_MAX_DECODED >> 20);
                 return false;
             }
         } else
             bb_append(&f->data, blk, len);
+        /* every record takes at least one byte of its block */
+        if ((uint64_t)count > f->data.len - before) {
+            snprintf(err, errcap, "corrupt Avro block: %" G_GINT64_FORMAT " records in %zu bytes", count,
+                     f->data.len - before);
+            return false;
+        }
         total += count;
     }
     f->records = g_new0(av_value, (gsize)total + 1);
-    cursor d = {f->data.data, f->data.data + f->data.len, false};
+    const uint8_t *base = f->data.data ? f->data.data : (const uint8_t *)""; /* no block: no buffer */
+    cursor d = {base, base + f->data.len, false};
     for (int64_t i = 0; i < total; i++) {
         if (!decode(&d, f->schema, &f->records[i], arena, 0)) {
             snprintf(err, errcap, "corrupt Avro record %" G_GINT64_FORMAT, i);

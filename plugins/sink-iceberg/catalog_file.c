@@ -106,16 +106,58 @@ int catalog_file_load(catalog_table *t, char **err)
     return 1;
 }
 
+static int read_hint(catalog_table *t, const char *hint_path)
+{
+    byte_buf hint = {0};
+    char *ignored = NULL;
+    int v = 0;
+    if (t->io->read_all(t->io, hint_path, &hint, &ignored)) {
+        bb_byte(&hint, 0);
+        v = atoi(g_strstrip((char *)hint.data));
+    }
+    g_free(ignored);
+    bb_free(&hint);
+    return v > 0 ? v : 0;
+}
+
+/* The highest version from `v` on whose metadata file exists. */
+static int newest_from(catalog_table *t, int v)
+{
+    for (;;) {
+        g_autofree char *next = version_file(t, v + 1);
+        if (!t->io->exists(t->io, next))
+            return v;
+        v++;
+    }
+}
+
+/* Writers race on the hint (a stale writer's late update, a starting
+ * writer's repair): it only ever moves forward. A newer hint is left alone;
+ * after writing, a version committed meanwhile is written over ours, so the
+ * last writer to finish leaves the newest version it can see. */
 static bool write_hint(catalog_table *t)
 {
     g_autofree char *hint_path = fio_join(t->location, "metadata/version-hint.text");
-    g_autofree char *digits = g_strdup_printf("%d", t->version);
-    char *ignored = NULL;
-    bool ok = t->io->put(t->io, hint_path, digits, strlen(digits), &ignored);
-    g_free(ignored);
-    if (ok)
-        t->hint = t->version;
-    return ok;
+    int v = newest_from(t, t->version);
+    for (;;) {
+        int current = read_hint(t, hint_path);
+        g_autofree char *cur_file = current > v ? version_file(t, current) : NULL;
+        if (current == v || (cur_file && t->io->exists(t->io, cur_file))) { /* a bogus hint is overwritten */
+            t->hint = current;
+            return true;
+        }
+        g_autofree char *digits = g_strdup_printf("%d", v);
+        char *ignored = NULL;
+        bool ok = t->io->put(t->io, hint_path, digits, strlen(digits), &ignored);
+        g_free(ignored);
+        if (!ok)
+            return false;
+        t->hint = v;
+        int newer = newest_from(t, v);
+        if (newer == v)
+            return true;
+        v = newer;
+    }
 }
 
 bool catalog_file_repair_hint(catalog_table *t)

@@ -20,6 +20,7 @@ struct fio_out {
     local_io *io;
     int fd;
     char *tmp, *final;
+    char *sync_top; /* the deepest directory that existed before create */
     bool failed;
     int err_no;
     /* small writes are gathered before write(2) */
@@ -66,15 +67,75 @@ static bool mkparents(const char *path, char **err)
     return true;
 }
 
-static bool fsync_dir(const char *path)
+static bool fsync_path(const char *dir)
 {
-    g_autofree char *dir = g_path_get_dirname(path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return false;
     int r = fsync(fd);
-    close(fd);
+    int e = errno;
+    if (close(fd) != 0 && r == 0)
+        return false;
+    errno = e;
     return r == 0;
+}
+
+static bool fsync_dir(const char *path)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    return fsync_path(dir);
+}
+
+/* The deepest ancestor directory of `path` that exists now: after mkparents,
+ * every directory below it is new and must reach the disk with its entry. */
+static char *existing_ancestor(const char *path)
+{
+    char *dir = g_path_get_dirname(path);
+    while (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        char *up = g_path_get_dirname(dir);
+        if (strcmp(up, dir) == 0) {
+            g_free(up);
+            break;
+        }
+        g_free(dir);
+        dir = up;
+    }
+    return dir;
+}
+
+/* fsync the directory holding `path` and every one above it up to `top`
+ * (the new directories' entries live in their parents). */
+static bool fsync_dirs_up_to(const char *path, const char *top, char **err)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    for (;;) {
+        if (!fsync_path(dir)) {
+            *err = g_strdup_printf("cannot fsync directory %s: %s", dir, g_strerror(errno));
+            return false;
+        }
+        if (!top || strcmp(dir, top) == 0 || strlen(dir) <= strlen(top))
+            return true;
+        char *up = g_path_get_dirname(dir);
+        g_free(dir);
+        dir = up;
+    }
+}
+
+/* fsync: false skips the per-file fsync of data files; a manifest (always
+ * written after the data files it lists, before the commit that references
+ * it) then flushes the whole file system once, so a committed snapshot never
+ * points at a file that did not reach the disk. */
+static bool sync_filesystem(const char *dir, char **err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) != 0) {
+        *err = g_strdup_printf("cannot sync the file system of %s: %s", dir, g_strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    close(fd);
+    return true;
 }
 
 static bool write_full(int fd, const void *p, size_t n)
@@ -95,9 +156,11 @@ static bool write_full(int fd, const void *p, size_t n)
 
 static fio_out *local_create(file_io *io, const char *location, char **err)
 {
+    g_autofree char *top = existing_ancestor(location);
     if (!mkparents(location, err))
         return NULL;
     fio_out *o = g_new0(fio_out, 1);
+    o->sync_top = g_steal_pointer(&top);
     o->io = (local_io *)io;
     o->final = g_strdup(location);
     o->tmp = g_strdup_printf("%s.tmp-%08x", location, g_random_int());
@@ -106,6 +169,7 @@ static fio_out *local_create(file_io *io, const char *location, char **err)
         *err = g_strdup_printf("cannot create %s: %s", o->tmp, g_strerror(errno));
         g_free(o->tmp);
         g_free(o->final);
+        g_free(o->sync_top);
         g_free(o);
         return NULL;
     }
@@ -160,6 +224,7 @@ static void out_free(fio_out *o)
 {
     g_free(o->tmp);
     g_free(o->final);
+    g_free(o->sync_top);
     bb_free(&o->buf);
     g_free(o);
 }
@@ -187,16 +252,25 @@ static int local_close(fio_out *o, char **err)
         local_abort(o);
         return -1;
     }
-    close(o->fd);
+    int rc = close(o->fd);
     o->fd = -1;
+    if (rc != 0) { /* NFS and quotas report lost writes here */
+        *err = g_strdup_printf("cannot write %s: %s", o->final, g_strerror(errno));
+        unlink(o->tmp);
+        out_free(o);
+        return -1;
+    }
     if (rename(o->tmp, o->final) != 0) {
         *err = g_strdup_printf("cannot rename %s: %s", o->tmp, g_strerror(errno));
         unlink(o->tmp);
         out_free(o);
         return -1;
     }
+    /* The file's name and its new directories reach the disk before any
+     * manifest names it. */
+    rc = o->io->fsync_data && !fsync_dirs_up_to(o->final, o->sync_top, err) ? -1 : 0;
     out_free(o);
-    return 0;
+    return rc;
 }
 
 static bool local_read_all(file_io *io, const char *location, byte_buf *out, char **err)
@@ -227,7 +301,10 @@ static bool write_tmp(const char *location, const void *p, size_t n, bool do_fsy
     }
     bool ok = write_full(fd, p, n) && (!do_fsync || fsync(fd) == 0);
     int e = errno;
-    close(fd);
+    if (close(fd) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
     if (!ok) {
         *err = g_strdup_printf("cannot write %s: %s", tmp, g_strerror(e));
         unlink(tmp);
@@ -238,10 +315,16 @@ static bool write_tmp(const char *location, const void *p, size_t n, bool do_fsy
     return true;
 }
 
+/* Manifests, manifest lists and the version hint: always synced, with their
+ * directory, whatever the fsync option says (they are small, and a commit
+ * references them). */
 static bool local_put(file_io *io, const char *location, const void *p, size_t n, char **err)
 {
+    g_autofree char *top = existing_ancestor(location);
+    if (!((local_io *)io)->fsync_data && !sync_filesystem(top, err))
+        return false;
     char *tmp;
-    if (!write_tmp(location, p, n, ((local_io *)io)->fsync_data, &tmp, err))
+    if (!write_tmp(location, p, n, true, &tmp, err))
         return false;
     bool ok = rename(tmp, location) == 0;
     if (!ok) {
@@ -249,7 +332,7 @@ static bool local_put(file_io *io, const char *location, const void *p, size_t n
         unlink(tmp);
     }
     g_free(tmp);
-    return ok;
+    return ok && fsync_dirs_up_to(location, top, err);
 }
 
 static fio_result local_put_if_absent(file_io *io, const char *location, const void *p, size_t n, char **err)
@@ -269,8 +352,11 @@ static fio_result local_put_if_absent(file_io *io, const char *location, const v
     }
     unlink(tmp);
     g_free(tmp);
-    if (r == FIO_OK)
-        fsync_dir(location);
+    if (r == FIO_OK && !fsync_dir(location)) {
+        /* visible, maybe not durable: the caller must not take it as refused */
+        *err = g_strdup_printf("committed %s but cannot fsync its directory: %s", location, g_strerror(errno));
+        r = FIO_UNKNOWN;
+    }
     return r;
 }
 

@@ -1313,9 +1313,11 @@ static pq_read_status decode_dict_indices(chunk_ctx *x, const uint8_t *p, size_t
             if (r->idx[i] >= r->dict_n)
                 return CFAIL(x, PQ_READ_CORRUPT, "dictionary index %u past the %u entries", r->idx[i], r->dict_n);
         if (x->col->ptype == PQ_BYTE_ARRAY) {
+            /* a dictionary of empty strings has no buffer: NULL + 0 is undefined */
+            const uint8_t *dict = r->dict.data ? r->dict.data : (const uint8_t *)"";
             for (size_t i = 0; i < m; i++) {
                 uint32_t k = r->idx[i];
-                pq_read_status st = bytes_append(x, r->dict.data + r->dict_off[k], r->dict_off[k + 1] - r->dict_off[k]);
+                pq_read_status st = bytes_append(x, dict + r->dict_off[k], r->dict_off[k + 1] - r->dict_off[k]);
                 if (st != PQ_READ_OK)
                     return st;
             }

@@ -259,6 +259,7 @@ bool part_spec_from_json(JsonObject *o, const ice_schema *schema, part_spec *out
 static void path_escape(byte_buf *out, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
+    size_t start = out->len;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
         if (g_ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
@@ -269,6 +270,21 @@ static void path_escape(byte_buf *out, const uint8_t *p, size_t n)
             bb_byte(out, (uint8_t)hex[c & 15]);
         }
     }
+    if (out->len - start <= PART_PATH_VALUE_MAX)
+        return;
+    /* Too long for a directory name (one bad value would fail every commit
+     * that holds it): keep a readable prefix, never half an escape, and
+     * tell values apart by a hash of the whole value. */
+    size_t keep = PART_PATH_VALUE_MAX - 17;
+    const uint8_t *e = out->data + start;
+    if (keep >= 1 && e[keep - 1] == '%')
+        keep -= 1;
+    else if (keep >= 2 && e[keep - 2] == '%')
+        keep -= 2;
+    g_autofree char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, p, n);
+    out->len = start + keep;
+    bb_byte(out, '-');
+    bb_append(out, sum, 16);
 }
 
 void part_value_to_path(const part_field *f, const part_value *v, byte_buf *out)

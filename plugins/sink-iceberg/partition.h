@@ -61,6 +61,11 @@ int part_spec_last_field_id(const part_spec *s);
 int32_t part_apply_ts(part_transform t, int64_t micros);
 int32_t part_apply_date(part_transform t, int32_t days);
 
+/* Longest escaped value in a path component: a longer one is cut and ends in
+ * "-" and 16 hex digits of a hash of the whole value, so "name=value" stays
+ * under NAME_MAX (readers never parse these directory names). */
+#define PART_PATH_VALUE_MAX 128
+
 /* Human-readable value for paths: "2024-05-01", "page_view", "null". */
 void part_value_to_path(const part_field *f, const part_value *v, byte_buf *out);
 /* Iceberg single-value serialization of a partition value (for field summaries). */

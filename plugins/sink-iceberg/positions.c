@@ -182,7 +182,9 @@ bool pos_from_json(pos_map *m, const char *json)
         GList *topics = json_object_get_members(o);
         for (GList *t = topics; ok && t; t = t->next) {
             JsonNode *tn = json_object_get_member(o, t->data);
-            if (!JSON_NODE_HOLDS_OBJECT(tn)) {
+            /* json-glib takes "\777" as an octal escape: a topic that is not
+             * UTF-8 could never be written back into a summary */
+            if (!JSON_NODE_HOLDS_OBJECT(tn) || !g_utf8_validate(t->data, -1, NULL)) {
                 ok = false;
                 break;
             }

@@ -51,6 +51,46 @@ static void add_keys_split(api_keys *k, char *text, char sep)
     }
 }
 
+/* Keys read from each environment variable, as digests: the variable itself
+ * is wiped once read (the environment is readable in /proc/PID/environ, is
+ * inherited by children and ends up in crash reports), so a second stage
+ * naming the same variable finds its keys here. Stages are created on one
+ * thread, before the pipeline's threads start. */
+static GHashTable *env_digests; /* name -> GArray of digests */
+
+static void wipe_env(const char *name)
+{
+    char *v = getenv(name);
+    if (v)
+        explicit_bzero(v, strlen(v)); /* the bytes /proc/PID/environ shows */
+    g_unsetenv(name);
+}
+
+static bool add_env_keys(api_keys *k, const char *name, GString *err)
+{
+    GArray *seen = env_digests ? g_hash_table_lookup(env_digests, name) : NULL;
+    if (seen) {
+        g_array_append_vals(k->digests, seen->data, seen->len);
+        return true;
+    }
+    const char *v = g_getenv(name);
+    if (!v || !*v) {
+        g_string_printf(err, "option 'api_keys_env': environment variable %s is not set", name);
+        return false;
+    }
+    api_keys mine = {g_array_new(FALSE, FALSE, 1)};
+    char *copy = g_strdup(v);
+    add_keys_split(&mine, copy, ',');
+    explicit_bzero(copy, strlen(copy));
+    g_free(copy);
+    wipe_env(name);
+    g_array_append_vals(k->digests, mine.digests->data, mine.digests->len);
+    if (!env_digests)
+        env_digests = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_array_unref);
+    g_hash_table_insert(env_digests, g_strdup(name), mine.digests);
+    return true;
+}
+
 ecf_status api_keys_load(const char *file, const char *env_name, api_keys **out, GString *err)
 {
     *out = NULL;
@@ -72,17 +112,9 @@ ecf_status api_keys_load(const char *file, const char *env_name, api_keys **out,
         explicit_bzero(text, len);
         g_free(text);
     }
-    if (env_name) {
-        const char *v = g_getenv(env_name);
-        if (!v || !*v) {
-            g_string_printf(err, "option 'api_keys_env': environment variable %s is not set", env_name);
-            api_keys_free(k);
-            return ECF_ERR_CONFIG;
-        }
-        char *copy = g_strdup(v);
-        add_keys_split(k, copy, ',');
-        explicit_bzero(copy, strlen(copy));
-        g_free(copy);
+    if (env_name && !add_env_keys(k, env_name, err)) {
+        api_keys_free(k);
+        return ECF_ERR_CONFIG;
     }
     /* Keys were asked for: an empty list must not mean "open to all". */
     if (k->digests->len == 0) {

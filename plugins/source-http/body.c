@@ -33,9 +33,11 @@ void body_init(http_body *b, size_t limit, byte_budget *budget, bool gzip, size_
     b->limit = limit;
     b->budget = budget;
     b->gzip = gzip;
-    /* A declared length (already checked against the limit) is allocated
-     * once; otherwise start small and double. */
-    b->cap = (!gzip && expected) ? expected : 0;
+    /* A declared length is only a promise: the buffer (and the budget) grows
+     * with the bytes that arrive, doubling from a small first chunk, and ends
+     * at exactly the declared length. Reserving it up front let requests that
+     * declare 10 MiB and send one byte hold the whole in-flight budget. */
+    b->expected = gzip ? 0 : expected;
 }
 
 /* Room for at least `want` bytes in total; never more than limit + 1, the
@@ -46,9 +48,11 @@ static body_status reserve(http_body *b, size_t want)
         want = b->limit + 1;
     if (b->data && want <= b->cap)
         return BODY_OK;
-    size_t cap = b->data ? b->cap : (b->cap ? b->cap : FIRST_CHUNK);
+    size_t cap = b->data ? b->cap : FIRST_CHUNK;
     while (cap < want)
         cap = cap > (SIZE_MAX / 4) ? want : cap * 2;
+    if (b->expected && want <= b->expected && cap > b->expected)
+        cap = b->expected;
     if (cap > b->limit + 1)
         cap = b->limit + 1;
     size_t grow = cap - (b->data ? b->cap : 0);

@@ -706,6 +706,7 @@ static enum MHD_Result on_upload_done(http_request *req)
         req->phase = PHASE_WAITING;
         req->suspended = true;
         req->deadline_us = ecf_monotonic_us(src->stage) + src->cfg->ack_timeout_us;
+        http_conn_state(src, req->conn, CONN_WAITING);
         MHD_suspend_connection(req->conn);
         g_atomic_int_inc(&req->refs); /* the waiting list's reference */
         req->wait_link.data = req;
@@ -917,8 +918,10 @@ enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const ch
                                 const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     source_http *src = cls;
-    if (!*con_cls)
+    if (!*con_cls) {
+        http_conn_state(src, conn, CONN_BODY);
         return on_headers(src, conn, url, method, con_cls);
+    }
     int route = route_of(src, *con_cls);
     if (route >= 0) {
         *upload_data_size = 0;
@@ -944,6 +947,7 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, e
     source_http *src = cls;
     http_request *req = *con_cls;
     *con_cls = NULL;
+    http_conn_state(src, conn, CONN_HEADERS); /* a keep-alive connection's next request */
     if (!req || route_of(src, req) >= 0)
         return;
     if (req->phase != PHASE_ANSWERED)

@@ -10,9 +10,13 @@
 #define _GNU_SOURCE
 #include "source_http.h"
 
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +43,9 @@ static const ecf_option http_options[] = {
                      "idle time after which a connection is closed"),
     ECF_OPT_DURATION("request_timeout", http_config, request_timeout_us, "60s", 1, 86400,
                      "longest time to receive one request body; slower clients are cut off"),
+    ECF_OPT_DURATION("header_timeout", http_config, header_timeout_us, "30s", 0.001, 86400,
+                     "longest time from a connection's start (or its previous answer) to the end of the "
+                     "next request's headers; slower clients, and idle keep-alive connections, are cut off"),
     ECF_OPT_DURATION("ack_timeout", http_config, ack_timeout_us, "30s", 0.001, 86400,
                      "how long a request waits for its events to be durable before 503"),
     ECF_OPT_SIZE("max_inflight_bytes", http_config, max_inflight_bytes, "256MiB", 1024, 1099511627776.0,
@@ -134,6 +141,15 @@ static ecf_status resolve_listen(source_http *src)
     return ECF_OK;
 }
 
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr);
+    return false;
+}
+
 static ecf_status read_pem(ecf_stage *stage, const char *opt, const char *file, char **out)
 {
     GError *err = NULL;
@@ -189,6 +205,8 @@ static ecf_status http_create(ecf_stage *stage)
     src->retry_after_s = (unsigned)((cfg->retry_after_us + 999999) / 1000000);
     g_mutex_init(&src->lock);
     g_queue_init(&src->waiting);
+    g_mutex_init(&src->conns_lock);
+    g_queue_init(&src->conns);
     outbox_init(&src->outbox, stage, (uint32_t)cfg->batch_max_events);
     src->parsers = g_ptr_array_new();
     src->why_key_missing = g_strdup_printf("missing key field '%s'", cfg->key_field);
@@ -218,6 +236,11 @@ static ecf_status http_create(ecf_stage *stage)
         ecf_set_state(stage, NULL);
         return st;
     }
+    if (src->keys && !cfg->tls_cert && !is_loopback(&src->addr))
+        ecf_log(stage, ECF_LOG_WARN,
+                "API keys are required on %s without TLS: keys travel in clear text on the network "
+                "(set tls_cert and tls_key, or terminate TLS in front and listen on 127.0.0.1)",
+                cfg->listen);
     make_metrics(src);
     return ECF_OK;
 }
@@ -233,6 +256,30 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
     ecf_log(src->stage, ECF_LOG_WARN, "libmicrohttpd: %s", line);
+}
+
+/* Descriptors left to everything else when HTTP clients are at their cap:
+ * sinks' files, Kafka sockets, the metrics server, libraries. */
+#define FD_RESERVE_MIN 64
+
+/* max_connections, kept below the descriptor limit so that clients wait in
+ * the kernel's accept queue instead of taking the descriptors the pipeline
+ * needs to write (a full process fails writes, not just accepts). */
+static unsigned connection_cap(source_http *src)
+{
+    const http_config *cfg = src->cfg;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return (unsigned)cfg->max_connections;
+    rlim_t reserve = MAX((rlim_t)FD_RESERVE_MIN, rl.rlim_cur / 4);
+    rlim_t room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 1;
+    if ((rlim_t)cfg->max_connections <= room)
+        return (unsigned)cfg->max_connections;
+    ecf_log(src->stage, ECF_LOG_WARN,
+            "max_connections %" PRId64 " lowered to %u: the process may open %llu file descriptors and keeps "
+            "%llu for its sinks and sources (raise the hard limit, e.g. LimitNOFILE=, to allow more)",
+            cfg->max_connections, (unsigned)room, (unsigned long long)rl.rlim_cur, (unsigned long long)reserve);
+    return (unsigned)room;
 }
 
 static unsigned worker_threads(const http_config *cfg)
@@ -258,11 +305,12 @@ static ecf_status http_start(ecf_stage *stage)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)on_mhd_log, src};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &src->addr};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_cap(src), NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                         (intptr_t)((cfg->connection_timeout_us + 999999) / 1000000), NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)http_on_completed, src};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)(void *)http_on_connection, src};
     if (threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
     if (src->tls_cert_pem) {
@@ -304,7 +352,12 @@ static int64_t give_up_us(const http_config *cfg) { return MIN(cfg->ack_timeout_
 
 static void tick(source_http *src)
 {
-    http_expire_waiting(src, ecf_monotonic_us(src->stage), false);
+    int64_t now = ecf_monotonic_us(src->stage);
+    http_expire_waiting(src, now, false);
+    guint cut = http_sweep_connections(src, now);
+    if (cut)
+        ecf_log(src->stage, ECF_LOG_DEBUG, "cut off %u connection%s past header_timeout or request_timeout", cut,
+                cut == 1 ? "" : "s");
     ecf_metric_set(src->stage, src->m_inflight, (double)atomic_load(&src->budget.used));
 }
 
@@ -444,6 +497,7 @@ static void http_destroy(ecf_stage *stage)
     g_queue_init(&src->waiting); /* empty by now; its links live in the requests */
     outbox_clear(&src->outbox);
     g_mutex_clear(&src->lock);
+    g_mutex_clear(&src->conns_lock);
     g_free(src->why_key_missing);
     g_free(src->why_key_not_string);
     g_free(src->why_key_empty);

@@ -32,6 +32,7 @@ typedef struct {
     int64_t max_connections;
     int64_t connection_timeout_us;
     int64_t request_timeout_us;
+    int64_t header_timeout_us;
     int64_t ack_timeout_us;
     int64_t max_inflight_bytes;
     int64_t batch_max_events;
@@ -83,6 +84,7 @@ typedef struct {
     size_t len, cap;
     size_t limit;
     size_t reserved; /* taken from the budget            */
+    size_t expected; /* declared Content-Length, 0 = none */
     byte_budget *budget;
     bool gzip;
     bool gz_live, gz_member_done;
@@ -167,6 +169,24 @@ void edge_dead_letter(source_http *src, edge_check *c, ecf_batch **dlq, const ui
                       const tv_error *err);
 void edge_flush_dead_letters(source_http *src, ecf_batch *dlq);
 
+/* ---------------------------------------------------------------- deadline.c */
+
+typedef enum {
+    CONN_HEADERS, /* reading headers: header_timeout            */
+    CONN_BODY,    /* headers done, body arriving: request_timeout */
+    CONN_WAITING, /* suspended for acks: ack_timeout ends it      */
+    CONN_CUT,     /* its socket was shut down                     */
+} conn_state;
+
+typedef struct conn_watch conn_watch;
+
+/* MHD_OPTION_NOTIFY_CONNECTION: starts and ends watching a connection. */
+void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe);
+void http_conn_state(source_http *src, struct MHD_Connection *conn, conn_state st);
+/* Shuts down the sockets of connections past their deadline; returns how many. */
+guint http_sweep_connections(source_http *src, int64_t now_us);
+
 /* ---------------------------------------------------------------- source_http.c */
 
 #define HTTP_N_CODES 12
@@ -195,6 +215,8 @@ struct source_http {
     http_outbox outbox;   /* small requests' events, for run() to emit    */
     int64_t next_tick_us; /* run(): next check for overdue acks          */
     GPtrArray *parsers;   /* idle jd_parser*, reused across requests      */
+    GMutex conns_lock;    /* guards `conns` (deadline.c)                  */
+    GQueue conns;         /* conn_watch* of every open connection         */
 
     /* Addresses used as the connection context of requests answered
      * without a body (GET /health ...): answering in the first callback

@@ -58,7 +58,7 @@ def wait_until(what, cond, timeout, step=0.05):
 class Server(HttpRequests):
     """One `ecflow run` process; stopped with SIGTERM, which must exit 0."""
 
-    def __init__(self, tmp, pipeline="source_http", profile=None, tls=None, **env):
+    def __init__(self, tmp, pipeline="source_http", profile=None, tls=None, preexec_fn=None, **env):
         self.port = free_port()
         self.out = Path(tmp) / "out.ndjson"
         self.log_path = Path(tmp) / f"ecflow-{self.port}.log"
@@ -71,7 +71,8 @@ class Server(HttpRequests):
         if profile:
             cmd += ["--profile", profile]
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e,
+                                     preexec_fn=preexec_fn)
         try:
             wait_until("GET /health", self._healthy, 15)
         except AssertionError:

@@ -1,3 +1,4 @@
+#include "node.h"
 #include "pipeline.h"
 
 #include <string.h>
@@ -214,6 +215,28 @@ static void test_order_and_graph(void)
     g_assert_nonnull(strstr(mm, "mid --> out"));
 }
 
+/* `a0: &a0 [x, x]`, `aN: &aN [*aN-1, *aN-1]`: 2^levels nodes once expanded, a
+ * few hundred bytes of YAML. Loading it must stop with the line, not grow. */
+static void test_alias_bomb_is_refused(void)
+{
+    GString *y = g_string_new("pipeline: {name: bomb}\nstages: {src: {plugin: source-generate}}\nx:\n");
+    g_string_append(y, "  a0: &a0 [x, x]\n");
+    for (int i = 1; i <= 18; i++)
+        g_string_append_printf(y, "  a%d: &a%d [*a%d, *a%d]\n", i, i, i - 1, i - 1);
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(ecf_node) root = ecf_node_load_string("bomb.yaml", y->str, errors);
+    g_assert_null(root);
+    assert_error(errors, "bomb.yaml:");
+    assert_error(errors, "aliases");
+    g_string_free(y, TRUE);
+
+    /* Aliases used a few times are fine. */
+    g_autoptr(GPtrArray) e2 = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(ecf_node) ok = ecf_node_load_string("ok.yaml", "a: &a {x: 1}\nb: *a\nc: *a\n", e2);
+    g_assert_nonnull(ok);
+    g_assert_cmpuint(e2->len, ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -226,6 +249,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pipeline/cycles-are-detected", test_cycle_detection);
     g_test_add_func("/pipeline/every-error-is-reported", test_all_errors_reported);
     g_test_add_func("/pipeline/orders-upstream-first-and-draws", test_order_and_graph);
+    g_test_add_func("/pipeline/yaml-alias-bomb-is-refused-with-the-line", test_alias_bomb_is_refused);
     int rc = g_test_run();
     ecf_registry_free(reg);
     return rc;

@@ -153,6 +153,18 @@ static void test_top_view_from_two_documents(void)
     g_assert_error(err, ECF_ERROR, ECF_ERR_INVALID);
 }
 
+/* Prometheus label values escape \\, " and newline; a pipeline or stage name
+ * holding them must not break the exposition (or forge series). */
+static void test_label_values_are_escaped(void)
+{
+    ecf_metrics *reg = ecf_metrics_new("p\"}x{a=\"\\\n");
+    ecf_metric *m = ecf_metrics_get(reg, ECF_METRIC_COUNTER, "things_total", "", "st\"age");
+    ecf_metric_do_add(m, 1);
+    g_autofree char *text = ecf_metrics_render(reg);
+    g_assert_nonnull(strstr(text, "ecflow_things_total{pipeline=\"p\\\"}x{a=\\\"\\\\\\n\",stage=\"st\\\"age\"} 1\n"));
+    ecf_metrics_free(reg);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -163,5 +175,6 @@ int main(int argc, char **argv)
     g_test_add_func("/status/events-are-rate-limited-per-stage-and-event",
                     test_events_are_rate_limited_per_stage_and_event);
     g_test_add_func("/status/top-view-from-two-documents", test_top_view_from_two_documents);
+    g_test_add_func("/metrics/label-values-are-escaped", test_label_values_are_escaped);
     return g_test_run();
 }

@@ -8,6 +8,8 @@
 #include "thrift_compact.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
 
 static void test_thrift_field_deltas(void)
 {
@@ -141,6 +143,118 @@ static void test_long_string_upper_bound_is_incremented_prefix(void)
     bb_free(&out);
 }
 
+/* A free-text partition value must always make a creatable directory: long
+ * escaped values are cut and get a hash of the whole value (issue 18). */
+static char *value_path(const char *text)
+{
+    part_field f = {.name = "note", .transform = PT_IDENTITY, .result = {.id = ICE_STRING}};
+    part_value v = {.p = (const uint8_t *)text, .n = (uint32_t)strlen(text)};
+    byte_buf b = {0};
+    part_value_to_path(&f, &v, &b);
+    char *s = g_strndup((const char *)b.data, b.len);
+    bb_free(&b);
+    return s;
+}
+
+static void test_long_partition_value_makes_a_creatable_directory(void)
+{
+    GString *text = g_string_new(NULL);
+    for (int i = 0; i < 150; i++)
+        g_string_append(text, "\xc3\xa9"); /* é: %C3%A9, 6 bytes escaped */
+    g_autofree char *p1 = value_path(text->str);
+    g_string_append(text, "x");
+    g_autofree char *p2 = value_path(text->str);
+    g_string_free(text, TRUE);
+    g_assert_cmpuint(strlen(p1), <=, PART_PATH_VALUE_MAX);
+    g_assert_cmpstr(p1, !=, p2); /* same prefix, different values: different directories */
+    g_autofree char *tmp = g_dir_make_tmp("part-XXXXXX", NULL);
+    g_autofree char *dir = g_strdup_printf("%s/note=%s", tmp, p1);
+    g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+    g_rmdir(dir);
+    g_rmdir(tmp);
+    /* short values keep their readable form */
+    g_autofree char *p3 = value_path("page view");
+    g_assert_cmpstr(p3, ==, "page%20view");
+}
+
+/* ---- hostile Avro files (issue 18 item 10): built by hand, refused with an
+ * error, never an abort, a huge allocation or an endless loop. */
+static void zz_long(byte_buf *b, int64_t v)
+{
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (u >= 0x80) {
+        bb_byte(b, (uint8_t)(u | 0x80));
+        u >>= 7;
+    }
+    bb_byte(b, (uint8_t)u);
+}
+
+static void avro_header(byte_buf *b, const char *schema)
+{
+    bb_append(b, "Obj\x01", 4);
+    zz_long(b, 1);
+    zz_long(b, 11);
+    bb_append(b, "avro.schema", 11);
+    zz_long(b, (int64_t)strlen(schema));
+    bb_append(b, schema, strlen(schema));
+    zz_long(b, 0);
+    bb_append(b, "0123456789abcdef", 16);
+}
+
+static void avro_block(byte_buf *b, int64_t count, const void *data, size_t n)
+{
+    zz_long(b, count);
+    zz_long(b, (int64_t)n);
+    bb_append(b, data, n);
+    bb_append(b, "0123456789abcdef", 16);
+}
+
+static void assert_refused(byte_buf *b, const char *why)
+{
+    avro_file f;
+    char err[256] = "";
+    gboolean ok = avro_file_read(b->data, b->len, &f, err, sizeof err);
+    avro_file_clear(&f);
+    bb_free(b);
+    if (ok)
+        g_error("%s: read as valid", why);
+    g_assert_cmpstr(err, !=, "");
+}
+
+static void test_avro_hostile_counts_and_sizes_are_refused(void)
+{
+    const char *rec = "{\"type\":\"record\",\"name\":\"r\",\"fields\":[{\"name\":\"a\",\"type\":\"long\"}]}";
+    byte_buf b = {0};
+    avro_header(&b, rec); /* 2^60 records claimed, one byte of data */
+    avro_block(&b, (int64_t)1 << 60, "\x02", 1);
+    assert_refused(&b, "block count past its bytes");
+
+    b = (byte_buf){0};
+    avro_header(&b, "{\"type\":\"record\",\"name\":\"r\",\"fields\":[{\"name\":\"f\",\"type\":"
+                    "{\"type\":\"fixed\",\"name\":\"x\",\"size\":-5}}]}");
+    avro_block(&b, 1, "abcdefgh", 8);
+    assert_refused(&b, "negative fixed size");
+
+    /* arrays: a count of INT64_MIN (negation overflows) and one of 2^62 null items */
+    const char *arr = "{\"type\":\"record\",\"name\":\"r\",\"fields\":[{\"name\":\"a\",\"type\":"
+                      "{\"type\":\"array\",\"items\":\"null\"}}]}";
+    byte_buf d = {0};
+    zz_long(&d, INT64_MIN);
+    zz_long(&d, 0);
+    b = (byte_buf){0};
+    avro_header(&b, arr);
+    avro_block(&b, 1, d.data, d.len);
+    assert_refused(&b, "array count INT64_MIN");
+    bb_reset(&d);
+    zz_long(&d, (int64_t)1 << 62);
+    zz_long(&d, 0);
+    b = (byte_buf){0};
+    avro_header(&b, arr);
+    avro_block(&b, 1, d.data, d.len);
+    assert_refused(&b, "array of 2^62 nulls");
+    bb_free(&d);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -148,6 +262,9 @@ int main(int argc, char **argv)
     g_test_add_func("/avro/round-trip-keeps-field-ids-and-header-keys", test_avro_roundtrip_keeps_field_ids_and_meta);
     g_test_add_func("/bounds/decimals-are-minimal-big-endian", test_decimal_bounds_are_minimal_big_endian);
     g_test_add_func("/partition/temporal-transforms-floor-before-epoch", test_temporal_transforms_floor_before_epoch);
+    g_test_add_func("/avro/hostile-counts-and-sizes-are-refused", test_avro_hostile_counts_and_sizes_are_refused);
+    g_test_add_func("/partition/long-value-makes-a-creatable-directory",
+                    test_long_partition_value_makes_a_creatable_directory);
     g_test_add_func("/parquet/file-has-magic-footer-and-exact-metrics", test_parquet_file_has_magic_and_footer);
     g_test_add_func("/bounds/long-string-upper-bound-is-incremented-prefix",
                     test_long_string_upper_bound_is_incremented_prefix);
