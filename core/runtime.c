@@ -82,10 +82,15 @@ static void collect_rings(void *user, GString *out)
                          "# TYPE ecflow_ring_fill_ratio gauge\n");
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
-        if (!s->in)
+        if (!s->in || s->primary != s)
             continue;
+        double used = 0, cap = 0; /* over every instance of the stage */
+        for (guint k = 0; k < ecf_stage_workers(s); k++) {
+            used += ecf_ring_count(ecf_stage_worker(s, k)->in);
+            cap += ecf_ring_capacity(ecf_stage_worker(s, k)->in);
+        }
         g_string_append_printf(out, "ecflow_ring_fill_ratio{pipeline=\"%s\",stage=\"%s\"} %g\n", rt->def->settings.name,
-                               s->def->name, (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
+                               s->def->name, used / cap);
     }
     g_string_append_printf(out,
                            "# HELP ecflow_acks_outstanding Ack tokens not yet settled\n"
@@ -115,12 +120,16 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
     g_autoptr(GHashTable) by_name = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; i < def->order->len; i++) {
         ecf_stage_def *sd = def->order->pdata[i];
-        ecf_stage *s = ecf_stage_new(rt, sd);
+        ecf_stage *s = ecf_stage_new(rt, sd, NULL);
         g_ptr_array_add(rt->stages, s);
         g_hash_table_insert(by_name, sd->name, s);
+        for (guint k = 1; k < sd->workers; k++)
+            g_ptr_array_add(rt->stages, ecf_stage_new(rt, sd, s));
     }
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
+        if (s->primary != s) /* the group shares the primary's edges */
+            continue;
         for (guint j = 0; j < s->def->inputs->len; j++) {
             ecf_input_ref *in = s->def->inputs->pdata[j];
             ecf_stage_connect(g_hash_table_lookup(by_name, in->stage), in->port, s);
@@ -203,8 +212,11 @@ static double sources_out(ecf_runtime *rt)
 static double failed(ecf_runtime *rt)
 {
     double sum = 0;
-    for (guint i = 0; i < rt->stages->len; i++)
-        sum += ecf_metric_value(((ecf_stage *)rt->stages->pdata[i])->m_errors);
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        if (s->primary == s) /* instances share the stage's counters */
+            sum += ecf_metric_value(s->m_errors);
+    }
     return sum;
 }
 
@@ -275,11 +287,33 @@ static gpointer status_main(gpointer data)
 
 /* ------------------------------------------------------------ run */
 
+/* Workers ordered per partition get batches split by partition, which the
+ * core can do for raw messages only; records arrive once upstream exists. */
+static gboolean split_input_ok(ecf_runtime *rt, ecf_stage *s, char **error)
+{
+    if (s->primary != s || ecf_stage_workers(s) < 2 || s->p->parallelism != ECF_PARALLEL_PARTITION)
+        return TRUE;
+    for (guint i = 0; i < s->inputs->len; i++) {
+        ecf_in_edge *e = &g_array_index(s->inputs, ecf_in_edge, i);
+        if (!e->up->ports[e->port].schema)
+            continue;
+        *error = g_strdup_printf("%s:%d: stage '%s': 'workers: %u': '%s' is ordered per partition, so the core splits "
+                                 "its input by partition, and it can only split raw messages; input '%s' carries "
+                                 "records (run the stage as one worker, or make the upstream stage the parallel one)",
+                                 rt->def->file, s->def->line, s->def->name, ecf_stage_workers(s), s->def->plugin_name,
+                                 e->up->def->name);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /* Stops at the first failure: later stages may depend on its schemas. */
 static int create_all(ecf_runtime *rt, char **error)
 {
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
+        if (!split_input_ok(rt, s, error))
+            return ECF_EXIT_CONFIG;
         ecf_status st = ecf_stage_create(s);
         if (st != ECF_OK) {
             *error =
@@ -366,7 +400,7 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
     if (code == ECF_EXIT_OK && !start_all(rt))
         code = ECF_EXIT_FAILURE;
     if (code == ECF_EXIT_OK) {
-        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name, rt->stages->len,
+        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name, rt->def->order->len,
                       rt->def->profile ? ", profile " : "", rt->def->profile ? rt->def->profile : "");
         /* Only for a person at a terminal; logs and pipes get nothing extra. */
         GThread *status =
