@@ -55,6 +55,7 @@ typedef struct {
     int64_t compression_level;
     int64_t max_open_partitions;
     int64_t max_buffered_bytes;
+    int64_t max_uncommitted_rows;
     bool fsync;
     char *writer_id;
     char *dedupe_key;
@@ -116,9 +117,13 @@ static const ecf_option ice_options[] = {
     ECF_OPT_INT("compression_level", ice_config, compression_level, "1", 1, 22, "zstd level"),
     ECF_OPT_INT("max_open_partitions", ice_config, max_open_partitions, "256", 1, 100000,
                 "open data files at once; past this the least recently used one is finished"),
-    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "256MiB", 65536, 1e12,
+    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "32MiB", 65536, 1e12,
                  "memory for unwritten row groups and for written bytes the IO still holds (an S3 part "
                  "being filled); past this the largest holder writes out, or finishes its file"),
+    ECF_OPT_INT("max_uncommitted_rows", ice_config, max_uncommitted_rows, "250000", 1, 1e9,
+                "rows taken but not yet committed; reaching it commits before commit_interval. Each "
+                "holds its ack until the commit: ~100 bytes (the token, and the source's offset book), "
+                "so 250000 is ~25 MB during a catch-up, whatever the backlog or commit_interval"),
     ECF_OPT_BOOL("fsync", ice_config, fsync, "true", "fsync data files before they are committed"),
     ECF_OPT_STRING("writer_id", ice_config, writer_id, NULL, 0,
                    "who this sink is in the table's snapshot summaries: its Kafka positions are kept "
@@ -637,6 +642,8 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
 
     enforce_bounds(st);
     if (st->pending_bytes >= cfg->target_file_size && commit(st, "size") == ECF_ERR_FATAL)
+        return ECF_ERR_FATAL;
+    if ((int64_t)st->held->len >= cfg->max_uncommitted_rows && commit(st, "rows") == ECF_ERR_FATAL)
         return ECF_ERR_FATAL;
     return ECF_OK;
 }

@@ -409,3 +409,21 @@ def test_redelivered_kafka_records_are_not_written_twice(tmp_path, readers):
     con = duck()
     assert con.execute(f"select count(*), count(distinct event_id) from iceberg_scan('{t}')"
                        ).fetchone() == (3000, 3000)
+
+
+def test_uncommitted_rows_are_bounded_by_early_commits(tmp_path, readers):
+    """max_uncommitted_rows bounds what waits for a commit (each row holds its ack until then),
+    however long commit_interval is: the rows go out in several snapshots, each at most the
+    bound plus the batch that reached it, every row once."""
+    log = run(tmp_path, COUNT=20000, BATCH=500, COMMIT_INTERVAL="1h", MAX_UNCOMMITTED=3000)
+    assert "20000 durable, 0 failed" in log
+    assert "(rows)" in log, log  # the commit's reason
+    t = table_dir(tmp_path)
+    meta = json.loads(Path(latest_metadata(t)).read_text())
+    added = [int(s["summary"]["added-records"]) for s in meta["snapshots"]]
+    assert sum(added) == 20000
+    assert len(added) >= 20000 // 3500, added
+    assert max(added) <= 3000 + 500, added
+    con = duck()
+    assert con.execute(f"select count(*), count(distinct event_id) from iceberg_scan('{t}')"
+                       ).fetchone() == (20000, 20000)
