@@ -326,6 +326,9 @@ typedef struct {
  * Each instance is a whole plugin instance of its own: create, start, the
  * callbacks on its own thread, stop and destroy, its own state; they share
  * the stage's config (read-only), name, metrics (counters add up) and ports.
+ * They run at once, so a plugin that declares it may must keep no unlocked
+ * state outside its instance (no mutable statics); ecf_workers() tells an
+ * instance its index, e.g. to name its files apart.
  * The core refuses `workers:` above 1 at validate, naming the file and line,
  * for a plugin that does not say it may, and for every source.
  *
@@ -353,6 +356,15 @@ typedef struct {
  *                          copied, tokens shared), so such a stage takes raw
  *                          messages: the core refuses it at validate when its
  *                          input carries records (transform-validate's output).
+ *
+ * The shipped plugins: transform-validate is ECF_PARALLEL_PARTITION (the
+ * CPU-bound parse; sink-iceberg after it needs each partition's offsets in
+ * order); sink-null is ECF_PARALLEL_ANY; sink-iceberg is one instance (one
+ * snapshot per interval must hold everything it took, with its positions),
+ * and spreads its Parquet encoding over threads of its own instead
+ * (`writer_threads`); sink-kafka and sink-file are one instance (one
+ * producer, one file); every source is one (source-kafka fetches on
+ * librdkafka's threads already).
  */
 typedef enum {
     ECF_PARALLEL_NONE = 0,
