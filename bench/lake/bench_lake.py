@@ -12,7 +12,8 @@ fresh table, each time):
   - Kafka -> transform-validate -> sink-null, as one worker (parsing added);
   - the lake leg, Kafka -> transform-validate -> sink-iceberg with pipelines/ecommerce.yaml's
     settings (commit_interval 10s, dedupe on event_id, partitioned by event type and day) on
-    a local warehouse, with transform-validate as each `workers:` count asked for.
+    a local warehouse, for each `workers:` count asked for: that many transform-validate
+    instances and as many sink-iceberg writer_threads (auto: one per core).
 Reports medians of rows/s (from the first row the sink saw until it has taken every row),
 CPU µs per row and cores busy (CPU seconds of the process over those wall seconds) and
 peak RSS (VmHWM, the whole process from its start), and writes a markdown table.
@@ -39,7 +40,7 @@ def ecflow_run(ecflow, env, profile, n, workers="1"):
     port = free_port()
     wh = tempfile.mkdtemp(prefix="bench-lake-wh-")
     e = dict(env, METRICS_PORT=str(port), GROUP=f"bench-{uuid.uuid4().hex[:8]}", WORKERS=workers,
-             WAREHOUSE=wh)
+             WRITER_THREADS="0" if workers == "auto" else workers, WAREHOUSE=wh)
     log = tempfile.TemporaryFile("w+")
     p = subprocess.Popen([ecflow, "run", str(HERE / "lake.yaml"), "--profile", profile], env=e,
                          stderr=log)

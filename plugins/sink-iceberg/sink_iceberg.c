@@ -38,6 +38,7 @@
 
 #include <glib.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -178,6 +179,7 @@ typedef struct {
     GThread *thread; /* NULL for encoder 0: the stage's own thread */
     uint8_t *fates;  /* this encoder's rows of the batch */
     uint32_t cap_fates;
+    uint64_t seen; /* the last job it took (job_seq), from before its thread starts */
     unsigned open; /* what its pool holds after its last job */
     int64_t buffered;
 } encoder;
@@ -207,15 +209,15 @@ struct ice_state {
      * (pending, pending_bytes, poisoned). */
     encoder *enc;
     unsigned n_enc;
-    GMutex job_lock;
-    GCond job_cond, done_cond;
+    pthread_mutex_t job_lock; /* pthreads, not GMutex: ThreadSanitizer sees these */
+    pthread_cond_t job_cond, done_cond;
     uint64_t job_seq;
     unsigned job_left;
     job_kind job;
     const struct ArrowArray *job_rec;
     uint32_t job_n;
     const uint8_t *job_fate;
-    GMutex pool_lock;
+    pthread_mutex_t pool_lock;
     GPtrArray *pending; /* data_file*, finished, uncommitted */
     int64_t pending_bytes;
     GPtrArray *held;    /* ecf_token* */
@@ -267,9 +269,9 @@ static void poison(ice_state *st, char *why)
 static void pool_failed(void *ctx, char *why)
 {
     ice_state *st = ctx;
-    g_mutex_lock(&st->pool_lock);
+    pthread_mutex_lock(&st->pool_lock);
     poison(st, why);
-    g_mutex_unlock(&st->pool_lock);
+    pthread_mutex_unlock(&st->pool_lock);
 }
 
 /* wp_events.file_done, on an encoder's thread: a finished file waits for
@@ -277,10 +279,10 @@ static void pool_failed(void *ctx, char *why)
 static void pool_file_done(void *ctx, data_file *df)
 {
     ice_state *st = ctx;
-    g_mutex_lock(&st->pool_lock);
+    pthread_mutex_lock(&st->pool_lock);
     g_ptr_array_add(st->pending, df);
     st->pending_bytes += df->metrics.file_size;
-    g_mutex_unlock(&st->pool_lock);
+    pthread_mutex_unlock(&st->pool_lock);
     ecf_metric_add(st->stage, st->m_files, 1);
     ecf_metric_add(st->stage, st->m_bytes, (double)df->metrics.file_size);
 }
@@ -323,21 +325,20 @@ static gpointer encoder_main(gpointer data)
 {
     encoder *e = data;
     ice_state *st = e->st;
-    g_mutex_lock(&st->job_lock);
-    uint64_t seen = st->job_seq;
+    pthread_mutex_lock(&st->job_lock);
     for (;;) {
-        while (st->job_seq == seen)
-            g_cond_wait(&st->job_cond, &st->job_lock);
-        seen = st->job_seq;
+        while (st->job_seq == e->seen)
+            pthread_cond_wait(&st->job_cond, &st->job_lock);
+        e->seen = st->job_seq;
         if (st->job == JOB_QUIT)
             break;
-        g_mutex_unlock(&st->job_lock);
+        pthread_mutex_unlock(&st->job_lock);
         run_job(e);
-        g_mutex_lock(&st->job_lock);
+        pthread_mutex_lock(&st->job_lock);
         if (--st->job_left == 0)
-            g_cond_signal(&st->done_cond);
+            pthread_cond_signal(&st->done_cond);
     }
-    g_mutex_unlock(&st->job_lock);
+    pthread_mutex_unlock(&st->job_lock);
     return NULL;
 }
 
@@ -348,12 +349,12 @@ static void run_encoders(ice_state *st, job_kind job)
     for (unsigned i = 1; i < st->n_enc; i++)
         helpers += st->enc[i].thread != NULL;
     if (helpers) {
-        g_mutex_lock(&st->job_lock);
+        pthread_mutex_lock(&st->job_lock);
         st->job = job;
         st->job_left = helpers;
         st->job_seq++;
-        g_cond_broadcast(&st->job_cond);
-        g_mutex_unlock(&st->job_lock);
+        pthread_cond_broadcast(&st->job_cond);
+        pthread_mutex_unlock(&st->job_lock);
     }
     if (job == JOB_QUIT)
         return;
@@ -362,10 +363,10 @@ static void run_encoders(ice_state *st, job_kind job)
     run_job(&st->enc[0]);
     if (!helpers)
         return;
-    g_mutex_lock(&st->job_lock);
+    pthread_mutex_lock(&st->job_lock);
     while (st->job_left)
-        g_cond_wait(&st->done_cond, &st->job_lock);
-    g_mutex_unlock(&st->job_lock);
+        pthread_cond_wait(&st->done_cond, &st->job_lock);
+    pthread_mutex_unlock(&st->job_lock);
 }
 
 static unsigned open_files(const ice_state *st)
@@ -898,10 +899,10 @@ static void state_free(ice_state *st)
         g_free(e->run_id);
     }
     g_free(st->enc);
-    g_mutex_clear(&st->job_lock);
-    g_cond_clear(&st->job_cond);
-    g_cond_clear(&st->done_cond);
-    g_mutex_clear(&st->pool_lock);
+    pthread_mutex_destroy(&st->job_lock);
+    pthread_cond_destroy(&st->job_cond);
+    pthread_cond_destroy(&st->done_cond);
+    pthread_mutex_destroy(&st->pool_lock);
     if (st->held) {
         settle_all(st, ECF_ERR_STOPPED, "sink-iceberg stopped before the commit");
         g_ptr_array_free(st->held, TRUE);
@@ -1041,10 +1042,10 @@ static ecf_status ice_create(ecf_stage *stage)
     ice_state *st = g_new0(ice_state, 1);
     st->stage = stage;
     g_mutex_init(&st->pos_lock);
-    g_mutex_init(&st->job_lock);
-    g_cond_init(&st->job_cond);
-    g_cond_init(&st->done_cond);
-    g_mutex_init(&st->pool_lock);
+    pthread_mutex_init(&st->job_lock, NULL);
+    pthread_cond_init(&st->job_cond, NULL);
+    pthread_cond_init(&st->done_cond, NULL);
+    pthread_mutex_init(&st->pool_lock, NULL);
     g_mutex_init(&st->fresh_lock);
     if (cfg->writer_id) {
         st->writer_id = g_strstrip(g_strdup(cfg->writer_id));
@@ -1251,8 +1252,10 @@ static ecf_status ice_start(ecf_stage *stage)
                                             .n_cols = st->n_cols,
                                             .pq = &st->pq,
                                             .run_id = e->run_id});
-        if (i > 0 && !e->thread)
+        if (i > 0 && !e->thread) {
+            e->seen = st->job_seq; /* a job given before the thread runs is still its to do */
             e->thread = g_thread_new("ecf:encode", encoder_main, e);
+        }
     }
     return ECF_OK;
 }
