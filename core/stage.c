@@ -75,7 +75,9 @@ void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity)
     guint producers = 0;
     for (guint i = 0; i < s->inputs->len; i++)
         producers += ecf_stage_workers(g_array_index(s->inputs, ecf_in_edge, i).up);
-    s->in = ecf_ring_new(ring_capacity, producers);
+    /* The instances share the stage's ring_capacity, so workers do not
+     * multiply the batches (and the memory) a stage holds. */
+    s->in = ecf_ring_new(MAX(ring_capacity / ecf_stage_workers(s), 2), producers);
 }
 
 void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down)

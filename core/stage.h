@@ -80,7 +80,8 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def, ecf_stage *primary
 void ecf_stage_free(ecf_stage *s);
 /* Connects `up.port` to `down`'s input ring (created on first use). */
 void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down);
-/* The instance's input ring; every instance of every upstream is a producer. */
+/* The instance's input ring: its share of ring_capacity (at least 2); every
+ * instance of every upstream is a producer. */
 void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity);
 static inline guint ecf_stage_workers(const ecf_stage *s) { return s->group->len; }
 static inline ecf_stage *ecf_stage_worker(const ecf_stage *s, guint i) { return s->group->pdata[i]; }

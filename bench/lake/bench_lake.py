@@ -13,7 +13,9 @@ fresh table, each time):
   - the lake leg, Kafka -> transform-validate -> sink-iceberg with pipelines/ecommerce.yaml's
     settings (commit_interval 10s, dedupe on event_id, partitioned by event type and day) on
     a local warehouse, for each `workers:` count asked for: that many transform-validate
-    instances and as many sink-iceberg writer_threads (auto: one per core).
+    instances and as many sink-iceberg writer_threads (auto: one per core);
+  - the same with auto workers and leaner memory knobs (ring_capacity 16, source-kafka
+    prefetch_max_bytes 16MiB), to show what they cost.
 Reports medians of rows/s (from the first row the sink saw until it has taken every row),
 CPU µs per row and cores busy (CPU seconds of the process over those wall seconds) and
 peak RSS (VmHWM, the whole process from its start), and writes a markdown table.
@@ -33,6 +35,9 @@ def metric(port, name, stage):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     m = re.search(rf'^{name}{{pipeline="bench-lake",stage="{stage}"}} (\S+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+LEAN = {"RING_CAPACITY": "16", "PREFETCH": "16MiB"}
 
 
 def ecflow_run(ecflow, env, profile, n, workers="1"):
@@ -113,10 +118,12 @@ def main():
     ecflow = str(Path(a.build).resolve() / "ecflow")
     sizes = [int(s) for s in a.sizes.split(",")]
     workers = a.workers.split(",")
-    configs = [("bare", None), ("raw", "1"), ("consume", "1")] + [("lake", w) for w in workers]
+    configs = [("bare", None), ("raw", "1"), ("consume", "1")] + [("lake", w) for w in workers] + \
+        [("lean", "auto")]
     names = {"bare": "bare librdkafka consumer (kcat -C, to the end)",
              "raw": "Kafka -> sink-null (source-kafka: the consumer ceiling)",
-             "consume": "Kafka -> transform-validate -> sink-null"}
+             "consume": "Kafka -> transform-validate -> sink-null",
+             "lean": "the lake leg, ring_capacity 16, prefetch_max_bytes 16MiB"}
     load = [f"before: load average {uptime()}"]
     kafka = Kafka(tempfile.mkdtemp(prefix="bench-lake-kafka-"), sys.exit)
     results = {}
@@ -133,6 +140,8 @@ def main():
                 for profile, w in configs:
                     if profile == "bare":
                         res = bare_run(kafka.bootstrap, topic, n)
+                    elif profile == "lean":
+                        res = ecflow_run(ecflow, dict(env, TOPIC=topic, **LEAN), "lake", n, w)
                     else:
                         res = ecflow_run(ecflow, dict(env, TOPIC=topic), profile, n, w)
                     results.setdefault((n, profile, w), []).append(res)
