@@ -63,19 +63,18 @@ _Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE =
  * Every member in order, with the minor that added it. Slot i sits i
  * function pointers after `config` on any ABI.
  */
-#define ECF_HOST_MEMBERS(X)                                                                                         \
-    X(config, 0, 0)                                                                                                 \
-    X(state, 1, 0)                                                                                                  \
-    X(set_state, 2, 0) X(name, 3, 0) X(should_stop, 4, 0) X(set_error, 5, 0) X(log, 6, 0) X(now_us, 7, 0)           \
-        X(monotonic_us, 8, 0) X(metric, 9, 0) X(metric_add, 10, 0) X(metric_set, 11, 0) X(metric_observe, 12, 0)    \
-            X(batch_new, 13, 0) X(batch_add, 14, 0) X(batch_count, 15, 0) X(batch_message, 16, 0)                   \
-                X(batch_bytes, 17, 0) X(batch_release, 18, 0) X(emit, 19, 0) X(try_emit, 20, 0) X(token_new, 21, 0) \
-                    X(token_release, 22, 0) X(ack, 23, 0) X(nack, 24, 0) X(hold, 25, 0) X(settle, 26, 0)            \
-                        X(set_ready, 27, 0) X(pipeline_ready, 28, 0) X(pipeline_setting, 29, 0)                     \
-                            X(declare_schema, 30, 0) X(input_schema, 31, 0) X(input_count, 32, 0)                   \
-                                X(batch_set_records, 33, 0) X(batch_records, 34, 0) X(batch_input, 35, 0)           \
-                                    X(resume_position, 36, 0) X(port_connected, 37, 0) X(metric_status, 38, 1)      \
-                                        X(workers, 39, 3)
+#define ECF_HOST_MEMBERS(X)                                                                                     \
+    X(config, 0, 0)                                                                                             \
+    X(state, 1, 0) X(set_state, 2, 0) X(name, 3, 0) X(should_stop, 4, 0) X(set_error, 5, 0) X(log, 6, 0)        \
+        X(now_us, 7, 0) X(monotonic_us, 8, 0) X(metric, 9, 0) X(metric_add, 10, 0) X(metric_set, 11, 0)         \
+            X(metric_observe, 12, 0) X(batch_new, 13, 0) X(batch_add, 14, 0) X(batch_count, 15, 0)              \
+                X(batch_message, 16, 0) X(batch_bytes, 17, 0) X(batch_release, 18, 0) X(emit, 19, 0)            \
+                    X(try_emit, 20, 0) X(token_new, 21, 0) X(token_release, 22, 0) X(ack, 23, 0) X(nack, 24, 0) \
+                        X(hold, 25, 0) X(settle, 26, 0) X(set_ready, 27, 0) X(pipeline_ready, 28, 0)            \
+                            X(pipeline_setting, 29, 0) X(declare_schema, 30, 0) X(input_schema, 31, 0)          \
+                                X(input_count, 32, 0) X(batch_set_records, 33, 0) X(batch_records, 34, 0)       \
+                                    X(batch_input, 35, 0) X(resume_position, 36, 0) X(port_connected, 37, 0)    \
+                                        X(metric_status, 38, 1) X(workers, 39, 3)
 #define HOST_LAST workers
 #define HOST_SLOT sizeof(void (*)(void))
 
