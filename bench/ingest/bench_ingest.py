@@ -84,6 +84,10 @@ def parse_args(argv):
                         "after every pipeline run, with the same pipeline file, and report "
                         "pipeline ÷ baseline: a before/after in one run, which a shared "
                         "machine's drift between two runs would blur")
+    p.add_argument("--baseline-env", metavar="K=V", action="append", default=[],
+                   help="environment for the baseline runs only (repeatable): with --baseline "
+                        "set to this same build, a before/after of a pipeline knob, e.g. "
+                        "HTTP_ON_INVALID=off against the shipped edge validation")
     p.add_argument("--durable-lingers", metavar="MS,MS,...", default="",
                    help="also run durable_server at these lingers (ms), at both connection "
                         "counts: whether any linger lifts the stack's batch-1 bound")
@@ -180,6 +184,11 @@ def ingest_leg(src, dst):
     missing = [n for n in ("http", "to_kafka") if n not in stages]
     if missing:
         die(f"{src}: no stage(s) {', '.join(missing)}: the benchmark runs http -> to_kafka")
+    # File options are relative to the pipeline file: point them at the original's folder.
+    base = os.path.dirname(os.path.abspath(src))
+    stages["http"] = [re.sub(r"^(\s+schema:\s*)([^\s\"'/][^\s]*)\s*$",
+                             lambda m: m.group(1) + os.path.join(base, m.group(2)), line)
+                      for line in stages["http"]]
     text = ("# Written by bench/ingest: the ingest leg of pipelines/ecommerce.yaml, verbatim.\n"
             "pipeline:\n  name: ecommerce-ingest\n"
             '  metrics: "127.0.0.1:${METRICS_PORT}"\n'
@@ -243,6 +252,7 @@ def run_pipeline(a, ctx, batch, conns, perf_to=None, seconds=None, build=None):
     env = dict(os.environ, HTTP_PORT=str(port), METRICS_PORT=str(mport),
                KAFKA_BOOTSTRAP=ctx["kafka"].bootstrap, KAFKA_TOPIC=topic,
                ECFLOW_PLUGIN_PATH=build["plugin_dir"])
+    env.update(build.get("env", {}))
     env.pop("ECFLOW_PROFILE", None)
     log_path = os.path.join(ctx["tmp"], f"ecflow-{topic}.log")
     with open(log_path, "w") as lf:
@@ -569,6 +579,9 @@ def main(argv):
            "build": {"kind": "pipeline", "ecflow": ecflow, "plugin_dir": plugin_dir}}
     if a.baseline:
         ctx["baseline"] = baseline_build(os.path.abspath(a.baseline))
+        ctx["baseline"]["env"] = dict(kv.split("=", 1) for kv in a.baseline_env)
+        if a.baseline_env:
+            ctx["baseline"]["label"] += " with " + " ".join(a.baseline_env)
     kafka = None
     try:
         ctx["tools"] = compile_tools(tmp)

@@ -200,15 +200,16 @@ def report(a, q, ing):
         f"(shared with other work: read ratios, not absolutes). Commit {benchlib.git_commit()}. "
         f"Command: `bench/maintenance/run.sh {' '.join(sys.argv[1:])}`.",
         "",
-        f"## What a reader gains: {q['commits']} commits (an hour of 1 s commits, clock compressed), "
-        f"{q['events']:,} events",
+        f"## What a reader gains: {q['commits']} commits ({a.commits} asked for; {q['commits'] / 60:.0f} minutes of "
+        f"1 s commits, the clock compressed), {q['events']:,} events",
         "",
         "| | no maintenance | after `ecflow table all` | ratio |",
         "|---|---:|---:|---:|",
         f"| data files in the current snapshot | {b['files']} | {f['files']} | {b['files'] / max(f['files'], 1):.0f}x |",
         f"| snapshots in the metadata | {b['snapshots']} | {f['snapshots']} | |",
         f"| current metadata JSON (KiB) | {b['metadata_kb']:.0f} | {f['metadata_kb']:.0f} | |",
-        f"| data files on disk | {b['data_files_on_disk']} | {f['data_files_on_disk']} | |",
+        f"| data files on disk (the kept snapshots still use the small ones) | {b['data_files_on_disk']} | "
+        f"{f['data_files_on_disk']} | |",
         f"| DuckDB count(*) (s, median of {a.repeats}) | {q['count'][0]:.3f} | {q['count'][1]:.3f} | "
         f"{q['count'][0] / q['count'][1]:.1f}x faster |",
         f"| DuckDB filtered scan (s, median of {a.repeats}) | {q['filtered'][0]:.3f} | {q['filtered'][1]:.3f} | "

@@ -17,6 +17,9 @@
  *   503  none durable and some failure is transient (backpressure, broker
  *        down, ack timeout, shutdown), with Retry-After
  *   400  not JSON (names the byte offset), empty body, broken gzip
+ * With the `schema` option the door also checks each event against the
+ * schema (edge.c): an invalid one is listed with "field", "rule" (the reason
+ * class) and "value" (in short) besides its "reason", and is not emitted.
  *   401 404 405 413 415  as the names say
  * Each rejected event is listed with its index, reason and whether a retry
  * can help, so a client resends exactly those.
@@ -38,6 +41,7 @@ typedef enum {
     DOOR_KEY_MISSING,
     DOOR_KEY_NOT_STRING,
     DOOR_KEY_EMPTY,
+    DOOR_SCHEMA, /* refused by the schema (edge.c); recorded with details */
 } door_verdict;
 
 typedef struct {
@@ -51,6 +55,9 @@ typedef struct {
     bool settled;
     ecf_status status;
     const char *reason; /* static, or interned in http_request.reasons */
+    /* schema rejections: the field (the schema's, or NULL), the rule (a
+     * reason class name, static) and the value in short (interned) */
+    const char *field, *rule, *value;
 } event_result;
 
 struct http_request {
@@ -214,10 +221,24 @@ static bool status_retryable(ecf_status st)
 }
 
 /* Called with req->lock held. */
-static void append_rejection(GString *j, uint32_t index, const char *reason, bool retry)
+static void append_rejection(GString *j, uint32_t index, const char *reason, bool retry, const event_result *r)
 {
     g_string_append_printf(j, "%s{\"index\":%" PRIu32 ",\"reason\":", j->str[j->len - 1] == '[' ? "" : ",", index);
     json_string(j, reason);
+    if (r->rule) {
+        g_string_append(j, ",\"field\":");
+        if (r->field)
+            json_string(j, r->field);
+        else
+            g_string_append(j, "null");
+        g_string_append(j, ",\"rule\":");
+        json_string(j, r->rule);
+        g_string_append(j, ",\"value\":");
+        if (r->value && *r->value)
+            json_string(j, r->value);
+        else
+            g_string_append(j, "null");
+    }
     g_string_append_printf(j, ",\"retryable\":%s}", retry ? "true" : "false");
 }
 
@@ -266,7 +287,7 @@ static enum MHD_Result answer_results(http_request *req)
         if (!list)
             list = g_string_new("[");
         if (rejected++ < MAX_LISTED_REJECTIONS)
-            append_rejection(list, i, why ? why : ecf_status_str(st), retry);
+            append_rejection(list, i, why ? why : ecf_status_str(st), retry, r);
     }
     g_mutex_unlock(&req->lock);
 
@@ -394,6 +415,42 @@ static const char *door_reason(source_http *src, uint8_t verdict)
     case DOOR_KEY_EMPTY: return src->why_key_empty;
     }
     return "rejected";
+}
+
+/* The schema check of every event (edge.c). A refused
+ * event is recorded with its field, rule and value and, when a stage reads
+ * 'invalid', becomes a dead letter there; it is not emitted. */
+static void run_edge(http_request *req)
+{
+    source_http *src = req->src;
+    edge_check *c = edge_get(src);
+    ecf_batch *dlq = NULL;
+    for (uint32_t i = 0; i < req->n_events; i++) {
+        door_event *de = &g_array_index(req->events, door_event, i);
+        /* Events the door refused are checked too: the schema's reason
+         * (field, rule, value) says more than "missing key field". */
+        tv_error err;
+        const uint8_t *raw = req->body.data + de->offset;
+        if (c && edge_validate(src, c, raw, de->length, &err))
+            continue;
+        if (src->edge_pass && c && err.reason != TV_R_INTERNAL)
+            continue; /* counted; emitted as it is */
+        if (de->verdict != DOOR_PASS && (!c || err.reason == TV_R_INTERNAL))
+            continue; /* refused anyway, by the door's own verdict */
+        de->verdict = DOOR_SCHEMA;
+        if (!c || err.reason == TV_R_INTERNAL) { /* not the event's fault: worth a retry */
+            record(req, i, ECF_ERR_NOMEM, c ? err.message : "out of memory");
+            continue;
+        }
+        record(req, i, ECF_ERR_INVALID, err.message);
+        event_result *r = &req->results[i];
+        r->field = err.field;
+        r->rule = tv_reason_name(err.reason);
+        r->value = intern_reason(req, err.value);
+        edge_dead_letter(src, c, &dlq, raw, de->length, i, &err);
+    }
+    edge_put(src, c);
+    edge_flush_dead_letters(src, dlq);
 }
 
 /* Scans the body; on success req->events lists every event. Answers (and
@@ -616,13 +673,15 @@ static enum MHD_Result on_upload_done(http_request *req)
 
     req->n_events = req->events->len;
     req->results = g_new0(event_result, MAX(req->n_events, 1));
+    if (src->schema)
+        run_edge(req);
     uint32_t valid = 0;
     for (uint32_t i = 0; i < req->n_events; i++) {
         const door_event *de = &g_array_index(req->events, door_event, i);
         if (de->verdict == DOOR_PASS)
             valid++;
         else
-            record(req, i, ECF_ERR_INVALID, door_reason(src, de->verdict));
+            record(req, i, ECF_ERR_INVALID, door_reason(src, de->verdict)); /* first verdict wins */
     }
     if (valid == 0)
         return answer_results(req);

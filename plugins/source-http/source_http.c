@@ -59,6 +59,17 @@ static const ecf_option http_options[] = {
                  "per-connection buffer for request headers and body chunks; larger headers "
                  "get 431. libmicrohttpd zeroes it for every request, so more costs CPU"),
     ECF_OPT_INT("threads", http_config, threads, "0", 0, 256, "HTTP worker threads; 0 = one per CPU core"),
+    ECF_OPT_FILE("schema", http_config, schema, NULL, ECF_OPTIONAL,
+                 "YAML schema file (transform-validate's format and rules) each event is checked against at "
+                 "the door: an invalid event gets 422 (207 in a mixed request) naming field and rule, is not "
+                 "emitted, and goes as a dead-letter envelope to the 'invalid' port when a stage reads it"),
+    ECF_OPT_DURATION("max_future", http_config, max_future_us, "1h", 0, 3153600000.0,
+                     "with schema: how far past the wall clock a timestamp may lie, for timestamp fields whose "
+                     "schema sets no max_future of its own (as transform-validate's option)"),
+    ECF_OPT_ENUM("on_invalid", http_config, on_invalid, "reject", "reject|pass|off",
+                 "with schema: reject = an invalid event is answered 422 (207 in a mixed request) and not "
+                 "emitted; pass = it is counted in http_events_invalid_total but emitted like a valid one "
+                 "(to see what rejecting would refuse before turning it on); off = no check"),
     ECF_OPT_END,
 };
 
@@ -192,6 +203,8 @@ static ecf_status http_create(ecf_stage *stage)
     if (st != ECF_OK)
         st = ecf_fail(stage, st, "%s", err->str);
     g_string_free(err, TRUE);
+    if (st == ECF_OK)
+        st = edge_init(src);
     if (st == ECF_OK)
         st = resolve_listen(src);
     if (st == ECF_OK && cfg->tls_cert) {
@@ -427,6 +440,7 @@ static void http_destroy(ecf_stage *stage)
     for (guint i = 0; i < src->parsers->len; i++)
         jd_parser_free(src->parsers->pdata[i]);
     g_ptr_array_free(src->parsers, TRUE);
+    edge_free(src);
     g_queue_init(&src->waiting); /* empty by now; its links live in the requests */
     outbox_clear(&src->outbox);
     g_mutex_clear(&src->lock);
@@ -438,8 +452,11 @@ static void http_destroy(ecf_stage *stage)
     ecf_set_state(stage, NULL);
 }
 
+static const char *const http_ports[] = {"default", "invalid", NULL};
+
 ECF_PLUGIN_DEFINE(.name = "source-http", .kind = ECF_SOURCE, .version = "1.0.0",
                   .summary = "Takes events POSTed over HTTP (JSON, arrays, NDJSON, gzip) and answers once "
                              "they are durable",
-                  .config_size = sizeof(http_config), .options = http_options, .create = http_create,
-                  .start = http_start, .run = http_run, .stop = http_stop, .destroy = http_destroy, );
+                  .ports = http_ports, .config_size = sizeof(http_config), .options = http_options,
+                  .create = http_create, .start = http_start, .run = http_run, .stop = http_stop,
+                  .destroy = http_destroy, );

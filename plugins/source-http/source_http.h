@@ -19,6 +19,8 @@
 #include <zlib.h>
 
 #include "event_scan.h"
+#include "schema.h"
+#include "validate.h"
 
 typedef struct {
     char *listen;
@@ -40,7 +42,12 @@ typedef struct {
     char *tls_key;
     int64_t connection_memory;
     int64_t threads;
+    char *schema;
+    int64_t max_future_us;
+    char *on_invalid;
 } http_config;
+
+typedef struct source_http source_http;
 
 /* ---------------------------------------------------------------- auth.c */
 
@@ -129,7 +136,6 @@ ecf_batch *outbox_close(http_outbox *o);
 
 /* ---------------------------------------------------------------- request.c */
 
-typedef struct source_http source_http;
 typedef struct http_request http_request;
 
 enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -141,6 +147,25 @@ guint http_expire_waiting(source_http *src, int64_t now_us, bool all);
 /* From now on no request is suspended (they are answered with what has
  * settled), so the daemon can be stopped: it must not hold any. */
 void http_tear_down(source_http *src);
+
+/* ---------------------------------------------------------------- edge.c */
+
+typedef struct edge_check edge_check;
+
+/* Loads the `schema` option's file (if any) and makes the checkers' metrics. */
+ecf_status edge_init(source_http *src);
+void edge_free(source_http *src);
+/* A pooled checker (validator + scratch columns); NULL on out of memory. */
+edge_check *edge_get(source_http *src);
+void edge_put(source_http *src, edge_check *c);
+/* buf[0, len) with padding readable after it: true when the event passes
+ * the schema; otherwise *err says why (and the reason is counted). */
+bool edge_validate(source_http *src, edge_check *c, const uint8_t *buf, size_t len, tv_error *err);
+/* Adds the event's dead-letter envelope to *dlq (made on first use) when
+ * a stage reads the `invalid` port; edge_flush_dead_letters emits it. */
+void edge_dead_letter(source_http *src, edge_check *c, ecf_batch **dlq, const uint8_t *raw, size_t len, uint32_t index,
+                      const tv_error *err);
+void edge_flush_dead_letters(source_http *src, ecf_batch *dlq);
 
 /* ---------------------------------------------------------------- source_http.c */
 
@@ -184,6 +209,16 @@ struct source_http {
     unsigned codes[HTTP_N_CODES];       /* the status codes counted, 0 = other    */
     ecf_metric *m_status[HTTP_N_CODES]; /* responses, by codes[i]                 */
     ecf_metric *m_accepted, *m_rejected, *m_bytes, *m_latency, *m_inflight;
+
+    /* edge validation (edge.c); schema NULL = off */
+    tv_schema *schema;
+    tv_pool *col_pool;
+    GPtrArray *checkers; /* idle edge_check*, under `lock`              */
+    bool dead_letter;    /* a stage reads 'invalid'                     */
+    bool edge_pass;      /* on_invalid: pass (count, do not refuse) */
+    char *edge_error;
+    ecf_metric *m_invalid[TV_REASON_COUNT];
+    ecf_metric *m_dlq_dropped;
 };
 
 jd_parser *http_parser_get(source_http *src);

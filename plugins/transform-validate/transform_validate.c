@@ -12,6 +12,7 @@
 #include <ecflow/plugin.h>
 
 #include "dead_letter.h"
+#include "json_walk.h"
 #include "schema.h"
 #include "validate.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     char *key_field;
     bool keep_payload;
     int64_t max_depth;
+    char *input;
 } tv_config;
 
 static const ecf_option tv_options[] = {
@@ -51,6 +53,11 @@ static const ecf_option tv_options[] = {
                  "consumer reads records"),
     ECF_OPT_INT("max_depth", tv_config, max_depth, "64", 1, 1000,
                 "deepest nesting of objects and arrays accepted in an event (the event itself is 1)"),
+    ECF_OPT_ENUM("input", tv_config, input, "event", "event|dead-letter",
+                 "event = each payload is an event; dead-letter = each payload is a dead-letter envelope "
+                 "(a DLQ topic's message) and the event it carries (raw, or raw_base64) is validated and, "
+                 "when valid, emitted with its original bytes: a replay once the schema or the producer "
+                 "is fixed (pipelines/replay_dlq.yaml)"),
     ECF_OPT_END,
 };
 
@@ -63,6 +70,10 @@ typedef struct {
     tv_pool *pool;
     bool dead_letter;
     GString *envelope;
+    /* input: dead-letter */
+    tvj_walker *unwrap;
+    GByteArray *raw; /* the carried event, TVJ_PADDING zero bytes after it */
+    bool raw_found;
     ecf_metric *m_valid;
     ecf_metric *m_invalid[TV_REASON_COUNT];
     ecf_metric *m_errors;
@@ -83,6 +94,9 @@ static void state_free(tv_state *st)
     tv_schema_free(st->schema);
     if (st->envelope)
         g_string_free(st->envelope, TRUE);
+    tvj_walker_free(st->unwrap);
+    if (st->raw)
+        g_byte_array_free(st->raw, TRUE);
     free(st);
 }
 
@@ -120,6 +134,14 @@ static ecf_status tv_create(ecf_stage *stage)
     long keep = rc ? atol(rc) + 2 : 16;
     st->pool = tv_pool_new(n, kinds, nullable, (uint32_t)(keep < 4 ? 4 : keep > 64 ? 64 : keep));
     st->envelope = g_string_sized_new(1024);
+    if (!strcmp(cfg->input, "dead-letter")) {
+        st->unwrap = tvj_walker_new((uint32_t)cfg->max_depth);
+        st->raw = g_byte_array_sized_new(4096);
+        if (!st->unwrap) {
+            state_free(st);
+            return ECF_ERR_NOMEM;
+        }
+    }
     st->dead_letter = strcmp(cfg->on_invalid, "dead-letter") == 0 ||
                       (strcmp(cfg->on_invalid, "auto") == 0 && ecf_port_connected(stage, "invalid"));
     if (!st->pool) {
@@ -189,7 +211,8 @@ static void log_sample(ecf_stage *stage, tv_state *st, const ecf_message *m, con
         st->next_sample_us = now + SAMPLE_EVERY_US;
 }
 
-static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const tv_error *err, ecf_batch **dlq, int64_t now_us)
+static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const uint8_t *raw, size_t raw_len,
+                   const tv_error *err, ecf_batch **dlq, int64_t now_us)
 {
     log_sample(stage, st, m, err);
     if (err->reason == TV_R_INTERNAL) {
@@ -209,8 +232,8 @@ static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const tv_erro
         .stage = ecf_name(stage),
         .at_us = now_us,
         .origin = &m->origin,
-        .raw = m->payload ? m->payload : (const uint8_t *)"",
-        .raw_len = m->payload ? m->payload_len : 0,
+        .raw = raw ? raw : (const uint8_t *)"",
+        .raw_len = raw ? raw_len : 0,
     };
     tv_dead_letter_json(st->envelope, &d);
     if (!*dlq)
@@ -264,6 +287,47 @@ static void emit_records(ecf_stage *stage, ecf_batch *out, tv_columns *cols)
 }
 
 static const uint8_t no_payload[ECF_PAYLOAD_PADDING];
+
+static void on_envelope_member(void *user, const tvj_member *m)
+{
+    tv_state *st = user;
+    if (st->raw_found || m->type != TVJ_STRING)
+        return;
+    if (m->key_len == 3 && !memcmp(m->key, "raw", 3)) {
+        g_byte_array_set_size(st->raw, 0);
+        g_byte_array_append(st->raw, (const guint8 *)m->str, (guint)m->str_len);
+        st->raw_found = true;
+    } else if (m->key_len == 10 && !memcmp(m->key, "raw_base64", 10)) {
+        g_autofree char *text = g_strndup(m->str, m->str_len);
+        gsize n = 0;
+        g_autofree guchar *bytes = g_base64_decode(text, &n);
+        g_byte_array_set_size(st->raw, 0);
+        g_byte_array_append(st->raw, bytes, (guint)n);
+        st->raw_found = true;
+    }
+}
+
+/* input: dead-letter: the event an envelope carries, into st->raw (padded).
+ * False, with *err set, when the payload is not an envelope. */
+static bool unwrap_dead_letter(tv_state *st, const uint8_t *payload, size_t len, const uint8_t **out, size_t *out_len,
+                               tv_error *err)
+{
+    tvj_error je;
+    st->raw_found = false;
+    tvj_status s = tvj_walk(st->unwrap, payload, len, len + TVJ_PADDING, on_envelope_member, st, &je);
+    if (s != TVJ_OK || !st->raw_found) {
+        *err = (tv_error){.reason = s == TVJ_NOMEM ? TV_R_INTERNAL : TV_R_SYNTAX};
+        snprintf(err->message, sizeof err->message, "not a dead-letter envelope: %s",
+                 s != TVJ_OK ? je.message : "no \"raw\" or \"raw_base64\" member");
+        return false;
+    }
+    size_t n = st->raw->len;
+    g_byte_array_set_size(st->raw, (guint)(n + TVJ_PADDING));
+    memset(st->raw->data + n, 0, TVJ_PADDING);
+    *out = st->raw->data;
+    *out_len = n;
+    return true;
+}
 
 /* One "dlq_burst" event per SAMPLE_EVERY_US that saw invalid events: how
  * many, and how many of each reason class, for operators to search for. */
@@ -321,6 +385,13 @@ static ecf_status tv_process(ecf_stage *stage, ecf_batch *in)
         /* a records-only message has no payload: validated as empty */
         const uint8_t *payload = m->payload ? m->payload : no_payload;
         size_t len = m->payload ? m->payload_len : 0;
+        if (st->unwrap) {
+            tv_error uerr;
+            if (!unwrap_dead_letter(st, payload, len, &payload, &len, &uerr)) {
+                reject(stage, st, m, payload, len, &uerr, &dlq, now);
+                continue;
+            }
+        }
         if (cols && !tv_validator_fits(cols, len)) { /* int32 string offsets: split the batch */
             emit_records(stage, out, cols);
             cols = NULL;
@@ -340,7 +411,7 @@ static ecf_status tv_process(ecf_stage *stage, ecf_batch *in)
         tv_error err;
         tv_reason r = tv_validate(st->validator, cols, payload, len, m->ingest_time_us, now, &info, &err);
         if (r != TV_VALID) {
-            reject(stage, st, m, &err, &dlq, now);
+            reject(stage, st, m, payload, len, &err, &dlq, now);
             continue;
         }
         ecf_message_init init = {
@@ -358,7 +429,7 @@ static ecf_status tv_process(ecf_stage *stage, ecf_batch *in)
             cols->in_bytes -= len;
             tv_error e = {.reason = TV_R_SIZE, .field = NULL};
             snprintf(e.message, sizeof e.message, "event of %zu bytes is too large for a batch", len);
-            reject(stage, st, m, &e, &dlq, now);
+            reject(stage, st, m, payload, len, &e, &dlq, now);
             continue;
         }
         st->valid++;

@@ -385,10 +385,13 @@ class Runs:
                      WAREHOUSE=warehouse or self.tmp / "warehouse", KAFKA_TOPIC=f"e2e_{tag}",
                      KAFKA_DLQ_TOPIC=f"e2e_{tag}_dlq", KAFKA_GROUP=f"e2e_{tag}_lake",
                      ECFLOW_WRITER_ID=f"e2e/{tag}", COMMIT_INTERVAL="1s", HTTP_ACK_TIMEOUT="10s",
-                     KAFKA_DELIVERY_TIMEOUT="5s")
+                     KAFKA_DELIVERY_TIMEOUT="5s",
+                     # These tests post invalid events on purpose to see the lake leg route
+                     # them; the door's own check is test_edge_validate.py's.
+                     HTTP_ON_INVALID="off")
         if s3:
             knobs.update(s3, E2E_PROFILE="s3", AWS_ENDPOINT_URL=s3["S3_ENDPOINT"],
-                         ICEBERG_TABLE=f"e2e_{tag}.events")
+                         ICEBERG_TABLE=f"e2e_{tag}.events", ICEBERG_DLQ_TABLE=f"e2e_{tag}.events_dlq")
         env = ecflow_env(**dict(knobs, **over))
         env.pop("ECFLOW_PROFILE", None)
         return env

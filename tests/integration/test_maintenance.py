@@ -118,7 +118,7 @@ def test_background_maintenance_bounds_files_and_snapshots(tmp_path):
     commits = int(log.count("committed snapshot"))
     print(f"commits {commits}, files in the head {len(files)}, per partition {dict(per_part)}, "
           f"snapshots {len(meta['snapshots'])} {dict(ops)}")
-    assert commits >= 60, commits
+    assert commits >= 30, commits  # ~100 on a quiet machine; fewer under ASan and load
     # bounded: small files of each tier (< 4 before they merge) plus what arrived since the
     # last run (2 s at 0.1 s commits), never one per commit
     assert max(per_part.values()) <= 4 * 3 + 25, per_part

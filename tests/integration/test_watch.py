@@ -38,7 +38,7 @@ from harness import check_sanitizers, sigterm, wait_until
 import browser
 
 PIPELINE = ROOT / "pipelines" / "ecommerce.yaml"
-STAGES = ("http", "to_kafka", "from_kafka", "check", "lake", "dlq")
+STAGES = ("http", "to_kafka", "from_kafka", "check", "lake", "dlq", "from_dlq", "dlq_rows", "dlq_lake")
 
 pytestmark = pytest.mark.skipif(not ECFLOW.exists(), reason=f"{ECFLOW} not built")
 
@@ -85,7 +85,9 @@ def pipeline(kafka, tmp_path_factory):
     env = ecflow_env(KAFKA_BOOTSTRAP=kafka, HTTP_PORT=free_port(), METRICS_PORT=free_port(),
                      WAREHOUSE=tmp / "warehouse", KAFKA_TOPIC=f"watch_{tag}",
                      KAFKA_DLQ_TOPIC=f"watch_{tag}_dlq", KAFKA_GROUP=f"watch_{tag}_lake",
-                     ECFLOW_WRITER_ID=f"watch/{tag}", COMMIT_INTERVAL="1s")
+                     ECFLOW_WRITER_ID=f"watch/{tag}", COMMIT_INTERVAL="1s",
+                     # invalid events through the lake leg's check, as before edge validation
+                     HTTP_ON_INVALID="off")
     env.pop("ECFLOW_PROFILE", None)
     log_path = tmp / "ecflow.log"
     log = open(log_path, "w")
@@ -209,9 +211,10 @@ def test_status_json_matches_metrics(pipeline):
     assert status == 200
     doc = json.loads(body)
     assert doc["version"] == 1 and doc["pipeline"] == "ecommerce"
-    assert [s["name"] for s in doc["stages"]] == ["http", "to_kafka", "from_kafka", "check", "lake", "dlq"]
+    assert [s["name"] for s in doc["stages"]] == list(STAGES)
     by_name = {s["name"]: s for s in doc["stages"]}
-    assert by_name["dlq"]["inputs"] == [{"stage": "check", "port": "invalid"}]
+    assert by_name["dlq"]["inputs"] == [{"stage": "check", "port": "invalid"}, {"stage": "http", "port": "invalid"}]
+    assert by_name["http"]["ports"] == ["default", "invalid"]
     assert by_name["lake"]["kind"] == "sink" and by_name["lake"]["plugin"] == "sink-iceberg"
     assert by_name["check"]["ports"] == ["default", "invalid"]
 
@@ -280,7 +283,8 @@ def test_status_page_draws_the_dag_and_live_numbers(pipeline):
         edges = page.evaluate("[...document.querySelectorAll('#edges g.edge')]"
                               ".map(g => [g.dataset.from, g.dataset.to, g.querySelector('text').textContent])")
         assert sorted((a, b) for a, b, _ in edges) == sorted(
-            [("http", "to_kafka"), ("from_kafka", "check"), ("check", "lake"), ("check", "dlq")]), edges
+            [("http", "to_kafka"), ("from_kafka", "check"), ("check", "lake"), ("check", "dlq"), ("http", "dlq"),
+             ("from_dlq", "dlq_rows"), ("dlq_rows", "dlq_lake")]), edges
         for a, b, label in edges:
             assert re.match(r"^\d+(\.\d+)?[kMG]?( \(invalid\))?$", label), (a, b, label)
         rows = page.evaluate("[...document.querySelectorAll('#stages tbody tr')].map(r => [...r.cells].map(c => c.textContent))")

@@ -636,6 +636,71 @@ static void test_rows_commit_only_when_valid(void)
     tv_schema_free(s);
 }
 
+/* The coerce rule: numeric strings for number fields, a number's text for a
+ * string field; off by default; only well-formed JSON numbers are taken. */
+static void test_coerce(void)
+{
+    static const char yaml[] = "schema: c\n"
+                               "coerce: true\n"
+                               "fields:\n"
+                               "  price: {type: \"decimal(6,2)\"}\n"
+                               "  qty: {type: int, min: 1}\n"
+                               "  ratio: {type: float}\n"
+                               "  code: {type: string}\n"
+                               "  strict: {type: int, coerce: false}\n";
+    GError *error = NULL;
+    tv_schema *s = tv_schema_parse(yaml, sizeof yaml - 1, "c.yaml", &error);
+    g_assert_no_error(error);
+    const char *why;
+    tv_validator *v = tv_validator_new(s, TV_NO_LIMIT, MAX_DEPTH, NULL, &why);
+    tv_pool *pool = pool_for(s);
+    struct {
+        const char *json;
+        tv_reason want;
+        const char *row;
+    } cases[] = {
+        {"{\"price\":\"12.5\",\"qty\":\"2\",\"ratio\":\"1e3\",\"code\":7}", TV_VALID,
+         "{\"price\":\"12.50\",\"qty\":2,\"ratio\":1000,\"code\":\"7\",\"strict\":null"},
+        {"{\"price\":12.5,\"qty\":2,\"code\":\"x\"}", TV_VALID,
+         "{\"price\":\"12.50\",\"qty\":2,\"ratio\":null,\"code\":\"x\""},
+        {"{\"qty\":\"0\"}", TV_R_RANGE, NULL},
+        {"{\"qty\":\"2.5\"}", TV_R_TYPE, NULL},
+        {"{\"qty\":\" 2\"}", TV_R_TYPE, NULL},
+        {"{\"price\":\"12.345\"}", TV_R_PRECISION, NULL},
+        {"{\"price\":\"abc\"}", TV_R_TYPE, NULL},
+        {"{\"price\":\"0x10\"}", TV_R_TYPE, NULL},
+        {"{\"strict\":\"2\"}", TV_R_TYPE, NULL},
+        {"{\"code\":true}", TV_R_TYPE, NULL},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(GString) row = g_string_new(NULL);
+        g_autoptr(GString) extras = g_string_new(NULL);
+        tv_error err;
+        tv_reason r = run_one(v, pool, s, cases[i].json, strlen(cases[i].json), &err, row, extras);
+        if (r != cases[i].want)
+            g_error("%s: got %s (%s), want %s", cases[i].json, tv_reason_name(r), err.message,
+                    tv_reason_name(cases[i].want));
+        if (cases[i].row && !g_str_has_prefix(row->str, cases[i].row))
+            g_error("%s: row %s, want %s...", cases[i].json, row->str, cases[i].row);
+        if (r != TV_VALID)
+            g_assert_cmpstr(err.value, !=, "");
+    }
+    tv_pool_close(pool);
+    tv_validator_free(v);
+    tv_schema_free(s);
+
+    /* off unless asked for; refused on a type it cannot apply to */
+    static const char plain[] = "schema: p\nfields:\n  qty: {type: int}\n";
+    s = tv_schema_parse(plain, sizeof plain - 1, "p.yaml", &error);
+    g_assert_no_error(error);
+    g_assert_false(s->fields[0].coerce);
+    tv_schema_free(s);
+    static const char bad[] = "schema: b\nfields:\n  t: {type: timestamp, coerce: true}\n";
+    g_assert_null(tv_schema_parse(bad, sizeof bad - 1, "b.yaml", &error));
+    g_assert_nonnull(strstr(error->message, "'coerce' does not apply to a timestamp field"));
+    g_clear_error(&error);
+}
+
 static void test_key_field_and_event_time(void)
 {
     tv_schema *s = rules_schema();
@@ -932,6 +997,7 @@ int main(int argc, char **argv)
     g_test_add_func("/validate/key-field-and-event-time-come-from-the-record", test_key_field_and_event_time);
     g_test_add_func("/validate/objects-with-many-keys-still-refuse-duplicates", test_many_keys);
     g_test_add_func("/validate/shipped-schema-takes-generator-events", test_shipped_schema_events);
+    g_test_add_func("/validate/coerce-takes-numeric-strings-and-number-text", test_coerce);
     g_test_add_func("/columns/release-on-another-thread-returns-buffers-to-the-pool",
                     test_release_on_another_thread_returns_buffers);
     g_test_add_func("/columns/release-after-the-stage-is-gone-frees-everything", test_release_after_pool_closed);

@@ -46,6 +46,7 @@ typedef struct {
     tv_reason reason;
     const char *field; /* the schema field concerned, or NULL        */
     char message[384]; /* `field 'price': expected decimal(12,2), got string "abc"` */
+    char value[72];    /* the value at fault in short (`string "abc"`), "" when none */
 } tv_error;
 
 typedef struct {
@@ -62,6 +63,8 @@ typedef struct tv_validator tv_validator;
 tv_validator *tv_validator_new(const tv_schema *s, int64_t max_future_us, uint32_t max_depth, const char *key_field,
                                const char **why);
 void tv_validator_free(tv_validator *v);
+/* The largest event the validator's parser has room for now. */
+size_t tv_validator_footprint(const tv_validator *v);
 
 /* The column layout a pool needs for this schema: n_fields + derived. */
 uint32_t tv_validator_columns(const tv_schema *s, tv_col_kind *kinds, bool *nullable, uint32_t cap);

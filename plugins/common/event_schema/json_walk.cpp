@@ -423,6 +423,8 @@ tvj_walker *tvj_walker_new(uint32_t max_depth)
 
 void tvj_walker_free(tvj_walker *w) { delete w; }
 
+size_t tvj_walker_footprint(const tvj_walker *w) { return w ? w->parser.capacity() : 0; }
+
 tvj_status tvj_walk(tvj_walker *w, const uint8_t *buf, size_t len, size_t capacity, tvj_member_fn fn, void *user,
                     tvj_error *err)
 {

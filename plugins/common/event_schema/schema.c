@@ -502,8 +502,8 @@ static bool parse_enum(loader *L, const yaml_node_t *n, tv_field *f)
 
 static bool parse_field(loader *L, const yaml_node_t *key, const yaml_node_t *spec, tv_field *f)
 {
-    static const char *const known[] = {"type",       "required", "doc", "enum",       "regex", "min_length",
-                                        "max_length", "min",      "max", "max_future", NULL};
+    static const char *const known[] = {"type",       "required", "doc", "enum",       "regex",  "min_length",
+                                        "max_length", "min",      "max", "max_future", "coerce", NULL};
     f->name = g_strdup(scalar(key));
     f->name_len = strlen(f->name);
     f->line = (int)key->start_mark.line + 1;
@@ -566,6 +566,11 @@ static bool parse_field(loader *L, const yaml_node_t *key, const yaml_node_t *sp
             if (!applies(L, k, f, rule, T(TV_INT) | T(TV_FLOAT) | T(TV_DECIMAL) | T(TV_TIMESTAMP)) ||
                 !parse_bound(L, v, f, rule[1] == 'i'))
                 return false;
+        } else if (!strcmp(rule, "coerce")) {
+            if (!applies(L, k, f, rule, T(TV_STRING) | T(TV_INT) | T(TV_FLOAT) | T(TV_DECIMAL)) ||
+                !want_bool(L, v, what, &f->coerce))
+                return false;
+            f->coerce_set = true;
         } else if (!strcmp(rule, "max_future")) {
             if (!applies(L, k, f, rule, T(TV_TIMESTAMP)) || !want_scalar(L, v, what, &s))
                 return false;
@@ -633,7 +638,7 @@ int tv_schema_lookup(const tv_schema *s, const char *key, size_t len)
 
 static bool load_document(loader *L, tv_schema *s)
 {
-    static const char *const known[] = {"schema", "version", "doc", "event_time", "fields", NULL};
+    static const char *const known[] = {"schema", "version", "doc", "event_time", "fields", "coerce", NULL};
     yaml_node_t *root = yaml_document_get_root_node(L->doc);
     if (!root)
         return failf(L, NULL, "the file is empty; a schema needs at least 'schema' and 'fields'");
@@ -657,6 +662,9 @@ static bool load_document(loader *L, tv_schema *s)
             if (!want_scalar(L, v, "doc", &sv))
                 return false;
             s->doc = g_strdup(sv);
+        } else if (!strcmp(k, "coerce")) {
+            if (!want_bool(L, v, "coerce", &s->coerce))
+                return false;
         } else if (!strcmp(k, "event_time")) {
             event_time = v;
         } else if (!strcmp(k, "fields")) {
@@ -683,6 +691,12 @@ static bool load_document(loader *L, tv_schema *s)
         s->n_fields = i + 1;
         if (!parse_field(L, k, yaml_document_get_node(L->doc, p->value), &s->fields[i]))
             return false;
+    }
+    /* The schema-wide coerce is a default for the types it can apply to. */
+    for (uint32_t i = 0; i < n; i++) {
+        tv_field *f = &s->fields[i];
+        if (!f->coerce_set && f->type != TV_BOOL && f->type != TV_TIMESTAMP)
+            f->coerce = s->coerce;
     }
     build_lookup(s);
     s->event_time = -1;

@@ -81,6 +81,9 @@ typedef struct tvj_walker tvj_walker;
 /* max_depth: deepest container nesting accepted; the top-level object is 1. */
 tvj_walker *tvj_walker_new(uint32_t max_depth);
 void tvj_walker_free(tvj_walker *w);
+/* The largest document the walker has room for now (its scratch is a few
+ * times that): lets a pool drop walkers a huge document inflated. */
+size_t tvj_walker_footprint(const tvj_walker *w);
 
 /* buf[0, len) is the document; capacity >= len + TVJ_PADDING readable bytes. */
 tvj_status tvj_walk(tvj_walker *w, const uint8_t *buf, size_t len, size_t capacity, tvj_member_fn fn, void *user,

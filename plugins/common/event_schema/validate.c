@@ -111,6 +111,8 @@ void tv_validator_free(tv_validator *v)
     free(v);
 }
 
+size_t tv_validator_footprint(const tv_validator *v) { return v ? tvj_walker_footprint(v->walker) : 0; }
+
 bool tv_validator_fits(const tv_columns *cols, size_t len)
 {
     return cols->in_bytes + 2 * (uint64_t)cols->rows + len + 2 <= INT32_MAX;
@@ -285,8 +287,72 @@ static bool type_error(event_ctx *c, const tv_field *f, const tvj_member *m)
     return false;
 }
 
+/* JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool json_number_text(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (i < len && s[i] == '-')
+        i++;
+    if (i >= len)
+        return false;
+    if (s[i] == '0')
+        i++;
+    else if (s[i] >= '1' && s[i] <= '9')
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+    else
+        return false;
+    if (i < len && s[i] == '.') {
+        size_t d = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return false;
+    }
+    return i == len;
+}
+
+/* The member as the field's coerce rule reads it: a string holding a JSON
+ * number as that number (into nb, NUL-terminated, as strtod needs), a
+ * number as its text for a string field. Anything else stays as it is. */
+static const tvj_member *coerced(const tv_field *f, const tvj_member *m, tvj_member *tmp, char *nb, size_t cap)
+{
+    if (!f->coerce)
+        return m;
+    if (f->type == TV_STRING && m->type == TVJ_NUMBER) {
+        *tmp = *m;
+        tmp->type = TVJ_STRING;
+        tmp->str = m->raw;
+        tmp->str_len = m->raw_len;
+        return tmp;
+    }
+    bool numeric = f->type == TV_INT || f->type == TV_FLOAT || f->type == TV_DECIMAL;
+    if (!numeric || m->type != TVJ_STRING || m->str_len >= cap || !json_number_text(m->str, m->str_len))
+        return m;
+    memcpy(nb, m->str, m->str_len);
+    nb[m->str_len] = '\0';
+    *tmp = *m;
+    tmp->type = TVJ_NUMBER;
+    tmp->raw = nb;
+    tmp->raw_len = m->str_len;
+    return tmp;
+}
+
 static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj_member *m)
 {
+    tvj_member tmp;
+    char nb[80];
+    m = coerced(f, m, &tmp, nb, sizeof nb);
     char pv[160], tb[32];
     uint32_t row = c->row;
     switch (f->type) {
@@ -448,14 +514,17 @@ static void on_member(void *user, const tvj_member *m)
     if (m->type == TVJ_NULL) {
         if (f->required) {
             set_error(c->err, TV_R_REQUIRED, f->name, "required but null");
+            snprintf(c->err->value, sizeof c->err->value, "null");
             c->failed = true;
         } else {
             tv_col_null(col, c->row);
         }
         return;
     }
-    if (!put_field(c, f, col, m))
+    if (!put_field(c, f, col, m)) {
+        describe(c->err->value, sizeof c->err->value, m);
         c->failed = true;
+    }
 }
 
 static tv_reason walk_failure(const tvj_error *je, tvj_status st, const tv_validator *v, tv_error *err)
@@ -498,6 +567,7 @@ tv_reason tv_validate(tv_validator *v, tv_columns *set, const uint8_t *buf, size
     err->reason = TV_VALID;
     err->field = NULL;
     err->message[0] = '\0';
+    err->value[0] = '\0';
     if (len > INT32_MAX - 2) {
         set_error(err, TV_R_SIZE, NULL, "event of %zu bytes is larger than a batch column can hold", len);
         return TV_R_SIZE;

@@ -53,6 +53,11 @@ typedef struct {
      * limit; unset = the stage's max_future option */
     bool max_future_set;
     int64_t max_future_us;
+
+    /* coerce: a numeric string is taken for an int, float or decimal field,
+     * a number's text for a string field (README: coerce). The field's own
+     * `coerce` rule, else the schema's; default false. */
+    bool coerce, coerce_set;
 } tv_field;
 
 typedef struct {
@@ -63,6 +68,7 @@ typedef struct {
     tv_field *fields;
     uint32_t n_fields;
     int event_time; /* index of the event-time field, or -1 */
+    bool coerce;    /* the schema-wide default of the fields' coerce rule */
     /* key -> field index, open addressing */
     int32_t *slots;
     uint32_t slot_mask;
