@@ -401,6 +401,14 @@ static void test_workers_are_refused_where_they_cannot_run(void)
          "validate",
          2,
          {"workers-auto.yaml:3: stage 'out': 'workers: auto': plugin 'sink-test' runs as one instance only"}},
+        /* a 1.2 plugin: what lies past its descriptor's size is never read */
+        {"workers-old-abi.yaml",
+         "stages:\n"
+         "  g: {plugin: source-generate}\n"
+         "  out: {plugin: abi-1-2, inputs: [g], workers: 2}\n",
+         "validate",
+         2,
+         {"workers-old-abi.yaml:3: stage 'out': 'workers: 2': plugin 'abi-1-2' runs as one instance only"}},
         {"workers-source.yaml",
          "stages:\n"
          "  g: {plugin: source-generate, workers: 2}\n"
