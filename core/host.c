@@ -21,7 +21,12 @@ static void host_set_error(ecf_stage *s, const char *fmt, va_list ap)
 
 static void host_log(ecf_stage *s, ecf_log_level level, const char *fmt, va_list ap)
 {
-    ecf_logv(s->def->name, level, fmt, ap);
+    if (s->primary == s) {
+        ecf_logv(s->def->name, level, fmt, ap);
+        return;
+    }
+    g_autofree char *name = g_strdup_printf("%s#%u", s->def->name, s->index); /* which instance says it */
+    ecf_logv(name, level, fmt, ap);
 }
 
 static int64_t host_now(ecf_stage *s) { return ecf_clock_now_us(); }
@@ -80,14 +85,110 @@ static ecf_status push_to(ecf_stage *down, ecf_batch *b)
     return ECF_ERR_STOPPED;
 }
 
+/* Any instance full counts as no room: where a batch goes is only known
+ * when it is routed. */
 static gboolean port_has_room(const ecf_port *p)
 {
     for (guint i = 0; i < p->consumers->len; i++) {
         ecf_stage *c = g_array_index(p->consumers, ecf_out_edge, i).down;
-        if (ecf_ring_count(c->in) >= ecf_ring_capacity(c->in))
-            return FALSE;
+        for (guint k = 0; k < ecf_stage_workers(c); k++) {
+            ecf_ring *r = ecf_stage_worker(c, k)->in;
+            if (ecf_ring_count(r) >= ecf_ring_capacity(r))
+                return FALSE;
+        }
     }
     return TRUE;
+}
+
+/* ECF_PARALLEL_ANY: the first instance with room, starting with the next
+ * in turn; when all are full, wait on that one. */
+static ecf_status push_any(ecf_stage *down, ecf_batch *b)
+{
+    guint n = ecf_stage_workers(down), first = atomic_fetch_add(&down->next, 1) % n;
+    for (guint k = 0; k < n; k++)
+        if (ecf_ring_try_push(ecf_stage_worker(down, (first + k) % n)->in, b) == ECF_RING_OK)
+            return ECF_OK;
+    return push_to(ecf_stage_worker(down, first), b);
+}
+
+/* Which instance takes a message: its partition, else the hash of its key,
+ * else `any` (the batch's turn). */
+static guint worker_of(const ecf_message *m, guint n, guint any)
+{
+    if (m->origin.partition >= 0)
+        return (guint)m->origin.partition % n;
+    if (m->key_len) {
+        guint32 h = 2166136261u; /* FNV-1a */
+        for (guint32 i = 0; i < m->key_len; i++)
+            h = (h ^ m->key[i]) * 16777619u;
+        return h % n;
+    }
+    return any;
+}
+
+static void fail_batch(ecf_batch *b, ecf_status st, const char *why)
+{
+    for (guint32 i = 0; i < ecf_batch_size(b); i++) {
+        ecf_message *m = ecf_batch_at(b, i);
+        if (m->token) {
+            ecf_token_unref(m->token, st, why);
+            m->token = NULL;
+        }
+    }
+    ecf_batch_put(b);
+}
+
+/* ECF_PARALLEL_PARTITION: a batch of one partition (or key) goes whole; a
+ * mixed one is split, each message copied into its instance's batch with
+ * its token shared, so every instance sees its partitions in order. */
+static ecf_status push_by_partition(ecf_stage *down, ecf_batch *b, guint32 input)
+{
+    guint n = ecf_stage_workers(down), any = atomic_fetch_add(&down->next, 1) % n;
+    guint32 count = ecf_batch_size(b);
+    guint first = count ? worker_of(ecf_batch_at(b, 0), n, any) : any;
+    gboolean mixed = FALSE;
+    for (guint32 i = 1; i < count && !mixed; i++)
+        mixed = worker_of(ecf_batch_at(b, i), n, any) != first;
+    if (!mixed)
+        return push_to(ecf_stage_worker(down, first), b);
+    if (ecf_batch_get_records(b)) { /* refused at create (split_input_ok): never here */
+        fail_batch(b, ECF_ERR_INTERNAL, "a batch with records cannot be split by partition");
+        return ECF_ERR_INTERNAL;
+    }
+    g_autofree ecf_batch **parts = g_new0(ecf_batch *, n);
+    for (guint32 i = 0; i < count; i++) {
+        ecf_message *m = ecf_batch_at(b, i);
+        guint w = worker_of(m, n, any);
+        if (!parts[w]) {
+            parts[w] = ecf_batch_get(ecf_runtime_batches(down->rt));
+            ecf_batch_set_input_index(parts[w], input);
+        }
+        ecf_message_init init = {
+            .struct_size = sizeof init,
+            .payload = m->payload,
+            .payload_len = m->payload_len,
+            .key = m->key,
+            .key_len = m->key_len,
+            .parent = m,
+        };
+        ecf_batch_append(parts[w], &init);
+    }
+    ecf_batch_put(b); /* the parts hold their own token references now */
+    ecf_status st = ECF_OK;
+    for (guint w = 0; w < n; w++)
+        if (parts[w] && push_to(ecf_stage_worker(down, w), parts[w]) != ECF_OK)
+            st = ECF_ERR_STOPPED;
+    return st;
+}
+
+static ecf_status deliver(ecf_stage *down, ecf_batch *b, guint32 input)
+{
+    ecf_batch_set_input_index(b, input);
+    if (ecf_stage_workers(down) == 1)
+        return push_to(down, b);
+    if (down->p->parallelism == ECF_PARALLEL_PARTITION)
+        return push_by_partition(down, b, input);
+    return push_any(down, b);
 }
 
 static ecf_status emit(ecf_stage *s, const char *port_name, ecf_batch *b, gboolean try_only)
@@ -116,8 +217,7 @@ static ecf_status emit(ecf_stage *s, const char *port_name, ecf_batch *b, gboole
     for (guint i = port->consumers->len; i-- > 0;) {
         ecf_out_edge *e = &g_array_index(port->consumers, ecf_out_edge, i);
         ecf_batch *copy = i == 0 ? b : ecf_batch_clone(b);
-        ecf_batch_set_input_index(copy, e->input);
-        ecf_status r = push_to(e->down, copy);
+        ecf_status r = deliver(e->down, copy, e->input);
         if (r != ECF_OK)
             st = r;
     }
@@ -177,6 +277,10 @@ static ecf_status host_declare_schema(ecf_stage *s, const char *port_name, struc
     ecf_port *port = ecf_stage_port(s, port_name);
     if (!port || !schema || !schema->release)
         return ECF_ERR_INVALID;
+    if (s->primary != s && port->schema) { /* the group's port: instance 0 declared it */
+        schema->release(schema);
+        return ECF_OK;
+    }
     if (port->schema) {
         port->schema->release(port->schema);
         g_free(port->schema);
@@ -212,9 +316,10 @@ static void ask_sinks(ecf_stage *s, const char *topic, int32_t partition, int64_
 {
     if (!g_hash_table_add(seen, s))
         return;
-    if (s->p->kind == ECF_SINK) {
+    for (guint k = 0; s->p->kind == ECF_SINK && k < ecf_stage_workers(s); k++) {
+        ecf_stage *w = ecf_stage_worker(s, k);
         int64_t off = -1;
-        if (!s->p->resume_position || !s->started || s->p->resume_position(s, topic, partition, &off) != ECF_OK ||
+        if (!w->p->resume_position || !w->started || w->p->resume_position(w, topic, partition, &off) != ECF_OK ||
             off < 0)
             *unknown = TRUE;
         else if (*best < 0 || off < *best)
@@ -236,6 +341,13 @@ static ecf_status host_resume_position(ecf_stage *s, const char *topic, int32_t 
         return ECF_ERR_UNAVAILABLE;
     *next_offset = best;
     return ECF_OK;
+}
+
+static uint32_t host_workers(ecf_stage *s, uint32_t *index)
+{
+    if (index)
+        *index = s->index;
+    return ecf_stage_workers(s);
 }
 
 static bool host_port_connected(ecf_stage *s, const char *port)
@@ -289,4 +401,5 @@ const ecf_host ecf_host_table = {
     .metric_status = host_metric_status,
     .metric_buckets = host_metric_buckets,
     .log_event = host_log_event,
+    .workers = host_workers,
 };

@@ -9,6 +9,18 @@ static const char *const default_ports[] = {"default", NULL};
 
 static const char *const *ports_of(const ecf_plugin *d) { return d->ports ? d->ports : default_ports; }
 
+/* What `workers:` may be for a stage of this plugin (ecf_parallelism). */
+static const char *workers_text(const ecf_plugin *d)
+{
+    if (d->kind == ECF_SOURCE)
+        return "1 (a source)";
+    switch (d->parallelism) {
+    case ECF_PARALLEL_ANY: return "N or auto; batches go to any instance";
+    case ECF_PARALLEL_PARTITION: return "N or auto; each Kafka partition (or key) to one instance, in order";
+    default: return "1 (the plugin runs as one instance only)";
+    }
+}
+
 /* ------------------------------------------------------------ text */
 
 void ecf_inspect_text(GString *out, const ecf_loaded_plugin *lp)
@@ -24,6 +36,7 @@ void ecf_inspect_text(GString *out, const ecf_loaded_plugin *lp)
         for (const char *const *p = ports_of(d); *p; p++)
             g_string_append_printf(out, "%s%s", *p, p[1] ? ", " : "\n");
     }
+    g_string_append_printf(out, "  workers:  %s\n", workers_text(d));
     g_string_append(out, "\nOPTIONS\n");
     if (!d->options || !d->options->name)
         g_string_append(out, "  (none)\n");
@@ -200,7 +213,7 @@ static void md_plugin(GString *out, const ecf_plugin *d)
             g_string_append(out, ", ");
         md_code(out, *p);
     }
-    g_string_append(out, "\n\n");
+    g_string_append_printf(out, "\n- workers: %s\n\n", workers_text(d));
     md_options(out, d->options);
 }
 

@@ -97,6 +97,15 @@ static gboolean check_descriptor(const ecf_plugin *d, const char *path, GError *
         g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "%s: plugin '%s' has no valid kind", path, d->name);
         return FALSE;
     }
+    /* 1.3: a plugin built before it has no such member and runs as one. */
+    if (d->size >= offsetof(ecf_plugin, parallelism) + sizeof(d->parallelism) &&
+        (unsigned)d->parallelism > ECF_PARALLEL_PARTITION) {
+        g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG,
+                    "%s: plugin '%s' declares parallelism %u, which this ecflow "
+                    "does not know",
+                    path, d->name, (unsigned)d->parallelism);
+        return FALSE;
+    }
     if (d->kind == ECF_SOURCE ? !d->run : !d->process) {
         g_set_error(error, ECF_ERROR, ECF_ERR_CONFIG, "%s: plugin '%s' is a %s without a %s callback", path, d->name,
                     ecf_kind_name(d->kind), d->kind == ECF_SOURCE ? "run" : "process");

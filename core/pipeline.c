@@ -6,7 +6,7 @@
 
 static const char *const default_ports[] = {"default", NULL};
 static const char *const top_keys[] = {"pipeline", "stages", "profiles"};
-static const char *const reserved_stage_keys[] = {"plugin", "inputs", NULL};
+static const char *const reserved_stage_keys[] = {"plugin", "inputs", "workers", NULL};
 
 static const ecf_option settings_options[] = {
     ECF_OPT_STRING("name", ecf_settings, name, "ecflow", 0, "pipeline name, a label on every metric"),
@@ -216,11 +216,53 @@ static void read_inputs(ecf_stage_def *s, const ecf_node *n, const load_ctx *c)
     }
 }
 
+#define MAX_WORKERS 256
+
+static const char *parallelism_name(ecf_parallelism p)
+{
+    return p == ECF_PARALLEL_ANY ? "any order" : p == ECF_PARALLEL_PARTITION ? "ordered per partition" : "one instance";
+}
+
+/* `workers: N | auto`, checked against what the plugin says it allows. */
+static void read_workers(ecf_stage_def *s, const ecf_node *n, const load_ctx *c)
+{
+    s->workers = 1;
+    if (!n)
+        return;
+    gint64 v = 0;
+    char *end = NULL;
+    if (n->kind == ECF_NODE_SCALAR && strcmp(n->scalar, "auto") == 0) {
+        s->workers_auto = TRUE;
+        v = MIN(g_get_num_processors(), MAX_WORKERS);
+    } else if (n->kind == ECF_NODE_SCALAR) {
+        v = g_ascii_strtoll(n->scalar, &end, 10);
+    }
+    if (!s->workers_auto &&
+        (n->kind != ECF_NODE_SCALAR || !end || end == n->scalar || *end || v < 1 || v > MAX_WORKERS)) {
+        err_at(c, n->line, s->name, "'workers' is a count from 1 to %d, or auto (one per core), got '%s'", MAX_WORKERS,
+               n->kind == ECF_NODE_SCALAR ? n->scalar : ecf_node_kind_name(n->kind));
+        return;
+    }
+    s->workers = (guint)v;
+    if (!s->plugin || (v == 1 && !s->workers_auto))
+        return;
+    const ecf_plugin *d = &s->plugin->desc;
+    if (d->kind == ECF_SOURCE)
+        err_at(c, n->line, s->name, "'workers: %s': '%s' is a source, and sources run as one instance", n->scalar,
+               s->plugin_name);
+    else if (d->parallelism == ECF_PARALLEL_NONE)
+        err_at(c, n->line, s->name,
+               "'workers: %s': plugin '%s' runs as one instance only (it does not declare that it may run as "
+               "several; see ecf_parallelism in <ecflow/plugin.h>)",
+               n->scalar, s->plugin_name);
+}
+
 static ecf_stage_def *read_stage(const ecf_pair *p, ecf_registry *reg, const load_ctx *c)
 {
     ecf_stage_def *s = g_new0(ecf_stage_def, 1);
     s->name = g_strdup(p->key);
     s->line = p->line;
+    s->workers = 1;
     s->inputs = g_ptr_array_new_with_free_func(input_free);
     if (!valid_stage_name(p->key))
         err_at(c, p->line, p->key, "stage names use letters, digits, '_' and '-' only");
@@ -249,6 +291,7 @@ static ecf_stage_def *read_stage(const ecf_pair *p, ecf_registry *reg, const loa
     ecf_opt_ctx octx = {c->file, s->name, s->line, c->errors};
     s->config =
         ecf_options_fill(s->plugin->desc.options, s->plugin->desc.config_size, p->value, reserved_stage_keys, &octx);
+    read_workers(s, ecf_node_get(p->value, "workers"), c);
     return s;
 }
 
@@ -445,6 +488,15 @@ static const char *shape_close(const ecf_stage_def *s)
     return k == ECF_SOURCE ? "])" : k == ECF_SINK ? ")]" : "]";
 }
 
+/* "" for one instance; else a line saying how many run and how they are routed. */
+static char *workers_label(const ecf_stage_def *s, const char *newline)
+{
+    if (s->workers <= 1 && !s->workers_auto)
+        return g_strdup("");
+    return g_strdup_printf("%s%u workers%s, %s", newline, s->workers, s->workers_auto ? " (auto)" : "",
+                           parallelism_name(s->plugin ? s->plugin->desc.parallelism : ECF_PARALLEL_NONE));
+}
+
 char *ecf_pipeline_graph(const ecf_pipeline_def *def, const char *format)
 {
     gboolean dot = g_strcmp0(format, "mermaid") != 0;
@@ -455,12 +507,13 @@ char *ecf_pipeline_graph(const ecf_pipeline_def *def, const char *format)
         g_string_append(out, "flowchart LR\n");
     for (guint i = 0; i < def->order->len; i++) {
         const ecf_stage_def *s = def->order->pdata[i];
+        g_autofree char *label = workers_label(s, dot ? "\\n" : "<br/>");
         if (dot)
-            g_string_append_printf(out, "  \"%s\" [shape=%s, label=\"%s\\n%s\"];\n", s->name, shape(s, TRUE), s->name,
-                                   s->plugin_name);
+            g_string_append_printf(out, "  \"%s\" [shape=%s, label=\"%s\\n%s%s\"];\n", s->name, shape(s, TRUE), s->name,
+                                   s->plugin_name, label);
         else
-            g_string_append_printf(out, "  %s%s\"%s<br/>%s\"%s\n", s->name, shape(s, FALSE), s->name, s->plugin_name,
-                                   shape_close(s));
+            g_string_append_printf(out, "  %s%s\"%s<br/>%s%s\"%s\n", s->name, shape(s, FALSE), s->name, s->plugin_name,
+                                   label, shape_close(s));
     }
     for (guint i = 0; i < def->order->len; i++) {
         const ecf_stage_def *s = def->order->pdata[i];

@@ -22,6 +22,8 @@ typedef struct {
     const ecf_loaded_plugin *plugin; /* NULL if it failed to load */
     GPtrArray *inputs;               /* ecf_input_ref* */
     void *config;                    /* typed by the core; NULL on errors */
+    guint workers;                   /* instances to run (`workers:`), >= 1 */
+    gboolean workers_auto;           /* `workers: auto`: one per core */
 } ecf_stage_def;
 
 typedef struct {

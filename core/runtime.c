@@ -79,7 +79,8 @@ void ecf_runtime_fail(ecf_runtime *rt, ecf_stage *culprit)
 }
 
 /* Gauges of the core's own state, read at scrape time: one per stage
- * (index i of stage_gauges is stage i) and the ack pool. */
+ * (index i of stage_gauges is stage i; an instance of `workers:` other than
+ * the first has none, its primary's cover them all) and the ack pool. */
 typedef struct stage_gauges {
     ecf_metric *fill, *ready, *failed;
 } stage_gauges;
@@ -90,6 +91,8 @@ static void register_gauges(ecf_runtime *rt)
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
         stage_gauges *g = &rt->stage_gauges[i];
+        if (s->primary != s)
+            continue;
         if (s->in)
             g->fill = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "ring_fill_ratio",
                                       "Share of the stage's input ring in use", s->def->name);
@@ -107,10 +110,23 @@ static void refresh_gauges(void *user)
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
         stage_gauges *g = &rt->stage_gauges[i];
+        if (s->primary != s)
+            continue;
+        double used = 0, cap = 0;
+        gboolean ready = TRUE, failed = FALSE; /* over every instance of the stage */
+        for (guint k = 0; k < ecf_stage_workers(s); k++) {
+            ecf_stage *w = ecf_stage_worker(s, k);
+            if (w->in) {
+                used += ecf_ring_count(w->in);
+                cap += ecf_ring_capacity(w->in);
+            }
+            ready &= atomic_load(&w->ready);
+            failed |= atomic_load(&w->failed);
+        }
         if (g->fill)
-            ecf_metric_do_set(g->fill, (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
-        ecf_metric_do_set(g->ready, atomic_load(&s->ready) ? 1 : 0);
-        ecf_metric_do_set(g->failed, atomic_load(&s->failed) ? 1 : 0);
+            ecf_metric_do_set(g->fill, used / cap);
+        ecf_metric_do_set(g->ready, ready ? 1 : 0);
+        ecf_metric_do_set(g->failed, failed ? 1 : 0);
     }
     ecf_metric_do_set(rt->m_acks, (double)ecf_ack_pool_outstanding(rt->acks));
 }
@@ -136,12 +152,16 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
     g_autoptr(GHashTable) by_name = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; i < def->order->len; i++) {
         ecf_stage_def *sd = def->order->pdata[i];
-        ecf_stage *s = ecf_stage_new(rt, sd);
+        ecf_stage *s = ecf_stage_new(rt, sd, NULL);
         g_ptr_array_add(rt->stages, s);
         g_hash_table_insert(by_name, sd->name, s);
+        for (guint k = 1; k < sd->workers; k++)
+            g_ptr_array_add(rt->stages, ecf_stage_new(rt, sd, s));
     }
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
+        if (s->primary != s) /* the group shares the primary's edges */
+            continue;
         for (guint j = 0; j < s->def->inputs->len; j++) {
             ecf_input_ref *in = s->def->inputs->pdata[j];
             ecf_stage_connect(g_hash_table_lookup(by_name, in->stage), in->port, s);
@@ -227,8 +247,11 @@ static double sources_out(ecf_runtime *rt)
 static double failed(ecf_runtime *rt)
 {
     double sum = 0;
-    for (guint i = 0; i < rt->stages->len; i++)
-        sum += ecf_metric_value(((ecf_stage *)rt->stages->pdata[i])->m_errors);
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        if (s->primary == s) /* instances share the stage's counters */
+            sum += ecf_metric_value(s->m_errors);
+    }
     return sum;
 }
 
@@ -299,11 +322,33 @@ static gpointer status_main(gpointer data)
 
 /* ------------------------------------------------------------ run */
 
+/* Workers ordered per partition get batches split by partition, which the
+ * core can do for raw messages only; records arrive once upstream exists. */
+static gboolean split_input_ok(ecf_runtime *rt, ecf_stage *s, char **error)
+{
+    if (s->primary != s || ecf_stage_workers(s) < 2 || s->p->parallelism != ECF_PARALLEL_PARTITION)
+        return TRUE;
+    for (guint i = 0; i < s->inputs->len; i++) {
+        ecf_in_edge *e = &g_array_index(s->inputs, ecf_in_edge, i);
+        if (!e->up->ports[e->port].schema)
+            continue;
+        *error = g_strdup_printf("%s:%d: stage '%s': 'workers: %u': '%s' is ordered per partition, so the core splits "
+                                 "its input by partition, and it can only split raw messages; input '%s' carries "
+                                 "records (run the stage as one worker, or make the upstream stage the parallel one)",
+                                 rt->def->file, s->def->line, s->def->name, ecf_stage_workers(s), s->def->plugin_name,
+                                 e->up->def->name);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /* Stops at the first failure: later stages may depend on its schemas. */
 static int create_all(ecf_runtime *rt, char **error)
 {
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
+        if (!split_input_ok(rt, s, error))
+            return ECF_EXIT_CONFIG;
         ecf_status st = ecf_stage_create(s);
         if (st != ECF_OK) {
             *error =
@@ -374,8 +419,8 @@ int ecf_runtime_command(ecf_runtime *rt, const char *group, const char *stage_na
     guint matched = 0;
     for (guint i = 0; code == ECF_EXIT_OK && i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
-        if (!s->p->command || g_strcmp0(s->p->command_group, group) != 0)
-            continue;
+        if (s->primary != s || !s->p->command || g_strcmp0(s->p->command_group, group) != 0)
+            continue; /* a stage's command runs once, not once per instance */
         if (stage_name && strcmp(stage_name, s->def->name) != 0)
             continue;
         matched++;
@@ -420,7 +465,7 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals)
     if (code == ECF_EXIT_OK && !start_all(rt))
         code = ECF_EXIT_FAILURE;
     if (code == ECF_EXIT_OK) {
-        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name, rt->stages->len,
+        ecf_core_info("pipeline '%s' running: %u stages%s%s", rt->def->settings.name, rt->def->order->len,
                       rt->def->profile ? ", profile " : "", rt->def->profile ? rt->def->profile : "");
         /* Only for a person at a terminal; logs and pipes get nothing extra. */
         GThread *status =

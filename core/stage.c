@@ -11,7 +11,20 @@
 
 /* ------------------------------------------------------------ building */
 
-ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
+/* Another instance: its own state, ring and thread; the primary's ports,
+ * inputs and metrics (get-or-create by name, so counters add up). */
+static void join_group(ecf_stage *s, ecf_stage *primary)
+{
+    s->primary = primary;
+    s->ports = primary->ports;
+    s->n_ports = primary->n_ports;
+    s->inputs = primary->inputs;
+    s->group = primary->group;
+    s->index = primary->group->len;
+    g_ptr_array_add(primary->group, s);
+}
+
+ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def, ecf_stage *primary)
 {
     ecf_stage *s = g_new0(ecf_stage, 1);
     s->head.size = sizeof(ecf_stage_head);
@@ -20,15 +33,24 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
     s->def = def;
     s->p = &def->plugin->desc;
     atomic_init(&s->ready, TRUE);
-    const char *const *ports = ecf_stage_ports(def);
-    for (const char *const *p = ports; p && *p; p++)
-        s->n_ports++;
-    s->ports = g_new0(ecf_port, MAX(s->n_ports, 1));
-    for (guint i = 0; i < s->n_ports; i++) {
-        s->ports[i].name = g_strdup(ports[i]);
-        s->ports[i].consumers = g_array_new(FALSE, FALSE, sizeof(ecf_out_edge));
+    if (primary) {
+        join_group(s, primary);
+    } else {
+        s->primary = s;
+        s->group = g_ptr_array_new();
+        g_ptr_array_add(s->group, s);
     }
-    s->inputs = g_array_new(FALSE, FALSE, sizeof(ecf_in_edge));
+    const char *const *ports = ecf_stage_ports(def);
+    if (!primary) {
+        for (const char *const *p = ports; p && *p; p++)
+            s->n_ports++;
+        s->ports = g_new0(ecf_port, MAX(s->n_ports, 1));
+        for (guint i = 0; i < s->n_ports; i++) {
+            s->ports[i].name = g_strdup(ports[i]);
+            s->ports[i].consumers = g_array_new(FALSE, FALSE, sizeof(ecf_out_edge));
+        }
+        s->inputs = g_array_new(FALSE, FALSE, sizeof(ecf_in_edge));
+    }
     ecf_metrics *reg = ecf_runtime_metrics(rt);
     const char *n = def->name;
     s->m_in = ecf_metrics_get(reg, ECF_METRIC_COUNTER, "events_in_total", "Events received by the stage", n);
@@ -48,8 +70,14 @@ ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def)
 
 void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity)
 {
-    if (s->inputs->len && !s->in)
-        s->in = ecf_ring_new(ring_capacity, s->inputs->len);
+    if (!s->inputs->len || s->in)
+        return;
+    guint producers = 0;
+    for (guint i = 0; i < s->inputs->len; i++)
+        producers += ecf_stage_workers(g_array_index(s->inputs, ecf_in_edge, i).up);
+    /* The instances share the stage's ring_capacity, so workers do not
+     * multiply the batches (and the memory) a stage holds. */
+    s->in = ecf_ring_new(MAX(ring_capacity / ecf_stage_workers(s), 2), producers);
 }
 
 void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down)
@@ -66,6 +94,13 @@ void ecf_stage_free(ecf_stage *s)
 {
     if (!s)
         return;
+    ecf_ring_free(s->in);
+    g_free(s->error);
+    if (s->primary != s) { /* the primary owns what the group shares */
+        g_free(s);
+        return;
+    }
+    g_ptr_array_free(s->group, TRUE);
     for (guint i = 0; i < s->n_ports; i++) {
         g_free(s->ports[i].name);
         g_array_free(s->ports[i].consumers, TRUE);
@@ -76,8 +111,6 @@ void ecf_stage_free(ecf_stage *s)
     }
     g_array_free(s->inputs, TRUE);
     g_free(s->ports);
-    ecf_ring_free(s->in);
-    g_free(s->error);
     g_free(s);
 }
 
@@ -118,11 +151,15 @@ static void fail(ecf_stage *s, ecf_status st, const char *what)
     ecf_runtime_fail(s->rt, s);
 }
 
+/* This instance is one producer of every instance downstream. */
 static void close_outputs(ecf_stage *s)
 {
     for (guint i = 0; i < s->n_ports; i++)
-        for (guint j = 0; j < s->ports[i].consumers->len; j++)
-            ecf_ring_producer_done(g_array_index(s->ports[i].consumers, ecf_out_edge, j).down->in);
+        for (guint j = 0; j < s->ports[i].consumers->len; j++) {
+            ecf_stage *down = g_array_index(s->ports[i].consumers, ecf_out_edge, j).down;
+            for (guint k = 0; k < ecf_stage_workers(down); k++)
+                ecf_ring_producer_done(ecf_stage_worker(down, k)->in);
+        }
 }
 
 static void process_one(ecf_stage *s, ecf_batch *b)
@@ -219,7 +256,8 @@ static gpointer source_main(gpointer data)
 
 void ecf_stage_spawn(ecf_stage *s)
 {
-    g_autofree char *name = g_strdup_printf("ecf:%.10s", s->def->name);
+    g_autofree char *name = s->primary == s ? g_strdup_printf("ecf:%.10s", s->def->name)
+                                            : g_strdup_printf("ecf:%.8s#%u", s->def->name, s->index);
     s->thread = g_thread_new(name, s->p->kind == ECF_SOURCE ? source_main : consumer_main, s);
 }
 

@@ -54,6 +54,14 @@ struct ecf_stage {
     gboolean started;
 
     ecf_metric *m_in, *m_out, *m_errors, *m_batches, *m_discarded, *m_ack_latency;
+
+    /* `workers: N`: N instances of one stage def, each with its own state,
+     * ring and thread. The primary (instance 0) owns `ports`, `inputs` and
+     * `group`; the others share them. Edges always name the primary. */
+    struct ecf_stage *primary;
+    GPtrArray *group; /* ecf_stage*, every instance, the primary first */
+    guint index;
+    _Atomic guint next; /* on the primary: whose turn it is (ECF_PARALLEL_ANY) */
 };
 
 /* What the stage runtime needs from the runtime that owns it. */
@@ -67,11 +75,16 @@ void ecf_runtime_fail(ecf_runtime *rt, ecf_stage *culprit);
 /* Shows `m` on the live status line as `label` (ecf_metric_status). */
 void ecf_runtime_add_status(ecf_runtime *rt, const char *label, ecf_metric *m);
 
-ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def);
+/* `primary` NULL makes instance 0 of `def`; else one more instance of it. */
+ecf_stage *ecf_stage_new(ecf_runtime *rt, ecf_stage_def *def, ecf_stage *primary);
 void ecf_stage_free(ecf_stage *s);
 /* Connects `up.port` to `down`'s input ring (created on first use). */
 void ecf_stage_connect(ecf_stage *up, const char *port, ecf_stage *down);
+/* The instance's input ring: its share of ring_capacity (at least 2); every
+ * instance of every upstream is a producer. */
 void ecf_stage_make_input(ecf_stage *s, guint32 ring_capacity);
+static inline guint ecf_stage_workers(const ecf_stage *s) { return s->group->len; }
+static inline ecf_stage *ecf_stage_worker(const ecf_stage *s, guint i) { return s->group->pdata[i]; }
 /* The output port called `name`; NULL names the first one. NULL when the
  * stage has no such port. */
 ecf_port *ecf_stage_port(ecf_stage *s, const char *name);

@@ -1,19 +1,34 @@
 #!/usr/bin/env python3
-"""Kafka -> validate -> null vs Kafka -> null, in one run, against a local broker.
+"""The lake leg on a Kafka backlog, beside its ceilings, in one run (issue 16).
 
-    python3 bench/lake/bench_lake.py BUILD_DIR [--events N] [--repeats R]
+    python3 bench/lake/bench_lake.py BUILD_DIR [--sizes 1000000,5000000] [--repeats 3]
+                                     [--workers 1,2,auto] [--out FILE]
 
-Fills a topic with N generated events, then consumes it with each pipeline
-(a fresh consumer group each time) and reports events/s, MB/s and CPU per event
-(all threads of the ecflow process) as medians; the difference between the two
-rows is what parsing and validation cost.
+For each backlog size, fills a topic (3 partitions) with that many generated events, then
+catches up on it with, interleaved and repeated (a fresh consumer group, and for the lake a
+fresh table, each time):
+  - bare librdkafka: kcat reading the topic to its end (the client library's ceiling);
+  - Kafka -> sink-null through source-kafka (ecflow's consumer ceiling);
+  - Kafka -> transform-validate -> sink-null, as one worker (parsing added);
+  - the lake leg, Kafka -> transform-validate -> sink-iceberg with pipelines/ecommerce.yaml's
+    settings (commit_interval 10s, dedupe on event_id, partitioned by event type and day) on
+    a local warehouse, for each `workers:` count asked for: that many transform-validate
+    instances and as many sink-iceberg writer_threads (auto: one per core);
+  - the same with auto workers and leaner memory knobs (ring_capacity 16, source-kafka
+    prefetch_max_bytes 16MiB), to show what they cost.
+Reports medians of rows/s (from the first row the sink saw until it has taken every row),
+CPU µs per row and cores busy (CPU seconds of the process over those wall seconds) and
+peak RSS (VmHWM, the whole process from its start), and writes a markdown table.
 """
-import argparse, os, re, statistics, subprocess, sys, tempfile, time, urllib.request, uuid
+import argparse, datetime, os, re, shutil, statistics, subprocess, sys, tempfile, time
+import urllib.request, uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # bench/, for benchlib
-from benchlib import Kafka, cpu_secs, free_port  # noqa: E402
+from benchlib import Kafka, cpu_secs, free_port, read, vm_hwm_mb  # noqa: E402
+
+POLL = 0.05
 
 
 def metric(port, name, stage):
@@ -22,69 +37,141 @@ def metric(port, name, stage):
     return float(m.group(1)) if m else 0.0
 
 
-def consume(ecflow, env, profile, n):
+LEAN = {"RING_CAPACITY": "16", "PREFETCH": "16MiB"}
+
+
+def ecflow_run(ecflow, env, profile, n, workers="1"):
+    """One catch-up of `n` rows: (rows/s, CPU µs per row, cores busy, peak RSS MB, commits)."""
     port = free_port()
-    e = dict(env, METRICS_PORT=str(port), GROUP=f"bench-{uuid.uuid4().hex[:8]}")
+    wh = tempfile.mkdtemp(prefix="bench-lake-wh-")
+    e = dict(env, METRICS_PORT=str(port), GROUP=f"bench-{uuid.uuid4().hex[:8]}", WORKERS=workers,
+             WRITER_THREADS="0" if workers == "auto" else workers, WAREHOUSE=wh)
     log = tempfile.TemporaryFile("w+")
     p = subprocess.Popen([ecflow, "run", str(HERE / "lake.yaml"), "--profile", profile], env=e,
                          stderr=log)
+
+    def died(why):
+        log.seek(0)
+        sys.exit(f"{profile} (workers {workers}): {why}:\n{log.read()[-3000:]}")
+
     try:
-        while True:  # wait for the endpoint and the first record
+        while True:  # wait for the endpoint and the first row at the sink
             if p.poll() is not None:
-                log.seek(0)
-                sys.exit(f"{profile}: ecflow exited {p.returncode}:\n{log.read()[-3000:]}")
+                died(f"ecflow exited {p.returncode}")
             try:
                 if metric(port, "ecflow_events_in_total", "out") > 0:
                     break
             except OSError:
                 pass
-            time.sleep(0.01)
+            time.sleep(0.005)
         t0, c0 = time.monotonic(), cpu_secs(p.pid)
         base = metric(port, "ecflow_events_in_total", "out")
         while metric(port, "ecflow_events_in_total", "out") < n:
             if p.poll() is not None:
-                log.seek(0)
-                sys.exit(f"{profile}: ecflow exited {p.returncode}:\n{log.read()[-3000:]}")
-            time.sleep(0.01)
+                died(f"ecflow exited {p.returncode}")
+            time.sleep(POLL)
         t1, c1 = time.monotonic(), cpu_secs(p.pid)
-    except OSError:
-        log.seek(0)
-        sys.exit(f"{profile}: metrics endpoint gone (exit {p.poll()}):\n{log.read()[-3000:]}")
+        rss = vm_hwm_mb(p.pid)
+        commits = metric(port, "ecflow_iceberg_commits_total", "out")
+    except OSError as err:
+        died(f"metrics endpoint gone ({err}; exit {p.poll()})")
     finally:
         p.terminate()
-        p.wait(60)
-    done = n - base
-    return done / (t1 - t0), (c1 - c0) / done * 1e6
+        try:
+            p.wait(120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        shutil.rmtree(wh, ignore_errors=True)
+    done, wall = n - base, t1 - t0
+    return done / wall, (c1 - c0) / done * 1e6, (c1 - c0) / wall, rss, commits
+
+
+def bare_run(bootstrap, topic, n):
+    """kcat (librdkafka's simple consumer) reading the topic from the start to its end."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+                          "-f", "%o\n"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"kcat exited {p.returncode}: {p.stderr.read().decode()[-2000:]}")
+    cpu = ru.ru_utime + ru.ru_stime
+    return n / wall, cpu / n * 1e6, cpu / wall, ru.ru_maxrss / 1024.0, 0.0
+
+
+def uptime():
+    return read("/proc/loadavg").strip()
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--sizes", default="1000000,5000000")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", default="1,2,auto")
+    ap.add_argument("--out", help="also write the table to this markdown file")
     a = ap.parse_args()
-    ecflow = str(Path(a.build) / "ecflow")
+    if not shutil.which("kcat"):
+        sys.exit("bench_lake: kcat is needed for the bare librdkafka row (apt-get install kcat)")
+    ecflow = str(Path(a.build).resolve() / "ecflow")
+    sizes = [int(s) for s in a.sizes.split(",")]
+    workers = a.workers.split(",")
+    configs = [("bare", None), ("raw", "1"), ("consume", "1")] + [("lake", w) for w in workers] + \
+        [("lean", "auto")]
+    names = {"bare": "bare librdkafka consumer (kcat -C, to the end)",
+             "raw": "Kafka -> sink-null (source-kafka: the consumer ceiling)",
+             "consume": "Kafka -> transform-validate -> sink-null",
+             "lean": "the lake leg, ring_capacity 16, prefetch_max_bytes 16MiB"}
+    load = [f"before: load average {uptime()}"]
     kafka = Kafka(tempfile.mkdtemp(prefix="bench-lake-kafka-"), sys.exit)
+    results = {}
     try:
-        env = dict(os.environ, KAFKA_BOOTSTRAP=kafka.bootstrap, TOPIC="bench-events",
-                   COUNT=str(a.events), ECFLOW_PLUGIN_PATH=str(Path(a.build) / "plugins"),
+        env = dict(os.environ, KAFKA_BOOTSTRAP=kafka.bootstrap,
+                   ECFLOW_PLUGIN_PATH=str(Path(a.build).resolve() / "plugins"),
                    METRICS_PORT=str(free_port()))
-        subprocess.run([ecflow, "run", str(HERE / "lake.yaml"), "--profile", "produce"], env=env,
-                       check=True, stderr=subprocess.DEVNULL)
-        size = a.events * 250  # source-generate events average ~250 bytes
-        rows = {"raw": [], "consume": []}
-        for _ in range(a.repeats):
-            for profile in rows:
-                rows[profile].append(consume(ecflow, env, profile, a.events))
-        print(f"{a.events} events, medians of {a.repeats} interleaved runs\n")
-        print("| pipeline | events/s | MB/s | CPU µs/event |\n|---|---:|---:|---:|")
-        names = {"raw": "Kafka -> sink-null", "consume": "Kafka -> transform-validate -> sink-null"}
-        for profile, runs in rows.items():
-            eps = statistics.median(r[0] for r in runs)
-            cpu = statistics.median(r[1] for r in runs)
-            print(f"| {names[profile]} | {eps:,.0f} | {eps * 250 / 1e6:,.1f} | {cpu:.2f} |")
+        for n in sizes:
+            topic = f"bench-lake-{n}"
+            subprocess.run([ecflow, "run", str(HERE / "lake.yaml"), "--profile", "produce"],
+                           env=dict(env, TOPIC=topic, COUNT=str(n)), check=True,
+                           stderr=subprocess.DEVNULL)
+            for r in range(a.repeats):
+                for profile, w in configs:
+                    if profile == "bare":
+                        res = bare_run(kafka.bootstrap, topic, n)
+                    elif profile == "lean":
+                        res = ecflow_run(ecflow, dict(env, TOPIC=topic, **LEAN), "lake", n, w)
+                    else:
+                        res = ecflow_run(ecflow, dict(env, TOPIC=topic), profile, n, w)
+                    results.setdefault((n, profile, w), []).append(res)
+                    print(f"{n} {profile} workers={w} run {r + 1}: {res[0]:,.0f} rows/s, "
+                          f"{res[1]:.2f} µs/row, {res[2]:.2f} cores, {res[3]:.0f} MB, "
+                          f"{res[4]:.0f} commits", file=sys.stderr, flush=True)
+        load.append(f"after: load average {uptime()}")
     finally:
         kafka.stop()
+
+    lines = [f"{len(sizes)} backlog sizes, medians of {a.repeats} interleaved runs; "
+             f"machine load ({', '.join(load)})", "",
+             "| backlog | pipeline | workers | rows/s | × lake w1 | × ceiling | CPU µs/row "
+             "| cores busy | peak RSS MB | commits |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in sizes:
+        med = {k[1:]: [statistics.median(r[i] for r in v) for i in range(5)]
+               for k, v in results.items() if k[0] == n}
+        base = med.get(("lake", workers[0]), [float("nan")])[0]
+        ceiling = med[("raw", "1")][0]
+        for profile, w in configs:
+            rps, cpu, cores, rss, commits = med[(profile, w)]
+            name = names.get(profile, "Kafka -> transform-validate -> sink-iceberg (the lake leg)")
+            lines.append(f"| {n:,} | {name} | {w or '-'} | {rps:,.0f} | {rps / base:.2f} "
+                         f"| {rps / ceiling:.2f} | {cpu:.2f} | {cores:.2f} | {rss:.0f} "
+                         f"| {commits:.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    if a.out:
+        Path(a.out).write_text(table + "\n")
 
 
 if __name__ == "__main__":

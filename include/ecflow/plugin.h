@@ -321,7 +321,59 @@ typedef struct {
 /* ---------------------------------------------------------------- plugin */
 
 /*
- * The descriptor: every member is ABI 1.0.
+ * 1.3. Whether a stage may run this plugin as several instances, with
+ * `workers: N` (or `auto`, one per core) in its stage of the pipeline file.
+ * Each instance is a whole plugin instance of its own: create, start, the
+ * callbacks on its own thread, stop and destroy, its own state; they share
+ * the stage's config (read-only), name, metrics (counters add up) and ports.
+ * They run at once, so a plugin that declares it may must keep no unlocked
+ * state outside its instance (no mutable statics); ecf_workers() tells an
+ * instance its index, e.g. to name its files apart.
+ * The core refuses `workers:` above 1 at validate, naming the file and line,
+ * for a plugin that does not say it may, and for every source.
+ *
+ *   ECF_PARALLEL_NONE      one instance only: the default, and what every
+ *                          plugin built before 1.3 is. A stage that keeps
+ *                          state across batches that must be whole (a commit
+ *                          for all its input, e.g. sink-iceberg's snapshots
+ *                          and positions), or that is ordered across all of
+ *                          its input.
+ *   ECF_PARALLEL_ANY       any batch may go to any instance, in any order
+ *                          (sink-null). The core hands each batch to the
+ *                          instance with room, in turn.
+ *   ECF_PARALLEL_PARTITION ordered per Kafka partition, or per key: the core
+ *                          sends every message of one (topic, partition) to
+ *                          one instance (partition modulo N), a message
+ *                          without a partition by the hash of its key, and one
+ *                          with neither to any instance. So each instance sees
+ *                          a partition's messages in the order they were
+ *                          emitted, and what it emits for them stays in that
+ *                          order: a single sink downstream still gets each
+ *                          partition's offsets in order, and a source that
+ *                          commits the contiguous prefix of settled offsets
+ *                          (source-kafka) is not held back. A batch holding
+ *                          several partitions is split by the core (messages
+ *                          copied, tokens shared), so such a stage takes raw
+ *                          messages: the core refuses it at validate when its
+ *                          input carries records (transform-validate's output).
+ *
+ * The shipped plugins: transform-validate is ECF_PARALLEL_PARTITION (the
+ * CPU-bound parse; sink-iceberg after it needs each partition's offsets in
+ * order); sink-null is ECF_PARALLEL_ANY; sink-iceberg is one instance (one
+ * snapshot per interval must hold everything it took, with its positions),
+ * and spreads its Parquet encoding over threads of its own instead
+ * (`writer_threads`); sink-kafka and sink-file are one instance (one
+ * producer, one file); every source is one (source-kafka fetches on
+ * librdkafka's threads already).
+ */
+typedef enum {
+    ECF_PARALLEL_NONE = 0,
+    ECF_PARALLEL_ANY = 1,
+    ECF_PARALLEL_PARTITION = 2,
+} ecf_parallelism;
+
+/*
+ * The descriptor: every member is ABI 1.0, but `parallelism` (1.3).
  *
  * Lifecycle. create, start, stop and destroy run on the main thread (create
  * upstream first; start sinks first, sources last, so nothing emits into a
@@ -380,6 +432,11 @@ typedef struct ecf_plugin {
     const char *command_group;
     const char *command_help;
     ecf_status (*command)(ecf_stage *stage, int argc, const char *const *argv);
+
+    /* 1.3. May a stage run this plugin as `workers: N` instances, and how
+     * are batches routed between them (see ecf_parallelism)? A plugin built
+     * before 1.3 has no such member: the core reads ECF_PARALLEL_NONE. */
+    ecf_parallelism parallelism;
 } ecf_plugin;
 
 #define ECF_PLUGIN_ENTRY_SYMBOL "ecf_plugin_entry"
@@ -556,6 +613,10 @@ struct ecf_host {
      * the text line and is the JSON "msg". The core prints at most 10 of
      * each (stage, event) per second and counts what it left out. */
     void (*log_event)(ecf_stage *s, ecf_log_level level, const char *event, const char *const *fields);
+
+    /* 1.3 [any]. How many instances run this stage (`workers:`), and which
+     * one this is (0 .. count-1), e.g. to name files apart. */
+    uint32_t (*workers)(ecf_stage *s, uint32_t *index);
 };
 
 /* 1.0. The public head of every stage handle; the rest is the core's. */
@@ -704,6 +765,18 @@ static inline void ecf_log_event(ecf_stage *s, ecf_log_level level, const char *
     }
     line[n] = '\0';
     ecf_log(s, level, "%s", line);
+}
+
+/* 1.3. Instances of this stage, and this one's index; 1 and 0 on a host
+ * older than 1.3 (which runs every stage as one instance). */
+static inline uint32_t ecf_workers(ecf_stage *s, uint32_t *index)
+{
+    const ecf_host *h = ecf_host_of(s);
+    if (h->size >= offsetof(ecf_host, workers) + sizeof h->workers)
+        return h->workers(s, index);
+    if (index)
+        *index = 0;
+    return 1;
 }
 
 static inline void ecf_metric_add(ecf_stage *s, ecf_metric *m, double v) { ecf_host_of(s)->metric_add(m, v); }

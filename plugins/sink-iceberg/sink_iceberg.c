@@ -39,6 +39,7 @@
 
 #include <glib.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,6 +57,8 @@ typedef struct {
     int64_t compression_level;
     int64_t max_open_partitions;
     int64_t max_buffered_bytes;
+    int64_t max_uncommitted_rows;
+    int64_t writer_threads;
     bool fsync;
     char *writer_id;
     char *dedupe_key;
@@ -127,9 +130,18 @@ static const ecf_option ice_options[] = {
     ECF_OPT_INT("compression_level", ice_config, compression_level, "1", 1, 22, "zstd level"),
     ECF_OPT_INT("max_open_partitions", ice_config, max_open_partitions, "256", 1, 100000,
                 "open data files at once; past this the least recently used one is finished"),
-    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "256MiB", 65536, 1e12,
+    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "32MiB", 65536, 1e12,
                  "memory for unwritten row groups and for written bytes the IO still holds (an S3 part "
                  "being filled); past this the largest holder writes out, or finishes its file"),
+    ECF_OPT_INT("max_uncommitted_rows", ice_config, max_uncommitted_rows, "250000", 1, 1e9,
+                "rows taken but not yet committed; reaching it commits before commit_interval. Each "
+                "holds its ack until the commit: ~100 bytes (the token, and the source's offset book), "
+                "so 250000 is ~25 MB during a catch-up, whatever the backlog or commit_interval"),
+    ECF_OPT_INT("writer_threads", ice_config, writer_threads, "1", 0, 64,
+                "threads that encode Parquet: each batch's rows are cut into this many ranges, written "
+                "into files of their own at once; 0 = one per core. The commit stays one per interval "
+                "(each partition gets up to this many files in it); max_buffered_bytes and "
+                "max_open_partitions are shared out among them"),
     ECF_OPT_BOOL("fsync", ice_config, fsync, "true", "fsync data files before they are committed"),
     ECF_OPT_STRING("writer_id", ice_config, writer_id, NULL, 0,
                    "who this sink is in the table's snapshot summaries: its Kafka positions are kept "
@@ -193,7 +205,25 @@ static const ecf_option ice_options[] = {
 
 static char *default_partition_by[] = {"event_type", "day(timestamp)", NULL};
 
+typedef struct ice_state ice_state;
+
+/* One Parquet encoder: a writer pool of its own (writer_threads). */
 typedef struct {
+    ice_state *st;
+    unsigned index;
+    writer_pool *pool;
+    char *run_id;    /* its files' names: <run_id>-<seq>.parquet */
+    GThread *thread; /* NULL for encoder 0: the stage's own thread */
+    uint8_t *fates;  /* this encoder's rows of the batch */
+    uint32_t cap_fates;
+    uint64_t seen; /* the last job it took (job_seq), from before its thread starts */
+    unsigned open; /* what its pool holds after its last job */
+    int64_t buffered;
+} encoder;
+
+typedef enum { JOB_WRITE, JOB_FINISH, JOB_QUIT } job_kind;
+
+struct ice_state {
     ecf_stage *stage;
     file_io *io;
     rest_catalog *rest; /* catalog: rest */
@@ -209,7 +239,22 @@ typedef struct {
     arrow_kind *kinds;
     part_source *psrc;
     pq_options pq;
-    writer_pool *pool;  /* open files by partition */
+    /* Encoders, each with its open files by partition. The stage's thread
+     * hands all of them a job and waits until every one is done, so pools
+     * are never touched by two threads at once, and everything else here
+     * stays the stage thread's. pool_lock guards what their events change
+     * (pending, pending_bytes, poisoned). */
+    encoder *enc;
+    unsigned n_enc;
+    pthread_mutex_t job_lock; /* pthreads, not GMutex: ThreadSanitizer sees these */
+    pthread_cond_t job_cond, done_cond;
+    uint64_t job_seq;
+    unsigned job_left;
+    job_kind job;
+    const struct ArrowArray *job_rec;
+    uint32_t job_n;
+    const uint8_t *job_fate;
+    pthread_mutex_t pool_lock;
     GPtrArray *pending; /* data_file*, finished, uncommitted */
     int64_t pending_bytes;
     GPtrArray *held;    /* ecf_token* */
@@ -240,7 +285,7 @@ typedef struct {
     ecf_metric *m_committed_rows, *m_freshness, *m_duplicates, *m_last_commit_ts, *m_newest_event_ts;
     ecf_metric *m_rows, *m_files, *m_bytes, *m_commits, *m_commit_fail, *m_commit_latency, *m_open, *m_buffered,
         *m_skipped;
-} ice_state;
+};
 
 /* ------------------------------------------------------------ writer pool events */
 
@@ -258,17 +303,116 @@ static void poison(ice_state *st, char *why)
     g_free(why);
 }
 
-/* wp_events.failed */
-static void pool_failed(void *ctx, char *why) { poison(ctx, why); }
+/* wp_events.failed, on an encoder's thread */
+static void pool_failed(void *ctx, char *why)
+{
+    ice_state *st = ctx;
+    pthread_mutex_lock(&st->pool_lock);
+    poison(st, why);
+    pthread_mutex_unlock(&st->pool_lock);
+}
 
-/* wp_events.file_done: a finished file waits for the next commit. */
+/* wp_events.file_done, on an encoder's thread: a finished file waits for
+ * the next commit. */
 static void pool_file_done(void *ctx, data_file *df)
 {
     ice_state *st = ctx;
+    pthread_mutex_lock(&st->pool_lock);
     g_ptr_array_add(st->pending, df);
     st->pending_bytes += df->metrics.file_size;
+    pthread_mutex_unlock(&st->pool_lock);
     ecf_metric_add(st->stage, st->m_files, 1);
     ecf_metric_add(st->stage, st->m_bytes, (double)df->metrics.file_size);
+}
+
+/* ------------------------------------------------------------ encoders */
+
+#define NOT_MINE 0xff /* a fate no row is taken for */
+
+/* Encoder i of n writes rows [i*n_rows/n, (i+1)*n_rows/n) of the batch:
+ * every encoder as much, whatever the partitions. */
+static void run_job(encoder *e)
+{
+    ice_state *st = e->st;
+    const ice_config *cfg = ecf_config(st->stage);
+    if (st->job == JOB_FINISH) {
+        wp_finish_all(e->pool);
+        e->open = 0;
+        e->buffered = 0;
+        return;
+    }
+    const uint8_t *fate = st->job_fate;
+    uint32_t n = st->job_n;
+    if (st->n_enc > 1) {
+        uint32_t lo = (uint32_t)((uint64_t)n * e->index / st->n_enc);
+        uint32_t hi = (uint32_t)((uint64_t)n * (e->index + 1) / st->n_enc);
+        if (n > e->cap_fates) {
+            e->cap_fates = n;
+            e->fates = g_renew(uint8_t, e->fates, n);
+        }
+        memset(e->fates, NOT_MINE, n);
+        memcpy(e->fates + lo, fate + lo, hi - lo);
+        fate = e->fates;
+    }
+    wp_write(e->pool, st->job_rec, n, fate, POS_WRITE, cfg->target_file_size);
+    wp_enforce_bounds(e->pool, MAX(1, cfg->max_open_partitions / st->n_enc),
+                      MAX(65536, cfg->max_buffered_bytes / st->n_enc), &e->open, &e->buffered);
+}
+
+static gpointer encoder_main(gpointer data)
+{
+    encoder *e = data;
+    ice_state *st = e->st;
+    pthread_mutex_lock(&st->job_lock);
+    for (;;) {
+        while (st->job_seq == e->seen)
+            pthread_cond_wait(&st->job_cond, &st->job_lock);
+        e->seen = st->job_seq;
+        if (st->job == JOB_QUIT)
+            break;
+        pthread_mutex_unlock(&st->job_lock);
+        run_job(e);
+        pthread_mutex_lock(&st->job_lock);
+        if (--st->job_left == 0)
+            pthread_cond_signal(&st->done_cond);
+    }
+    pthread_mutex_unlock(&st->job_lock);
+    return NULL;
+}
+
+/* Every encoder does `job`; encoder 0 on this thread. Returns when all are done. */
+static void run_encoders(ice_state *st, job_kind job)
+{
+    unsigned helpers = 0;
+    for (unsigned i = 1; i < st->n_enc; i++)
+        helpers += st->enc[i].thread != NULL;
+    if (helpers) {
+        pthread_mutex_lock(&st->job_lock);
+        st->job = job;
+        st->job_left = helpers;
+        st->job_seq++;
+        pthread_cond_broadcast(&st->job_cond);
+        pthread_mutex_unlock(&st->job_lock);
+    }
+    if (job == JOB_QUIT)
+        return;
+    if (!helpers)
+        st->job = job;
+    run_job(&st->enc[0]);
+    if (!helpers)
+        return;
+    pthread_mutex_lock(&st->job_lock);
+    while (st->job_left)
+        pthread_cond_wait(&st->done_cond, &st->job_lock);
+    pthread_mutex_unlock(&st->job_lock);
+}
+
+static unsigned open_files(const ice_state *st)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < st->n_enc; i++)
+        n += wp_open_count(st->enc[i].pool);
+    return n;
 }
 
 /* ------------------------------------------------------------ positions */
@@ -494,11 +638,11 @@ static void log_commit(ice_state *st, int64_t snapshot, const char *why, int64_t
 /* Commits everything buffered; settles every held token. */
 static ecf_status commit(ice_state *st, const char *why)
 {
-    if (st->held->len == 0 && wp_open_count(st->pool) == 0 && st->pending->len == 0)
+    if (st->held->len == 0 && open_files(st) == 0 && st->pending->len == 0)
         return ECF_OK;
     int64_t t0 = ecf_monotonic_us(st->stage);
-    /* finish every open file */
-    wp_finish_all(st->pool);
+    /* finish every open file, every encoder at once */
+    run_encoders(st, JOB_FINISH);
     ecf_metric_set(st->stage, st->m_open, 0);
     ecf_metric_set(st->stage, st->m_buffered, 0);
 
@@ -600,10 +744,12 @@ static ecf_status commit(ice_state *st, const char *why)
 
 static void enforce_bounds(ice_state *st)
 {
-    const ice_config *cfg = ecf_config(st->stage);
     unsigned open = 0;
     int64_t buffered = 0;
-    wp_enforce_bounds(st->pool, cfg->max_open_partitions, cfg->max_buffered_bytes, &open, &buffered);
+    for (unsigned i = 0; i < st->n_enc; i++) { /* each bounded its own share in its job */
+        open += st->enc[i].open;
+        buffered += st->enc[i].buffered;
+    }
     ecf_metric_set(st->stage, st->m_buffered, (double)buffered);
     ecf_metric_set(st->stage, st->m_open, open);
 }
@@ -679,8 +825,12 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
         ecf_metric_add(stage, st->m_duplicates, n_dup);
     st->copies_held += n_dup;
 
-    /* 1. each row to its partition's file (writer_pool.h) */
-    wp_write(st->pool, rec, n, fate, POS_WRITE, cfg->target_file_size);
+    /* 1. each row to its partition's file (writer_pool.h), the batch's
+     * rows shared out among the encoders */
+    st->job_rec = rec;
+    st->job_n = n;
+    st->job_fate = fate;
+    run_encoders(st, JOB_WRITE);
 
     /* 2. hold every token until the commit (also those of records the
      * commit holds already); ack at once what the table has */
@@ -709,6 +859,8 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
 
     enforce_bounds(st);
     if (st->pending_bytes >= cfg->target_file_size && commit(st, "size") == ECF_ERR_FATAL)
+        return ECF_ERR_FATAL;
+    if ((int64_t)st->held->len >= cfg->max_uncommitted_rows && commit(st, "rows") == ECF_ERR_FATAL)
         return ECF_ERR_FATAL;
     return ECF_OK;
 }
@@ -810,7 +962,20 @@ static void state_free(ice_state *st)
     if (!st)
         return;
     upkeep_stop(g_steal_pointer(&st->upkeep));
-    wp_free(st->pool);
+    run_encoders(st, JOB_QUIT);
+    for (unsigned i = 0; i < st->n_enc; i++) {
+        encoder *e = &st->enc[i];
+        if (e->thread)
+            g_thread_join(e->thread);
+        wp_free(e->pool);
+        g_free(e->fates);
+        g_free(e->run_id);
+    }
+    g_free(st->enc);
+    pthread_mutex_destroy(&st->job_lock);
+    pthread_cond_destroy(&st->job_cond);
+    pthread_cond_destroy(&st->done_cond);
+    pthread_mutex_destroy(&st->pool_lock);
     if (st->held) {
         settle_all(st, ECF_ERR_STOPPED, "sink-iceberg stopped before the commit");
         g_ptr_array_free(st->held, TRUE);
@@ -950,6 +1115,10 @@ static ecf_status ice_create(ecf_stage *stage)
     ice_state *st = g_new0(ice_state, 1);
     st->stage = stage;
     g_mutex_init(&st->pos_lock);
+    pthread_mutex_init(&st->job_lock, NULL);
+    pthread_cond_init(&st->job_cond, NULL);
+    pthread_cond_init(&st->done_cond, NULL);
+    pthread_mutex_init(&st->pool_lock, NULL);
     g_mutex_init(&st->fresh_lock);
     if (cfg->writer_id) {
         st->writer_id = g_strstrip(g_strdup(cfg->writer_id));
@@ -1002,7 +1171,13 @@ static ecf_status ice_create(ecf_stage *stage)
     st->pq.dict_size_limit = 1 << 20;
     st->pq.dictionary = true;
     st->pq.created_by = "ecflow version 0.1.0 (build sink-iceberg)";
-    st->pool = wp_new((wp_events){.file_done = pool_file_done, .failed = pool_failed, .ctx = st});
+    st->n_enc = cfg->writer_threads ? (unsigned)cfg->writer_threads : MIN(g_get_num_processors(), 64u);
+    st->enc = g_new0(encoder, st->n_enc);
+    for (unsigned i = 0; i < st->n_enc; i++) {
+        st->enc[i].st = st;
+        st->enc[i].index = i;
+        st->enc[i].pool = wp_new((wp_events){.file_done = pool_file_done, .failed = pool_failed, .ctx = st});
+    }
     st->pending = g_ptr_array_new_with_free_func((GDestroyNotify)data_file_free);
     st->held = g_ptr_array_new();
     st->held_since = g_array_new(FALSE, FALSE, sizeof(int64_t));
@@ -1214,15 +1389,23 @@ static ecf_status ice_start(ecf_stage *stage)
         upkeep_config uc = upkeep_settings(stage, st);
         st->upkeep = upkeep_start(&uc);
     }
-    wp_set_layout(st->pool, &(wp_layout){.io = st->io,
-                                         .location = st->location,
-                                         .spec = &st->table.spec,
-                                         .psrc = st->psrc,
-                                         .cols = st->cols,
-                                         .kinds = st->kinds,
-                                         .n_cols = st->n_cols,
-                                         .pq = &st->pq,
-                                         .run_id = st->run_id});
+    for (unsigned i = 0; i < st->n_enc; i++) {
+        encoder *e = &st->enc[i];
+        e->run_id = st->n_enc == 1 ? g_strdup(uuid) : g_strdup_printf("%s-w%u", uuid, i);
+        wp_set_layout(e->pool, &(wp_layout){.io = st->io,
+                                            .location = st->location,
+                                            .spec = &st->table.spec,
+                                            .psrc = st->psrc,
+                                            .cols = st->cols,
+                                            .kinds = st->kinds,
+                                            .n_cols = st->n_cols,
+                                            .pq = &st->pq,
+                                            .run_id = e->run_id});
+        if (i > 0 && !e->thread) {
+            e->seen = st->job_seq; /* a job given before the thread runs is still its to do */
+            e->thread = g_thread_new("ecf:encode", encoder_main, e);
+        }
+    }
     return ECF_OK;
 }
 

@@ -59,4 +59,5 @@ static void null_destroy(ecf_stage *stage) { free(ecf_state(stage)); }
 ECF_PLUGIN_DEFINE(.name = "sink-null", .kind = ECF_SINK, .version = "1.0.0",
                   .summary = "Acknowledges and discards every message (benchmarks, throwaway profiles)",
                   .config_size = sizeof(null_config), .options = null_options, .create = null_create,
-                  .process = null_process, .stop = null_stop, .destroy = null_destroy, )
+                  .process = null_process, .stop = null_stop, .destroy = null_destroy,
+                  .parallelism = ECF_PARALLEL_ANY, )

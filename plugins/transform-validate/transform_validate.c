@@ -475,4 +475,5 @@ ECF_PLUGIN_DEFINE(.name = "transform-validate", .kind = ECF_TRANSFORM, .version 
                   .summary = "Parses JSON events, checks them against a YAML schema and emits typed records; "
                              "invalid events go to the 'invalid' port or back to their source",
                   .ports = tv_ports, .config_size = sizeof(tv_config), .options = tv_options, .create = tv_create,
-                  .process = tv_process, .stop = tv_stop, .destroy = tv_destroy, )
+                  .process = tv_process, .stop = tv_stop, .destroy = tv_destroy,
+                  .parallelism = ECF_PARALLEL_PARTITION, )

@@ -409,3 +409,44 @@ def test_redelivered_kafka_records_are_not_written_twice(tmp_path, readers):
     con = duck()
     assert con.execute(f"select count(*), count(distinct event_id) from iceberg_scan('{t}')"
                        ).fetchone() == (3000, 3000)
+
+
+def test_uncommitted_rows_are_bounded_by_early_commits(tmp_path, readers):
+    """max_uncommitted_rows bounds what waits for a commit (each row holds its ack until then),
+    however long commit_interval is: the rows go out in several snapshots, each at most the
+    bound plus the batch that reached it, every row once."""
+    log = run(tmp_path, COUNT=20000, BATCH=500, COMMIT_INTERVAL="1h", MAX_UNCOMMITTED=3000)
+    assert "20000 durable, 0 failed" in log
+    assert "(rows)" in log, log  # the commit's reason
+    t = table_dir(tmp_path)
+    meta = json.loads(Path(latest_metadata(t)).read_text())
+    added = [int(s["summary"]["added-records"]) for s in meta["snapshots"]]
+    assert sum(added) == 20000
+    assert len(added) >= 20000 // 3500, added
+    assert max(added) <= 3000 + 500, added
+    con = duck()
+    assert con.execute(f"select count(*), count(distinct event_id) from iceberg_scan('{t}')"
+                       ).fetchone() == (20000, 20000)
+
+
+def test_writer_threads_share_one_commit_and_write_every_row_once(tmp_path, readers):
+    """writer_threads: 3 encoders write files of their own, and one commit takes them all (one
+    snapshot, not three); the table holds exactly the generated events, field for field."""
+    log = run(tmp_path, COUNT=20000, BATCH=500, COMMIT_INTERVAL="1h", WRITER_THREADS=3,
+              MAX_BUFFERED="256KiB", ROW_GROUP_SIZE="64KiB")
+    assert "20000 durable, 0 failed" in log
+    events = truth(tmp_path / "truth.ndjson")
+    t = table_dir(tmp_path)
+    meta = json.loads(Path(latest_metadata(t)).read_text())
+    assert len(meta["snapshots"]) == 1, [s["summary"] for s in meta["snapshots"]]
+    assert int(meta["snapshots"][0]["summary"]["added-records"]) == 20000
+    table = readers["StaticTable"].from_metadata(latest_metadata(t))
+    files = [f["file_path"] for f in table.inspect.files().to_pylist()]
+    writers = {re.search(r"-w(\d+)-\d+\.parquet$", f).group(1) for f in files}
+    assert writers == {"0", "1", "2"}, files
+    got = {r["event_id"]: r for r in table.scan().to_arrow().to_pylist()}
+    assert len(got) == 20000 == table.scan().to_arrow().num_rows
+    for ev in events:
+        r = got[ev["event_id"]]
+        assert (r["event_type"], r["user_id"], r["session_id"]) == \
+            (ev["event_type"], ev["user_id"], ev.get("session_id"))

@@ -50,6 +50,8 @@ _Static_assert(ECF_METRIC_COUNTER == 1 && ECF_METRIC_GAUGE == 2 && ECF_METRIC_HI
 _Static_assert(ECF_ORIGIN_NONE == 0 && ECF_ORIGIN_GENERATED == 1 && ECF_ORIGIN_HTTP == 2 && ECF_ORIGIN_KAFKA == 3 &&
                    ECF_ORIGIN_FILE == 4,
                "ecf_origin_kind values");
+_Static_assert(ECF_PARALLEL_NONE == 0 && ECF_PARALLEL_ANY == 1 && ECF_PARALLEL_PARTITION == 2,
+               "ecf_parallelism values: 0 is what a plugin built before 1.3 reads as");
 _Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE == 3 && ECF_OPT_T_BOOL == 4 &&
                    ECF_OPT_T_DURATION == 5 && ECF_OPT_T_SIZE == 6 && ECF_OPT_T_ENUM == 7 && ECF_OPT_T_LIST == 8 &&
                    ECF_OPT_T_MAP == 9 && ECF_OPT_T_FILE == 10,
@@ -73,8 +75,8 @@ _Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE =
                             X(declare_schema, 30, 0) X(input_schema, 31, 0) X(input_count, 32, 0)                   \
                                 X(batch_set_records, 33, 0) X(batch_records, 34, 0) X(batch_input, 35, 0)           \
                                     X(resume_position, 36, 0) X(port_connected, 37, 0) X(metric_status, 38, 1)      \
-                                        X(metric_buckets, 39, 3) X(log_event, 40, 3)
-#define HOST_LAST log_event
+                                        X(metric_buckets, 39, 3) X(log_event, 40, 3) X(workers, 41, 3)
+#define HOST_LAST workers
 #define HOST_SLOT sizeof(void (*)(void))
 
 #define PIN_HOST(member, slot, since)                                                                                 \
@@ -171,10 +173,11 @@ PIN(ecf_plugin, resume_position, 144, 8);
 PIN(ecf_plugin, command_group, 152, 8); /* 1.3 */
 PIN(ecf_plugin, command_help, 160, 8);  /* 1.3 */
 PIN(ecf_plugin, command, 168, 8);       /* 1.3 */
-PIN_SIZE(ecf_plugin, 176);
+PIN(ecf_plugin, parallelism, 176, 4);   /* 1.3 */
+PIN_SIZE(ecf_plugin, 184);
 
 PIN(ecf_host, config, 16, 8);
-PIN_SIZE(ecf_host, 344);
+PIN_SIZE(ecf_host, 352);
 PIN_SIZE(ecf_stage_head, 16);
 
 /* Apache Arrow's C Data Interface: its layout is Arrow's, not ours to change. */
@@ -221,7 +224,7 @@ static void test_core_fills_every_member(void)
         g_printerr("%s\n", (char *)errors->pdata[i]); /* ECFLOW_PLUGIN_PATH unset? */
     g_assert_nonnull(def);
     ecf_runtime *rt = ecf_runtime_new(def);
-    ecf_stage *s = ecf_stage_new(rt, def->order->pdata[0]);
+    ecf_stage *s = ecf_stage_new(rt, def->order->pdata[0], NULL);
 
     const ecf_stage_head *head = (const ecf_stage_head *)(const void *)s;
     g_assert_cmpuint(head->size, ==, sizeof(ecf_stage_head));
@@ -249,7 +252,8 @@ static void test_plugin_define_stamps_the_abi(void)
     g_assert_cmpuint(p->abi_minor, ==, ECF_ABI_MINOR);
     g_assert_cmpuint(p->size, ==, sizeof(ecf_plugin));
     g_assert_cmpstr(p->name, ==, "abi-probe");
-    g_assert_null(p->resume_position); /* callbacks a plugin leaves out read as NULL */
+    g_assert_null(p->resume_position);                      /* callbacks a plugin leaves out read as NULL */
+    g_assert_cmpint(p->parallelism, ==, ECF_PARALLEL_NONE); /* one instance unless it says so */
     g_assert_cmpstr(ECF_PLUGIN_ENTRY_SYMBOL, ==, "ecf_plugin_entry");
 }
 
@@ -309,6 +313,29 @@ static void test_1_3_wrappers_on_a_1_2_host(void)
     g_assert_cmpint(ecf_metric_buckets(s, m, b, 2), ==, ECF_OK);
     g_assert_cmpint(bucket_calls, ==, 1);
     g_clear_pointer(&logged, g_free);
+}
+
+static uint32_t four_workers(ecf_stage *s, uint32_t *index)
+{
+    *index = 2;
+    return 4;
+}
+
+/* ecf_workers (1.3) on a host without it: one instance, index 0, nothing called. */
+static void test_workers_on_an_older_host_is_one(void)
+{
+    ecf_host host = {.workers = four_workers};
+    ecf_stage_head head = {.size = sizeof head, .host = &host};
+    ecf_stage *s = (ecf_stage *)(void *)&head;
+    uint32_t index = 7;
+
+    host.size = (uint32_t)offsetof(ecf_host, workers);
+    g_assert_cmpuint(ecf_workers(s, &index), ==, 1);
+    g_assert_cmpuint(index, ==, 0);
+
+    host.size = sizeof(ecf_host);
+    g_assert_cmpuint(ecf_workers(s, &index), ==, 4);
+    g_assert_cmpuint(index, ==, 2);
 }
 
 static char *set_error_text;
@@ -376,6 +403,7 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/plugin-define-stamps-version-and-size", test_plugin_define_stamps_the_abi);
     g_test_add_func("/abi/a-newer-member-wrapper-leaves-an-older-host-alone", test_newer_wrapper_skips_an_older_host);
     g_test_add_func("/abi/1.3-wrappers-fall-back-on-a-1.2-host", test_1_3_wrappers_on_a_1_2_host);
+    g_test_add_func("/abi/ecf-workers-is-one-on-a-1.2-host", test_workers_on_an_older_host_is_one);
     g_test_add_func("/abi/ecf-fail-returns-its-status-on-a-1.0-host", test_fail_runs_on_a_1_0_host);
     g_test_add_func("/abi/a-secret-map-is-a-map-flagged-secret", test_secret_map_is_a_flagged_map);
     g_test_add_func("/abi/a-designated-message-init-is-the-1.0-layout", test_message_init_starts_as_the_1_0_layout);

@@ -17,6 +17,23 @@ static void test_abi_mismatch_is_refused(void)
     ecf_registry_free(reg);
 }
 
+/* A 1.2 plugin loads on a 1.3 core; its descriptor ends before 1.3's
+ * members, so they read as zero: one instance (ECF_PARALLEL_NONE), no
+ * commands, whatever lies past its size. */
+static void test_an_older_minor_loads_and_runs_as_one(void)
+{
+    ecf_registry *reg = ecf_registry_new(NULL);
+    g_autoptr(GError) err = NULL;
+    const ecf_loaded_plugin *lp = ecf_registry_find(reg, "abi-1-2", &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(lp);
+    g_assert_cmpuint(lp->desc.abi_minor, ==, 2);
+    g_assert_cmpint(lp->desc.parallelism, ==, ECF_PARALLEL_NONE);
+    g_assert_null(lp->desc.command);
+    g_assert_nonnull(lp->desc.process);
+    ecf_registry_free(reg);
+}
+
 static void test_not_a_plugin(void)
 {
     ecf_registry *reg = ecf_registry_new(NULL);
@@ -88,6 +105,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/loader/plugin-of-another-abi-major-is-refused", test_abi_mismatch_is_refused);
+    g_test_add_func("/loader/plugin-of-an-older-minor-loads-and-runs-as-one",
+                    test_an_older_minor_loads_and_runs_as_one);
     g_test_add_func("/loader/shared-object-without-entry-is-refused", test_not_a_plugin);
     g_test_add_func("/loader/unknown-plugin-names-the-search-path", test_unknown_plugin_lists_search_path);
     g_test_add_func("/loader/scan-lists-plugins-and-reports-broken-ones", test_scan_lists_good_plugins_and_reports_bad);
