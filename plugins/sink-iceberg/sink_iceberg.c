@@ -27,6 +27,7 @@
 #include "arrow_columns.h"
 #include "catalog_rest.h"
 #include "dedupe.h"
+#include "dedupe_store.h"
 #include "file_io.h"
 #include "iceberg_schema.h"
 #include "manifest.h"
@@ -197,6 +198,7 @@ typedef struct {
     uint32_t cap_fates;
     char *run_id;
     dedupe *dedupe;       /* NULL without dedupe_key */
+    dedupe_store *dstore; /* its keys kept with the table (with dedupe) */
     int dedupe_col;       /* its column in the input records */
     uint32_t copies_held; /* rows skipped as copies since the last commit */
     ecf_metric *m_committed_rows, *m_freshness, *m_duplicates;
@@ -452,7 +454,7 @@ static ecf_status commit(ice_state *st, const char *why)
      * or a restart would read them again with no memory of their keys. */
     if (st->pending->len > 0 || st->copies_held > 0) {
         const char *pipeline = ecf_pipeline_setting(st->stage, "name");
-        const char *extra[7] = {0};
+        const char *extra[9] = {0};
         int k = 0;
         extra[k++] = "ecflow.writer-id";
         extra[k++] = st->writer_id;
@@ -461,6 +463,12 @@ static ecf_status commit(ice_state *st, const char *why)
         if (pipeline) {
             extra[k++] = "ecflow.pipeline";
             extra[k++] = pipeline;
+        }
+        /* before the snapshot: it names the file */
+        const char *dedupe_files = st->dstore ? dedupe_store_prepare(st->dstore, st->dedupe) : NULL;
+        if (dedupe_files) {
+            extra[k++] = DEDUPE_SUMMARY_KEY;
+            extra[k++] = dedupe_files;
         }
         char *err = NULL;
         int64_t snapshot = 0;
@@ -484,6 +492,8 @@ static ecf_status commit(ice_state *st, const char *why)
             st->pending_bytes = 0;
             ecf_metric_add(st->stage, st->m_committed_rows, (double)rows);
             observe_freshness(st);
+            if (st->dstore)
+                dedupe_store_committed(st->dstore);
             if (st->dedupe)
                 dedupe_commit(st->dedupe);
             settle_all(st, ECF_OK, NULL);
@@ -492,6 +502,8 @@ static ecf_status commit(ice_state *st, const char *why)
                 g_strdup_printf("sink-iceberg: commit to %s failed: %s", st->location, err ? err : "unknown error");
             ecf_log(st->stage, ECF_LOG_ERROR, "%s", reason);
             ecf_metric_add(st->stage, st->m_commit_fail, 1);
+            if (st->dstore) /* unknown outcome: the table may name its file now */
+                dedupe_store_failed(st->dstore, st->table.outcome_unknown);
             forget_pending_keys(st);
             settle_all(st, ECF_ERR_IO, reason);
             result = ECF_ERR_IO;
@@ -764,6 +776,7 @@ static void state_free(ice_state *st)
     g_free(st->run_id);
     g_free(st->writer_id);
     dedupe_free(st->dedupe);
+    dedupe_store_free(st->dstore);
     g_free(st->fates);
     pos_map_free(st->committed);
     pos_map_free(st->pending_lo);
@@ -959,6 +972,37 @@ static ecf_status ice_create(ecf_stage *stage)
     return ECF_OK;
 }
 
+static void dedupe_warn(void *ctx, const char *msg) { ecf_log(ctx, ECF_LOG_WARN, "%s", msg); }
+
+/* The window, hashed under the table's key, as the writer's newest snapshot
+ * left it (dedupe_store.h). */
+static ecf_status dedupe_open(ecf_stage *stage, ice_state *st, uint32_t window)
+{
+    uint8_t key[DEDUPE_KEY_BYTES];
+    bool created = false;
+    char *err = NULL;
+    catalog_ref ref = table_ref(st);
+    if (!dedupe_table_key(&ref, &st->table, key, &created, &err)) {
+        ecf_status s = ecf_fail(stage, ECF_ERR_IO, "dedupe_key: %s", err ? err : "no hash key");
+        g_free(err);
+        return s;
+    }
+    if (created)
+        ecf_log(stage, ECF_LOG_INFO, "dedupe: made the table's hash key (table property %s)", DEDUPE_KEY_PROPERTY);
+    dedupe_free(st->dedupe);
+    st->dedupe = dedupe_new(window, key);
+    dedupe_store_free(st->dstore);
+    st->dstore = dedupe_store_new(st->io, st->location, st->writer_id, dedupe_warn, stage);
+    int64_t snap = -1;
+    const char *files = table_lineage_summary(&st->table, "ecflow.writer-id", st->writer_id, DEDUPE_SUMMARY_KEY, &snap);
+    unsigned n_files = 0;
+    size_t n_keys = dedupe_store_load(st->dstore, st->dedupe, files, &n_files);
+    if (files)
+        ecf_log(stage, ECF_LOG_INFO, "dedupe: %zu keys from %u file%s listed by snapshot %" PRId64, n_keys, n_files,
+                n_files == 1 ? "" : "s", snap);
+    return ECF_OK;
+}
+
 /* dedupe_key names a string column of the input. */
 static ecf_status dedupe_start(ecf_stage *stage, ice_state *st)
 {
@@ -971,9 +1015,7 @@ static ecf_status dedupe_start(ecf_stage *stage, ice_state *st)
         if (st->kinds[c] != AC_UTF8 && st->kinds[c] != AC_LARGE_UTF8 && st->kinds[c] != AC_BINARY)
             return ecf_error(stage, "option 'dedupe_key': column '%s' is not a string", cfg->dedupe_key);
         st->dedupe_col = c;
-        dedupe_free(st->dedupe);
-        st->dedupe = dedupe_new((uint32_t)cfg->dedupe_window);
-        return ECF_OK;
+        return dedupe_open(stage, st, (uint32_t)cfg->dedupe_window);
     }
     return ecf_error(stage, "option 'dedupe_key': the records have no column '%s'", cfg->dedupe_key);
 }
@@ -1027,9 +1069,6 @@ static ecf_status ice_start(ecf_stage *stage)
         st->cols[c].required = col->required;
         arrow_kind_of(in->children[c]->format, &st->kinds[c]);
     }
-    ecf_status dst = dedupe_start(stage, st);
-    if (dst != ECF_OK)
-        return dst;
     st->psrc = g_new0(part_source, (gsize)st->table.spec.n_fields + 1);
     for (int f = 0; f < st->table.spec.n_fields; f++) {
         st->psrc[f].input_col = -1;
@@ -1063,6 +1102,9 @@ static ecf_status ice_start(ecf_stage *stage)
         ecf_log(stage, ECF_LOG_INFO, "writer '%s': Kafka positions from snapshot %" PRId64 ": %s", st->writer_id, snap,
                 *desc ? desc : "none (no Kafka records yet)");
     }
+    ecf_status dst = dedupe_start(stage, st); /* after the positions: the same snapshot's keys */
+    if (dst != ECF_OK)
+        return dst;
     g_autofree char *uuid = g_uuid_string_random();
     st->run_id = g_strdup(uuid);
     wp_set_layout(st->pool, &(wp_layout){.io = st->io,

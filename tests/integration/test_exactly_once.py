@@ -491,6 +491,80 @@ def test_copies_of_an_event_are_written_once_by_event_id(bootstrap, names, pipel
     verify_table(t, ids, bootstrap, topic)
 
 
+def table_properties(t):
+    return current_metadata(t).get("properties", {})
+
+
+def writer_summary(t, writer=WRITER):
+    """The summary of `writer`'s newest snapshot in the current lineage ({} when none)."""
+    meta = current_metadata(t)
+    by_id = {s["snapshot-id"]: s for s in meta.get("snapshots", [])}
+    sid = meta.get("current-snapshot-id")
+    while sid in by_id:
+        if by_id[sid]["summary"].get("ecflow.writer-id") == writer:
+            return by_id[sid]["summary"]
+        sid = by_id[sid].get("parent-snapshot-id")
+    return {}
+
+
+def test_a_copy_after_a_sigkill_is_written_once_by_event_id(bootstrap, names, pipelines, tmp_path,
+                                                            readers):
+    """Issue 15, item 4: an event is committed, the process is SIGKILLed, and after the restart
+    the same events come again as new Kafka records (a client retrying requests it never got an
+    answer for). The window of recent event_ids comes back from the dedupe files the writer's
+    newest snapshot lists, under the table's own hash key, so the copies are dropped: one row
+    per event_id."""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    events = make_events(run, 300)
+    t = table_dir(tmp_path)
+    p = pipelines(bootstrap, topic, group, name="first", profile="dedupe")
+    produce(bootstrap, topic, events)
+    wait_until("300 rows committed",
+               lambda: p.alive() and p.metric("iceberg_committed_rows_total") == 300, 60)
+    wait_until("positions at the end offsets",
+               lambda: writer_positions(t, WRITER) and
+               sum(writer_positions(t, WRITER).get(topic, {}).values()) == 300, 30)
+    key = table_properties(t).get("ecflow.dedupe.hash-key", "")
+    assert re.fullmatch(r"[0-9a-f]{32}", key), f"the table's hash key: {key!r}"
+    listed = writer_summary(t).get("ecflow.dedupe-files", "")
+    assert listed and all((t / "metadata" / n).is_file() for n in listed.split(",")), listed
+    p.kill()
+
+    again = pipelines(bootstrap, topic, group, name="again", profile="dedupe")
+    again.wait_assigned()
+    produce(bootstrap, topic, events)  # the same event_ids, new records
+    settled = lambda: (again.metric("iceberg_committed_rows_total") or 0) + \
+        (again.metric("iceberg_skipped_duplicates_total") or 0)  # noqa: E731
+    wait_until("the copies settled", lambda: again.alive() and settled() >= 300, 60)
+    wait_until("positions past the copies",
+               lambda: sum(writer_positions(t, WRITER).get(topic, {}).values()) == 600, 30)
+    assert again.metric("iceberg_skipped_duplicates_total") == 300, again.log_text()[-3000:]
+    assert re.search(r"dedupe: 300 keys from \d+ files? ", again.log_text()), again.log_text()[-3000:]
+    rc, _ = again.term()
+    assert rc == 0, again.log_text()[-5000:]
+    assert table_properties(t).get("ecflow.dedupe.hash-key") == key, "the key survives a restart"
+    verify_table(t, [json.loads(v)["event_id"] for _, v in events], bootstrap, topic)
+
+
+def test_each_table_gets_its_own_dedupe_hash_key(bootstrap, names, pipelines, tmp_path, readers):
+    """Issue 18, item 11: the dedupe hash is keyed per table (16 random bytes, a table
+    property set at the first start with dedupe_key), so clients cannot choose ids that
+    collide; two tables never share a key."""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    keys = []
+    for table in ("shop.events", "shop.others"):
+        p = pipelines(bootstrap, topic, group + table, name=table, profile="dedupe", TABLE=table)
+        p.wait_assigned()
+        rc, _ = p.term()
+        assert rc == 0, p.log_text()[-5000:]
+        t = Path(tmp_path) / "wh" / "shop" / table.split(".")[1]
+        keys.append(table_properties(t).get("ecflow.dedupe.hash-key", ""))
+    assert all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys), keys
+    assert keys[0] != keys[1]
+
+
 def test_two_pipelines_on_one_table_keep_their_own_positions(bootstrap, names, pipelines,
                                                               tmp_path, readers):
     """Each writer id reads back its own positions, whoever committed last."""
