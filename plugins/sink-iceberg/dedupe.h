@@ -14,8 +14,12 @@
  *
  * Memory: 16 bytes per key in the FIFO, and 17 (hash and state) per slot of a
  * table that doubles when 3/4 full (so 3/8 to 3/4 full), i.e. 39 to 61 bytes
- * per remembered key; measured (a full window of 1,000,000 keys, RSS delta):
- * MEASURED. On disk (dedupe_store.h) a key takes 16 bytes. Keys of
+ * per remembered key. Measured (test_iceberg_dedupe -m perf -p /dedupe/memory:
+ * a full window, RSS delta): 1,000,000 keys take 56 MB, 57 bytes per key;
+ * 100,000 take 6.2 MB, 64 per key. Briefly more: while the table doubles
+ * both tables are held, and writing or loading a whole-window file
+ * (dedupe_store.h) holds its 16 bytes per key (loading: twice that). On disk
+ * a key takes 16 bytes. Keys of
  * rows in the commit being prepared are "pending": forgotten if it fails
  * (the rows come again), kept if it succeeds, the oldest dropped past the
  * window. Not thread-safe: the sink's thread alone uses it.

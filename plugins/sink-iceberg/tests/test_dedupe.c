@@ -8,6 +8,7 @@
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool seen(dedupe *d, const char *key) { return dedupe_seen(d, key, strlen(key)); }
 
@@ -554,6 +555,47 @@ static void test_table_key_made_once_kept_per_table(void)
     fx_teardown(&fx);
 }
 
+/* ------------------------------------------------------------ memory (-m perf) */
+
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* What dedupe.h and the dedupe_window option help state: a full window's
+ * resident bytes per key (run: test_iceberg_dedupe -m perf -p /dedupe/memory). */
+static void test_memory_of_a_full_window(void)
+{
+    if (!g_test_perf()) {
+        g_test_skip("a measurement: -m perf");
+        return;
+    }
+    const uint32_t windows[] = {100000, 1000000};
+    for (size_t w = 0; w < G_N_ELEMENTS(windows); w++) {
+        long before = rss_kib();
+        dedupe *d = dedupe_new(windows[w], KEY);
+        char id[48];
+        for (uint32_t i = 0; i < windows[w]; i++) {
+            int n = snprintf(id, sizeof id, "0192b3c4-d5e6-7f80-9a1b-%012u", i);
+            dedupe_seen(d, id, (size_t)n);
+            if (i % 1000 == 999)
+                dedupe_commit(d);
+        }
+        dedupe_commit(d);
+        long after = rss_kib();
+        g_test_message("window %u: %zu keys, RSS +%ld KiB = %.1f bytes per key", windows[w], dedupe_count(d),
+                       after - before, (double)(after - before) * 1024 / windows[w]);
+        dedupe_free(d);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -571,5 +613,6 @@ int main(int argc, char **argv)
     g_test_add_func("/dedupe/store-missing-or-corrupt", test_store_missing_or_corrupt_files_are_warned_and_skipped);
     g_test_add_func("/dedupe/store-failed-commit-other-key", test_store_failed_commit_and_other_key);
     g_test_add_func("/dedupe/table-key", test_table_key_made_once_kept_per_table);
+    g_test_add_func("/dedupe/memory", test_memory_of_a_full_window);
     return g_test_run();
 }
