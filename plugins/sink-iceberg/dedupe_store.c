@@ -112,13 +112,13 @@ bool dedupe_table_key(const catalog_ref *ref, const ice_table *t, uint8_t key[DE
 
 /* ------------------------------------------------------------ names in summaries */
 
-/* dedupe-*.bin, of [A-Za-z0-9-]: nothing that leaves metadata/. */
+/* dedupe-*.stats, of [A-Za-z0-9-]: nothing that leaves metadata/. */
 static bool valid_name(const char *n)
 {
     size_t len = strlen(n);
-    if (len > NAME_MAX_LEN || !g_str_has_prefix(n, "dedupe-") || !g_str_has_suffix(n, ".bin"))
+    if (len > NAME_MAX_LEN || !g_str_has_prefix(n, "dedupe-") || !g_str_has_suffix(n, ".stats"))
         return false;
-    for (size_t i = 0; i < len - 4; i++)
+    for (size_t i = 0; i < len - strlen(".stats"); i++)
         if (!g_ascii_isalnum(n[i]) && n[i] != '-')
             return false;
     return true;
@@ -304,7 +304,8 @@ size_t dedupe_store_load(dedupe_store *s, dedupe *d, const char *value, unsigned
     char **names = dedupe_files_of_summary(value);
     char **parts = value && *value ? g_strsplit(value, ",", -1) : NULL;
     if (parts && g_strv_length(parts) != g_strv_length(names)) {
-        warnf(s, "the snapshot's %s names files outside metadata/dedupe-*.bin; those are ignored", DEDUPE_SUMMARY_KEY);
+        warnf(s, "the snapshot's %s names files outside metadata/dedupe-*.stats; those are ignored",
+              DEDUPE_SUMMARY_KEY);
         s->need_whole = true;
     }
     g_strfreev(parts);
@@ -385,7 +386,7 @@ const char *dedupe_store_prepare(dedupe_store *s, const dedupe *d)
     else
         dedupe_file_encode(&b, pending, n_pending, false, key_id);
     g_autofree char *uuid = g_uuid_string_random();
-    char *name = g_strdup_printf("dedupe-%s-%s.bin", s->tag, uuid);
+    char *name = g_strdup_printf("dedupe-%s-%s.stats", s->tag, uuid);
     g_autofree char *path = fio_join(s->metadata_dir, name);
     char *err = NULL;
     bool ok = s->io->put(s->io, path, b.data, b.len, &err);

@@ -10,7 +10,7 @@
  * table hashes alike and restarts find their keys.
  *
  * The keys: each commit that adds keys first writes a file under the table's
- * metadata/ (dedupe-<writer tag>-<uuid>.bin, format below) holding them, and
+ * metadata/ (dedupe-<writer tag>-<uuid>.stats, format below) holding them, and
  * its snapshot's summary lists, under "ecflow.dedupe-files", the files that
  * together hold the window (names relative to metadata/, comma-separated,
  * oldest first). After DEDUPE_MAX_INCREMENTS incremental files, or when they
@@ -30,6 +30,12 @@
  * missing, corrupt, or written under another hash key is reported and
  * skipped: dedupe is best-effort on top of exactly-once positions, it never
  * stops the pipeline; the next commit then writes the whole window anew.
+ *
+ * The extension is ".stats" because object stores that know the Iceberg
+ * layout refuse other names under metadata/ (SeaweedFS's table buckets take
+ * *.metadata.json, *.avro and *.stats there, and answer 403 to *.bin).
+ * Only snapshots of this sink name these files (not the metadata's
+ * "statistics"): readers never open them.
  *
  * File format (integers little-endian):
  *   0  8  magic "ECFDEDUP"
@@ -68,7 +74,7 @@ bool dedupe_key_from_hex(const char *hex, uint8_t key[DEDUPE_KEY_BYTES]);
 
 /* The files a snapshot's "ecflow.dedupe-files" value names, relative to the
  * table's metadata/ directory, NULL-terminated (g_strfreev). Names that
- * could point anywhere else (a '/', "..", not dedupe-*.bin) are left out:
+ * could point anywhere else (a '/', "..", not dedupe-*.stats) are left out:
  * the value comes from the table, and whoever can write it is not trusted
  * to name other files. For snapshot expiry and orphan cleanup: these files
  * live as long as a snapshot that names them. */

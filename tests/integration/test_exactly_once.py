@@ -507,44 +507,95 @@ def writer_summary(t, writer=WRITER):
     return {}
 
 
+class TableView:
+    """What the dedupe tests look at, in a file-catalog table or through the REST catalog:
+    the table's properties, the writer's newest summary, whether a metadata/ file exists."""
+
+    def __init__(self, tmp_path, sw=None, table=None):
+        self.t, self.sw, self.table = table_dir(tmp_path), sw, table
+
+    def _rest(self):
+        from lakehouse import pyiceberg_rest_catalog
+        return pyiceberg_rest_catalog(self.sw).load_table(self.table)
+
+    def properties(self):
+        return dict(self._rest().metadata.properties) if self.sw else table_properties(self.t)
+
+    def summary(self):
+        if not self.sw:
+            return writer_summary(self.t) if metadata_versions(self.t) else {}
+        try:
+            meta = self._rest().metadata
+        except Exception:  # noqa: BLE001  (not created yet)
+            return {}
+        snaps = {s.snapshot_id: s for s in meta.snapshots}
+        sid = meta.current_snapshot_id
+        while sid in snaps:
+            props = snaps[sid].summary.additional_properties
+            if props.get("ecflow.writer-id") == WRITER:
+                return dict(props)
+            sid = snaps[sid].parent_snapshot_id
+        return {}
+
+    def positions_sum(self, topic):
+        return sum(json.loads(self.summary().get("ecflow.kafka-offsets", "{}")).get(topic, {}).values())
+
+    def metadata_file_exists(self, name):
+        if not self.sw:
+            return (self.t / "metadata" / name).is_file()
+        t = self._rest()
+        return t.io.new_input(f"{t.location()}/metadata/{name}").exists()
+
+    def verify(self, ids, bootstrap, topic):
+        if self.sw:
+            verify_rest_table(self.sw, self.table, ids, bootstrap, topic)
+        else:
+            verify_table(self.t, ids, bootstrap, topic)
+
+
+@pytest.mark.parametrize("storage", ["local", "rest"])
 def test_a_copy_after_a_sigkill_is_written_once_by_event_id(bootstrap, names, pipelines, tmp_path,
-                                                            readers):
+                                                            readers, storage, request):
     """Issue 15, item 4: an event is committed, the process is SIGKILLed, and after the restart
     the same events come again as new Kafka records (a client retrying requests it never got an
     answer for). The window of recent event_ids comes back from the dedupe files the writer's
     newest snapshot lists, under the table's own hash key, so the copies are dropped: one row
-    per event_id."""
+    per event_id. `rest`: the table in SeaweedFS's REST catalog (the key is set through a
+    set-properties update), its files on S3."""
     topic, group, run = names
     create_topic(bootstrap, topic)
     events = make_events(run, 300)
-    t = table_dir(tmp_path)
-    p = pipelines(bootstrap, topic, group, name="first", profile="dedupe")
+    knobs = {}
+    if storage == "rest":
+        sw = request.getfixturevalue("seaweedfs")
+        knobs = rest_knobs(sw, f"eo_{run.lower()}"[:40])
+        view = TableView(tmp_path, sw, knobs["TABLE"])
+    else:
+        view = TableView(tmp_path)
+    p = pipelines(bootstrap, topic, group, name="first", profile="dedupe", **knobs)
     produce(bootstrap, topic, events)
     wait_until("300 rows committed",
                lambda: p.alive() and p.metric("iceberg_committed_rows_total") == 300, 60)
-    wait_until("positions at the end offsets",
-               lambda: writer_positions(t, WRITER) and
-               sum(writer_positions(t, WRITER).get(topic, {}).values()) == 300, 30)
-    key = table_properties(t).get("ecflow.dedupe.hash-key", "")
+    wait_until("positions at the end offsets", lambda: view.positions_sum(topic) == 300, 30)
+    key = view.properties().get("ecflow.dedupe.hash-key", "")
     assert re.fullmatch(r"[0-9a-f]{32}", key), f"the table's hash key: {key!r}"
-    listed = writer_summary(t).get("ecflow.dedupe-files", "")
-    assert listed and all((t / "metadata" / n).is_file() for n in listed.split(",")), listed
+    listed = view.summary().get("ecflow.dedupe-files", "")
+    assert listed and all(view.metadata_file_exists(n) for n in listed.split(",")), listed
     p.kill()
 
-    again = pipelines(bootstrap, topic, group, name="again", profile="dedupe")
+    again = pipelines(bootstrap, topic, group, name="again", profile="dedupe", **knobs)
     again.wait_assigned()
     produce(bootstrap, topic, events)  # the same event_ids, new records
     settled = lambda: (again.metric("iceberg_committed_rows_total") or 0) + \
         (again.metric("iceberg_skipped_duplicates_total") or 0)  # noqa: E731
     wait_until("the copies settled", lambda: again.alive() and settled() >= 300, 60)
-    wait_until("positions past the copies",
-               lambda: sum(writer_positions(t, WRITER).get(topic, {}).values()) == 600, 30)
+    wait_until("positions past the copies", lambda: view.positions_sum(topic) == 600, 30)
     assert again.metric("iceberg_skipped_duplicates_total") == 300, again.log_text()[-3000:]
     assert re.search(r"dedupe: 300 keys from \d+ files? ", again.log_text()), again.log_text()[-3000:]
     rc, _ = again.term()
     assert rc == 0, again.log_text()[-5000:]
-    assert table_properties(t).get("ecflow.dedupe.hash-key") == key, "the key survives a restart"
-    verify_table(t, [json.loads(v)["event_id"] for _, v in events], bootstrap, topic)
+    assert view.properties().get("ecflow.dedupe.hash-key") == key, "the key survives a restart"
+    view.verify([json.loads(v)["event_id"] for _, v in events], bootstrap, topic)
 
 
 def test_each_table_gets_its_own_dedupe_hash_key(bootstrap, names, pipelines, tmp_path, readers):

@@ -231,11 +231,11 @@ static void test_file_corrupt_or_truncated_is_refused(void)
 
 static void test_files_of_summary_stay_in_metadata(void)
 {
-    char **f = dedupe_files_of_summary("dedupe-ab12-x.bin,../data/x.parquet,dedupe-a/../../v1.metadata.json,"
-                                       "dedupe-..bin,,snap-1.avro,dedupe-c3-4.bin");
+    char **f = dedupe_files_of_summary("dedupe-ab12-x.stats,../data/x.parquet,dedupe-a/../../v1.metadata.json,"
+                                       "dedupe-..stats,,snap-1.avro,dedupe-c3-4.stats");
     g_assert_cmpuint(g_strv_length(f), ==, 2);
-    g_assert_cmpstr(f[0], ==, "dedupe-ab12-x.bin");
-    g_assert_cmpstr(f[1], ==, "dedupe-c3-4.bin");
+    g_assert_cmpstr(f[0], ==, "dedupe-ab12-x.stats");
+    g_assert_cmpstr(f[1], ==, "dedupe-c3-4.stats");
     g_strfreev(f);
     f = dedupe_files_of_summary(NULL);
     g_assert_cmpuint(g_strv_length(f), ==, 0);
@@ -445,7 +445,7 @@ static void test_store_missing_or_corrupt_files_are_warned_and_skipped(void)
     g_assert_cmpuint(n_names(v2), ==, 1); /* the whole window */
     /* a list naming files elsewhere: warned, not read */
     dedupe *d3 = dedupe_new(100, KEY);
-    g_autofree char *hostile = g_strdup_printf("../../x.bin,%s", v2);
+    g_autofree char *hostile = g_strdup_printf("../../x.stats,%s", v2);
     g_assert_cmpuint(dedupe_store_load(s2, d3, hostile, &files), ==, 10);
     g_assert_cmpuint(fx.warnings->len, ==, 3);
     dedupe_free(d3);
