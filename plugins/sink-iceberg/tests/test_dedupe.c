@@ -531,8 +531,8 @@ static void test_table_key_made_once_kept_per_table(void)
     g_assert_true(dedupe_table_key(&ref, &t, k1, &created, &err));
     g_assert_true(created);
     table_close(&t);
-    open_table(&t, &ref, &fx, "one", &loc); /* loads what is there now */
     g_free(loc);
+    open_table(&t, &ref, &fx, "one", &loc); /* loads what is there now */
     const char *hex =
         json_object_get_string_member(json_object_get_object_member(t.cat.meta.o, "properties"), DEDUPE_KEY_PROPERTY);
     g_assert_cmpuint(strlen(hex), ==, 32);
@@ -540,6 +540,7 @@ static void test_table_key_made_once_kept_per_table(void)
     g_assert_false(created);
     g_assert_cmpmem(k1, 16, k1again, 16);
     table_close(&t);
+    g_free(loc);
     open_table(&t, &ref, &fx, "two", &loc);
     g_assert_true(dedupe_table_key(&ref, &t, k2, &created, &err));
     g_assert_true(created);
