@@ -41,6 +41,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define TICK_US 100000 /* commit_interval granularity */
 
@@ -985,16 +986,25 @@ static ecf_status dedupe_open(ecf_stage *stage, ice_state *st, uint32_t window)
     bool created = false;
     char *err = NULL;
     catalog_ref ref = table_ref(st);
+    dedupe_free(st->dedupe);
+    dedupe_store_free(st->dstore);
+    st->dstore = NULL;
     if (!dedupe_table_key(&ref, &st->table, key, &created, &err)) {
-        ecf_status s = ecf_fail(stage, ECF_ERR_IO, "dedupe_key: %s", err ? err : "no hash key");
+        /* best-effort on top of the positions: never a reason not to run */
+        ecf_log(stage, ECF_LOG_WARN,
+                "dedupe: no hash key kept with the table (%s); this run remembers keys under a key of its own, "
+                "in memory only: copies of events committed before a restart are not recognised",
+                err ? err : "unknown error");
         g_free(err);
-        return s;
+        if (getrandom(key, sizeof key, 0) != (ssize_t)sizeof key)
+            for (size_t i = 0; i < sizeof key; i++)
+                key[i] = (uint8_t)g_random_int();
+        st->dedupe = dedupe_new(window, key);
+        return ECF_OK;
     }
     if (created)
         ecf_log(stage, ECF_LOG_INFO, "dedupe: made the table's hash key (table property %s)", DEDUPE_KEY_PROPERTY);
-    dedupe_free(st->dedupe);
     st->dedupe = dedupe_new(window, key);
-    dedupe_store_free(st->dstore);
     st->dstore = dedupe_store_new(st->io, st->location, st->writer_id, dedupe_warn, stage);
     int64_t snap = -1;
     const char *files = table_lineage_summary(&st->table, "ecflow.writer-id", st->writer_id, DEDUPE_SUMMARY_KEY, &snap);

@@ -615,6 +615,24 @@ def test_each_table_gets_its_own_dedupe_hash_key(bootstrap, names, pipelines, tm
     assert all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys), keys
     assert keys[0] != keys[1]
 
+    # A damaged key is reported, and the pipeline runs anyway (dedupe in memory only).
+    t = table_dir(tmp_path)
+    latest = t / "metadata" / f"v{metadata_versions(t)[-1]}.metadata.json"
+    meta = json.loads(latest.read_text())
+    meta["properties"]["ecflow.dedupe.hash-key"] = "not hex"
+    latest.write_text(json.dumps(meta))
+    p = pipelines(bootstrap, topic, group + "again", name="damaged", profile="dedupe")
+    p.wait_assigned()
+    events = make_events(run, 20)
+    produce(bootstrap, topic, events + events[:5])
+    wait_until("20 rows committed, 5 copies dropped",
+               lambda: p.alive() and p.metric("iceberg_committed_rows_total") == 20 and
+               p.metric("iceberg_skipped_duplicates_total") == 5, 60)
+    rc, _ = p.term()
+    assert rc == 0, p.log_text()[-5000:]
+    assert re.search(r"warn .*dedupe: no hash key kept with the table \(table .*property "
+                     r"'ecflow.dedupe.hash-key' is not 32 hex digits", p.log_text()), p.log_text()[-3000:]
+
 
 def test_two_pipelines_on_one_table_keep_their_own_positions(bootstrap, names, pipelines,
                                                               tmp_path, readers):
