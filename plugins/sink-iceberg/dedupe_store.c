@@ -309,10 +309,19 @@ size_t dedupe_store_load(dedupe_store *s, dedupe *d, const char *value, unsigned
         s->need_whole = true;
     }
     g_strfreev(parts);
+    /* this sink lists at most DEDUPE_MAX_INCREMENTS + 1: a longer list was
+     * not written by it, and reading it all could take any time */
+    guint n_names = g_strv_length(names), first = 0;
+    if (n_names > DEDUPE_MAX_INCREMENTS + 1) {
+        first = n_names - (DEDUPE_MAX_INCREMENTS + 1);
+        warnf(s, "the snapshot's %s names %u files, more than the %d this sink writes; only the newest %d are read",
+              DEDUPE_SUMMARY_KEY, n_names, DEDUPE_MAX_INCREMENTS + 1, DEDUPE_MAX_INCREMENTS + 1);
+        s->need_whole = true;
+    }
     uint8_t key_id[8];
     dedupe_key_id(d, key_id);
     size_t added = 0;
-    for (char **n = names; *n; n++) {
+    for (char **n = names + first; *n; n++) {
         g_autofree char *path = fio_join(s->metadata_dir, *n);
         byte_buf b = {0};
         char *err = NULL, *why = NULL;
@@ -332,7 +341,7 @@ size_t dedupe_store_load(dedupe_store *s, dedupe *d, const char *value, unsigned
                   path, why);
             s->need_whole = true;
         } else {
-            /* past the window only the newest count: skip the rest unread */
+            /* past the window only the newest count */
             size_t from = count > dedupe_window(d) ? count - dedupe_window(d) : 0;
             added += dedupe_load(d, h + from, count - from);
             (*files_read)++;

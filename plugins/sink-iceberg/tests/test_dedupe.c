@@ -449,6 +449,17 @@ static void test_store_missing_or_corrupt_files_are_warned_and_skipped(void)
     g_assert_cmpuint(dedupe_store_load(s2, d3, hostile, &files), ==, 10);
     g_assert_cmpuint(fx.warnings->len, ==, 3);
     dedupe_free(d3);
+    /* a list longer than this sink writes: the newest DEDUPE_MAX_INCREMENTS + 1 names are read */
+    GString *many = g_string_new(NULL);
+    for (int i = 0; i < 1000; i++)
+        g_string_append_printf(many, "dedupe-gone-%d.stats,", i);
+    g_string_append(many, v2);
+    dedupe *d4 = dedupe_new(100, KEY);
+    g_assert_cmpuint(dedupe_store_load(s2, d4, many->str, &files), ==, 10);
+    g_assert_cmpuint(files, ==, 1);
+    g_assert_cmpuint(fx.warnings->len, ==, 3 + 1 + DEDUPE_MAX_INCREMENTS); /* the list, each missing file */
+    g_string_free(many, TRUE);
+    dedupe_free(d4);
     g_free(v2);
     g_free(value);
     dedupe_store_free(s2);
