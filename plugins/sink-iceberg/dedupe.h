@@ -15,8 +15,11 @@
  * Memory: 16 bytes per key in the FIFO, and 17 (hash and state) per slot of a
  * table that doubles when 3/4 full (so 3/8 to 3/4 full), i.e. 39 to 61 bytes
  * per remembered key. Measured (test_iceberg_dedupe -m perf -p /dedupe/memory:
- * a full window, RSS delta): 1,000,000 keys take 56 MB, 57 bytes per key;
- * 100,000 take 6.2 MB, 64 per key. Briefly more: while the table doubles
+ * a full window, RSS delta): 1,000,000 keys take 56-62 MB, 57-64 bytes per
+ * key; 100,000 take 6.2 MB. The keys of the commit being prepared come on
+ * top until it commits: 1,000,000 of them on a full window of as many added
+ * 40 MB more, so rows per commit (commit_interval x rate) count toward the
+ * bound as well as the window. Briefly more: while the table doubles
  * both tables are held, and writing or loading a whole-window file
  * (dedupe_store.h) holds its 16 bytes per key (loading: twice that). On disk
  * a key takes 16 bytes. Keys of
