@@ -981,7 +981,7 @@ static void dedupe_warn(void *ctx, const char *msg) { ecf_log(ctx, ECF_LOG_WARN,
 
 /* The window, hashed under the table's key, as the writer's newest snapshot
  * left it (dedupe_store.h). */
-static ecf_status dedupe_open(ecf_stage *stage, ice_state *st, uint32_t window)
+static void dedupe_open(ecf_stage *stage, ice_state *st, uint32_t window)
 {
     uint8_t key[DEDUPE_KEY_BYTES];
     bool created = false;
@@ -1001,7 +1001,7 @@ static ecf_status dedupe_open(ecf_stage *stage, ice_state *st, uint32_t window)
             for (size_t i = 0; i < sizeof key; i++)
                 key[i] = (uint8_t)g_random_int();
         st->dedupe = dedupe_new(window, key);
-        return ECF_OK;
+        return;
     }
     if (created)
         ecf_log(stage, ECF_LOG_INFO, "dedupe: made the table's hash key (table property %s)", DEDUPE_KEY_PROPERTY);
@@ -1014,7 +1014,6 @@ static ecf_status dedupe_open(ecf_stage *stage, ice_state *st, uint32_t window)
     if (files)
         ecf_log(stage, ECF_LOG_INFO, "dedupe: %zu keys from %u file%s listed by snapshot %" PRId64, n_keys, n_files,
                 n_files == 1 ? "" : "s", snap);
-    return ECF_OK;
 }
 
 /* dedupe_key names a string column of the input. */
@@ -1029,7 +1028,8 @@ static ecf_status dedupe_start(ecf_stage *stage, ice_state *st)
         if (st->kinds[c] != AC_UTF8 && st->kinds[c] != AC_LARGE_UTF8 && st->kinds[c] != AC_BINARY)
             return ecf_error(stage, "option 'dedupe_key': column '%s' is not a string", cfg->dedupe_key);
         st->dedupe_col = c;
-        return dedupe_open(stage, st, (uint32_t)cfg->dedupe_window);
+        dedupe_open(stage, st, (uint32_t)cfg->dedupe_window);
+        return ECF_OK;
     }
     return ecf_error(stage, "option 'dedupe_key': the records have no column '%s'", cfg->dedupe_key);
 }
