@@ -93,6 +93,9 @@ bool dedupe_table_key(const catalog_ref *ref, const ice_table *t, uint8_t key[DE
         table_metadata next;
         tm_copy(&next, &probe.meta);
         set_property(&next, DEDUPE_KEY_PROPERTY, hex);
+        /* a new version of the metadata: its time moves on (never back) */
+        json_object_set_int_member(next.o, "last-updated-ms",
+                                   MAX(g_get_real_time() / 1000, tm_last_updated_ms(&probe.meta)));
         fio_result fr = catalog_commit(&probe, &next, err);
         tm_clear(&next);
         if (fr == FIO_OK) {

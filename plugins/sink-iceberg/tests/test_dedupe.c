@@ -547,6 +547,7 @@ static void test_table_key_made_once_kept_per_table(void)
     const char *hex =
         json_object_get_string_member(json_object_get_object_member(t.cat.meta.o, "properties"), DEDUPE_KEY_PROPERTY);
     g_assert_cmpuint(strlen(hex), ==, 32);
+    g_assert_cmpint(tm_last_updated_ms(&t.cat.meta), >, 1); /* the table was made at 1 ms */
     g_assert_true(dedupe_table_key(&ref, &t, k1again, &created, &err));
     g_assert_false(created);
     g_assert_cmpmem(k1, 16, k1again, 16);
