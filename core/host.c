@@ -41,6 +41,20 @@ static void host_metric_status(ecf_stage *s, ecf_metric *m, const char *label)
         ecf_runtime_add_status(s->rt, label, m);
 }
 
+static ecf_status host_metric_buckets(ecf_stage *s, ecf_metric *m, const double *bounds, uint32_t n)
+{
+    g_autoptr(GError) err = NULL;
+    if (ecf_metrics_set_buckets(ecf_runtime_metrics(s->rt), m, bounds, n, &err))
+        return ECF_OK;
+    ecf_logf(s->def->name, ECF_LOG_WARN, "%s; the default buckets stay", err->message);
+    return ECF_ERR_INVALID;
+}
+
+static void host_log_event(ecf_stage *s, ecf_log_level level, const char *event, const char *const *fields)
+{
+    ecf_log_event_write(s->def->name, level, event, fields);
+}
+
 static ecf_batch *host_batch_new(ecf_stage *s) { return ecf_batch_get(ecf_runtime_batches(s->rt)); }
 static ecf_status host_batch_add(ecf_batch *b, const ecf_message_init *m) { return ecf_batch_append(b, m); }
 static uint32_t host_batch_count(const ecf_batch *b) { return ecf_batch_size(b); }
@@ -273,4 +287,6 @@ const ecf_host ecf_host_table = {
     .resume_position = host_resume_position,
     .port_connected = host_port_connected,
     .metric_status = host_metric_status,
+    .metric_buckets = host_metric_buckets,
+    .log_event = host_log_event,
 };

@@ -6,6 +6,7 @@
 #include "options.h"
 #include "pipeline.h"
 #include "runtime.h"
+#include "top.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -218,6 +219,154 @@ static int cmd_pipeline(int argc, char **argv, const char *verb)
     return code;
 }
 
+static void usage(FILE *out);
+
+/* The plugins declaring command group `group`, for its help; 0 when none. */
+static guint group_help(ecf_registry *reg, const char *group, FILE *out)
+{
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) found = ecf_registry_scan(reg, errors);
+    guint n = 0;
+    for (guint i = 0; i < found->len; i++) {
+        const ecf_loaded_plugin *lp = found->pdata[i];
+        if (!lp->desc.command || g_strcmp0(lp->desc.command_group, group) != 0)
+            continue;
+        if (n++ == 0)
+            fprintf(out,
+                    "usage: ecflow %s VERB PIPELINE.yaml [--stage NAME] [--profile P] [--plugin-path DIR] "
+                    "[ARGS...]\n\n",
+                    group);
+        fprintf(out, "%s (stages of plugin %s):\n%s\n", group, lp->name,
+                lp->desc.command_help ? lp->desc.command_help : "");
+    }
+    return n;
+}
+
+/* `ecflow GROUP VERB FILE ...`: a command a plugin answers (plugin.h,
+ * command_group). --stage, --profile and --plugin-path are the core's; every
+ * other argument goes to the plugin. */
+static int cmd_plugin_group(int argc, char **argv, const char *group)
+{
+    g_auto(cli_opts) o = {0};
+    g_autoptr(GPtrArray) path = g_ptr_array_new();
+    g_autoptr(GPtrArray) rest = g_ptr_array_new(); /* VERB, FILE, ARGS */
+    const char *stage = NULL;
+    gboolean help = FALSE;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **into = strcmp(a, "--stage") == 0                             ? &stage
+                            : strcmp(a, "--profile") == 0 || strcmp(a, "-p") == 0 ? (const char **)&o.profile
+                                                                                  : NULL;
+        if ((into || strcmp(a, "--plugin-path") == 0 || strcmp(a, "-P") == 0) && i + 1 >= argc) {
+            fprintf(stderr, "ecflow %s: %s needs a value\n", group, a);
+            return ECF_EXIT_CONFIG;
+        }
+        if (into)
+            *into = argv[++i];
+        else if (strcmp(a, "--plugin-path") == 0 || strcmp(a, "-P") == 0)
+            g_ptr_array_add(path, argv[++i]);
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            help = TRUE;
+        else
+            g_ptr_array_add(rest, argv[i]);
+    }
+    const char *profile = o.profile;
+    o.profile = NULL; /* borrowed from argv */
+    g_ptr_array_add(path, NULL);
+    ecf_registry *reg = ecf_registry_new((const char *const *)path->pdata);
+    int code = ECF_EXIT_OK;
+    /* FILE: the first argument after VERB that is not a flag */
+    guint file_at = 1;
+    while (file_at < rest->len && ((const char *)rest->pdata[file_at])[0] == '-')
+        file_at++;
+    if (help || file_at >= rest->len) {
+        guint n = group_help(reg, group, help ? stdout : stderr);
+        if (n == 0) {
+            fprintf(stderr, "ecflow: unknown verb '%s'\n", group);
+            usage(stderr);
+        }
+        code = help && n ? ECF_EXIT_OK : ECF_EXIT_CONFIG;
+    } else {
+        o.profile = g_strdup(profile);
+        ecf_pipeline_def *def = load_checked(rest->pdata[file_at], &o, reg);
+        if (!def) {
+            code = ECF_EXIT_CONFIG;
+        } else {
+            ecf_log_level level = ECF_LOG_INFO;
+            ecf_log_parse_level(def->settings.log_level, &level);
+            ecf_log_configure(level, ECF_LOG_TEXT);
+            /* the plugin sees VERB, ARGS */
+            g_ptr_array_remove_index(rest, file_at);
+            ecf_runtime *rt = ecf_runtime_new(def);
+            code = ecf_runtime_command(rt, group, stage, (int)rest->len, (const char *const *)rest->pdata);
+            ecf_runtime_free(rt);
+            ecf_pipeline_def_free(def);
+        }
+    }
+    ecf_registry_free(reg);
+    return code;
+}
+
+/* The address `top` reads: --url, else the pipeline file's `metrics:`
+ * setting, else the default one. */
+static char *top_url(const char *url, const char *file, cli_opts *o, int *code)
+{
+    if (url)
+        return g_strdup(url);
+    if (!file)
+        return g_strdup("http://127.0.0.1:9464");
+    ecf_registry *reg = ecf_registry_new((const char *const *)o->plugin_path);
+    ecf_pipeline_def *def = load_checked(file, o, reg);
+    char *out = NULL;
+    if (!def)
+        *code = ECF_EXIT_CONFIG;
+    else if (!def->settings.metrics) {
+        fprintf(stderr, "ecflow top: %s sets no `metrics:` address under `pipeline:`; pass --url\n", file);
+        *code = ECF_EXIT_CONFIG;
+    } else {
+        out = g_strdup_printf("http://%s", def->settings.metrics);
+    }
+    ecf_pipeline_def_free(def);
+    ecf_registry_free(reg);
+    return out;
+}
+
+static int cmd_top(int argc, char **argv)
+{
+    g_auto(cli_opts) o = {0};
+    g_autofree char *url = NULL;
+    double interval = 1;
+    gboolean once = FALSE;
+    g_autoptr(GOptionContext) ctx = g_option_context_new("[PIPELINE.yaml]");
+    g_option_context_set_summary(ctx, "Watch a running pipeline: one row per stage (rates, ring fill, state) and the "
+                                      "pipeline's facts (HTTP codes, Kafka lag, commits, freshness, invalid events), "
+                                      "read from its /status.json. Keys: q quits, s sorts, r reverses.");
+    GOptionEntry entries[] = {
+        {"url", 'u', 0, G_OPTION_ARG_STRING, &url,
+         "The metrics address (default: the pipeline file's metrics setting, else http://127.0.0.1:9464)", "URL"},
+        {"interval", 'i', 0, G_OPTION_ARG_DOUBLE, &interval, "Seconds between refreshes (default 1)", "S"},
+        {"once", '1', 0, G_OPTION_ARG_NONE, &once, "Print one plain-text snapshot (rates over --interval) and exit",
+         NULL},
+        common_entries(&o, 0, NULL),
+        common_entries(&o, 1, NULL),
+        {0},
+    };
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "ecflow: %s (see --help)\n", err->message);
+        return ECF_EXIT_CONFIG;
+    }
+    if (argc > 2 || !(interval >= 0.1 && interval <= 3600)) {
+        fprintf(stderr, argc > 2 ? "usage: ecflow top [PIPELINE.yaml] [--url URL] [--interval S] [--once]\n"
+                                 : "ecflow top: --interval is 0.1 to 3600 seconds\n");
+        return ECF_EXIT_CONFIG;
+    }
+    int code = ECF_EXIT_OK;
+    g_autofree char *address = top_url(url, argc == 2 ? argv[1] : NULL, &o, &code);
+    return address ? ecf_top_run(address, interval, once) : code;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ecflow VERB [options]\n\n"
@@ -228,7 +377,11 @@ static void usage(FILE *out)
                  "                                   the options reference (docs/options.md)\n"
                  "  validate FILE [--profile P]      check a pipeline file\n"
                  "  graph FILE [--format dot|mermaid]\n"
-                 "  run FILE [--profile P] [--plugin-path DIR]\n\n"
+                 "  run FILE [--profile P] [--plugin-path DIR]\n"
+                 "  table compact|expire|clean|stats FILE [--stage NAME] [--dry-run]\n"
+                 "                                   maintain the Iceberg tables a pipeline writes\n"
+                 "                                   (a plugin command: GROUP VERB FILE, see GROUP --help)\n"
+                 "  top [FILE] [--url URL] [--once]  watch a running pipeline\n\n"
                  "Every verb takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
@@ -257,7 +410,7 @@ int main(int argc, char **argv)
         return cmd_plugins(argc, argv);
     if (strcmp(verb, "validate") == 0 || strcmp(verb, "graph") == 0 || strcmp(verb, "run") == 0)
         return cmd_pipeline(argc, argv, verb);
-    fprintf(stderr, "ecflow: unknown verb '%s'\n", verb);
-    usage(stderr);
-    return ECF_EXIT_CONFIG;
+    if (strcmp(verb, "top") == 0)
+        return cmd_top(argc, argv);
+    return cmd_plugin_group(argc, argv, verb); /* or "unknown verb" */
 }

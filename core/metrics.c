@@ -1,13 +1,15 @@
 #include "metrics.h"
+#include "log.h"
 #include "sync.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
 /* Seconds; wide enough for an HTTP ack (sub-ms) and an Iceberg commit (s). */
-static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                 0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
-#define N_BUCKETS G_N_ELEMENTS(buckets)
+static const double default_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
+G_STATIC_ASSERT(G_N_ELEMENTS(default_bounds) <= ECF_METRIC_MAX_BUCKETS);
 
 struct ecf_metric {
     char *base;   /* name without labels */
@@ -17,19 +19,25 @@ struct ecf_metric {
     ecf_metric_kind kind;
     _Atomic guint64 value_bits;
     _Atomic guint64 count;
-    _Atomic guint64 bucket[N_BUCKETS];
+    /* Inline, so replacing the bounds (ecf_metrics_set_buckets) never frees
+     * what a concurrent scrape reads. */
+    guint n_bounds;
+    double bounds[ECF_METRIC_MAX_BUCKETS];
+    _Atomic guint64 bucket[ECF_METRIC_MAX_BUCKETS];
 };
 
 typedef struct {
-    ecf_metrics_collect_fn fn;
+    ecf_metrics_refresh_fn fn;
     void *user;
-} collector;
+} refresher;
 
 struct ecf_metrics {
     char *pipeline;
-    ecf_mutex lock; /* registration and rendering only; updates are atomic */
+    gint64 started_us; /* wall clock */
+    char *topology;    /* JSON, or NULL */
+    ecf_mutex lock;    /* registration and reading all series; updates are atomic */
     GPtrArray *metrics;
-    GArray *collectors;
+    GArray *refreshers;
 };
 
 static void metric_free(gpointer p)
@@ -46,9 +54,10 @@ ecf_metrics *ecf_metrics_new(const char *pipeline)
 {
     ecf_metrics *reg = g_new0(ecf_metrics, 1);
     reg->pipeline = g_strdup(pipeline ? pipeline : "ecflow");
+    reg->started_us = g_get_real_time();
     ecf_mutex_init(&reg->lock);
     reg->metrics = g_ptr_array_new_with_free_func(metric_free);
-    reg->collectors = g_array_new(FALSE, FALSE, sizeof(collector));
+    reg->refreshers = g_array_new(FALSE, FALSE, sizeof(refresher));
     return reg;
 }
 
@@ -57,9 +66,10 @@ void ecf_metrics_free(ecf_metrics *reg)
     if (!reg)
         return;
     g_ptr_array_free(reg->metrics, TRUE);
-    g_array_free(reg->collectors, TRUE);
+    g_array_free(reg->refreshers, TRUE);
     ecf_mutex_clear(&reg->lock);
     g_free(reg->pipeline);
+    g_free(reg->topology);
     g_free(reg);
 }
 
@@ -115,6 +125,8 @@ ecf_metric *ecf_metrics_get(ecf_metrics *reg, ecf_metric_kind kind, const char *
         found->help = g_strdup(help ? help : "");
         found->stage = g_strdup(stage);
         found->kind = kind;
+        found->n_bounds = G_N_ELEMENTS(default_bounds);
+        memcpy(found->bounds, default_bounds, sizeof default_bounds);
         g_ptr_array_add(reg->metrics, found);
     }
     ecf_mutex_unlock(&reg->lock);
@@ -159,8 +171,8 @@ void ecf_metric_do_observe(ecf_metric *m, double v)
 {
     if (!m)
         return;
-    for (guint i = 0; i < N_BUCKETS; i++) {
-        if (v <= buckets[i]) {
+    for (guint i = 0; i < m->n_bounds; i++) {
+        if (v <= m->bounds[i]) {
             atomic_fetch_add_explicit(&m->bucket[i], 1, memory_order_relaxed);
             break;
         }
@@ -181,12 +193,84 @@ guint64 ecf_metric_count(const ecf_metric *m)
     return atomic_load_explicit(&((ecf_metric *)m)->count, memory_order_relaxed);
 }
 
-void ecf_metrics_add_collector(ecf_metrics *reg, ecf_metrics_collect_fn fn, void *user)
+gboolean ecf_metrics_set_buckets(ecf_metrics *reg, ecf_metric *m, const double *bounds, guint n, GError **error)
 {
-    collector c = {fn, user};
+    if (!m || m->kind != ECF_METRIC_HISTOGRAM) {
+        g_set_error(error, ECF_ERROR, ECF_ERR_INVALID, "bucket bounds go with a histogram");
+        return FALSE;
+    }
+    if (n == 0 || n > ECF_METRIC_MAX_BUCKETS) {
+        g_set_error(error, ECF_ERROR, ECF_ERR_INVALID, "%s: %u bucket bounds; 1 to %d are possible", m->base, n,
+                    ECF_METRIC_MAX_BUCKETS);
+        return FALSE;
+    }
+    for (guint i = 0; i < n; i++) {
+        if (!isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1])) {
+            g_set_error(error, ECF_ERROR, ECF_ERR_INVALID, "%s: bucket bounds must be finite and increasing", m->base);
+            return FALSE;
+        }
+    }
     ecf_mutex_lock(&reg->lock);
-    g_array_append_val(reg->collectors, c);
+    gboolean fresh = ecf_metric_count(m) == 0;
+    if (fresh) {
+        memcpy(m->bounds, bounds, n * sizeof *bounds);
+        m->n_bounds = n;
+    }
     ecf_mutex_unlock(&reg->lock);
+    if (!fresh)
+        g_set_error(error, ECF_ERROR, ECF_ERR_INVALID, "%s: bucket bounds are set before the first observation",
+                    m->base);
+    return fresh;
+}
+
+void ecf_metrics_add_refresh(ecf_metrics *reg, ecf_metrics_refresh_fn fn, void *user)
+{
+    refresher r = {fn, user};
+    ecf_mutex_lock(&reg->lock);
+    g_array_append_val(reg->refreshers, r);
+    ecf_mutex_unlock(&reg->lock);
+}
+
+void ecf_metrics_set_topology(ecf_metrics *reg, char *json)
+{
+    ecf_mutex_lock(&reg->lock);
+    g_free(reg->topology);
+    reg->topology = json;
+    ecf_mutex_unlock(&reg->lock);
+}
+
+/* Under the lock: gauges computed on demand get their values first. */
+static void refresh(ecf_metrics *reg)
+{
+    for (guint i = 0; i < reg->refreshers->len; i++) {
+        refresher *r = &g_array_index(reg->refreshers, refresher, i);
+        r->fn(r->user);
+    }
+}
+
+void ecf_metrics_read(ecf_metrics *reg, ecf_metrics_read_fn fn, void *user)
+{
+    ecf_mutex_lock(&reg->lock);
+    refresh(reg);
+    ecf_metrics_info info = {reg->pipeline, reg->started_us, reg->topology};
+    fn(user, &info, (const ecf_metric *const *)reg->metrics->pdata, reg->metrics->len);
+    ecf_mutex_unlock(&reg->lock);
+}
+
+const char *ecf_metric_base(const ecf_metric *m) { return m->base; }
+const char *ecf_metric_labels(const ecf_metric *m) { return m->labels; }
+const char *ecf_metric_stage(const ecf_metric *m) { return m->stage; }
+const char *ecf_metric_help(const ecf_metric *m) { return m->help; }
+
+guint ecf_metric_read_buckets(const ecf_metric *m, const double **bounds, guint64 *cumulative)
+{
+    guint64 sum = 0;
+    for (guint i = 0; i < m->n_bounds; i++) {
+        sum += atomic_load_explicit(&((ecf_metric *)m)->bucket[i], memory_order_relaxed);
+        cumulative[i] = sum;
+    }
+    *bounds = m->bounds;
+    return m->n_bounds;
 }
 
 static void label_set(GString *out, const ecf_metrics *reg, const ecf_metric *m, const char *extra)
@@ -214,13 +298,14 @@ static void render_metric(GString *out, const ecf_metrics *reg, const ecf_metric
         g_string_append_printf(out, " %.17g\n", ecf_metric_value(m));
         return;
     }
-    guint64 cumulative = 0;
-    for (guint i = 0; i < N_BUCKETS; i++) {
-        cumulative += atomic_load_explicit(&((ecf_metric *)m)->bucket[i], memory_order_relaxed);
-        g_autofree char *le = g_strdup_printf("le=\"%g\"", buckets[i]);
+    guint64 cumulative[ECF_METRIC_MAX_BUCKETS];
+    const double *bounds;
+    guint n = ecf_metric_read_buckets(m, &bounds, cumulative);
+    for (guint i = 0; i < n; i++) {
+        g_autofree char *le = g_strdup_printf("le=\"%g\"", bounds[i]);
         g_string_append_printf(out, "%s_bucket", m->base);
         label_set(out, reg, m, le);
-        g_string_append_printf(out, " %" G_GUINT64_FORMAT "\n", cumulative);
+        g_string_append_printf(out, " %" G_GUINT64_FORMAT "\n", cumulative[i]);
     }
     g_string_append_printf(out, "%s_bucket", m->base);
     label_set(out, reg, m, "le=\"+Inf\"");
@@ -237,6 +322,7 @@ char *ecf_metrics_render(ecf_metrics *reg)
 {
     GString *out = g_string_sized_new(4096);
     ecf_mutex_lock(&reg->lock);
+    refresh(reg);
     g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     /* One HELP/TYPE header per family, all its series after it. */
     for (guint i = 0; i < reg->metrics->len; i++) {
@@ -250,10 +336,6 @@ char *ecf_metrics_render(ecf_metrics *reg)
             if (strcmp(o->base, m->base) == 0)
                 render_metric(out, reg, o);
         }
-    }
-    for (guint i = 0; i < reg->collectors->len; i++) {
-        collector *c = &g_array_index(reg->collectors, collector, i);
-        c->fn(c->user, out);
     }
     ecf_mutex_unlock(&reg->lock);
     return g_string_free(out, FALSE);

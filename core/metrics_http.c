@@ -1,5 +1,6 @@
 #include "metrics_http.h"
 #include "log.h"
+#include "status.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -32,6 +33,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return respond(conn, 405, "text/plain", g_strdup("method not allowed\n"));
     if (strcmp(url, "/metrics") == 0)
         return respond(conn, 200, "text/plain; version=0.0.4", ecf_metrics_render(h->reg));
+    if (strcmp(url, "/status.json") == 0)
+        return respond(conn, 200, "application/json", ecf_status_json(h->reg));
+    if (strcmp(url, "/") == 0 || strcmp(url, "/status") == 0)
+        return respond(conn, 200, "text/html; charset=utf-8", g_strdup(ecf_status_page));
     if (strcmp(url, "/health") == 0)
         return respond(conn, 200, "text/plain", g_strdup("ok\n"));
     if (strcmp(url, "/ready") == 0) {

@@ -1,6 +1,8 @@
 /*
- * The metrics HTTP endpoint: GET /metrics (the registry as Prometheus
- * text), /health and /ready, on its own libmicrohttpd thread.
+ * The metrics HTTP endpoint, on its own libmicrohttpd thread: GET /metrics
+ * (the registry as Prometheus text), /status.json (the same series and the
+ * DAG as JSON, docs/status.md), / and /status (a page drawing that JSON),
+ * /health and /ready.
  */
 #pragma once
 #include <glib.h>

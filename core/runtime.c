@@ -4,6 +4,7 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "stage.h"
+#include "status.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +27,8 @@ struct ecf_runtime {
     _Atomic gboolean status_done;
     GMutex status_lock;      /* guards status_items: stages add them from their threads */
     GPtrArray *status_items; /* status_item*, in the order their labels first came */
+    struct stage_gauges *stage_gauges;
+    ecf_metric *m_acks;
 };
 
 /* One label of the live status line and the metrics summed under it. */
@@ -75,23 +78,41 @@ void ecf_runtime_fail(ecf_runtime *rt, ecf_stage *culprit)
     atomic_store(&rt->stopping, TRUE);
 }
 
-static void collect_rings(void *user, GString *out)
+/* Gauges of the core's own state, read at scrape time: one per stage
+ * (index i of stage_gauges is stage i) and the ack pool. */
+typedef struct stage_gauges {
+    ecf_metric *fill, *ready, *failed;
+} stage_gauges;
+
+static void register_gauges(ecf_runtime *rt)
 {
-    ecf_runtime *rt = user;
-    g_string_append(out, "# HELP ecflow_ring_fill_ratio Share of the stage's input ring in use\n"
-                         "# TYPE ecflow_ring_fill_ratio gauge\n");
+    rt->stage_gauges = g_new0(stage_gauges, rt->stages->len);
     for (guint i = 0; i < rt->stages->len; i++) {
         ecf_stage *s = rt->stages->pdata[i];
-        if (!s->in)
-            continue;
-        g_string_append_printf(out, "ecflow_ring_fill_ratio{pipeline=\"%s\",stage=\"%s\"} %g\n", rt->def->settings.name,
-                               s->def->name, (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
+        stage_gauges *g = &rt->stage_gauges[i];
+        if (s->in)
+            g->fill = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "ring_fill_ratio",
+                                      "Share of the stage's input ring in use", s->def->name);
+        g->ready = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "stage_ready",
+                                   "1 when the stage says it can do its job (its service answers)", s->def->name);
+        g->failed =
+            ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "stage_failed", "1 once the stage has failed", s->def->name);
     }
-    g_string_append_printf(out,
-                           "# HELP ecflow_acks_outstanding Ack tokens not yet settled\n"
-                           "# TYPE ecflow_acks_outstanding gauge\n"
-                           "ecflow_acks_outstanding{pipeline=\"%s\"} %" G_GINT64_FORMAT "\n",
-                           rt->def->settings.name, ecf_ack_pool_outstanding(rt->acks));
+    rt->m_acks = ecf_metrics_get(rt->metrics, ECF_METRIC_GAUGE, "acks_outstanding", "Ack tokens not yet settled", NULL);
+}
+
+static void refresh_gauges(void *user)
+{
+    ecf_runtime *rt = user;
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        stage_gauges *g = &rt->stage_gauges[i];
+        if (g->fill)
+            ecf_metric_do_set(g->fill, (double)ecf_ring_count(s->in) / ecf_ring_capacity(s->in));
+        ecf_metric_do_set(g->ready, atomic_load(&s->ready) ? 1 : 0);
+        ecf_metric_do_set(g->failed, atomic_load(&s->failed) ? 1 : 0);
+    }
+    ecf_metric_do_set(rt->m_acks, (double)ecf_ack_pool_outstanding(rt->acks));
 }
 
 ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
@@ -128,7 +149,9 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
     }
     for (guint i = 0; i < rt->stages->len; i++)
         ecf_stage_make_input(rt->stages->pdata[i], (guint32)def->settings.ring_capacity);
-    ecf_metrics_add_collector(rt->metrics, collect_rings, rt);
+    register_gauges(rt);
+    ecf_metrics_add_refresh(rt->metrics, refresh_gauges, rt);
+    ecf_metrics_set_topology(rt->metrics, ecf_status_topology(def));
     return rt;
 }
 
@@ -139,6 +162,7 @@ void ecf_runtime_free(ecf_runtime *rt)
     ecf_metrics_http_stop(rt->http); /* before the registry it serves */
     ecf_metrics_free(rt->metrics);
     g_ptr_array_free(rt->stages, TRUE);
+    g_free(rt->stage_gauges);
     ecf_batch_pool_free(rt->batches);
     ecf_ack_pool_free(rt->acks);
     g_hash_table_destroy(rt->settings);
@@ -337,6 +361,36 @@ int ecf_runtime_check(ecf_runtime *rt)
     int code = create_all(rt, &error);
     if (error)
         fprintf(stderr, "%s\n", error);
+    teardown(rt);
+    return code;
+}
+
+int ecf_runtime_command(ecf_runtime *rt, const char *group, const char *stage_name, int argc, const char *const *argv)
+{
+    g_autofree char *error = NULL;
+    int code = create_all(rt, &error);
+    if (error)
+        fprintf(stderr, "%s\n", error);
+    guint matched = 0;
+    for (guint i = 0; code == ECF_EXIT_OK && i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        if (!s->p->command || g_strcmp0(s->p->command_group, group) != 0)
+            continue;
+        if (stage_name && strcmp(stage_name, s->def->name) != 0)
+            continue;
+        matched++;
+        ecf_status st = s->p->command(s, argc, argv);
+        if (st != ECF_OK) {
+            fprintf(stderr, "%s:%d: stage '%s': %s\n", rt->def->file, s->def->line, s->def->name,
+                    ecf_stage_error(s) ? ecf_stage_error(s) : ecf_status_str(st));
+            code = st == ECF_ERR_CONFIG ? ECF_EXIT_CONFIG : ECF_EXIT_FAILURE;
+        }
+    }
+    if (code == ECF_EXIT_OK && matched == 0) {
+        fprintf(stderr, "%s: %s%s%s has no stage that answers 'ecflow %s'\n", rt->def->file,
+                stage_name ? "stage '" : "the pipeline", stage_name ? stage_name : "", stage_name ? "'" : "", group);
+        code = ECF_EXIT_CONFIG;
+    }
     teardown(rt);
     return code;
 }

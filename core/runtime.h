@@ -24,6 +24,11 @@ int ecf_runtime_run(ecf_runtime *rt, gboolean handle_signals);
 /* What `ecflow validate` adds to the file checks: every stage's `create`
  * (cross-option rules, schema negotiation), then `destroy`. */
 int ecf_runtime_check(ecf_runtime *rt);
+
+/* `ecflow GROUP VERB FILE`: creates every stage, then runs the plugin
+ * command of each stage declaring `group` (only `stage_name`'s when given);
+ * an exit code. */
+int ecf_runtime_command(ecf_runtime *rt, const char *group, const char *stage_name, int argc, const char *const *argv);
 /* Async-safe enough for a signal-waiting thread or a test. */
 void ecf_runtime_request_stop(ecf_runtime *rt);
 

@@ -8,6 +8,7 @@ APT_PACKAGES=(
   libglib2.0-dev libjson-glib-dev libyaml-dev librdkafka-dev libcurl4-openssl-dev
   libmicrohttpd-dev libsimdjson-dev zlib1g-dev libzstd-dev libsnappy-dev
   python3 python3-pip curl time procps kcat wrk default-jre-headless maven
+  chromium  # the status page test drives it headless (tests/integration/browser.py)
 )
 
 missing=()

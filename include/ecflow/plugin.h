@@ -55,7 +55,7 @@ extern "C" {
 #endif
 
 #define ECF_ABI_MAJOR 1
-#define ECF_ABI_MINOR 2
+#define ECF_ABI_MINOR 3
 
 /* ---------------------------------------------------------------- status */
 
@@ -368,6 +368,18 @@ typedef struct ecf_plugin {
      * know. Called from a source's thread while the sink runs, after the
      * sink's start: it must be thread-safe. Optional. */
     ecf_status (*resume_position)(ecf_stage *stage, const char *topic, int32_t partition, int64_t *next_offset);
+
+    /* 1.3 [main]. Operator commands on what the stage owns, without running
+     * the pipeline: `ecflow GROUP VERB PIPELINE.yaml [--stage NAME] [ARGS]`
+     * creates every stage (as validate does), then calls command() instead
+     * of start() on each stage whose plugin declares command_group GROUP
+     * (sink-iceberg: `ecflow table compact|expire|clean|stats`). argv[0] is
+     * VERB, then ARGS. Results go to stdout, progress to the log; ECF_OK, or
+     * an error set with ecf_error()/ecf_fail(). command_help: one line per
+     * verb, for `ecflow GROUP --help`. Optional. */
+    const char *command_group;
+    const char *command_help;
+    ecf_status (*command)(ecf_stage *stage, int argc, const char *const *argv);
 } ecf_plugin;
 
 #define ECF_PLUGIN_ENTRY_SYMBOL "ecf_plugin_entry"
@@ -531,6 +543,19 @@ struct ecf_host {
      * its value; metrics given the same label are summed. For the few
      * numbers a person watching needs ("committed", "lag", "invalid"). */
     void (*metric_status)(ecf_stage *s, ecf_metric *m, const char *label);
+
+    /* 1.3 [any], after registering a histogram and before its first
+     * observation: its bucket bounds (finite, increasing, at most 32), so a
+     * latency that lives around a known interval (a commit interval) gets
+     * fine buckets there. ECF_ERR_INVALID (logged) otherwise. */
+    ecf_status (*metric_buckets)(ecf_stage *s, ecf_metric *m, const double *bounds, uint32_t n);
+    /* 1.3 [any]. A structured log event operators search for ("commit",
+     * "rebalance", "broker_down"): `fields` holds key, value, key, value
+     * ..., NULL; text logs print them as key=value, JSON logs as members
+     * (numbers as numbers). A "msg" field is the human sentence: it leads
+     * the text line and is the JSON "msg". The core prints at most 10 of
+     * each (stage, event) per second and counts what it left out. */
+    void (*log_event)(ecf_stage *s, ecf_log_level level, const char *event, const char *const *fields);
 };
 
 /* 1.0. The public head of every stage handle; the rest is the core's. */
@@ -647,6 +672,38 @@ static inline void ecf_metric_status(ecf_stage *s, ecf_metric *m, const char *la
     const ecf_host *h = ecf_host_of(s);
     if (m && h->size >= offsetof(ecf_host, metric_status) + sizeof h->metric_status)
         h->metric_status(s, m, label);
+}
+
+/* ECF_ERR_UNAVAILABLE on a host older than 1.3: the default buckets stay. */
+static inline ecf_status ecf_metric_buckets(ecf_stage *s, ecf_metric *m, const double *bounds, uint32_t n)
+{
+    const ecf_host *h = ecf_host_of(s);
+    if (!m || h->size < offsetof(ecf_host, metric_buckets) + sizeof h->metric_buckets)
+        return ECF_ERR_UNAVAILABLE;
+    return h->metric_buckets(s, m, bounds, n);
+}
+/* On a host older than 1.3, one plain log line with the same fields. */
+static inline void ecf_log_event(ecf_stage *s, ecf_log_level level, const char *event, const char *const *fields)
+{
+    const ecf_host *h = ecf_host_of(s);
+    if (h->size >= offsetof(ecf_host, log_event) + sizeof h->log_event) {
+        h->log_event(s, level, event, fields);
+        return;
+    }
+    char line[512];
+    size_t n = 0;
+    const char *parts[] = {"event=", event};
+    for (int i = 0; i < 2; i++)
+        for (const char *p = parts[i]; *p && n + 1 < sizeof line; p++)
+            line[n++] = *p;
+    for (const char *const *f = fields; f && f[0] && f[1]; f += 2) {
+        const char *kv[] = {" ", f[0], "=", f[1]};
+        for (int i = 0; i < 4; i++)
+            for (const char *p = kv[i]; *p && n + 1 < sizeof line; p++)
+                line[n++] = *p;
+    }
+    line[n] = '\0';
+    ecf_log(s, level, "%s", line);
 }
 
 static inline void ecf_metric_add(ecf_stage *s, ecf_metric *m, double v) { ecf_host_of(s)->metric_add(m, v); }

@@ -140,10 +140,11 @@ void kc_set_ready(kc_client *c, bool ready)
     if (atomic_exchange(&c->ready, ready) == ready)
         return;
     ecf_set_ready(c->stage, ready);
-    if (ready)
-        ecf_log(c->stage, ECF_LOG_INFO, "Kafka brokers reachable; ready");
-    else
-        ecf_log(c->stage, ECF_LOG_WARN, "Kafka brokers unreachable; not ready%s", c->unready_note);
+    char msg[512];
+    snprintf(msg, sizeof msg, ready ? "Kafka brokers reachable; ready" : "Kafka brokers unreachable; not ready%s",
+             c->unready_note);
+    ecf_log_event(c->stage, ready ? ECF_LOG_INFO : ECF_LOG_WARN, ready ? "broker_up" : "broker_down",
+                  (const char *const[]){"msg", msg, "bootstrap", c->cfg->bootstrap ? c->cfg->bootstrap : "", NULL});
 }
 
 void kc_probe(kc_client *c, rd_kafka_t *rk, int64_t now_us)

@@ -472,11 +472,12 @@ static JsonObject *changed_properties(JsonObject *base, JsonObject *next)
 /* The CommitTableRequest taking t->meta to `next`: what next adds (schemas,
  * snapshots, properties) and moves (current schema, main), under
  * requirements that the table is still the one t->meta describes. */
-static JsonNode *commit_request(const catalog_table *t, const table_metadata *next, int64_t *added_snapshot)
+static JsonNode *commit_request(const catalog_table *t, const table_metadata *next, int64_t *added_snapshot,
+                                int64_t *removed_snapshot)
 {
     JsonObject *base = t->meta.o, *m = next->o;
     JsonArray *updates = json_array_new(), *reqs = json_array_new();
-    *added_snapshot = -1;
+    *added_snapshot = *removed_snapshot = -1;
     json_object_set_string_member(requirement(reqs, "assert-table-uuid"), "uuid",
                                   json_object_get_string_member_with_default(base, "table-uuid", ""));
     JsonArray *schemas = json_object_get_array_member(m, "schemas");
@@ -510,7 +511,28 @@ static JsonNode *commit_request(const catalog_table *t, const table_metadata *ne
                                json_node_copy(json_array_get_element(snaps, i)));
         *added_snapshot = id;
     }
+    /* snapshots expired: gone from next */
+    JsonArray *bsnaps =
+        json_object_has_member(base, "snapshots") ? json_object_get_array_member(base, "snapshots") : NULL;
+    JsonArray *gone = json_array_new();
+    for (guint i = 0; bsnaps && i < json_array_get_length(bsnaps); i++) {
+        gint64 id =
+            json_object_get_int_member_with_default(json_array_get_object_element(bsnaps, i), "snapshot-id", -1);
+        if (!member_by_id(m, "snapshots", "snapshot-id", id))
+            json_array_add_int_element(gone, id);
+    }
     int64_t base_cur = tm_current_snapshot_id(&t->meta), next_cur = tm_current_snapshot_id(next);
+    if (json_array_get_length(gone) > 0) {
+        json_object_set_array_member(action(updates, "remove-snapshots"), "snapshot-ids", gone);
+        *removed_snapshot = json_array_get_int_element(gone, 0);
+        if (base_cur == next_cur) { /* decided on this head: still this head */
+            JsonObject *r = requirement(reqs, "assert-ref-snapshot-id");
+            json_object_set_string_member(r, "ref", "main");
+            set_id_or_null(r, "snapshot-id", base_cur);
+        }
+    } else {
+        json_array_unref(gone);
+    }
     if (base_cur != next_cur) {
         JsonObject *r = requirement(reqs, "assert-ref-snapshot-id");
         json_object_set_string_member(r, "ref", "main");
@@ -538,7 +560,8 @@ static JsonNode *commit_request(const catalog_table *t, const table_metadata *ne
 /* After an answer that does not say whether the commit was applied: the
  * table as it stands tells. 1 applied (t reloaded), 0 not applied (t
  * reloaded), -1 the catalog could not be asked. */
-static int applied(rest_catalog *c, catalog_table *t, const table_metadata *next, int64_t snapshot, char **err)
+static int applied(rest_catalog *c, catalog_table *t, const table_metadata *next, int64_t snapshot, int64_t removed,
+                   char **err)
 {
     catalog_table probe;
     catalog_ref ref = {.io = t->io, .rest = c, .ns = t->ns, .name = t->name};
@@ -548,6 +571,8 @@ static int applied(rest_catalog *c, catalog_table *t, const table_metadata *next
     if (r == 1) {
         if (snapshot >= 0)
             result = tm_snapshot(&probe.meta, snapshot) ? 1 : 0;
+        else if (removed >= 0) /* an expiry: applied when the snapshots are gone */
+            result = tm_snapshot(&probe.meta, removed) ? 0 : 1;
         else /* a schema change: applied when the table's current schema is ours */
             result = json_object_get_int_member_with_default(probe.meta.o, "current-schema-id", -1) ==
                              json_object_get_int_member_with_default(next->o, "current-schema-id", -2)
@@ -577,8 +602,8 @@ static int applied(rest_catalog *c, catalog_table *t, const table_metadata *next
 fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata *next, char **err)
 {
     bool create = t->version == 0;
-    int64_t snapshot = -1;
-    g_autoptr(JsonNode) body = create ? create_request(t, next) : commit_request(t, next, &snapshot);
+    int64_t snapshot = -1, removed = -1;
+    g_autoptr(JsonNode) body = create ? create_request(t, next) : commit_request(t, next, &snapshot, &removed);
     g_autofree char *nsp = ns_path(t->ns);
     g_autofree char *url =
         create ? g_strdup_printf("%s/namespaces/%s/tables", c->base, nsp) : table_url(c, t->ns, t->name);
@@ -616,7 +641,7 @@ fio_result rest_catalog_commit(rest_catalog *c, catalog_table *t, table_metadata
             continue;
         }
         char *e2 = NULL;
-        int a = applied(c, t, next, snapshot, &e2);
+        int a = applied(c, t, next, snapshot, removed, &e2);
         if (a == 1) {
             g_clear_pointer(err, g_free);
             g_free(e2);

@@ -295,6 +295,42 @@ static char **local_list(file_io *io, const char *dir_location, char **err)
     return (char **)g_ptr_array_free(names, FALSE);
 }
 
+/* Locations under dir_location keep its spelling (a "file:" URI stays one). */
+static bool walk_dir(const char *path, const char *location, fio_walk_fn fn, void *ctx, int depth, char **err)
+{
+    GError *ge = NULL;
+    GDir *d = g_dir_open(path, 0, &ge);
+    if (!d) {
+        bool missing = g_error_matches(ge, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+        if (!missing)
+            *err = g_strdup_printf("cannot list %s: %s", path, ge->message);
+        g_error_free(ge);
+        return missing;
+    }
+    bool ok = true;
+    const char *n;
+    while (ok && (n = g_dir_read_name(d))) {
+        g_autofree char *p = g_build_filename(path, n, NULL);
+        g_autofree char *loc = fio_join(location, n);
+        struct stat st;
+        if (lstat(p, &st) != 0)
+            continue; /* removed meanwhile */
+        if (S_ISDIR(st.st_mode)) {
+            if (depth < 64) /* a table is a few levels deep; a loop of links is not followed anyway */
+                ok = walk_dir(p, loc, fn, ctx, depth + 1, err);
+        } else if (S_ISREG(st.st_mode)) {
+            fn(ctx, loc, (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
+        }
+    }
+    g_dir_close(d);
+    return ok;
+}
+
+static bool local_walk(file_io *io, const char *dir_location, fio_walk_fn fn, void *ctx, char **err)
+{
+    return walk_dir(local_path(dir_location), dir_location, fn, ctx, 0, err);
+}
+
 static void local_destroy(file_io *io) { g_free(io); }
 
 file_io *file_io_local_new(bool fsync_data)
@@ -314,6 +350,7 @@ file_io *file_io_local_new(bool fsync_data)
     l->base.exists = local_exists;
     l->base.remove = local_remove;
     l->base.list = local_list;
+    l->base.walk = local_walk;
     l->base.destroy = local_destroy;
     return &l->base;
 }

@@ -19,6 +19,8 @@
 typedef struct file_io file_io;
 typedef struct fio_out fio_out;
 
+typedef void (*fio_walk_fn)(void *ctx, const char *location, int64_t size, int64_t mtime_ms);
+
 typedef enum {
     FIO_OK = 0,
     FIO_EXISTS, /* put_if_absent lost the race */
@@ -52,6 +54,10 @@ struct file_io {
      * NULL-terminated (empty when there is none); NULL with *err when the
      * store could not be asked. */
     char **(*list)(file_io *io, const char *dir_location, char **err);
+    /* Every object under a directory location, at any depth, with its size
+     * and last modification (ms since the epoch): what maintenance looks
+     * through for orphans. false with *err when the store could not be asked. */
+    bool (*walk)(file_io *io, const char *dir_location, fio_walk_fn fn, void *ctx, char **err);
     void (*destroy)(file_io *io);
 };
 

@@ -421,6 +421,12 @@ typedef struct {
     bool in_key, in_prefix, in_common, in_token, in_truncated;
     char *token;
     bool truncated;
+    /* walk: every object under the prefix, with its size and age */
+    fio_walk_fn fn;
+    void *ctx;
+    const char *bucket;
+    char *key;
+    int64_t size, mtime_ms;
 } list_parse;
 
 static void lp_start(GMarkupParseContext *ctx, const char *el, const char **an, const char **av, gpointer ud,
@@ -436,8 +442,25 @@ static void lp_end(GMarkupParseContext *ctx, const char *el, gpointer ud, GError
 {
     list_parse *lp = ud;
     const char *t = lp->text->str;
+    if (lp->fn) {
+        if (strcmp(el, "Key") == 0) {
+            g_free(lp->key);
+            lp->key = g_strdup(t);
+        } else if (strcmp(el, "Size") == 0) {
+            lp->size = g_ascii_strtoll(t, NULL, 10);
+        } else if (strcmp(el, "LastModified") == 0) {
+            GDateTime *dt = g_date_time_new_from_iso8601(t, NULL);
+            lp->mtime_ms = dt ? g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000 : 0;
+            if (dt)
+                g_date_time_unref(dt);
+        } else if (strcmp(el, "Contents") == 0 && lp->key) {
+            g_autofree char *loc = g_strdup_printf("s3://%s/%s", lp->bucket, lp->key);
+            lp->fn(lp->ctx, loc, lp->size, lp->mtime_ms);
+            g_clear_pointer(&lp->key, g_free);
+        }
+    }
     bool entry = strcmp(el, "Key") == 0 || (lp->in_common && strcmp(el, "Prefix") == 0);
-    if (entry && strlen(t) > lp->prefix_len) {
+    if (entry && !lp->fn && strlen(t) > lp->prefix_len) {
         char *name = g_strdup(t + lp->prefix_len);
         size_t l = strlen(name);
         if (l && name[l - 1] == '/')
@@ -459,7 +482,9 @@ static void lp_text(GMarkupParseContext *ctx, const char *text, gsize len, gpoin
     g_string_append_len(((list_parse *)ud)->text, text, (gssize)len);
 }
 
-static char **s3_list(file_io *base, const char *dir_location, char **err)
+/* ListObjectsV2 through every page: names under the prefix (delimited) or,
+ * with fn, every object at any depth. */
+static char **list_objects(file_io *base, const char *dir_location, fio_walk_fn fn, void *ctx, char **err)
 {
     g_autofree char *dir =
         g_str_has_suffix(dir_location, "/") ? g_strdup(dir_location) : g_strconcat(dir_location, "/", NULL);
@@ -468,16 +493,20 @@ static char **s3_list(file_io *base, const char *dir_location, char **err)
         *err = g_strdup_printf("not an S3 location: %s", dir_location);
         return NULL;
     }
-    list_parse lp = {
-        .names = g_ptr_array_new_with_free_func(g_free), .prefix_len = strlen(prefix), .text = g_string_new(NULL)};
+    list_parse lp = {.names = g_ptr_array_new_with_free_func(g_free),
+                     .prefix_len = strlen(prefix),
+                     .text = g_string_new(NULL),
+                     .fn = fn,
+                     .ctx = ctx,
+                     .bucket = bucket};
     static const GMarkupParser parser = {lp_start, lp_end, lp_text, NULL, NULL};
     g_autofree char *eprefix = http_escape(prefix, false);
     bool ok = true;
     do {
         g_autofree char *etoken = lp.token ? http_escape(lp.token, false) : NULL;
         g_autofree char *query =
-            g_strdup_printf("%s%s%sdelimiter=%%2F&list-type=2&prefix=%s", etoken ? "continuation-token=" : "",
-                            etoken ? etoken : "", etoken ? "&" : "", eprefix);
+            g_strdup_printf("%s%s%s%slist-type=2&prefix=%s", etoken ? "continuation-token=" : "", etoken ? etoken : "",
+                            etoken ? "&" : "", fn ? "" : "delimiter=%2F&", eprefix);
         g_clear_pointer(&lp.token, g_free);
         lp.truncated = false;
         http_resp r = {0};
@@ -500,6 +529,7 @@ static char **s3_list(file_io *base, const char *dir_location, char **err)
     } while (ok && lp.truncated && lp.token);
     g_string_free(lp.text, TRUE);
     g_free(lp.token);
+    g_free(lp.key);
     if (!ok) {
         g_ptr_array_free(lp.names, TRUE);
         return NULL;
@@ -507,6 +537,18 @@ static char **s3_list(file_io *base, const char *dir_location, char **err)
     g_ptr_array_set_free_func(lp.names, NULL);
     g_ptr_array_add(lp.names, NULL);
     return (char **)g_ptr_array_free(lp.names, FALSE);
+}
+
+static char **s3_list(file_io *base, const char *dir_location, char **err)
+{
+    return list_objects(base, dir_location, NULL, NULL, err);
+}
+
+static bool s3_walk(file_io *base, const char *dir_location, fio_walk_fn fn, void *ctx, char **err)
+{
+    char **names = list_objects(base, dir_location, fn, ctx, err);
+    g_strfreev(names);
+    return names != NULL;
 }
 
 static void s3_destroy(file_io *base)
@@ -569,6 +611,7 @@ file_io *file_io_s3_new(const s3_options *o, char **err)
     io->base.exists = s3_exists;
     io->base.remove = s3_remove;
     io->base.list = s3_list;
+    io->base.walk = s3_walk;
     io->base.destroy = s3_destroy;
     return &io->base;
 }

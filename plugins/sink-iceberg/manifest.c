@@ -252,8 +252,44 @@ static void summarize(const part_spec *spec, data_file *const *files, int n_file
     }
 }
 
-bool manifest_write(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
-                    int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out, char **err)
+static void encode_entry_file(byte_buf *b, const part_spec *spec, const data_file *f)
+{
+    avro_int(b, 0); /* content: DATA */
+    avro_string(b, f->location);
+    avro_string(b, "PARQUET");
+    for (int p = 0; p < spec->n_fields; p++)
+        encode_partition_value(b, &spec->fields[p], &f->partition[p]);
+    avro_long(b, f->metrics.num_rows);
+    avro_long(b, f->metrics.file_size);
+    encode_metric_map(b, &f->metrics, M_SIZES);
+    encode_metric_map(b, &f->metrics, M_VALUES);
+    encode_metric_map(b, &f->metrics, M_NULLS);
+    encode_metric_map(b, &f->metrics, M_NANS);
+    encode_metric_map(b, &f->metrics, M_LOWER);
+    encode_metric_map(b, &f->metrics, M_UPPER);
+    avro_union(b, 0); /* key_metadata */
+    if (f->metrics.n_row_groups > 0) {
+        avro_union(b, 1);
+        avro_long(b, f->metrics.n_row_groups);
+        for (int g = 0; g < f->metrics.n_row_groups; g++)
+            avro_long(b, f->metrics.row_group_offsets[g]);
+        avro_long(b, 0);
+    } else
+        avro_union(b, 0);
+    avro_union(b, 0); /* equality_ids */
+    avro_union(b, 1); /* sort_order_id: 0, unsorted */
+    avro_int(b, 0);
+}
+
+static void opt_long(byte_buf *b, bool has, int64_t v)
+{
+    avro_union(b, has ? 1 : 0);
+    if (has)
+        avro_long(b, v);
+}
+
+bool manifest_write_entries(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
+                            int64_t snapshot_id, manifest_entry *const *entries, int n, manifest_file *out, char **err)
 {
     g_autofree char *avro_schema = manifest_entry_schema(spec);
     g_autofree char *schema_json = ice_schema_to_json_string(schema);
@@ -265,42 +301,28 @@ bool manifest_write(file_io *io, const char *location, const ice_schema *schema,
         spec_id,  "format-version", "2",         "content", "data",           NULL};
     avro_writer w;
     avro_writer_begin(&w, avro_schema, meta);
-    int64_t rows = 0;
-    for (int i = 0; i < n_files; i++) {
-        const data_file *f = files[i];
+    int32_t counts[3] = {0};
+    int64_t rows[3] = {0};
+    int64_t min_seq = INT64_MAX;
+    data_file **files = g_new(data_file *, (gsize)n + 1);
+    for (int i = 0; i < n; i++) {
+        const manifest_entry *e = entries[i];
         byte_buf *b = &w.block;
-        avro_int(b, 1); /* status: ADDED */
-        avro_union(b, 1);
-        avro_long(b, snapshot_id);
-        avro_union(b, 0); /* sequence_number: inherited */
-        avro_union(b, 0); /* file_sequence_number: inherited */
-        avro_int(b, 0);   /* content: DATA */
-        avro_string(b, f->location);
-        avro_string(b, "PARQUET");
-        for (int p = 0; p < spec->n_fields; p++)
-            encode_partition_value(b, &spec->fields[p], &f->partition[p]);
-        avro_long(b, f->metrics.num_rows);
-        avro_long(b, f->metrics.file_size);
-        encode_metric_map(b, &f->metrics, M_SIZES);
-        encode_metric_map(b, &f->metrics, M_VALUES);
-        encode_metric_map(b, &f->metrics, M_NULLS);
-        encode_metric_map(b, &f->metrics, M_NANS);
-        encode_metric_map(b, &f->metrics, M_LOWER);
-        encode_metric_map(b, &f->metrics, M_UPPER);
-        avro_union(b, 0); /* key_metadata */
-        if (f->metrics.n_row_groups > 0) {
-            avro_union(b, 1);
-            avro_long(b, f->metrics.n_row_groups);
-            for (int g = 0; g < f->metrics.n_row_groups; g++)
-                avro_long(b, f->metrics.row_group_offsets[g]);
-            avro_long(b, 0);
-        } else
-            avro_union(b, 0);
-        avro_union(b, 0); /* equality_ids */
-        avro_union(b, 1); /* sort_order_id: 0, unsorted */
-        avro_int(b, 0);
+        /* ADDED by this snapshot: snapshot id and sequence numbers are
+         * inherited from the manifest list, so the manifest survives commit
+         * retries; the others keep what they were given when added */
+        bool added = e->status == ME_ADDED;
+        avro_int(b, e->status);
+        opt_long(b, true, added ? snapshot_id : e->snapshot_id);
+        opt_long(b, !added, e->sequence_number);
+        opt_long(b, !added, e->file_sequence_number);
+        encode_entry_file(b, spec, e->file);
         avro_writer_record_done(&w);
-        rows += f->metrics.num_rows;
+        counts[e->status] += 1;
+        rows[e->status] += e->file->metrics.num_rows;
+        if (!added && e->status != ME_DELETED && e->sequence_number < min_seq)
+            min_seq = e->sequence_number;
+        files[i] = e->file;
     }
     avro_writer_finish(&w);
     bool ok = io->put(io, location, w.out.data, w.out.len, err);
@@ -311,11 +333,34 @@ bool manifest_write(file_io *io, const char *location, const ice_schema *schema,
         out->spec_id = spec->spec_id;
         out->content = 0;
         out->added_snapshot_id = snapshot_id;
-        out->added_files = n_files;
-        out->added_rows = rows;
-        summarize(spec, files, n_files, out);
+        out->added_files = counts[ME_ADDED];
+        out->existing_files = counts[ME_EXISTING];
+        out->deleted_files = counts[ME_DELETED];
+        out->added_rows = rows[ME_ADDED];
+        out->existing_rows = rows[ME_EXISTING];
+        out->deleted_rows = rows[ME_DELETED];
+        out->min_sequence_number = min_seq; /* INT64_MAX: only added entries (the caller's sequence number) */
+        summarize(spec, files, n, out);
     }
+    g_free(files);
     avro_writer_free(&w);
+    return ok;
+}
+
+bool manifest_write(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
+                    int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out, char **err)
+{
+    manifest_entry *es = g_new0(manifest_entry, (gsize)n_files + 1);
+    manifest_entry **ptrs = g_new(manifest_entry *, (gsize)n_files + 1);
+    for (int i = 0; i < n_files; i++) {
+        es[i] = (manifest_entry){.status = ME_ADDED, .file = files[i]};
+        ptrs[i] = &es[i];
+    }
+    bool ok = manifest_write_entries(io, location, schema, spec, snapshot_id, ptrs, n_files, out, err);
+    if (ok)
+        out->min_sequence_number = 0; /* set with the list */
+    g_free(ptrs);
+    g_free(es);
     return ok;
 }
 
@@ -467,4 +512,220 @@ bool manifest_list_read(file_io *io, const char *location, manifest_file **out, 
     avro_file_clear(&f);
     bb_free(&data);
     return true;
+}
+
+/* ------------------------------------------------------------ manifest entries */
+
+void manifest_entry_free(manifest_entry *e)
+{
+    if (!e)
+        return;
+    data_file_free(e->file);
+    g_free(e);
+}
+
+static bool decode_partition(const av_value *rec, const part_spec *spec, data_file *df, char **err)
+{
+    df->partition = g_new0(part_value, (gsize)spec->n_fields + 1);
+    size_t bytes = 0;
+    for (int p = 0; p < spec->n_fields; p++) {
+        const av_value *v = rec ? av_field_get(rec, spec->fields[p].field_id, spec->fields[p].name) : NULL;
+        if (v && (v->kind == AV_STRING || v->kind == AV_BYTES))
+            bytes += v->n;
+    }
+    df->part_bytes = g_malloc(bytes + 1);
+    size_t at = 0;
+    for (int p = 0; p < spec->n_fields; p++) {
+        const part_field *f = &spec->fields[p];
+        part_value *pv = &df->partition[p];
+        const av_value *v = rec ? av_field_get(rec, f->field_id, f->name) : NULL;
+        if (!v) {
+            pv->is_null = true;
+            continue;
+        }
+        switch (f->result.id) {
+        case ICE_STRING:
+        case ICE_BINARY:
+            if (v->kind != AV_STRING && v->kind != AV_BYTES)
+                goto bad;
+            memcpy(df->part_bytes + at, v->p, v->n);
+            pv->p = df->part_bytes + at;
+            pv->n = (uint32_t)v->n;
+            at += v->n;
+            break;
+        case ICE_FLOAT:
+        case ICE_DOUBLE:
+            if (v->kind != AV_FLOAT && v->kind != AV_DOUBLE)
+                goto bad;
+            pv->d = v->d;
+            break;
+        case ICE_DECIMAL: {
+            if (v->kind != AV_FIXED && v->kind != AV_BYTES)
+                goto bad;
+            if (v->n == 0 || v->n > 16)
+                goto bad;
+            __int128 x = (v->p[0] & 0x80) ? -1 : 0; /* sign-extend the big-endian two's complement */
+            for (size_t i = 0; i < v->n; i++)
+                x = (__int128)(((unsigned __int128)x << 8) | v->p[i]);
+            pv->dec = x;
+            break;
+        }
+        default:
+            if (v->kind != AV_INT && v->kind != AV_LONG && v->kind != AV_BOOLEAN)
+                goto bad;
+            pv->i = v->l;
+            break;
+        }
+        continue;
+    bad:
+        *err = g_strdup_printf("partition field '%s' has an unexpected type", f->name);
+        return false;
+    }
+    return true;
+}
+
+/* The column metrics of a data_file record: the maps keyed by field id. */
+static pq_column_metrics *metric_col(GArray *cols, int field_id)
+{
+    for (guint i = 0; i < cols->len; i++)
+        if (g_array_index(cols, pq_column_metrics, i).field_id == field_id)
+            return &g_array_index(cols, pq_column_metrics, i);
+    pq_column_metrics c = {.field_id = field_id, .nan_count = -1};
+    g_array_append_val(cols, c);
+    return &g_array_index(cols, pq_column_metrics, cols->len - 1);
+}
+
+static void decode_metric_map(const av_value *df, int id, const char *name, metric_kind k, GArray *cols, GArray *lowers,
+                              GArray *uppers)
+{
+    const av_value *map = av_field_get(df, id, name);
+    if (!map || map->kind != AV_ARRAY)
+        return;
+    for (size_t i = 0; i < map->n_items; i++) {
+        const av_value *kv = &map->items[i];
+        if (kv->kind != AV_RECORD || kv->n_items < 2 || kv->items[0].kind != AV_INT)
+            continue;
+        pq_column_metrics *c = metric_col(cols, (int)kv->items[0].l);
+        const av_value *v = &kv->items[1];
+        switch (k) {
+        case M_SIZES: c->compressed_size = v->l; break;
+        case M_VALUES: c->value_count = v->l; break;
+        case M_NULLS: c->null_count = v->l; break;
+        case M_NANS: c->nan_count = v->l; break;
+        case M_LOWER:
+        case M_UPPER: {
+            /* kept aside: a bound counts only with its other half */
+            intptr_t pair[2] = {c->field_id, (intptr_t)v};
+            g_array_append_vals(k == M_LOWER ? lowers : uppers, pair, 2);
+            break;
+        }
+        }
+    }
+}
+
+static const av_value *bound_of(GArray *list, int field_id)
+{
+    /* pairs of (int field id, const av_value *) packed as two elements */
+    for (guint i = 0; i + 1 < list->len; i += 2)
+        if (g_array_index(list, intptr_t, i) == field_id)
+            return (const av_value *)g_array_index(list, intptr_t, i + 1);
+    return NULL;
+}
+
+static data_file *decode_data_file(const av_value *df, const part_spec *spec, char **err)
+{
+    const av_value *path = av_field_get(df, 100, "file_path");
+    if (!path || path->kind != AV_STRING) {
+        *err = g_strdup("a data_file without file_path");
+        return NULL;
+    }
+    const av_value *content = av_field_get(df, 134, "content");
+    if (content && content->l != 0) {
+        *err = g_strdup_printf("%.*s is a delete file", (int)path->n, (const char *)path->p);
+        return NULL;
+    }
+    data_file *f = g_new0(data_file, 1);
+    f->location = g_strndup((const char *)path->p, path->n);
+    if (!decode_partition(av_field_get(df, 102, "partition"), spec, f, err)) {
+        data_file_free(f);
+        return NULL;
+    }
+    f->metrics.num_rows = get_l(df, 103, "record_count", 0);
+    f->metrics.file_size = get_l(df, 104, "file_size_in_bytes", 0);
+    GArray *cols = g_array_new(FALSE, TRUE, sizeof(pq_column_metrics));
+    GArray *lowers = g_array_new(FALSE, FALSE, sizeof(intptr_t)), *uppers = g_array_new(FALSE, FALSE, sizeof(intptr_t));
+    decode_metric_map(df, 108, "column_sizes", M_SIZES, cols, lowers, uppers);
+    decode_metric_map(df, 109, "value_counts", M_VALUES, cols, lowers, uppers);
+    decode_metric_map(df, 110, "null_value_counts", M_NULLS, cols, lowers, uppers);
+    decode_metric_map(df, 137, "nan_value_counts", M_NANS, cols, lowers, uppers);
+    decode_metric_map(df, 125, "lower_bounds", M_LOWER, cols, lowers, uppers);
+    decode_metric_map(df, 128, "upper_bounds", M_UPPER, cols, lowers, uppers);
+    for (guint i = 0; i < cols->len; i++) {
+        pq_column_metrics *c = &g_array_index(cols, pq_column_metrics, i);
+        const av_value *lo = bound_of(lowers, c->field_id), *hi = bound_of(uppers, c->field_id);
+        if (lo && hi) {
+            c->has_bounds = true;
+            bb_append(&c->lower, lo->p, lo->n);
+            bb_append(&c->upper, hi->p, hi->n);
+        }
+    }
+    g_array_free(lowers, TRUE);
+    g_array_free(uppers, TRUE);
+    f->metrics.n_columns = (int)cols->len;
+    f->metrics.cols = (pq_column_metrics *)g_array_free(cols, FALSE);
+    const av_value *splits = av_field_get(df, 132, "split_offsets");
+    if (splits && splits->kind == AV_ARRAY && splits->n_items > 0) {
+        f->metrics.n_row_groups = (int)splits->n_items;
+        f->metrics.row_group_offsets = g_new(int64_t, splits->n_items);
+        for (size_t i = 0; i < splits->n_items; i++)
+            f->metrics.row_group_offsets[i] = splits->items[i].l;
+    }
+    return f;
+}
+
+bool manifest_read(file_io *io, const manifest_file *mf, const part_spec *spec, GPtrArray *out, char **err)
+{
+    if (mf->content != 0) {
+        *err = g_strdup_printf("%s lists delete files, which this writer does not maintain", mf->path);
+        return false;
+    }
+    byte_buf data = {0};
+    if (!io->read_all(io, mf->path, &data, err))
+        return false;
+    guint start = out->len;
+    avro_file f;
+    char e[256];
+    bool ok = avro_file_read(data.data, data.len, &f, e, sizeof e);
+    if (!ok)
+        *err = g_strdup_printf("%s: %s", mf->path, e);
+    for (size_t i = 0; ok && i < f.n_records; i++) {
+        const av_value *r = &f.records[i];
+        const av_value *df = av_field_get(r, 2, "data_file");
+        char *why = NULL;
+        data_file *file = df && df->kind == AV_RECORD ? decode_data_file(df, spec, &why) : NULL;
+        if (!file) {
+            *err = g_strdup_printf("%s: entry %zu: %s", mf->path, i, why ? why : "no data_file");
+            g_free(why);
+            ok = false;
+            break;
+        }
+        manifest_entry *me = g_new0(manifest_entry, 1);
+        me->file = file;
+        me->status = (int)get_l(r, 0, "status", ME_EXISTING);
+        if (me->status < ME_EXISTING || me->status > ME_DELETED)
+            me->status = ME_EXISTING;
+        /* null means inherited from the manifest list (spec "Sequence Number Inheritance") */
+        const av_value *sid = av_field_get(r, 1, "snapshot_id");
+        const av_value *seq = av_field_get(r, 3, "sequence_number");
+        const av_value *fseq = av_field_get(r, 4, "file_sequence_number");
+        me->snapshot_id = sid ? sid->l : mf->added_snapshot_id;
+        me->sequence_number = seq ? seq->l : mf->sequence_number;
+        me->file_sequence_number = fseq ? fseq->l : (seq ? seq->l : mf->sequence_number);
+        g_ptr_array_add(out, me);
+    }
+    if (!ok) /* the caller gets all of a manifest or none of it */
+        g_ptr_array_set_size(out, start);
+    avro_file_clear(&f);
+    bb_free(&data);
+    return ok;
 }

@@ -13,6 +13,8 @@
 #include "parquet_writer.h"
 #include "partition.h"
 
+#include <glib.h>
+
 /* A finished data file waiting for a commit. */
 typedef struct {
     char *location;
@@ -55,6 +57,35 @@ void manifest_file_clear(manifest_file *m);
  */
 bool manifest_write(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
                     int64_t snapshot_id, data_file *const *files, int n_files, manifest_file *out, char **err);
+
+/* One entry of a manifest: a data file and its life in the table. */
+enum { ME_EXISTING = 0, ME_ADDED = 1, ME_DELETED = 2 };
+typedef struct {
+    int status;
+    int64_t snapshot_id;          /* the snapshot that added the file */
+    int64_t sequence_number;      /* data sequence number (inheritance resolved) */
+    int64_t file_sequence_number; /* likewise */
+    data_file *file;              /* owned */
+} manifest_entry;
+
+void manifest_entry_free(manifest_entry *e);
+
+/*
+ * Writes a data manifest of `entries`: ADDED ones as added by `snapshot_id`
+ * (sequence numbers inherited), EXISTING and DELETED ones with the snapshot id
+ * and sequence numbers they carry. `out` gets the counts; its
+ * min_sequence_number is that of the existing entries (INT64_MAX when there
+ * are none: the caller takes the new snapshot's).
+ */
+bool manifest_write_entries(file_io *io, const char *location, const ice_schema *schema, const part_spec *spec,
+                            int64_t snapshot_id, manifest_entry *const *entries, int n, manifest_file *out, char **err);
+
+/*
+ * Appends the entries of data manifest `mf` (any writer's, partitioned by
+ * `spec`) to `out` (a GPtrArray freeing with manifest_entry_free): all of
+ * them, or none with *err (unreadable, a delete manifest, a delete file).
+ */
+bool manifest_read(file_io *io, const manifest_file *mf, const part_spec *spec, GPtrArray *out, char **err);
 
 /* Writes a manifest list. parent_id < 0: none. */
 bool manifest_list_write(file_io *io, const char *location, int64_t snapshot_id, int64_t parent_id,

@@ -149,7 +149,8 @@ static int bit_width(uint32_t max_value)
 
 static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
-    int c = memcmp(a, b, an < bn ? an : bn);
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0; /* an empty min/max has a NULL buffer: memcmp(NULL, .., 0) is UB */
     if (c)
         return c;
     return an < bn ? -1 : an > bn ? 1 : 0;

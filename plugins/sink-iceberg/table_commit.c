@@ -38,6 +38,18 @@ static bool load_model(ice_table *t, char **err)
     return true;
 }
 
+bool table_reload(ice_table *t, char **err)
+{
+    int r = catalog_load(&t->cat, err);
+    if (r <= 0) {
+        if (r == 0)
+            *err = g_strdup_printf("no table at %s", t->cat.location ? t->cat.location : t->cat.name);
+        return false;
+    }
+    t->exists = true;
+    return load_model(t, err);
+}
+
 static bool same_partition_by(const part_spec *table_spec, const ice_schema *table_schema, char **partition_by,
                               const ice_schema *input)
 {
@@ -190,6 +202,13 @@ const char *tm_lineage_summary(const table_metadata *meta, const char *match_key
         if (who && strcmp(who, match_value) == 0) {
             *snapshot_id = id;
             found = json_object_get_string_member_with_default(sum, key, NULL);
+            break;
+        }
+        /* carried forward by maintenance for that writer (TM_CARRIED) */
+        g_autofree char *carried = g_strdup_printf("%s@%s", key, match_value);
+        if (sum && json_object_has_member(sum, carried)) {
+            *snapshot_id = id;
+            found = json_object_get_string_member_with_default(sum, carried, NULL);
             break;
         }
         id = json_object_get_int_member_with_default(s, "parent-snapshot-id", -1);

@@ -41,6 +41,10 @@ typedef struct {
 bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, char **note, char **err);
 void table_close(ice_table *t);
 
+/* Loads the latest version of the table t->cat names (after catalog_table_init,
+ * or to refresh); false with *err when there is none or it cannot be read. */
+bool table_reload(ice_table *t, char **err);
+
 /*
  * Summary entries that depend on the table as it stands when the snapshot is
  * applied: called on every attempt (again after a reload on a lost race).
@@ -62,7 +66,10 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
 
 /*
  * The current lineage (the current snapshot, then its parents) searched for
- * the newest snapshot whose summary has match_key == match_value; returns
+ * the newest snapshot whose summary has match_key == match_value, or carries
+ * `key` for that writer as "<key>@<match_value>" (a maintenance snapshot
+ * carries every writer's ecflow.* entries forward, so that expiry can drop the
+ * writer's own snapshots and the data files only they reference); returns
  * its value of `key` (NULL when that snapshot lacks it, or no snapshot
  * matches) and its id in *snapshot_id (-1 when none matches). Snapshots off
  * the lineage (rolled back) never count; an expired parent ends the walk.

@@ -258,5 +258,37 @@ void tm_log_previous(table_metadata *tm, const char *previous_file, int64_t prev
     JsonObject *e = json_object_new();
     json_object_set_int_member(e, "timestamp-ms", previous_updated_ms);
     json_object_set_string_member(e, "metadata-file", previous_file);
-    json_array_add_object_element(array_member(tm->o, "metadata-log"), e);
+    JsonArray *log = array_member(tm->o, "metadata-log");
+    json_array_add_object_element(log, e);
+    /* Every version carries the log: uncapped, a table committed every
+     * second rewrites a longer file each time. Java's default
+     * (write.metadata.previous-versions-max); the files dropped from it are
+     * orphans that maintenance removes. */
+    while (json_array_get_length(log) > TM_METADATA_LOG_MAX)
+        json_array_remove_element(log, 0);
+}
+
+/* Keeps the array elements whose snapshot id `keep` says to keep. */
+static void filter_by_snapshot(JsonObject *o, const char *array, const char *id_key, GHashTable *removed)
+{
+    if (!json_object_has_member(o, array))
+        return;
+    JsonArray *a = json_object_get_array_member(o, array);
+    for (guint i = json_array_get_length(a); i-- > 0;) {
+        JsonObject *e = json_array_get_object_element(a, i);
+        gint64 id = e ? json_object_get_int_member_with_default(e, id_key, -1) : -1;
+        if (g_hash_table_contains(removed, &id))
+            json_array_remove_element(a, i);
+    }
+}
+
+void tm_remove_snapshots(table_metadata *tm, const int64_t *ids, int n, int64_t now_ms)
+{
+    GHashTable *removed = g_hash_table_new(g_int64_hash, g_int64_equal);
+    for (int i = 0; i < n; i++)
+        g_hash_table_add(removed, (gpointer)&ids[i]);
+    filter_by_snapshot(tm->o, "snapshots", "snapshot-id", removed);
+    filter_by_snapshot(tm->o, "snapshot-log", "snapshot-id", removed);
+    g_hash_table_destroy(removed);
+    json_object_set_int_member(tm->o, "last-updated-ms", now_ms);
 }

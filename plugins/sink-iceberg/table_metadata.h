@@ -45,7 +45,12 @@ void tm_add_schema(table_metadata *tm, const ice_schema *schema, int last_column
 void tm_add_snapshot(table_metadata *tm, int64_t snapshot_id, int64_t parent_id, int64_t sequence_number,
                      int64_t timestamp_ms, const char *manifest_list, int schema_id, const char *const *summary);
 
-/* Records the metadata file this version replaces. */
+/* Drops snapshots (expiry) and their snapshot-log entries. */
+void tm_remove_snapshots(table_metadata *tm, const int64_t *ids, int n, int64_t now_ms);
+
+/* Records the metadata file this version replaces; the log keeps the newest
+ * TM_METADATA_LOG_MAX. */
+#define TM_METADATA_LOG_MAX 100
 void tm_log_previous(table_metadata *tm, const char *previous_file, int64_t previous_updated_ms);
 int64_t tm_last_updated_ms(const table_metadata *tm);
 

@@ -132,8 +132,13 @@ static void on_assign(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
     }
     if (off + 1 >= sizeof buf && sizeof buf > 4)
         memcpy(buf + sizeof buf - 4, "...", 4);
-    ecf_log(ks->stage, ECF_LOG_INFO, "assigned %d partition(s) (%s)%s%s", parts->cnt, coop ? "cooperative" : "eager",
-            parts->cnt ? ": " : "", buf);
+    char msg[sizeof buf + 64], count[16];
+    snprintf(msg, sizeof msg, "assigned %d partition(s) (%s)%s%s", parts->cnt, coop ? "cooperative" : "eager",
+             parts->cnt ? ": " : "", buf);
+    snprintf(count, sizeof count, "%d", parts->cnt);
+    ecf_log_event(ks->stage, ECF_LOG_INFO, "rebalance",
+                  (const char *const[]){"msg", msg, "kind", "assign", "partitions", count, "protocol",
+                                        coop ? "cooperative" : "eager", NULL});
     if (parts->cnt)
         ecf_log(ks->stage, ECF_LOG_INFO,
                 "start positions: %zu from the sinks, %zu from the "
@@ -199,17 +204,23 @@ static void on_revoke(kafka_source *ks, rd_kafka_topic_partition_list_t *parts, 
     if (err)
         ecf_log(ks->stage, ECF_LOG_ERROR, "releasing partitions failed: %s", rd_kafka_err2str(err));
 
-    if (left > 0 || !commit_ok || lost)
-        ecf_log(ks->stage, ECF_LOG_WARN,
-                "revoked %zu partition(s)%s after %" PRId64 " ms; "
-                "committed: %s%s; %" PRId64 " message(s) still unacknowledged, redelivered to "
-                "the next owner",
-                n, lost ? " (lost)" : "", waited_ms, committed, commit_ok ? "" : " (the last commit failed)", left);
+    bool clean = left == 0 && commit_ok && !lost;
+    char msg[1536], count[24], waited[24], unacked[24];
+    if (!clean)
+        snprintf(msg, sizeof msg,
+                 "revoked %zu partition(s)%s after %" PRId64 " ms; "
+                 "committed: %s%s; %" PRId64 " message(s) still unacknowledged, redelivered to "
+                 "the next owner",
+                 n, lost ? " (lost)" : "", waited_ms, committed, commit_ok ? "" : " (the last commit failed)", left);
     else
-        ecf_log(ks->stage, ECF_LOG_INFO,
-                "revoked %zu partition(s) after %" PRId64 " ms; "
-                "committed: %s",
-                n, waited_ms, committed);
+        snprintf(msg, sizeof msg, "revoked %zu partition(s) after %" PRId64 " ms; committed: %s", n, waited_ms,
+                 committed);
+    snprintf(count, sizeof count, "%zu", n);
+    snprintf(waited, sizeof waited, "%" PRId64, waited_ms);
+    snprintf(unacked, sizeof unacked, "%" PRId64, left);
+    ecf_log_event(ks->stage, clean ? ECF_LOG_INFO : ECF_LOG_WARN, "rebalance",
+                  (const char *const[]){"msg", msg, "kind", lost ? "lost" : "revoke", "partitions", count, "waited_ms",
+                                        waited, "unacked", unacked, "commit_ok", commit_ok ? "true" : "false", NULL});
     free(known);
     ksrc_update_gauges(ks);
 }

@@ -70,6 +70,8 @@ typedef struct {
     uint64_t valid, invalid[TV_REASON_COUNT];
     uint64_t sampled, suppressed;
     int64_t next_sample_us;
+    uint64_t burst_from[TV_REASON_COUNT]; /* st->invalid when the burst window opened */
+    int64_t burst_window_end_us;
 } tv_state;
 
 static void state_free(tv_state *st)
@@ -263,6 +265,40 @@ static void emit_records(ecf_stage *stage, ecf_batch *out, tv_columns *cols)
 
 static const uint8_t no_payload[ECF_PAYLOAD_PADDING];
 
+/* One "dlq_burst" event per SAMPLE_EVERY_US that saw invalid events: how
+ * many, and how many of each reason class, for operators to search for. */
+static void log_burst(ecf_stage *stage, tv_state *st)
+{
+    int64_t now = ecf_monotonic_us(stage);
+    if (now < st->burst_window_end_us)
+        return;
+    const char *fields[2 * TV_REASON_COUNT + 8];
+    char counts[TV_REASON_COUNT][24], total_s[24], window_s[24];
+    int k = 0;
+    uint64_t total = 0;
+    for (int r = TV_R_SYNTAX; r < TV_R_INTERNAL; r++) {
+        uint64_t d = st->invalid[r] - st->burst_from[r];
+        total += d;
+        if (!d)
+            continue;
+        snprintf(counts[r], sizeof counts[r], "%" PRIu64, d);
+        fields[k++] = tv_reason_name((tv_reason)r);
+        fields[k++] = counts[r];
+    }
+    if (total && st->burst_window_end_us) {
+        snprintf(total_s, sizeof total_s, "%" PRIu64, total);
+        snprintf(window_s, sizeof window_s, "%.0f", (double)SAMPLE_EVERY_US / 1e6);
+        const char *head[] = {"invalid", total_s, "window_s", window_s, "to", st->dead_letter ? "invalid" : "nacked"};
+        memmove(fields + 6, fields, (size_t)k * sizeof *fields);
+        memcpy(fields, head, sizeof head);
+        k += 6;
+        fields[k] = NULL;
+        ecf_log_event(stage, ECF_LOG_WARN, "dlq_burst", fields);
+    }
+    memcpy(st->burst_from, st->invalid, sizeof st->burst_from);
+    st->burst_window_end_us = now + SAMPLE_EVERY_US;
+}
+
 static ecf_status tv_process(ecf_stage *stage, ecf_batch *in)
 {
     tv_config *cfg = ecf_config(stage);
@@ -337,6 +373,7 @@ static ecf_status tv_process(ecf_stage *stage, ecf_batch *in)
     for (int r = TV_R_SYNTAX; r < TV_R_INTERNAL; r++)
         if (st->invalid[r] != invalid_before[r])
             ecf_metric_add(stage, st->m_invalid[r], (double)(st->invalid[r] - invalid_before[r]));
+    log_burst(stage, st);
     return ECF_OK;
 }
 

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 
 from conftest import ECFLOW, PLUGIN_PATH, free_port
 from fault_proxy import FaultProxy
-from lakehouse import (duckdb_rest_connect, load_duckdb_extensions, pyarrow_s3fs, pyiceberg_rest_catalog,
+from lakehouse import (duckdb_rest_connect, duckdb_rest_ids, load_duckdb_extensions, pyarrow_s3fs, pyiceberg_rest_catalog,
                        s3_request, seaweedfs)  # noqa: F401  (seaweedfs: the session fixture)
 
 PIPELINE = Path(__file__).resolve().parent / "pipelines" / "sink_iceberg.yaml"
@@ -304,3 +305,43 @@ def test_two_ecflow_writers_and_pyiceberg_commit_to_one_rest_table_and_every_com
     assert sorted(table.scan().to_arrow().column("event_id").to_pylist()) == want
     ours = [s for s in table.metadata.snapshots if s.summary.additional_properties.get("ecflow.writer-id")]
     assert len(ours) >= 4  # both processes committed several times
+
+
+# ------------------------------------------------------------------ maintenance
+
+
+def table_cmd(sw, tmp, *args, **extra):
+    p = subprocess.run([str(ECFLOW), "table", *args, str(PIPELINE)], env=env_for(sw, tmp, **extra),
+                       capture_output=True, text=True, timeout=600)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"exit {p.returncode}:\n{out[-4000:]}"
+    assert "AddressSanitizer" not in out and "runtime error:" not in out, out[-4000:]
+    return p.stdout
+
+
+def test_maintenance_through_the_rest_catalog_on_s3_compacts_expires_and_cleans(tmp_path, seaweedfs):
+    ns = f"ns_{uuid.uuid4().hex[:8]}"
+    env = rest_env(seaweedfs, ns, COMMIT_INTERVAL="0.1s", CREATE_NAMESPACE="true", MAINTENANCE="false")
+    run(seaweedfs, tmp_path, COUNT=12000, RATE=3000, **env)
+    want = truth_ids(tmp_path)
+    catalog = pyiceberg_rest_catalog(seaweedfs)
+    before = catalog.load_table(f"{ns}.events")
+    n_files = len(before.inspect.files().to_pylist())
+    assert n_files >= 40 and len(before.metadata.snapshots) >= 8
+    time.sleep(1.2)  # every snapshot older than MAX_AGE
+    out = table_cmd(seaweedfs, tmp_path, "all", **dict(env, COMPACT_MIN_FILES=2, KEEP_LAST=1, MAX_AGE="1s",
+                                                         ORPHAN_AGE="1s", COMMIT_INTERVAL="0.4s"))
+    assert "compact:" in out and "expire:" in out and "clean:" in out, out
+    table = catalog.load_table(f"{ns}.events")
+    (snap,) = table.metadata.snapshots
+    assert snap.summary.operation.value == "replace"
+    assert "ecflow.kafka-offsets@iceberg-test/lake" in snap.summary.additional_properties
+    files = table.inspect.files().to_pylist()
+    assert len(files) <= 10 < n_files
+    assert sorted(table.scan().to_arrow().column("event_id").to_pylist()) == want
+    assert read_files_with_pyarrow(seaweedfs, table) == want
+    assert sorted(duckdb_rest_ids(seaweedfs, f"{ns}.events", len(want))) == want
+    # a second run appends on top of the compacted table and resumes where the carried positions say
+    run(seaweedfs, tmp_path, COUNT=12000, RATE=0, **env)
+    table = catalog.load_table(f"{ns}.events")
+    assert sorted(table.scan().to_arrow().column("event_id").to_pylist()) == want

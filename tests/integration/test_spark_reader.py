@@ -474,3 +474,36 @@ def test_ecflow_appends_after_spark_compacts(tmp_path, spark, readers, warehouse
     assert con.execute(f"SELECT count(*) FROM iceberg_scan('{table}')").fetchone()[0] == 4000
     static = readers["StaticTable"].from_metadata(latest_metadata(table))
     assert static.scan().to_arrow().num_rows == 4000
+
+
+def test_spark_reads_what_ecflow_maintenance_left_and_time_travels(tmp_path, spark, readers):
+    """ecflow's compaction (a `replace` snapshot, one merged manifest with DELETED and EXISTING
+    entries) and expiry, read by the Java reference implementation: every row once, every kept
+    snapshot as of its commit, the same as DuckDB and pyiceberg."""
+    wh = tmp_path / "wh"
+    table = wh / "ecommerce" / "maintained"
+    env = {"WAREHOUSE": wh, "TABLE": "ecommerce.maintained", "SCHEMA": SHIPPED_SCHEMA,
+           "NDJSON": tmp_path / "truth.ndjson"}
+    run_ecflow(env, COUNT=6000, RATE=6000, COMMIT_INTERVAL="0.1s", START="2024-03-01T12:00:00Z")
+    knobs = {**env, "COMPACT_MIN_FILES": 2, "KEEP_LAST": 3, "MAX_AGE": "1s", "COMMIT_INTERVAL": "1s"}
+    time.sleep(1.2)  # every snapshot older than MAX_AGE: expiry keeps KEEP_LAST
+    p = subprocess.run([str(ECFLOW), "table", "all", str(PIPELINE)], env=ecflow_env(**knobs),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "compact:" in p.stdout, p.stdout + p.stderr
+    spark.conf.set("spark.sql.catalog.maint", "org.apache.iceberg.spark.SparkCatalog")
+    spark.conf.set("spark.sql.catalog.maint.type", "hadoop")
+    spark.conf.set("spark.sql.catalog.maint.warehouse", str(wh))
+    spark.conf.set("spark.sql.catalog.maint.cache-enabled", "false")
+    t = "maint.ecommerce.maintained"
+    assert one(spark, f"SELECT count(*) FROM {t}") == 6000
+    assert one(spark, f"SELECT count(DISTINCT event_id) FROM {t}") == 6000
+    snaps = spark.sql(f"SELECT snapshot_id, operation, summary FROM {t}.snapshots").collect()
+    assert len(snaps) == 3 and "replace" in {s["operation"] for s in snaps}
+    for s in snaps:
+        total = int(s["summary"]["total-records"])
+        assert one(spark, f"SELECT count(DISTINCT event_id) FROM {t} VERSION AS OF {s['snapshot_id']}") == total
+    assert one(spark, f"SELECT count(*) FROM {t}.files") < 20
+    meta = latest_metadata(table)
+    con = duck()
+    assert con.execute(f"SELECT count(DISTINCT event_id) FROM iceberg_scan('{meta}')").fetchone()[0] == 6000
+    assert readers["StaticTable"].from_metadata(meta).scan().to_arrow().num_rows == 6000

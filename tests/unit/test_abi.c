@@ -34,7 +34,7 @@
 /* ---------------------------------------------------------------- versions, enums */
 
 _Static_assert(ECF_ABI_MAJOR == 1, "a new ABI major: every plugin must be rebuilt");
-_Static_assert(ECF_ABI_MINOR >= 2, "ABI minors only grow");
+_Static_assert(ECF_ABI_MINOR >= 3, "ABI minors only grow");
 _Static_assert(ECF_PAYLOAD_PADDING == 64, "plugins parse payloads in place with this padding");
 _Static_assert(ECF_REQUIRED == 1 && ECF_OPTIONAL == 0 && ECF_SECRET == 2, "option flags");
 
@@ -61,19 +61,20 @@ _Static_assert(ECF_OPT_T_STRING == 1 && ECF_OPT_T_INT == 2 && ECF_OPT_T_DOUBLE =
  * Every member in order, with the minor that added it. Slot i sits i
  * function pointers after `config` on any ABI.
  */
-#define ECF_HOST_MEMBERS(X)                                                                                     \
-    X(config, 0, 0)                                                                                             \
-    X(state, 1, 0) X(set_state, 2, 0) X(name, 3, 0) X(should_stop, 4, 0) X(set_error, 5, 0) X(log, 6, 0)        \
-        X(now_us, 7, 0) X(monotonic_us, 8, 0) X(metric, 9, 0) X(metric_add, 10, 0) X(metric_set, 11, 0)         \
-            X(metric_observe, 12, 0) X(batch_new, 13, 0) X(batch_add, 14, 0) X(batch_count, 15, 0)              \
-                X(batch_message, 16, 0) X(batch_bytes, 17, 0) X(batch_release, 18, 0) X(emit, 19, 0)            \
-                    X(try_emit, 20, 0) X(token_new, 21, 0) X(token_release, 22, 0) X(ack, 23, 0) X(nack, 24, 0) \
-                        X(hold, 25, 0) X(settle, 26, 0) X(set_ready, 27, 0) X(pipeline_ready, 28, 0)            \
-                            X(pipeline_setting, 29, 0) X(declare_schema, 30, 0) X(input_schema, 31, 0)          \
-                                X(input_count, 32, 0) X(batch_set_records, 33, 0) X(batch_records, 34, 0)       \
-                                    X(batch_input, 35, 0) X(resume_position, 36, 0) X(port_connected, 37, 0)    \
-                                        X(metric_status, 38, 1)
-#define HOST_LAST metric_status
+#define ECF_HOST_MEMBERS(X)                                                                                         \
+    X(config, 0, 0)                                                                                                 \
+    X(state, 1, 0)                                                                                                  \
+    X(set_state, 2, 0) X(name, 3, 0) X(should_stop, 4, 0) X(set_error, 5, 0) X(log, 6, 0) X(now_us, 7, 0)           \
+        X(monotonic_us, 8, 0) X(metric, 9, 0) X(metric_add, 10, 0) X(metric_set, 11, 0) X(metric_observe, 12, 0)    \
+            X(batch_new, 13, 0) X(batch_add, 14, 0) X(batch_count, 15, 0) X(batch_message, 16, 0)                   \
+                X(batch_bytes, 17, 0) X(batch_release, 18, 0) X(emit, 19, 0) X(try_emit, 20, 0) X(token_new, 21, 0) \
+                    X(token_release, 22, 0) X(ack, 23, 0) X(nack, 24, 0) X(hold, 25, 0) X(settle, 26, 0)            \
+                        X(set_ready, 27, 0) X(pipeline_ready, 28, 0) X(pipeline_setting, 29, 0)                     \
+                            X(declare_schema, 30, 0) X(input_schema, 31, 0) X(input_count, 32, 0)                   \
+                                X(batch_set_records, 33, 0) X(batch_records, 34, 0) X(batch_input, 35, 0)           \
+                                    X(resume_position, 36, 0) X(port_connected, 37, 0) X(metric_status, 38, 1)      \
+                                        X(metric_buckets, 39, 3) X(log_event, 40, 3)
+#define HOST_LAST log_event
 #define HOST_SLOT sizeof(void (*)(void))
 
 #define PIN_HOST(member, slot, since)                                                                                 \
@@ -167,10 +168,13 @@ PIN(ecf_plugin, flush, 120, 8);
 PIN(ecf_plugin, stop, 128, 8);
 PIN(ecf_plugin, destroy, 136, 8);
 PIN(ecf_plugin, resume_position, 144, 8);
-PIN_SIZE(ecf_plugin, 152);
+PIN(ecf_plugin, command_group, 152, 8); /* 1.3 */
+PIN(ecf_plugin, command_help, 160, 8);  /* 1.3 */
+PIN(ecf_plugin, command, 168, 8);       /* 1.3 */
+PIN_SIZE(ecf_plugin, 176);
 
 PIN(ecf_host, config, 16, 8);
-PIN_SIZE(ecf_host, 328);
+PIN_SIZE(ecf_host, 344);
 PIN_SIZE(ecf_stage_head, 16);
 
 /* Apache Arrow's C Data Interface: its layout is Arrow's, not ours to change. */
@@ -270,6 +274,43 @@ static void test_newer_wrapper_skips_an_older_host(void)
     g_assert_cmpint(status_calls, ==, 1);
 }
 
+static int bucket_calls;
+static char *logged;
+
+static ecf_status count_buckets(ecf_stage *s, ecf_metric *m, const double *b, uint32_t n)
+{
+    bucket_calls++;
+    return ECF_OK;
+}
+
+static void record_log(ecf_stage *s, ecf_log_level level, const char *fmt, va_list ap)
+{
+    g_free(logged);
+    logged = g_strdup_vprintf(fmt, ap);
+}
+
+/* The 1.3 wrappers on a 1.2 host: buckets stay the default, an event
+ * becomes one plain line with its fields. */
+static void test_1_3_wrappers_on_a_1_2_host(void)
+{
+    ecf_host host = {.metric_buckets = count_buckets, .log = record_log};
+    host.size = (uint32_t)offsetof(ecf_host, metric_buckets);
+    ecf_stage_head head = {.size = sizeof head, .host = &host};
+    ecf_stage *s = (ecf_stage *)(void *)&head;
+    ecf_metric *m = (ecf_metric *)(void *)&host;
+    const double b[] = {1, 2};
+
+    g_assert_cmpint(ecf_metric_buckets(s, m, b, 2), ==, ECF_ERR_UNAVAILABLE);
+    g_assert_cmpint(bucket_calls, ==, 0);
+    ecf_log_event(s, ECF_LOG_INFO, "commit", (const char *const[]){"rows", "10", "files", "2", NULL});
+    g_assert_cmpstr(logged, ==, "event=commit rows=10 files=2");
+
+    host.size = sizeof(ecf_host);
+    g_assert_cmpint(ecf_metric_buckets(s, m, b, 2), ==, ECF_OK);
+    g_assert_cmpint(bucket_calls, ==, 1);
+    g_clear_pointer(&logged, g_free);
+}
+
 static char *set_error_text;
 
 static void record_error(ecf_stage *s, const char *fmt, va_list ap)
@@ -334,6 +375,7 @@ int main(int argc, char **argv)
     g_test_add_func("/abi/the-core-fills-every-host-member-it-advertises", test_core_fills_every_member);
     g_test_add_func("/abi/plugin-define-stamps-version-and-size", test_plugin_define_stamps_the_abi);
     g_test_add_func("/abi/a-newer-member-wrapper-leaves-an-older-host-alone", test_newer_wrapper_skips_an_older_host);
+    g_test_add_func("/abi/1.3-wrappers-fall-back-on-a-1.2-host", test_1_3_wrappers_on_a_1_2_host);
     g_test_add_func("/abi/ecf-fail-returns-its-status-on-a-1.0-host", test_fail_runs_on_a_1_0_host);
     g_test_add_func("/abi/a-secret-map-is-a-map-flagged-secret", test_secret_map_is_a_flagged_map);
     g_test_add_func("/abi/a-designated-message-init-is-the-1.0-layout", test_message_init_starts_as_the_1_0_layout);
