@@ -446,9 +446,32 @@ static void set_id_or_null(JsonObject *o, const char *key, gint64 id)
         json_object_set_null_member(o, key);
 }
 
+/* The table properties `next` sets that `base` lacks or has otherwise, as a
+ * new object; NULL when none. (Removing properties is nothing this sink does.) */
+static JsonObject *changed_properties(JsonObject *base, JsonObject *next)
+{
+    JsonNode *bn = json_object_get_member(base, "properties"), *nn = json_object_get_member(next, "properties");
+    if (!nn || !JSON_NODE_HOLDS_OBJECT(nn))
+        return NULL;
+    JsonObject *b = bn && JSON_NODE_HOLDS_OBJECT(bn) ? json_node_get_object(bn) : NULL, *n = json_node_get_object(nn);
+    JsonObject *out = NULL;
+    GList *keys = json_object_get_members(n);
+    for (GList *k = keys; k; k = k->next) {
+        const char *v = json_object_get_string_member_with_default(n, k->data, NULL);
+        const char *was = b ? json_object_get_string_member_with_default(b, k->data, NULL) : NULL;
+        if (!v || (was && strcmp(v, was) == 0))
+            continue;
+        if (!out)
+            out = json_object_new();
+        json_object_set_string_member(out, k->data, v);
+    }
+    g_list_free(keys);
+    return out;
+}
+
 /* The CommitTableRequest taking t->meta to `next`: what next adds (schemas,
- * snapshots) and moves (current schema, main), under requirements that the
- * table is still the one t->meta describes. */
+ * snapshots, properties) and moves (current schema, main), under
+ * requirements that the table is still the one t->meta describes. */
 static JsonNode *commit_request(const catalog_table *t, const table_metadata *next, int64_t *added_snapshot,
                                 int64_t *removed_snapshot)
 {
@@ -519,6 +542,9 @@ static JsonNode *commit_request(const catalog_table *t, const table_metadata *ne
         json_object_set_string_member(u, "type", "branch");
         json_object_set_int_member(u, "snapshot-id", next_cur);
     }
+    JsonObject *props = changed_properties(base, m);
+    if (props)
+        json_object_set_object_member(action(updates, "set-properties"), "updates", props);
     JsonObject *o = json_object_new();
     JsonObject *ident = json_object_new();
     json_object_set_member(ident, "namespace", ns_array(t->ns));
@@ -552,6 +578,12 @@ static int applied(rest_catalog *c, catalog_table *t, const table_metadata *next
                              json_object_get_int_member_with_default(next->o, "current-schema-id", -2)
                          ? 1
                          : 0;
+        /* properties: applied when the table has them as we set them */
+        JsonObject *missing = result == 1 ? changed_properties(probe.meta.o, next->o) : NULL;
+        if (missing) {
+            result = 0;
+            json_object_unref(missing);
+        }
         if (result == 1) {
             tm_clear(&t->meta);
             t->meta = probe.meta;

@@ -3,12 +3,12 @@
  * that says which to forget first. */
 #include "dedupe.h"
 
+#include "siphash.h"
+
 #include <glib.h>
 #include <string.h>
 
-typedef struct {
-    uint64_t h1, h2;
-} hkey;
+typedef dedupe_hash hkey;
 
 enum { SLOT_EMPTY = 0, SLOT_COMMITTED, SLOT_PENDING };
 
@@ -19,87 +19,8 @@ struct dedupe {
     hkey *fifo; /* committed keys, oldest at fifo[head] */
     uint32_t window, head, n_fifo;
     GArray *pending; /* hkey */
+    uint8_t key[DEDUPE_KEY_BYTES];
 };
-
-/* ---------------------------------------------------------------- MurmurHash3 x64 128 */
-/* Austin Appleby's public-domain MurmurHash3_x64_128, seed 0. */
-
-static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-static inline uint64_t fmix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
-
-static hkey murmur3_128(const void *key, size_t len)
-{
-    const uint8_t *data = key;
-    const size_t nblocks = len / 16;
-    const uint64_t c1 = 0x87c37b91114253d5ULL, c2 = 0x4cf5ad432745937fULL;
-    uint64_t h1 = 0, h2 = 0;
-    for (size_t i = 0; i < nblocks; i++) {
-        uint64_t k1, k2;
-        memcpy(&k1, data + i * 16, 8);
-        memcpy(&k2, data + i * 16 + 8, 8);
-        k1 *= c1;
-        k1 = rotl64(k1, 31);
-        k1 *= c2;
-        h1 ^= k1;
-        h1 = rotl64(h1, 27);
-        h1 += h2;
-        h1 = h1 * 5 + 0x52dce729;
-        k2 *= c2;
-        k2 = rotl64(k2, 33);
-        k2 *= c1;
-        h2 ^= k2;
-        h2 = rotl64(h2, 31);
-        h2 += h1;
-        h2 = h2 * 5 + 0x38495ab5;
-    }
-    const uint8_t *tail = data + nblocks * 16;
-    uint64_t k1 = 0, k2 = 0;
-    switch (len & 15) {
-    case 15: k2 ^= (uint64_t)tail[14] << 48; /* fall through */
-    case 14: k2 ^= (uint64_t)tail[13] << 40; /* fall through */
-    case 13: k2 ^= (uint64_t)tail[12] << 32; /* fall through */
-    case 12: k2 ^= (uint64_t)tail[11] << 24; /* fall through */
-    case 11: k2 ^= (uint64_t)tail[10] << 16; /* fall through */
-    case 10: k2 ^= (uint64_t)tail[9] << 8;   /* fall through */
-    case 9:
-        k2 ^= (uint64_t)tail[8];
-        k2 *= c2;
-        k2 = rotl64(k2, 33);
-        k2 *= c1;
-        h2 ^= k2;                          /* fall through */
-    case 8: k1 ^= (uint64_t)tail[7] << 56; /* fall through */
-    case 7: k1 ^= (uint64_t)tail[6] << 48; /* fall through */
-    case 6: k1 ^= (uint64_t)tail[5] << 40; /* fall through */
-    case 5: k1 ^= (uint64_t)tail[4] << 32; /* fall through */
-    case 4: k1 ^= (uint64_t)tail[3] << 24; /* fall through */
-    case 3: k1 ^= (uint64_t)tail[2] << 16; /* fall through */
-    case 2: k1 ^= (uint64_t)tail[1] << 8;  /* fall through */
-    case 1:
-        k1 ^= (uint64_t)tail[0];
-        k1 *= c1;
-        k1 = rotl64(k1, 31);
-        k1 *= c2;
-        h1 ^= k1;
-    }
-    h1 ^= len;
-    h2 ^= len;
-    h1 += h2;
-    h2 += h1;
-    h1 = fmix64(h1);
-    h2 = fmix64(h2);
-    h1 += h2;
-    h2 += h1;
-    return (hkey){h1, h2};
-}
 
 /* ---------------------------------------------------------------- the set */
 
@@ -177,10 +98,37 @@ static void erase(dedupe *d, hkey k)
     }
 }
 
-dedupe *dedupe_new(uint32_t window)
+static hkey hash_of(const dedupe *d, const void *key, size_t len)
+{
+    uint8_t out[16];
+    siphash128(d->key, key, len, out);
+    return dedupe_hash_from_bytes(out);
+}
+
+dedupe_hash dedupe_hash_from_bytes(const uint8_t b[16])
+{
+    dedupe_hash h = {0, 0};
+    for (int i = 7; i >= 0; i--) {
+        h.h1 = (h.h1 << 8) | b[i];
+        h.h2 = (h.h2 << 8) | b[8 + i];
+    }
+    return h;
+}
+
+void dedupe_hash_to_bytes(dedupe_hash h, uint8_t b[16])
+{
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(h.h1 >> (8 * i));
+        b[8 + i] = (uint8_t)(h.h2 >> (8 * i));
+    }
+}
+
+dedupe *dedupe_new(uint32_t window, const uint8_t key[DEDUPE_KEY_BYTES])
 {
     dedupe *d = g_new0(dedupe, 1);
     d->window = MAX(window, 1);
+    if (key)
+        memcpy(d->key, key, DEDUPE_KEY_BYTES);
     alloc_slots(d, (size_t)1 << 12); /* grows as keys come */
     d->fifo = g_new(hkey, d->window);
     d->pending = g_array_new(FALSE, FALSE, sizeof(hkey));
@@ -200,13 +148,25 @@ void dedupe_free(dedupe *d)
 
 bool dedupe_seen(dedupe *d, const void *key, size_t len)
 {
-    hkey k = murmur3_128(key, len);
+    hkey k = hash_of(d, key, len);
     size_t i = find(d, k);
     if (d->state[i] != SLOT_EMPTY)
         return true;
     insert(d, k, SLOT_PENDING);
     g_array_append_val(d->pending, k);
     return false;
+}
+
+/* k (in the set now) is committed: the newest of the FIFO. */
+static void push_committed(dedupe *d, hkey k)
+{
+    if (d->n_fifo == d->window) { /* forget the oldest */
+        erase(d, d->fifo[d->head]);
+        d->fifo[d->head] = k;
+        d->head = (d->head + 1) % d->window;
+    } else {
+        d->fifo[(d->head + d->n_fifo++) % d->window] = k;
+    }
 }
 
 void dedupe_commit(dedupe *d)
@@ -217,15 +177,54 @@ void dedupe_commit(dedupe *d)
         if (d->state[i] != SLOT_PENDING)
             continue;
         d->state[i] = SLOT_COMMITTED;
-        if (d->n_fifo == d->window) { /* forget the oldest */
-            erase(d, d->fifo[d->head]);
-            d->fifo[d->head] = k;
-            d->head = (d->head + 1) % d->window;
-        } else {
-            d->fifo[(d->head + d->n_fifo++) % d->window] = k;
-        }
+        push_committed(d, k);
     }
     g_array_set_size(d->pending, 0);
+}
+
+size_t dedupe_load(dedupe *d, const dedupe_hash *h, size_t n)
+{
+    size_t added = 0;
+    for (size_t p = 0; p < n; p++) {
+        size_t i = find(d, h[p]);
+        if (d->state[i] != SLOT_EMPTY)
+            continue; /* known already: an older file had it too */
+        insert(d, h[p], SLOT_COMMITTED);
+        push_committed(d, h[p]);
+        added++;
+    }
+    return added;
+}
+
+size_t dedupe_pending(const dedupe *d, const dedupe_hash **out)
+{
+    *out = (const dedupe_hash *)d->pending->data;
+    return d->pending->len;
+}
+
+size_t dedupe_window_after_commit(const dedupe *d, dedupe_hash *out)
+{
+    size_t n_pending = d->pending->len;
+    size_t total = d->n_fifo + n_pending;
+    size_t skip = total > d->window ? total - d->window : 0; /* the oldest, that commit would evict */
+    size_t n = 0;
+    if (!out)
+        return total - skip;
+    for (size_t i = skip; i < d->n_fifo; i++)
+        out[n++] = d->fifo[(d->head + i) % d->window];
+    for (size_t p = skip > d->n_fifo ? skip - d->n_fifo : 0; p < n_pending; p++)
+        out[n++] = g_array_index(d->pending, hkey, p);
+    return n;
+}
+
+uint32_t dedupe_window(const dedupe *d) { return d->window; }
+
+void dedupe_key_id(const dedupe *d, uint8_t out[8])
+{
+    static const char what[] = "ecflow dedupe key id";
+    uint8_t h[16];
+    siphash128(d->key, what, sizeof what - 1, h);
+    memcpy(out, h, 8);
 }
 
 void dedupe_rollback(dedupe *d)

@@ -8,9 +8,21 @@
  * reach the lake after the restart, on the same partition (same session key)
  * and the retry after the original: it is recognised here and not written.
  *
- * Keys are kept as 128-bit hashes (MurmurHash3 x64 128): 16 bytes in the
- * FIFO and 17 in a table at most 3/4 full, so a full window of a million
- * keys (plus the pending ones) takes 50-70 MB. Keys of
+ * Keys are kept as 128-bit hashes, SipHash-2-4-128 under a 16-byte key that
+ * is random per table (dedupe_store.h keeps it with the table): without the
+ * key nobody can choose ids that collide and so hide each other's events.
+ *
+ * Memory: 16 bytes per key in the FIFO, and 17 (hash and state) per slot of a
+ * table that doubles when 3/4 full (so 3/8 to 3/4 full), i.e. 39 to 61 bytes
+ * per remembered key. Measured (test_iceberg_dedupe -m perf -p /dedupe/memory:
+ * a full window, RSS delta): 1,000,000 keys take 56-62 MB, 57-64 bytes per
+ * key; 100,000 take 6.2 MB. The keys of the commit being prepared come on
+ * top until it commits: 1,000,000 of them on a full window of as many added
+ * 40 MB more, so rows per commit (commit_interval x rate) count toward the
+ * bound as well as the window. Briefly more: while the table doubles
+ * both tables are held, and writing or loading a whole-window file
+ * (dedupe_store.h) holds its 16 bytes per key (loading: twice that). On disk
+ * a key takes 16 bytes. Keys of
  * rows in the commit being prepared are "pending": forgotten if it fails
  * (the rows come again), kept if it succeeds, the oldest dropped past the
  * window. Not thread-safe: the sink's thread alone uses it.
@@ -22,9 +34,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define DEDUPE_KEY_BYTES 16
+
 typedef struct dedupe dedupe;
 
-dedupe *dedupe_new(uint32_t window);
+/* A key's hash; as bytes (files): h1 then h2, each little-endian, which is
+ * SipHash-2-4-128's output as the reference implementation writes it. */
+typedef struct {
+    uint64_t h1, h2;
+} dedupe_hash;
+
+dedupe_hash dedupe_hash_from_bytes(const uint8_t b[16]);
+void dedupe_hash_to_bytes(dedupe_hash h, uint8_t b[16]);
+
+/* key: the table's hash key (NULL: all zero, for tests). */
+dedupe *dedupe_new(uint32_t window, const uint8_t key[DEDUPE_KEY_BYTES]);
 void dedupe_free(dedupe *d);
 /* true: the key is known (committed or pending). false: it is new and now
  * remembered as pending. */
@@ -33,5 +57,19 @@ bool dedupe_seen(dedupe *d, const void *key, size_t len);
 void dedupe_commit(dedupe *d);
 void dedupe_rollback(dedupe *d);
 size_t dedupe_count(const dedupe *d);
+uint32_t dedupe_window(const dedupe *d);
+
+/* Committed keys from an earlier run, oldest first (past the window the
+ * oldest go again); known ones are skipped. Returns how many were new. */
+size_t dedupe_load(dedupe *d, const dedupe_hash *h, size_t n);
+/* The pending keys, in the order they came (valid until the next call). */
+size_t dedupe_pending(const dedupe *d, const dedupe_hash **out);
+/* The window as it will be once the pending keys are committed, oldest
+ * first, into out (room for dedupe_window(d) keys; NULL: only count them);
+ * returns the count. */
+size_t dedupe_window_after_commit(const dedupe *d, dedupe_hash *out);
+/* 8 bytes that name the hash key without revealing it: files written under
+ * another key (the table's property was replaced) are not loaded. */
+void dedupe_key_id(const dedupe *d, uint8_t out[8]);
 
 #endif

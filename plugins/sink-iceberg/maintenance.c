@@ -1,6 +1,7 @@
 /* Table maintenance: see maintenance.h. */
 #include "maintenance.h"
 
+#include "dedupe_store.h"
 #include "manifest.h"
 #include "parquet_rewrite.h"
 
@@ -955,6 +956,18 @@ bool maint_clean(ice_table *t, const maint_options *o, maint_report *r, char **e
         g_hash_table_add(refs, g_strdup(k));
     g_hash_table_destroy(lists);
     g_hash_table_destroy(manifests);
+    /* sink-iceberg's dedupe window: files a snapshot's summary names (dedupe_store.h) */
+    for (guint i = 0; snaps && i < json_array_get_length(snaps); i++) {
+        int64_t id =
+            json_object_get_int_member_with_default(json_array_get_object_element(snaps, i), "snapshot-id", -1);
+        char **names = dedupe_files_of_snapshot(&t->cat.meta, id);
+        for (char **n = names; *n; n++) {
+            g_autofree char *rel = g_strconcat("metadata/", *n, NULL);
+            g_autofree char *loc = fio_join(t->cat.location, rel);
+            g_hash_table_add(refs, normal_location(loc));
+        }
+        g_strfreev(names);
+    }
     if (t->cat.metadata_file)
         g_hash_table_add(refs, normal_location(t->cat.metadata_file));
     JsonArray *log = json_object_has_member(t->cat.meta.o, "metadata-log")

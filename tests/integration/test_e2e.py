@@ -717,6 +717,49 @@ def test_sigkill_at_random_moments_while_clients_post(runs, kafka, storage, requ
 # ------------------------------------------------------------------ broker outage
 
 
+def post_events(port, body):
+    """One POST /events; the HTTP status."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("POST", "/events", body, {"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def test_an_event_posted_again_after_its_commit_and_a_sigkill_is_one_row(runs, kafka):
+    """Issue 15, item 4, as a user meets it: an event is posted and committed to the table,
+    the process is SIGKILLed, and after the restart the client posts the same event again (its
+    answer was lost): a new Kafka record with the same event_id. The default pipeline's
+    dedupe_key window comes back from the table, so the table has the event once."""
+    env = runs.env(kafka)
+    event = json.dumps({"event_id": f"again-{uuid.uuid4()}", "event_type": "page_view",
+                        "user_id": "u1", "session_id": "s1", "location": "Berlin",
+                        "device": "mobile", "timestamp": "2026-11-25T12:00:00Z",
+                        "page_url": "https://shop.example/p/1"}, separators=(",", ":")).encode()
+    t = table_dir(env)
+    first = runs.start(env, "first")
+    first.wait_ready()
+    assert post_events(first.port, event) == 200
+    wait_until("the event committed", lambda: first.alive() and rows_in_table(t) == 1, 60)
+    first.kill()
+
+    again = runs.start(env, "again")
+    again.wait_ready()
+    assert post_events(again.port, event) == 200
+    wait_until("both records settled", lambda: again.alive() and settled(kafka, env), 60)
+    assert sum(again.metric("iceberg_skipped_duplicates_total").values()) == 1, \
+        again.log_text()[-3000:]
+    rc, _ = again.term()
+    assert rc == 0, again.log_text()[-5000:]
+    assert topic_ids(kafka, env["KAFKA_TOPIC"])[json.loads(event)["event_id"]] == 2
+    py, dk, dk_count, total, _, _, _ = read_table(t)
+    want = Counter({json.loads(event)["event_id"]: 1})
+    assert py == want and dk == want and dk_count == total == 1, (py, dk, dk_count, total)
+
+
 @pytest.fixture
 def own_broker():
     """A broker of this test's own (state dir, bootstrap): the test stops and starts it, which

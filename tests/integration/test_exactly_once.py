@@ -491,6 +491,149 @@ def test_copies_of_an_event_are_written_once_by_event_id(bootstrap, names, pipel
     verify_table(t, ids, bootstrap, topic)
 
 
+def table_properties(t):
+    return current_metadata(t).get("properties", {})
+
+
+def writer_summary(t, writer=WRITER):
+    """The summary of `writer`'s newest snapshot in the current lineage ({} when none)."""
+    meta = current_metadata(t)
+    by_id = {s["snapshot-id"]: s for s in meta.get("snapshots", [])}
+    sid = meta.get("current-snapshot-id")
+    while sid in by_id:
+        if by_id[sid]["summary"].get("ecflow.writer-id") == writer:
+            return by_id[sid]["summary"]
+        sid = by_id[sid].get("parent-snapshot-id")
+    return {}
+
+
+class TableView:
+    """What the dedupe tests look at, in a file-catalog table or through the REST catalog:
+    the table's properties, the writer's newest summary, whether a metadata/ file exists."""
+
+    def __init__(self, tmp_path, sw=None, table=None):
+        self.t, self.sw, self.table = table_dir(tmp_path), sw, table
+
+    def _rest(self):
+        from lakehouse import pyiceberg_rest_catalog
+        return pyiceberg_rest_catalog(self.sw).load_table(self.table)
+
+    def properties(self):
+        return dict(self._rest().metadata.properties) if self.sw else table_properties(self.t)
+
+    def summary(self):
+        if not self.sw:
+            return writer_summary(self.t) if metadata_versions(self.t) else {}
+        try:
+            meta = self._rest().metadata
+        except Exception:  # noqa: BLE001  (not created yet)
+            return {}
+        snaps = {s.snapshot_id: s for s in meta.snapshots}
+        sid = meta.current_snapshot_id
+        while sid in snaps:
+            props = snaps[sid].summary.additional_properties
+            if props.get("ecflow.writer-id") == WRITER:
+                return dict(props)
+            sid = snaps[sid].parent_snapshot_id
+        return {}
+
+    def positions_sum(self, topic):
+        return sum(json.loads(self.summary().get("ecflow.kafka-offsets", "{}")).get(topic, {}).values())
+
+    def metadata_file_exists(self, name):
+        if not self.sw:
+            return (self.t / "metadata" / name).is_file()
+        t = self._rest()
+        return t.io.new_input(f"{t.location()}/metadata/{name}").exists()
+
+    def verify(self, ids, bootstrap, topic):
+        if self.sw:
+            verify_rest_table(self.sw, self.table, ids, bootstrap, topic)
+        else:
+            verify_table(self.t, ids, bootstrap, topic)
+
+
+@pytest.mark.parametrize("storage", ["local", "rest"])
+def test_a_copy_after_a_sigkill_is_written_once_by_event_id(bootstrap, names, pipelines, tmp_path,
+                                                            readers, storage, request):
+    """Issue 15, item 4: an event is committed, the process is SIGKILLed, and after the restart
+    the same events come again as new Kafka records (a client retrying requests it never got an
+    answer for). The window of recent event_ids comes back from the dedupe files the writer's
+    newest snapshot lists, under the table's own hash key, so the copies are dropped: one row
+    per event_id. `rest`: the table in SeaweedFS's REST catalog (the key is set through a
+    set-properties update), its files on S3."""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    events = make_events(run, 300)
+    knobs = {}
+    if storage == "rest":
+        sw = request.getfixturevalue("seaweedfs")
+        knobs = rest_knobs(sw, f"eo_{run.lower()}"[:40])
+        view = TableView(tmp_path, sw, knobs["TABLE"])
+    else:
+        view = TableView(tmp_path)
+    p = pipelines(bootstrap, topic, group, name="first", profile="dedupe", **knobs)
+    produce(bootstrap, topic, events)
+    wait_until("300 rows committed",
+               lambda: p.alive() and p.metric("iceberg_committed_rows_total") == 300, 60)
+    wait_until("positions at the end offsets", lambda: view.positions_sum(topic) == 300, 30)
+    key = view.properties().get("ecflow.dedupe.hash-key", "")
+    assert re.fullmatch(r"[0-9a-f]{32}", key), f"the table's hash key: {key!r}"
+    listed = view.summary().get("ecflow.dedupe-files", "")
+    assert listed and all(view.metadata_file_exists(n) for n in listed.split(",")), listed
+    p.kill()
+
+    again = pipelines(bootstrap, topic, group, name="again", profile="dedupe", **knobs)
+    again.wait_assigned()
+    produce(bootstrap, topic, events)  # the same event_ids, new records
+    settled = lambda: (again.metric("iceberg_committed_rows_total") or 0) + \
+        (again.metric("iceberg_skipped_duplicates_total") or 0)  # noqa: E731
+    wait_until("the copies settled", lambda: again.alive() and settled() >= 300, 60)
+    wait_until("positions past the copies", lambda: view.positions_sum(topic) == 600, 30)
+    assert again.metric("iceberg_skipped_duplicates_total") == 300, again.log_text()[-3000:]
+    assert re.search(r"dedupe: 300 keys from \d+ files? ", again.log_text()), again.log_text()[-3000:]
+    rc, _ = again.term()
+    assert rc == 0, again.log_text()[-5000:]
+    assert view.properties().get("ecflow.dedupe.hash-key") == key, "the key survives a restart"
+    view.verify([json.loads(v)["event_id"] for _, v in events], bootstrap, topic)
+
+
+def test_each_table_gets_its_own_dedupe_hash_key(bootstrap, names, pipelines, tmp_path, readers):
+    """Issue 18, item 11: the dedupe hash is keyed per table (16 random bytes, a table
+    property set at the first start with dedupe_key), so clients cannot choose ids that
+    collide; two tables never share a key."""
+    topic, group, run = names
+    create_topic(bootstrap, topic)
+    keys = []
+    for table in ("shop.events", "shop.others"):
+        p = pipelines(bootstrap, topic, group + table, name=table, profile="dedupe", TABLE=table)
+        p.wait_assigned()
+        rc, _ = p.term()
+        assert rc == 0, p.log_text()[-5000:]
+        t = Path(tmp_path) / "wh" / "shop" / table.split(".")[1]
+        keys.append(table_properties(t).get("ecflow.dedupe.hash-key", ""))
+    assert all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys), keys
+    assert keys[0] != keys[1]
+
+    # A damaged key is reported, and the pipeline runs anyway (dedupe in memory only).
+    t = table_dir(tmp_path)
+    latest = t / "metadata" / f"v{metadata_versions(t)[-1]}.metadata.json"
+    meta = json.loads(latest.read_text())
+    meta["properties"]["ecflow.dedupe.hash-key"] = "not hex"
+    latest.write_text(json.dumps(meta))
+    p = pipelines(bootstrap, topic, group + "again", name="damaged", profile="dedupe")
+    p.wait_assigned()
+    events = make_events(run, 20)
+    produce(bootstrap, topic, events + events[:5])
+    wait_until("20 rows committed, 5 copies dropped",
+               lambda: p.alive() and p.metric("iceberg_committed_rows_total") == 20 and
+               p.metric("iceberg_skipped_duplicates_total") == 5, 60)
+    rc, _ = p.term()
+    assert rc == 0, p.log_text()[-5000:]
+    assert re.search(r"warn .*dedupe: no hash key kept with the table \(table .*property "
+                     r"'ecflow.dedupe.hash-key' is not 32 hex digits", p.log_text()), p.log_text()[-3000:]
+
+
 def test_two_pipelines_on_one_table_keep_their_own_positions(bootstrap, names, pipelines,
                                                               tmp_path, readers):
     """Each writer id reads back its own positions, whoever committed last."""

@@ -216,6 +216,25 @@ def test_orphans_of_a_sigkilled_writer_are_removed_after_their_age(tmp_path):
     check_rows(current_metadata(tmp_path), ids)
 
 
+def test_clean_keeps_the_dedupe_files_a_snapshot_names(tmp_path):
+    """sink-iceberg's dedupe window lives in metadata/dedupe-*.stats files that snapshot
+    summaries name (ecflow.dedupe-files), not the Iceberg metadata: orphan removal keeps those a
+    snapshot names and removes, once old enough, those none names (a crash between writing one
+    and its commit)."""
+    make_small_files(tmp_path, count=3000, rate=0, interval="1s", ECFLOW_PROFILE="dedupe")
+    meta = json.loads(current_metadata(tmp_path).read_text())
+    named = {n for s in meta["snapshots"]
+             for n in s["summary"].get("ecflow.dedupe-files", "").split(",") if n}
+    md = table_dir(tmp_path) / "metadata"
+    assert named and all((md / n).is_file() for n in named), named
+    orphan = md / "dedupe-0123456789abcdef-00000000-0000-4000-8000-000000000000.stats"
+    orphan.write_bytes(b"ECFDEDUP")
+    time.sleep(1.1)
+    out = table_cmd(tmp_path, "clean", ORPHAN_AGE="1s", COMMIT_INTERVAL="0.4s", ECFLOW_PROFILE="dedupe")
+    assert all((md / n).is_file() for n in named), f"clean removed a dedupe file a snapshot names:\n{out}"
+    assert not orphan.exists(), out
+
+
 @pytest.mark.parametrize("verb", ["compact", "expire"])
 def test_sigkill_during_maintenance_loses_nothing_and_the_next_run_completes(tmp_path, verb):
     ids = make_small_files(tmp_path, count=30000, rate=10000, interval="0.1s")
