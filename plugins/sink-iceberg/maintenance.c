@@ -934,6 +934,29 @@ static void clean_visit(void *ctx, const char *location, int64_t size, int64_t m
     g_ptr_array_add(c->doomed, g_strdup(location));
 }
 
+/* The dedupe files a snapshot names, as its writer's own entry or as one a
+ * maintenance snapshot carries for a writer ("<key>@<writer>"). */
+static void keep_dedupe_files(const ice_table *t, JsonObject *snap, GHashTable *refs)
+{
+    JsonObject *sum =
+        snap && json_object_has_member(snap, "summary") ? json_object_get_object_member(snap, "summary") : NULL;
+    GList *members = sum ? json_object_get_members(sum) : NULL;
+    for (GList *m = members; m; m = m->next) {
+        const char *k = m->data;
+        if (strcmp(k, DEDUPE_SUMMARY_KEY) != 0 &&
+            !(g_str_has_prefix(k, DEDUPE_SUMMARY_KEY) && k[strlen(DEDUPE_SUMMARY_KEY)] == '@'))
+            continue;
+        char **names = dedupe_files_of_summary(json_object_get_string_member_with_default(sum, k, NULL));
+        for (char **n = names; n && *n; n++) {
+            g_autofree char *rel = g_strconcat("metadata/", *n, NULL);
+            g_autofree char *loc = fio_join(t->cat.location, rel);
+            g_hash_table_add(refs, normal_location(loc));
+        }
+        g_strfreev(names);
+    }
+    g_list_free(members);
+}
+
 bool maint_clean(ice_table *t, const maint_options *o, maint_report *r, char **err)
 {
     GHashTable *refs = str_set(), *lists = str_set(), *manifests = str_set();
@@ -960,13 +983,7 @@ bool maint_clean(ice_table *t, const maint_options *o, maint_report *r, char **e
     for (guint i = 0; snaps && i < json_array_get_length(snaps); i++) {
         int64_t id =
             json_object_get_int_member_with_default(json_array_get_object_element(snaps, i), "snapshot-id", -1);
-        char **names = dedupe_files_of_snapshot(&t->cat.meta, id);
-        for (char **n = names; *n; n++) {
-            g_autofree char *rel = g_strconcat("metadata/", *n, NULL);
-            g_autofree char *loc = fio_join(t->cat.location, rel);
-            g_hash_table_add(refs, normal_location(loc));
-        }
-        g_strfreev(names);
+        keep_dedupe_files(t, tm_snapshot(&t->cat.meta, id), refs);
     }
     if (t->cat.metadata_file)
         g_hash_table_add(refs, normal_location(t->cat.metadata_file));

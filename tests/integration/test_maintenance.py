@@ -221,7 +221,7 @@ def test_clean_keeps_the_dedupe_files_a_snapshot_names(tmp_path):
     summaries name (ecflow.dedupe-files), not the Iceberg metadata: orphan removal keeps those a
     snapshot names and removes, once old enough, those none names (a crash between writing one
     and its commit)."""
-    make_small_files(tmp_path, count=3000, rate=0, interval="1s", ECFLOW_PROFILE="dedupe")
+    make_small_files(tmp_path, count=3000, rate=3000, interval="0.1s", ECFLOW_PROFILE="dedupe")
     meta = json.loads(current_metadata(tmp_path).read_text())
     named = {n for s in meta["snapshots"]
              for n in s["summary"].get("ecflow.dedupe-files", "").split(",") if n}
@@ -233,6 +233,18 @@ def test_clean_keeps_the_dedupe_files_a_snapshot_names(tmp_path):
     out = table_cmd(tmp_path, "clean", ORPHAN_AGE="1s", COMMIT_INTERVAL="0.4s", ECFLOW_PROFILE="dedupe")
     assert all((md / n).is_file() for n in named), f"clean removed a dedupe file a snapshot names:\n{out}"
     assert not orphan.exists(), out
+
+    # after compaction and an expiry down to the replace snapshot, the writer's newest list is
+    # named only as the entry carried for it: clean keeps those files too
+    newest = [s for s in meta["snapshots"] if "ecflow.dedupe-files" in s["summary"]][-1]
+    window = set(newest["summary"]["ecflow.dedupe-files"].split(","))
+    table_cmd(tmp_path, "compact", COMPACT_MIN_FILES=2, MAX_MANIFESTS=1, ECFLOW_PROFILE="dedupe")
+    time.sleep(1.2)
+    table_cmd(tmp_path, "expire", KEEP_LAST=1, MAX_AGE="1s", ECFLOW_PROFILE="dedupe")
+    (head,) = json.loads(current_metadata(tmp_path).read_text())["snapshots"]
+    assert set(head["summary"]["ecflow.dedupe-files@iceberg-test/lake"].split(",")) == window
+    out = table_cmd(tmp_path, "clean", ORPHAN_AGE="1s", COMMIT_INTERVAL="0.4s", ECFLOW_PROFILE="dedupe")
+    assert all((md / n).is_file() for n in window), f"clean removed the carried dedupe window:\n{out}"
 
 
 @pytest.mark.parametrize("verb", ["compact", "expire"])
