@@ -8,7 +8,6 @@
 #include <glib.h>
 #include <inttypes.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define MAX_ATTEMPTS 10
 
@@ -25,15 +24,6 @@ static void note(maint_report *r, char *why)
         r->note = why;
     else
         g_free(why);
-}
-
-static int64_t new_snapshot_id(void)
-{
-    uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-        v = ((uint64_t)g_random_int() << 32) | g_random_int();
-    v &= 0x7FFFFFFFFFFFFFFFull;
-    return v ? (int64_t)v : 1;
 }
 
 /* ------------------------------------------------------------ reading a snapshot */
@@ -352,7 +342,7 @@ static void remove_all(file_io *io, GPtrArray *locations)
 /* Commits the replace, rebuilt on the new head after every lost race. */
 static bool commit_replace(ice_table *t, const replace_set *rs, maint_report *r, char **err)
 {
-    int64_t snapshot_id = new_snapshot_id();
+    int64_t snapshot_id = table_new_snapshot_id();
     g_autofree char *uuid = g_uuid_string_random();
     g_autoptr(GPtrArray) written = g_ptr_array_new_with_free_func(g_free);
     for (int attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -704,6 +694,19 @@ static JsonArray *snapshots_of(const table_metadata *tm)
     return json_object_has_member(tm->o, "snapshots") ? json_object_get_array_member(tm->o, "snapshots") : NULL;
 }
 
+/* The ids of every snapshot in the metadata (int64_t). */
+static GArray *snapshot_ids(const table_metadata *tm)
+{
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(int64_t));
+    JsonArray *snaps = snapshots_of(tm);
+    for (guint i = 0; snaps && i < json_array_get_length(snaps); i++) {
+        int64_t id =
+            json_object_get_int_member_with_default(json_array_get_object_element(snaps, i), "snapshot-id", -1);
+        g_array_append_val(ids, id);
+    }
+    return ids;
+}
+
 /* Which snapshots stay: see maintenance.h. */
 static GHashTable *snapshots_to_keep(const table_metadata *tm, const maint_options *o)
 {
@@ -817,13 +820,7 @@ static GHashTable *str_set(void) { return g_hash_table_new_full(g_str_hash, g_st
 static void delete_expired_files(ice_table *t, const table_metadata *before, GArray *expired, maint_report *r)
 {
     char *err = NULL;
-    GArray *kept = g_array_new(FALSE, FALSE, sizeof(int64_t));
-    JsonArray *snaps = snapshots_of(&t->cat.meta);
-    for (guint i = 0; snaps && i < json_array_get_length(snaps); i++) {
-        int64_t id =
-            json_object_get_int_member_with_default(json_array_get_object_element(snaps, i), "snapshot-id", -1);
-        g_array_append_val(kept, id);
-    }
+    GArray *kept = snapshot_ids(&t->cat.meta);
     GHashTable *k_lists = str_set(), *k_manifests = str_set(), *k_files = str_set();
     GHashTable *x_lists = str_set(), *x_manifests = str_set(), *x_files = str_set();
     /* Unsure what is kept: delete nothing (a clean later finds the orphans). */
@@ -960,13 +957,8 @@ static void keep_dedupe_files(const ice_table *t, JsonObject *snap, GHashTable *
 bool maint_clean(ice_table *t, const maint_options *o, maint_report *r, char **err)
 {
     GHashTable *refs = str_set(), *lists = str_set(), *manifests = str_set();
-    GArray *all = g_array_new(FALSE, FALSE, sizeof(int64_t));
+    GArray *all = snapshot_ids(&t->cat.meta);
     JsonArray *snaps = snapshots_of(&t->cat.meta);
-    for (guint i = 0; snaps && i < json_array_get_length(snaps); i++) {
-        int64_t id =
-            json_object_get_int_member_with_default(json_array_get_object_element(snaps, i), "snapshot-id", -1);
-        g_array_append_val(all, id);
-    }
     bool ok = referenced(t, &t->cat.meta, all, true, lists, manifests, refs, err);
     g_array_free(all, TRUE);
     GHashTableIter it;

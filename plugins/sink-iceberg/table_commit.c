@@ -8,7 +8,7 @@
 
 #define MAX_ATTEMPTS 10
 
-static int64_t new_snapshot_id(void)
+int64_t table_new_snapshot_id(void)
 {
     uint64_t v = 0;
     if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
@@ -245,7 +245,7 @@ static int64_t summary_i64(const table_metadata *tm, int64_t snap, const char *k
 bool table_append(ice_table *t, data_file *const *files, int n_files, const char *const *extra, table_summary_fn more,
                   void *more_ctx, int64_t now_ms, int64_t *snapshot_id_out, char **err)
 {
-    int64_t snapshot_id = new_snapshot_id();
+    int64_t snapshot_id = table_new_snapshot_id();
     t->outcome_unknown = false;
     g_autofree char *uuid = g_uuid_string_random();
     g_autofree char *mname = g_strdup_printf("metadata/%s-m0.avro", uuid);

@@ -41,6 +41,9 @@ typedef struct {
 bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, char **note, char **err);
 void table_close(ice_table *t);
 
+/* A random positive 63-bit snapshot id (spec: unique within the table). */
+int64_t table_new_snapshot_id(void);
+
 /* Loads the latest version of the table t->cat names (after catalog_table_init,
  * or to refresh); false with *err when there is none or it cannot be read. */
 bool table_reload(ice_table *t, char **err);
