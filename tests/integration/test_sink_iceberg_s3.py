@@ -159,9 +159,10 @@ def test_rest_catalog_table_reads_back_in_every_reader_and_appends_on_a_second_r
 def test_large_files_stream_as_multipart_uploads_and_leave_none_unfinished(tmp_path, seaweedfs):
     prefix = uuid.uuid4().hex[:8]
     location = f"s3://{seaweedfs['S3_BUCKET']}/{prefix}"
-    # one commit at the end (a slow build must not cut the files by commit_interval)
+    # one commit at the end (a slow build must not cut the files by commit_interval, nor
+    # max_uncommitted_rows by its count)
     run(seaweedfs, tmp_path, WAREHOUSE=location, COUNT=600000, S3_PART_SIZE="5MiB",
-        START="2024-03-01T00:00:00Z", BATCH=5000, COMMIT_INTERVAL="1h")
+        START="2024-03-01T00:00:00Z", BATCH=5000, COMMIT_INTERVAL="1h", MAX_UNCOMMITTED=1000000)
     table = static_table(seaweedfs, f"{location}/shop/events")
     sizes = [f["file_size_in_bytes"] for f in table.inspect.files().to_pylist()]
     assert max(sizes) > 5 << 20, sizes  # at least one file went out in several parts
