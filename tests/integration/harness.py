@@ -85,7 +85,12 @@ class HttpRequests:
         own = conn is None
         conn = conn or self.connection()
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+            except (BrokenPipeError, ConnectionResetError):
+                # the server answered before the whole body was sent (a 413 on the declared
+                # length) and closed: its answer is still there to read
+                pass
             r = conn.getresponse()
             data = r.read()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, data
