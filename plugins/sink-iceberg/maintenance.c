@@ -322,8 +322,8 @@ static bool build_replace(ice_table *t, const replace_set *rs, int64_t snapshot_
     g_ptr_array_add(kv, rs->added->len ? "compact" : "merge-manifests");
     g_ptr_array_add(kv, NULL);
     tm_copy(next, &t->cat.meta);
-    tm_add_snapshot(next, snapshot_id, parent, seq, g_get_real_time() / 1000, lpath, t->schema.schema_id,
-                    (const char *const *)kv->pdata);
+    tm_add_snapshot(next, snapshot_id, parent, seq, table_snapshot_time(&t->cat.meta, g_get_real_time() / 1000), lpath,
+                    t->schema.schema_id, (const char *const *)kv->pdata);
     g_ptr_array_free(kv, TRUE);
     g_ptr_array_free(keep, TRUE);
     r->files_before = live->len;

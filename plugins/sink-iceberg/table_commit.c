@@ -8,6 +8,12 @@
 
 #define MAX_ATTEMPTS 10
 
+int64_t table_snapshot_time(const table_metadata *tm, int64_t now_ms)
+{
+    int64_t last = tm_last_updated_ms(tm);
+    return now_ms > last ? now_ms : last + 1;
+}
+
 int64_t table_new_snapshot_id(void)
 {
     uint64_t v = 0;
@@ -354,8 +360,8 @@ bool table_append(ice_table *t, data_file *const *files, int n_files, const char
 
         table_metadata next;
         tm_copy(&next, &t->cat.meta);
-        tm_add_snapshot(&next, snapshot_id, parent, seq, now_ms, lpath, t->schema.schema_id,
-                        (const char *const *)kv->pdata);
+        tm_add_snapshot(&next, snapshot_id, parent, seq, table_snapshot_time(&t->cat.meta, now_ms), lpath,
+                        t->schema.schema_id, (const char *const *)kv->pdata);
         g_ptr_array_free(kv, TRUE);
         g_ptr_array_free(keep, TRUE);
         fio_result fr = catalog_commit(&t->cat, &next, err);

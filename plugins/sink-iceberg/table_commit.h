@@ -41,6 +41,15 @@ typedef struct {
 bool table_open(ice_table *t, const catalog_ref *ref, const table_open_args *a, char **note, char **err);
 void table_close(ice_table *t);
 
+/*
+ * A new snapshot's timestamp: now, but always after the table's last update.
+ * Clocks of two writers differ, and a commit re-applied after a lost race
+ * keeps the time it was prepared at; a snapshot older than its parent makes
+ * readers that go by time (DuckDB through a REST catalog) take the parent
+ * for the newest and miss the rows on top of it.
+ */
+int64_t table_snapshot_time(const table_metadata *tm, int64_t now_ms);
+
 /* A random positive 63-bit snapshot id (spec: unique within the table). */
 int64_t table_new_snapshot_id(void);
 
