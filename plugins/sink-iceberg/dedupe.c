@@ -1,6 +1,9 @@
-/* Keys seen lately: see dedupe.h. An open-addressing set of 128-bit hashes
- * (linear probing, backward-shift deletion) plus a FIFO of committed keys
- * that says which to forget first. */
+/* Keys seen lately: see dedupe.h. A ring of the window's 128-bit hashes,
+ * oldest first, the pending ones at its end, and an open-addressing index
+ * into it (linear probing, backward-shift deletion) that says whether a
+ * hash is in the ring. The index holds 4-byte ring positions, not hashes:
+ * a probe compares against the ring, and the set costs 4 bytes a slot
+ * instead of 17. */
 #include "dedupe.h"
 
 #include "siphash.h"
@@ -10,93 +13,85 @@
 
 typedef dedupe_hash hkey;
 
-enum { SLOT_EMPTY = 0, SLOT_COMMITTED, SLOT_PENDING };
-
 struct dedupe {
-    hkey *slots;
-    uint8_t *state;
-    size_t mask, used;
-    hkey *fifo; /* committed keys, oldest at fifo[head] */
-    uint32_t window, head, n_fifo;
-    GArray *pending; /* hkey */
+    hkey *ring; /* window entries; [head, head + n_committed) committed,
+                   then n_pending pending, modulo window */
+    uint32_t window, head, n_committed, n_pending;
+    uint32_t *index; /* ring position + 1; 0 = empty */
+    size_t mask;
     uint8_t key[DEDUPE_KEY_BYTES];
 };
 
-/* ---------------------------------------------------------------- the set */
+/* ---------------------------------------------------------------- the index */
 
 static size_t home(const dedupe *d, hkey k) { return (size_t)k.h1 & d->mask; }
 
 static bool same(hkey a, hkey b) { return a.h1 == b.h1 && a.h2 == b.h2; }
 
-/* The slot holding k, or the empty slot where it would go. */
+static const hkey *entry(const dedupe *d, uint32_t slot_value) { return &d->ring[slot_value - 1]; }
+
+/* The index slot holding k, or the empty slot where it would go. */
 static size_t find(const dedupe *d, hkey k)
 {
     size_t i = home(d, k);
-    while (d->state[i] != SLOT_EMPTY && !same(d->slots[i], k))
+    while (d->index[i] != 0 && !same(*entry(d, d->index[i]), k))
         i = (i + 1) & d->mask;
     return i;
 }
 
-static void alloc_slots(dedupe *d, size_t cap)
-{
-    d->slots = g_new(hkey, cap);
-    d->state = g_new0(uint8_t, cap);
-    d->mask = cap - 1;
-    d->used = 0;
-}
-
-static void insert(dedupe *d, hkey k, uint8_t state);
-
-/* Doubles the table: at most three quarters full keeps probes short. */
-static void grow(dedupe *d)
-{
-    hkey *old = d->slots;
-    uint8_t *old_state = d->state;
-    size_t old_cap = d->mask + 1;
-    alloc_slots(d, old_cap * 2);
-    for (size_t i = 0; i < old_cap; i++)
-        if (old_state[i] != SLOT_EMPTY)
-            insert(d, old[i], old_state[i]);
-    g_free(old);
-    g_free(old_state);
-}
-
-static void insert(dedupe *d, hkey k, uint8_t state)
-{
-    if (4 * (d->used + 1) > 3 * (d->mask + 1))
-        grow(d);
-    size_t i = find(d, k);
-    if (d->state[i] == SLOT_EMPTY)
-        d->used++;
-    d->slots[i] = k;
-    d->state[i] = state;
-}
-
-/* Backward-shift deletion: later keys of the same run move up, so no
+/* Backward-shift deletion: later entries of the same run move up, so no
  * tombstones are needed and lookups stay exact. */
 static void erase(dedupe *d, hkey k)
 {
     size_t i = find(d, k);
-    if (d->state[i] == SLOT_EMPTY)
+    if (d->index[i] == 0)
         return;
-    d->used--;
     for (size_t j = i;;) {
-        d->state[i] = SLOT_EMPTY;
+        d->index[i] = 0;
         for (;;) {
             j = (j + 1) & d->mask;
-            if (d->state[j] == SLOT_EMPTY)
+            if (d->index[j] == 0)
                 return;
-            size_t h = home(d, d->slots[j]);
-            /* j's key may fill the hole at i unless its home lies in (i, j] */
+            size_t h = home(d, *entry(d, d->index[j]));
+            /* j's entry may fill the hole at i unless its home lies in (i, j] */
             bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
             if (!stays)
                 break;
         }
-        d->slots[i] = d->slots[j];
-        d->state[i] = d->state[j];
+        d->index[i] = d->index[j];
         i = j;
     }
 }
+
+/* ---------------------------------------------------------------- the ring */
+
+static uint32_t ring_pos(const dedupe *d, uint64_t nth) { return (uint32_t)((d->head + nth) % d->window); }
+
+/* Forgets the oldest committed key. */
+static void drop_oldest(dedupe *d)
+{
+    erase(d, d->ring[d->head]);
+    d->head = ring_pos(d, 1);
+    d->n_committed--;
+}
+
+/* Appends k (not known) at the ring's end, into the index slot `at`. False
+ * when the window is full of pending keys: k is not remembered. */
+static bool append(dedupe *d, hkey k, size_t at)
+{
+    if (d->n_committed + d->n_pending == d->window) {
+        if (d->n_committed == 0)
+            return false;
+        drop_oldest(d);
+        at = find(d, k); /* the deletion may have moved the run k probes */
+    }
+    uint32_t pos = ring_pos(d, (uint64_t)d->n_committed + d->n_pending);
+    d->ring[pos] = k;
+    d->index[at] = pos + 1;
+    return true;
+}
+
+/* ---------------------------------------------------------------- API */
 
 static hkey hash_of(const dedupe *d, const void *key, size_t len)
 {
@@ -129,9 +124,15 @@ dedupe *dedupe_new(uint32_t window, const uint8_t key[DEDUPE_KEY_BYTES])
     d->window = MAX(window, 1);
     if (key)
         memcpy(d->key, key, DEDUPE_KEY_BYTES);
-    alloc_slots(d, (size_t)1 << 12); /* grows as keys come */
-    d->fifo = g_new(hkey, d->window);
-    d->pending = g_array_new(FALSE, FALSE, sizeof(hkey));
+    /* At most half full, so probes stay short. Both arrays are allocated
+     * whole but only touched as keys come (zeroed pages are lazy), so a
+     * window that never fills never costs its full size. */
+    size_t slots = 8;
+    while (slots < 2 * (size_t)d->window)
+        slots *= 2;
+    d->index = g_new0(uint32_t, slots);
+    d->mask = slots - 1;
+    d->ring = g_new(hkey, d->window);
     return d;
 }
 
@@ -139,10 +140,8 @@ void dedupe_free(dedupe *d)
 {
     if (!d)
         return;
-    g_free(d->slots);
-    g_free(d->state);
-    g_free(d->fifo);
-    g_array_free(d->pending, TRUE);
+    g_free(d->index);
+    g_free(d->ring);
     g_free(d);
 }
 
@@ -150,72 +149,66 @@ bool dedupe_seen(dedupe *d, const void *key, size_t len)
 {
     hkey k = hash_of(d, key, len);
     size_t i = find(d, k);
-    if (d->state[i] != SLOT_EMPTY)
+    if (d->index[i] != 0)
         return true;
-    insert(d, k, SLOT_PENDING);
-    g_array_append_val(d->pending, k);
+    if (append(d, k, i))
+        d->n_pending++;
     return false;
 }
 
-/* k (in the set now) is committed: the newest of the FIFO. */
-static void push_committed(dedupe *d, hkey k)
-{
-    if (d->n_fifo == d->window) { /* forget the oldest */
-        erase(d, d->fifo[d->head]);
-        d->fifo[d->head] = k;
-        d->head = (d->head + 1) % d->window;
-    } else {
-        d->fifo[(d->head + d->n_fifo++) % d->window] = k;
-    }
-}
+bool dedupe_known(const dedupe *d, const void *key, size_t len) { return d->index[find(d, hash_of(d, key, len))] != 0; }
 
 void dedupe_commit(dedupe *d)
 {
-    for (guint p = 0; p < d->pending->len; p++) {
-        hkey k = g_array_index(d->pending, hkey, p);
-        size_t i = find(d, k);
-        if (d->state[i] != SLOT_PENDING)
-            continue;
-        d->state[i] = SLOT_COMMITTED;
-        push_committed(d, k);
+    d->n_committed += d->n_pending;
+    d->n_pending = 0;
+}
+
+void dedupe_rollback(dedupe *d)
+{
+    while (d->n_pending > 0) {
+        d->n_pending--;
+        erase(d, d->ring[ring_pos(d, (uint64_t)d->n_committed + d->n_pending)]);
     }
-    g_array_set_size(d->pending, 0);
 }
 
 size_t dedupe_load(dedupe *d, const dedupe_hash *h, size_t n)
 {
+    g_return_val_if_fail(d->n_pending == 0, 0);
     size_t added = 0;
     for (size_t p = 0; p < n; p++) {
         size_t i = find(d, h[p]);
-        if (d->state[i] != SLOT_EMPTY)
+        if (d->index[i] != 0)
             continue; /* known already: an older file had it too */
-        insert(d, h[p], SLOT_COMMITTED);
-        push_committed(d, h[p]);
-        added++;
+        if (append(d, h[p], i)) {
+            d->n_committed++;
+            added++;
+        }
     }
     return added;
 }
 
-size_t dedupe_pending(const dedupe *d, const dedupe_hash **out)
+/* Copies `n` ring entries from the nth, in order, into out. */
+static void copy_out(const dedupe *d, uint64_t nth, size_t n, dedupe_hash *out)
 {
-    *out = (const dedupe_hash *)d->pending->data;
-    return d->pending->len;
+    for (size_t i = 0; i < n; i++)
+        out[i] = d->ring[ring_pos(d, nth + i)];
 }
 
-size_t dedupe_window_after_commit(const dedupe *d, dedupe_hash *out)
+size_t dedupe_keys(const dedupe *d, bool pending_only, size_t from, dedupe_hash *out, size_t max)
 {
-    size_t n_pending = d->pending->len;
-    size_t total = d->n_fifo + n_pending;
-    size_t skip = total > d->window ? total - d->window : 0; /* the oldest, that commit would evict */
-    size_t n = 0;
+    size_t first = pending_only ? d->n_committed : 0;
+    size_t total = pending_only ? d->n_pending : (size_t)d->n_committed + d->n_pending;
     if (!out)
-        return total - skip;
-    for (size_t i = skip; i < d->n_fifo; i++)
-        out[n++] = d->fifo[(d->head + i) % d->window];
-    for (size_t p = skip > d->n_fifo ? skip - d->n_fifo : 0; p < n_pending; p++)
-        out[n++] = g_array_index(d->pending, hkey, p);
+        return total;
+    size_t n = from >= total ? 0 : MIN(total - from, max);
+    copy_out(d, first + from, n, out);
     return n;
 }
+
+size_t dedupe_pending(const dedupe *d, dedupe_hash *out) { return dedupe_keys(d, true, 0, out, SIZE_MAX); }
+
+size_t dedupe_window_after_commit(const dedupe *d, dedupe_hash *out) { return dedupe_keys(d, false, 0, out, SIZE_MAX); }
 
 uint32_t dedupe_window(const dedupe *d) { return d->window; }
 
@@ -227,11 +220,4 @@ void dedupe_key_id(const dedupe *d, uint8_t out[8])
     memcpy(out, h, 8);
 }
 
-void dedupe_rollback(dedupe *d)
-{
-    for (guint p = 0; p < d->pending->len; p++)
-        erase(d, g_array_index(d->pending, hkey, p));
-    g_array_set_size(d->pending, 0);
-}
-
-size_t dedupe_count(const dedupe *d) { return d->used; }
+size_t dedupe_count(const dedupe *d) { return (size_t)d->n_committed + d->n_pending; }

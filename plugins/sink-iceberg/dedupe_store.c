@@ -166,7 +166,6 @@ static uint32_t rd32(const uint8_t *p)
 static void put_header(byte_buf *out, size_t n, bool whole_window, const uint8_t key_id[8])
 {
     bb_reset(out);
-    bb_reserve(out, HEADER + 16 * n + 4);
     bb_append(out, MAGIC, 8);
     bb_byte(out, VERSION & 0xff);
     bb_byte(out, VERSION >> 8);
@@ -179,6 +178,7 @@ static void put_header(byte_buf *out, size_t n, bool whole_window, const uint8_t
 void dedupe_file_encode(byte_buf *out, const dedupe_hash *h, size_t n, bool whole_window, const uint8_t key_id[8])
 {
     put_header(out, n, whole_window, key_id);
+    bb_reserve(out, 16 * n + 4);
     for (size_t i = 0; i < n; i++) {
         uint8_t b[16];
         dedupe_hash_to_bytes(h[i], b);
@@ -187,22 +187,46 @@ void dedupe_file_encode(byte_buf *out, const dedupe_hash *h, size_t n, bool whol
     bb_u32le(out, crc(out->data, out->len));
 }
 
-/* The whole window as a file, built in place: the only copy of the window
- * besides the sink's own is the file's bytes (16 per key, while it is put). */
-static void encode_window(byte_buf *out, const dedupe *d, const uint8_t key_id[8], size_t *n_out)
+/* Writes a commit's keys (or the whole window) as a dedupe file through
+ * the IO's stream, a slice at a time: a million keys cost no 16 MB buffer
+ * beside the window, only the slice (and an S3 part being filled). */
+static bool write_keys(file_io *io, const char *path, const dedupe *d, bool whole, const uint8_t key_id[8],
+                       size_t *n_out, char **err)
 {
-    size_t n = dedupe_window_after_commit(d, NULL);
-    put_header(out, n, true, key_id);
-    uint8_t *body = out->data + out->len; /* HEADER is a multiple of 8: aligned for dedupe_hash */
-    dedupe_window_after_commit(d, (dedupe_hash *)(void *)body);
-    for (size_t i = 0; i < n; i++) {
-        dedupe_hash h;
-        memcpy(&h, body + 16 * i, sizeof h);
-        dedupe_hash_to_bytes(h, body + 16 * i);
+    enum { SLICE = 4096 };
+    size_t n = dedupe_keys(d, !whole, 0, NULL, 0);
+    fio_out *o = io->create(io, path, err);
+    if (!o)
+        return false;
+    byte_buf b = {0};
+    put_header(&b, n, whole, key_id);
+    uLong c = crc32(0L, b.data, (uInt)b.len);
+    int rc = io->write(o, b.data, b.len);
+    dedupe_hash slice[SLICE];
+    for (size_t done = 0; rc == 0 && done < n;) {
+        size_t got = dedupe_keys(d, !whole, done, slice, SLICE);
+        bb_reset(&b);
+        for (size_t i = 0; i < got; i++) {
+            uint8_t k[16];
+            dedupe_hash_to_bytes(slice[i], k);
+            bb_append(&b, k, 16);
+        }
+        c = crc32(c, b.data, (uInt)b.len);
+        rc = io->write(o, b.data, b.len);
+        done += got;
     }
-    out->len += 16 * n;
-    bb_u32le(out, crc(out->data, out->len));
+    bb_reset(&b);
+    bb_u32le(&b, (uint32_t)c);
+    if (rc == 0)
+        rc = io->write(o, b.data, b.len);
+    bb_free(&b);
+    if (rc != 0) {
+        *err = io->error(o);
+        io->abort(o);
+        return false;
+    }
     *n_out = n;
+    return io->close(o, err) == 0;
 }
 
 bool dedupe_file_decode(const uint8_t *p, size_t len, const uint8_t key_id[8], dedupe_hash **out, size_t *n,
@@ -383,27 +407,19 @@ static const char *list_value(dedupe_store *s, const char *extra, bool extra_alo
 const char *dedupe_store_prepare(dedupe_store *s, const dedupe *d)
 {
     g_clear_pointer(&s->prepared, g_free);
-    const dedupe_hash *pending;
-    size_t n_pending = dedupe_pending(d, &pending);
+    size_t n_pending = dedupe_pending(d, NULL);
     if (n_pending == 0 && !s->need_whole)
         return list_value(s, NULL, false);
     uint32_t window = dedupe_window(d);
     bool whole = s->need_whole || s->n_incr >= DEDUPE_MAX_INCREMENTS || s->incr_keys + n_pending > window;
     uint8_t key_id[8];
     dedupe_key_id(d, key_id);
-    byte_buf b = {0};
-    size_t n = n_pending;
-    if (whole)
-        encode_window(&b, d, key_id, &n);
-    else
-        dedupe_file_encode(&b, pending, n_pending, false, key_id);
+    size_t n = 0;
     g_autofree char *uuid = g_uuid_string_random();
     char *name = g_strdup_printf("dedupe-%s-%s.stats", s->tag, uuid);
     g_autofree char *path = fio_join(s->metadata_dir, name);
     char *err = NULL;
-    bool ok = s->io->put(s->io, path, b.data, b.len, &err);
-    bb_free(&b);
-    if (!ok) {
+    if (!write_keys(s->io, path, d, whole, key_id, &n, &err)) {
         warnf(s,
               "dedupe file %s not written (%s): this commit's keys are not remembered across a restart; the "
               "next commit writes the whole window",

@@ -749,6 +749,27 @@ static void plain_stat(byte_buf *out, const pq_col *c, const stats *s, bool max)
     }
 }
 
+/* Between row groups a column holds no page, chunk or dictionary memory:
+ * a writer whose partition is quiet costs next to nothing, and
+ * pq_buffered_bytes() (what max_buffered_bytes is checked against) is what
+ * the writer really holds. The buffers grow again by doubling. */
+static void col_release(pq_col *c)
+{
+    bb_free(&c->chunk);
+    bb_free(&c->plain);
+    bb_free(&c->dict_plain);
+    free(c->defs);
+    free(c->idx);
+    free(c->entries);
+    free(c->slots);
+    c->defs = NULL;
+    c->idx = NULL;
+    c->entries = NULL;
+    c->slots = NULL;
+    c->defs_cap = c->idx_cap = c->entries_cap = c->slots_cap = 0;
+    c->defs_n = c->idx_n = c->dict_n = 0;
+}
+
 static void write_chunk(pq_writer *w, pq_col *c, chunk_meta *m)
 {
     close_page(w, c);
@@ -790,7 +811,7 @@ static void write_chunk(pq_writer *w, pq_col *c, chunk_meta *m)
     c->file_nulls += m->null_count;
     c->file_nans += m->nan_count;
     /* next chunk */
-    bb_reset(&c->chunk);
+    col_release(c);
     c->chunk_uncompressed = c->chunk_values = c->chunk_nulls = c->chunk_nans = 0;
     c->chunk_dict_data_pages = c->chunk_plain_pages = 0;
     stats_reset(&c->cst);
@@ -824,16 +845,20 @@ int pq_flush_row_group(pq_writer *w)
     w->group_uncompressed[g] = u;
     w->group_compressed[g] = cz;
     w->rows_in_group = 0;
+    bb_free(&w->scratch_u);
+    bb_free(&w->scratch_c);
+    bb_free(&w->scratch_lv);
     return w->failed ? -1 : 0;
 }
 
 int64_t pq_buffered_bytes(const pq_writer *w)
 {
-    int64_t n = 0;
+    /* capacities, not lengths: what the buffers hold in memory */
+    int64_t n = (int64_t)(w->scratch_u.cap + w->scratch_c.cap + w->scratch_lv.cap);
     for (int i = 0; i < w->n_cols; i++) {
         const pq_col *c = &w->cols[i];
-        n += (int64_t)(c->chunk.len + c->plain.len + c->dict_plain.len + c->defs_n) + (int64_t)c->idx_n * 4 +
-             (int64_t)c->dict_n * (int64_t)sizeof(dict_entry);
+        n += (int64_t)(c->chunk.cap + c->plain.cap + c->dict_plain.cap + c->defs_cap) + (int64_t)c->idx_cap * 4 +
+             (int64_t)c->entries_cap * (int64_t)sizeof(dict_entry) + (int64_t)c->slots_cap * 4;
     }
     return n;
 }

@@ -2,6 +2,11 @@
  * The offset book: per partition, the offsets emitted and not yet settled,
  * so the source commits only the contiguous acknowledged prefix.
  *
+ * A slot is a run of records of one partition taken one after the other
+ * into one batch, with one ack token for all of them (source_kafka.c: a
+ * token per record cost ~100 bytes for every row a sink holds until its
+ * commit). Its offsets are first..last as read (Kafka offsets may skip).
+ *
  * A token's tag packs the partition's index in the book and the slot's
  * sequence number: (index << SEQ_BITS) | seq. Sequence numbers only grow, so
  * a window that was dropped (revoke) or rewound (redelivery) recognises the
@@ -53,8 +58,7 @@ void book_free(offset_book *b)
     if (!b)
         return;
     for (uint32_t i = 0; i < b->n; i++) {
-        free(b->parts[i]->offsets);
-        free(b->parts[i]->states);
+        free(b->parts[i]->slots);
         free(b->parts[i]);
     }
     for (uint32_t i = 0; i < b->n_topics; i++) {
@@ -197,21 +201,13 @@ void book_release(offset_book *b, uint32_t index)
 static bool window_grow(book_part *p)
 {
     uint64_t cap = p->cap ? p->cap * 2 : MIN_SLOTS;
-    int64_t *offsets = malloc(cap * sizeof *offsets);
-    uint8_t *states = malloc(cap);
-    if (!offsets || !states) {
-        free(offsets);
-        free(states);
+    book_slot *slots = malloc(cap * sizeof *slots);
+    if (!slots)
         return false;
-    }
-    for (uint64_t s = p->head; s < p->tail; s++) {
-        offsets[s & (cap - 1)] = p->offsets[s & (p->cap - 1)];
-        states[s & (cap - 1)] = p->states[s & (p->cap - 1)];
-    }
-    free(p->offsets);
-    free(p->states);
-    p->offsets = offsets;
-    p->states = states;
+    for (uint64_t s = p->head; s < p->tail; s++)
+        slots[s & (cap - 1)] = p->slots[s & (p->cap - 1)];
+    free(p->slots);
+    p->slots = slots;
     p->cap = cap;
     return true;
 }
@@ -221,9 +217,10 @@ static void window_advance(book_part *p)
 {
     uint64_t mask = p->cap - 1;
     while (p->head < p->tail) {
-        uint8_t s = p->states[p->head & mask];
+        const book_slot *sl = &p->slots[p->head & mask];
+        uint8_t s = sl->state;
         if (s == SLOT_DONE)
-            p->done = p->offsets[p->head & mask] + 1;
+            p->done = sl->last + 1;
         else if (s != SLOT_STALE)
             break;
         p->head++;
@@ -232,9 +229,7 @@ static void window_advance(book_part *p)
 
 static void window_push(book_part *p, int64_t offset, uint8_t state)
 {
-    uint64_t mask = p->cap - 1;
-    p->offsets[p->tail & mask] = offset;
-    p->states[p->tail & mask] = state;
+    p->slots[p->tail & (p->cap - 1)] = (book_slot){.first = offset, .last = offset, .records = 1, .state = state};
     p->tail++;
 }
 
@@ -266,13 +261,12 @@ uint64_t book_track(offset_book *b, uint32_t index, int64_t offset)
     return ((uint64_t)index << SEQ_BITS) | (seq & SEQ_MASK);
 }
 
-settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint32_t *part_out, int64_t *offset_out)
+/* The slot a tag names, if it is still in the window; called with the lock held. */
+static book_slot *slot_of_tag(offset_book *b, uint64_t tag, book_part **part_out)
 {
     uint32_t index = (uint32_t)(tag >> SEQ_BITS);
-    settle_result r = SETTLE_STALE;
-    pthread_mutex_lock(&b->lock);
     if (index >= b->n)
-        goto out;
+        return NULL;
     book_part *p = b->parts[index];
     /* Reconstruct the full sequence number from its low bits (the window is
      * far smaller than 2^SEQ_BITS, so the nearest one at or below tail). */
@@ -280,28 +274,56 @@ settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint
     if (seq >= p->tail && seq >= (UINT64_C(1) << SEQ_BITS))
         seq -= UINT64_C(1) << SEQ_BITS;
     if (seq < p->head || seq >= p->tail)
-        goto out;
-    uint64_t slot = seq & (p->cap - 1);
-    if (p->states[slot] != SLOT_INFLIGHT)
-        goto out; /* stale (rewound) or already blocked */
+        return NULL;
+    *part_out = p;
+    return &p->slots[seq & (p->cap - 1)];
+}
+
+bool book_extend(offset_book *b, uint64_t tag, int64_t offset)
+{
+    pthread_mutex_lock(&b->lock);
+    book_part *p = NULL;
+    book_slot *sl = slot_of_tag(b, tag, &p);
+    /* Only the newest slot, still in flight, and never across a rewind:
+     * then the run's offsets stay contiguous in what was read. */
+    bool ok = sl && sl == &p->slots[(p->tail - 1) & (p->cap - 1)] && sl->state == SLOT_INFLIGHT && p->expect < 0 &&
+              offset > sl->last && sl->records < UINT32_MAX;
+    if (ok) {
+        sl->last = offset;
+        sl->records++;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
+settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint32_t *part_out, book_slot *slot_out)
+{
+    uint32_t index = (uint32_t)(tag >> SEQ_BITS);
+    settle_result r = SETTLE_STALE;
+    pthread_mutex_lock(&b->lock);
+    book_part *p = NULL;
+    book_slot *sl = slot_of_tag(b, tag, &p);
+    if (!sl || sl->state != SLOT_INFLIGHT)
+        goto out; /* gone, stale (rewound) or already blocked */
     p->inflight--;
+    if (part_out)
+        *part_out = index;
+    if (slot_out)
+        *slot_out = *sl;
     if (outcome == ECF_OK || outcome == ECF_ERR_DROPPED) {
-        p->states[slot] = SLOT_DONE;
+        sl->state = SLOT_DONE;
         r = SETTLE_DONE;
         window_advance(p);
     } else {
-        p->states[slot] = SLOT_BLOCKED;
+        sl->state = SLOT_BLOCKED;
         if (outcome == ECF_ERR_STOPPED) {
             r = SETTLE_STOPPED;
         } else {
             r = SETTLE_FAILED;
-            if (p->failed_at < 0 || p->offsets[slot] < p->failed_at)
-                p->failed_at = p->offsets[slot];
+            /* which record of the run failed is not known: all of it comes again */
+            if (p->failed_at < 0 || sl->first < p->failed_at)
+                p->failed_at = sl->first;
         }
-        if (part_out)
-            *part_out = index;
-        if (offset_out)
-            *offset_out = p->offsets[slot];
     }
     if (p->inflight == 0 && b->waiters)
         pthread_cond_broadcast(&b->settled);
@@ -310,16 +332,17 @@ out:
     return r;
 }
 
-/* Newest slots first: what is abandoned was taken last. */
+/* The in-flight slot whose run holds offset. Newest slots first: what is
+ * abandoned was taken last. */
 static int64_t slot_of(const book_part *p, int64_t offset, uint64_t *seq_out)
 {
     for (uint64_t s = p->tail; s-- > p->head;) {
-        int64_t o = p->offsets[s & (p->cap - 1)];
-        if (o == offset && p->states[s & (p->cap - 1)] == SLOT_INFLIGHT) {
+        const book_slot *sl = &p->slots[s & (p->cap - 1)];
+        if (sl->first <= offset && offset <= sl->last && sl->state == SLOT_INFLIGHT) {
             *seq_out = s;
             return 1;
         }
-        if (o < offset)
+        if (sl->last < offset)
             break;
     }
     return 0;
@@ -331,7 +354,7 @@ void book_block(offset_book *b, uint32_t index, int64_t offset)
     book_part *p = b->parts[index];
     uint64_t seq;
     if (slot_of(p, offset, &seq)) {
-        p->states[seq & (p->cap - 1)] = SLOT_BLOCKED;
+        p->slots[seq & (p->cap - 1)].state = SLOT_BLOCKED;
         p->inflight--;
         if (p->inflight == 0 && b->waiters)
             pthread_cond_broadcast(&b->settled);
@@ -346,13 +369,20 @@ int64_t book_rewind(offset_book *b, uint32_t index, int64_t offset)
     /* A rewind not yet redelivered keeps the lower point. */
     if (p->expect >= 0 && p->expect < offset)
         offset = p->expect;
+    /* A run that straddles the point is read again whole: its slot goes
+     * stale, and a stale slot's records must all come again. */
     for (uint64_t s = p->head; s < p->tail; s++) {
-        uint64_t slot = s & (p->cap - 1);
-        if (p->offsets[slot] < offset || p->states[slot] == SLOT_STALE)
+        const book_slot *sl = &p->slots[s & (p->cap - 1)];
+        if (sl->state != SLOT_STALE && sl->first < offset && offset <= sl->last)
+            offset = sl->first;
+    }
+    for (uint64_t s = p->head; s < p->tail; s++) {
+        book_slot *sl = &p->slots[s & (p->cap - 1)];
+        if (sl->last < offset || sl->state == SLOT_STALE)
             continue;
-        if (p->states[slot] == SLOT_INFLIGHT)
+        if (sl->state == SLOT_INFLIGHT)
             p->inflight--;
-        p->states[slot] = SLOT_STALE;
+        sl->state = SLOT_STALE;
     }
     p->failed_at = -1;
     p->expect = offset;

@@ -40,19 +40,20 @@ static void on_settle(void *user, uint64_t tag, ecf_status outcome, const char *
 {
     kafka_source *ks = user;
     uint32_t idx = 0;
-    int64_t offset = -1;
-    settle_result r = book_settle(ks->book, tag, outcome, &idx, &offset);
+    book_slot run = {.first = -1, .last = -1, .records = 1};
+    settle_result r = book_settle(ks->book, tag, outcome, &idx, &run);
+    uint32_t records = run.records;
     switch (r) {
     case SETTLE_DONE:
-        atomic_fetch_add(&ks->n_acked, 1);
-        ecf_metric_add(ks->stage, ks->m.acked, 1);
+        atomic_fetch_add(&ks->n_acked, records);
+        ecf_metric_add(ks->stage, ks->m.acked, records);
         return;
     case SETTLE_STALE: atomic_fetch_add(&ks->n_stale, 1); return;
     case SETTLE_STOPPED:
     case SETTLE_FAILED: break;
     }
-    atomic_fetch_add(&ks->n_failed, 1);
-    ecf_metric_add(ks->stage, ks->m.failed, 1);
+    atomic_fetch_add(&ks->n_failed, records);
+    ecf_metric_add(ks->stage, ks->m.failed, records);
     if (r != SETTLE_FAILED)
         return;
     book_part *p = book_get(ks->book, idx);
@@ -61,8 +62,14 @@ static void on_settle(void *user, uint64_t tag, ecf_status outcome, const char *
         ks->failure_seen = true;
         ks->failure_status = outcome;
         snprintf(ks->failure_reason, sizeof ks->failure_reason, "%s", reason ? reason : ecf_status_str(outcome));
-        snprintf(ks->failure_where, sizeof ks->failure_where, "%s[%" PRId32 "]@%" PRId64, p ? p->topic : "?",
-                 p ? p->partition : -1, offset);
+        /* The failed record is one of the run's: all of it is read again. */
+        if (run.first == run.last)
+            snprintf(ks->failure_where, sizeof ks->failure_where, "%s[%" PRId32 "]@%" PRId64, p ? p->topic : "?",
+                     p ? p->partition : -1, run.first);
+        else
+            snprintf(ks->failure_where, sizeof ks->failure_where,
+                     "a record of %s[%" PRId32 "]@%" PRId64 "..%" PRId64 " (%" PRIu32 " records)", p ? p->topic : "?",
+                     p ? p->partition : -1, run.first, run.last, run.records);
     }
     pthread_mutex_unlock(&ks->fail_lock);
     atomic_store(&ks->failure_pending, true);
@@ -150,6 +157,46 @@ static bool contains(const uint32_t *idx, size_t n, uint32_t k)
 }
 
 /*
+ * Ack tokens by the run: the records of one partition that follow each other
+ * into one batch share a token (and an offset book slot), so a sink holding
+ * a commit's worth of rows holds a few hundred tokens, not a token per row
+ * (~100 bytes each with its slot: 25 MB for 250,000 rows). A failure of any
+ * of them redelivers the run from its first record. The run keeps the
+ * creator's reference until run_end(), at the latest when its batch leaves.
+ */
+static void run_end(kafka_source *ks)
+{
+    if (!ks->run_tok)
+        return;
+    ecf_token_release(ks->stage, ks->run_tok);
+    ks->run_tok = NULL;
+}
+
+static ecf_token *run_token(kafka_source *ks, uint32_t k, int64_t offset)
+{
+    if (ks->run_tok && ks->run_part == k && book_extend(ks->book, ks->run_tag, offset))
+        return ks->run_tok;
+    run_end(ks);
+    uint64_t tag = book_track(ks->book, k, offset);
+    if (tag == UINT64_MAX)
+        return NULL;
+    ks->run_tok = ecf_token_new(ks->stage, on_settle, ks, tag);
+    ks->run_tag = tag;
+    ks->run_part = k;
+    return ks->run_tok;
+}
+
+/* The batch being built leaves (emitted, or given up): its run ends. */
+static ecf_batch *take_building(kafka_source *ks)
+{
+    run_end(ks);
+    ecf_batch *b = ks->building;
+    ks->building = NULL;
+    ks->building_n = 0;
+    return b;
+}
+
+/*
  * Gives up on batches taken from Kafka that will not be emitted. Their
  * messages must never count as done (releasing a batch settles its tokens
  * as "dropped"): in partitions being released (`revoked`, or all when `all`
@@ -212,6 +259,7 @@ static void abandon(kafka_source *ks, ecf_batch **batches, size_t n_batches, con
 
 static void clear_taken(kafka_source *ks)
 {
+    run_end(ks);
     ks->pending = NULL;
     ks->building = NULL;
     ks->building_n = 0;
@@ -221,6 +269,7 @@ static void clear_taken(kafka_source *ks)
 void ksrc_flush_taken(kafka_source *ks, int64_t deadline_us, const uint32_t *revoked, size_t n_revoked)
 {
     /* In order: pending first, so a partition's records stay in order. */
+    run_end(ks);
     ecf_batch *batches[2] = {ks->pending, ks->building};
     int64_t backoff = 100;
     for (int i = 0; i < 2; i++) {
@@ -326,24 +375,25 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
     book_part *p = lookup(ks, m);
     if (!p || !p->assigned || p->held) {
         /* Not ours (any more), or held for redelivery: not emitted, not committed. */
+        if (ks->run_tok && p && ks->run_part == p->index)
+            run_end(ks); /* a run never spans a record it did not take */
         ecf_log(stage, ECF_LOG_DEBUG, "skipping %s[%" PRId32 "]@%" PRId64 ": not assigned", rd_kafka_topic_name(m->rkt),
                 m->partition, m->offset);
         return ECF_OK;
     }
 
     uint32_t k = p->index;
-    uint64_t tag = book_track(ks->book, k, m->offset);
-    if (tag == UINT64_MAX)
-        return ecf_fail(stage, ECF_ERR_NOMEM, "out of memory tracking offsets");
     if (!ks->building) {
         ks->building = ecf_batch_new(stage);
         ks->building_n = 0;
         ks->building_first_us = kc_mono_us();
     }
+    ecf_token *tok = run_token(ks, k, m->offset);
+    if (!tok)
+        return ecf_fail(stage, ECF_ERR_NOMEM, "out of memory tracking offsets");
     rd_kafka_timestamp_type_t tstype;
     int64_t ts_ms = rd_kafka_message_timestamp(m, &tstype);
     size_t n_headers = record_headers(ks, m);
-    ecf_token *tok = ecf_token_new(stage, on_settle, ks, tag);
     int64_t record_us = tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts_ms > 0 ? ts_ms * 1000 : 0;
     ecf_message_init init = {
         .struct_size = sizeof(ecf_message_init),
@@ -361,17 +411,19 @@ static ecf_status take(kafka_source *ks, rd_kafka_message_t *m)
         .n_headers = n_headers,
     };
     ecf_status st = ecf_batch_add(stage, ks->building, &init);
-    if (st != ECF_OK)
-        book_block(ks->book, k, m->offset); /* its release below must not count as done */
-    ecf_token_release(stage, tok);
-    if (st != ECF_OK)
+    if (st != ECF_OK) {
+        book_block(ks->book, k, m->offset); /* its release must not count as done */
+        run_end(ks);
         return ecf_fail(stage, st, "could not add a record to a batch: %s", ecf_status_str(st));
+    }
     ks->building_n++;
     if (!kc_ready(&ks->client))
         kc_set_ready(&ks->client, true);
     atomic_fetch_add(&ks->n_consumed, 1);
     ecf_metric_add(stage, ks->m.messages, 1);
     ecf_metric_add(stage, ks->m.bytes, (double)(m->len + m->key_len));
+    ks->taken_bytes += m->len;
+    ks->taken_records++;
     return ECF_OK;
 }
 
@@ -411,6 +463,8 @@ static ecf_status fill(kafka_source *ks, int64_t until_us)
             }
         }
         since_clock = 0;
+        if (ks->taken_records && nudge_observe(ks->nudge, (double)ks->taken_bytes / (double)ks->taken_records))
+            ecf_metric_add(ks->stage, ks->m.nudges, 1);
         if (ecf_should_stop(ks->stage))
             break;
         int64_t now = kc_mono_us();
@@ -603,15 +657,14 @@ static ecf_status ksrc_run(ecf_stage *stage)
         if (st != ECF_OK)
             break;
         if (batch_due(ks)) {
-            ks->pending = ks->building;
-            ks->building = NULL;
-            ks->building_n = 0;
+            ks->pending = take_building(ks);
             emit_pending(ks);
         }
     }
 
     if (st == ECF_OK && ks->stop_status != ECF_OK)
         st = ks->stop_status;
+    run_end(ks);
     if (st == ECF_OK) {
         /* Shutdown: what was taken from Kafka is emitted (the rings drain). */
         ecf_batch *batches[2] = {ks->pending, ks->building};
@@ -663,6 +716,9 @@ static void metrics_create(ecf_stage *stage, ksrc_metrics *m)
                                "1 while backpressure holds the partitions paused");
     m->redeliveries = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_redeliveries_total",
                                      "seeks back to a failed record (on_failure: redeliver)");
+    m->nudges = ecf_metric_new(stage, ECF_METRIC_COUNTER, "kafka_consumer_fetch_nudges_total",
+                               "times librdkafka's fetcher was woken after its prefetch queue had filled "
+                               "(fetch_nudge.c)");
 }
 
 static ecf_status ksrc_create(ecf_stage *stage)
@@ -813,6 +869,7 @@ static ecf_status ksrc_start(ecf_stage *stage)
     if (err)
         return ecf_error(stage, "subscribing to %s failed: %s", names, rd_kafka_err2str(err));
     ks->subscribed = true;
+    ks->nudge = nudge_start(ks->rk, cfg->prefetch_max_bytes);
 
     char keys[512];
     kc_passthrough_keys(&cfg->client, keys, sizeof keys);
@@ -829,6 +886,9 @@ static void consumer_close(kafka_source *ks)
 {
     if (!ks->rk)
         return;
+    uint64_t nudges = nudge_count(ks->nudge);
+    nudge_stop(ks->nudge);
+    ks->nudge = NULL;
     ks->closing = true;
     if (ks->subscribed) {
         ksrc_commit(ks, true);
@@ -841,10 +901,11 @@ static void consumer_close(kafka_source *ks)
     ecf_log(ks->stage, ECF_LOG_INFO,
             "closed: %" PRIu64 " record(s) consumed, %" PRIu64 " acknowledged, %" PRIu64 " failed, %" PRIu64
             " late ack(s) of redelivered records; "
-            "%" PRIu64 " commit(s), %" PRIu64 " rebalance(s), %" PRIu64 " pause(s), %" PRIu64 " redelivery(ies)",
+            "%" PRIu64 " commit(s), %" PRIu64 " rebalance(s), %" PRIu64 " pause(s), %" PRIu64
+            " redelivery(ies), %" PRIu64 " fetch nudge(s)",
             (uint64_t)atomic_load(&ks->n_consumed), (uint64_t)atomic_load(&ks->n_acked),
             (uint64_t)atomic_load(&ks->n_failed), (uint64_t)atomic_load(&ks->n_stale), ks->n_commits, ks->n_rebalances,
-            ks->n_pauses, ks->n_redeliveries);
+            ks->n_pauses, ks->n_redeliveries, nudges);
     rd_kafka_destroy(ks->rk);
     ks->rk = NULL;
 }

@@ -8,6 +8,7 @@
  * offset_book.c    per-partition windows of in-flight offsets: which prefix is
  *                  acknowledged, so commits never pass an unacked message
  * consumer_conf.c  option table -> librdkafka consumer configuration (and its errors)
+ * fetch_nudge.c    wakes librdkafka's fetcher once a full prefetch queue has half drained
  * ../common/kafka_client.c  what both Kafka plugins do alike: common options,
  *                  readiness and its probe, logs and errors, metadata lookups
  */
@@ -65,8 +66,10 @@ rd_kafka_conf_t *ksrc_conf_build(ecf_stage *stage, const ksrc_config *cfg);
  * (offset, state) pairs that doubles when full.
  *
  * Kafka offsets are increasing but not contiguous (transaction markers,
- * compaction), so a slot stores its offset: "next offset to read" after the
- * prefix is the last settled slot's offset + 1.
+ * compaction), so a slot stores its offsets: "next offset to read" after the
+ * prefix is the last settled slot's last offset + 1. A slot is a run of
+ * records of one partition read one after another (one ack token for the
+ * run); a failure anywhere in it redelivers the run from its first.
  */
 typedef enum {
     SLOT_INFLIGHT = 1, /* emitted, no verdict yet                                  */
@@ -82,6 +85,12 @@ typedef enum {
     SETTLE_FAILED,  /* failed: blocked, and the failure policy applies              */
 } settle_result;
 
+typedef struct book_slot {
+    int64_t first, last; /* offsets of the run's first and last records */
+    uint32_t records;
+    uint8_t state; /* slot_state */
+} book_slot;
+
 typedef struct {
     char *topic; /* interned by the book: origin.topic of every message */
     int32_t partition;
@@ -91,8 +100,7 @@ typedef struct {
     bool assigned;
     uint64_t head, tail; /* sequence numbers of the window: [head, tail)   */
     uint64_t cap;        /* slots allocated, a power of two (0 = none yet)  */
-    int64_t *offsets;
-    uint8_t *states;
+    struct book_slot *slots;
     int64_t inflight;  /* slots in SLOT_INFLIGHT                          */
     int64_t done;      /* next offset to read after the settled prefix; -1 = none */
     int64_t failed_at; /* lowest offset that failed since the last rewind; -1 */
@@ -126,13 +134,20 @@ uint32_t book_count(offset_book *b);
 void book_assign(offset_book *b, uint32_t index);
 void book_release(offset_book *b, uint32_t index);
 
-/* Appends an in-flight slot; returns the tag for its ack token. */
+/* Appends an in-flight slot of one record; returns the tag for its ack token
+ * (UINT64_MAX: no memory). */
 uint64_t book_track(offset_book *b, uint32_t index, int64_t offset);
+/* Adds the next record read from the same partition to the slot `tag`, so it
+ * shares that slot's token. False (start a new slot) unless that slot is the
+ * partition's newest, still in flight, and no rewind waits for redelivery. */
+bool book_extend(offset_book *b, uint64_t tag, int64_t offset);
 
-/* Any thread. On SETTLE_FAILED, *part_out and *offset_out name the message. */
-settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint32_t *part_out, int64_t *offset_out);
+/* Any thread. Unless the settle was stale, *part_out and *slot_out (either
+ * may be NULL) get the partition's index and the slot as it was: the run's
+ * offsets and how many records it stood for. */
+settle_result book_settle(offset_book *b, uint64_t tag, ecf_status outcome, uint32_t *part_out, book_slot *slot_out);
 
-/* Marks the slot of `offset` blocked if it is still in flight: used for
+/* Marks the slot holding `offset` blocked if it is still in flight: used for
  * messages taken from Kafka that will never be emitted. */
 void book_block(offset_book *b, uint32_t index, int64_t offset);
 
@@ -152,6 +167,19 @@ int64_t book_inflight(offset_book *b, uint32_t index);
  * Returns the slots still in flight. */
 int64_t book_wait_settled(offset_book *b, const uint32_t *idx, size_t n, int64_t timeout_us);
 
+/* ---------------------------------------------------------------- fetching */
+
+/* fetch_nudge.c: a thread that wakes librdkafka's fetchers (see there why).
+ * start/stop and observe on the run thread; NULL (no memory, no thread)
+ * just means no nudges. */
+typedef struct fetch_nudge fetch_nudge;
+fetch_nudge *nudge_start(rd_kafka_t *rk, int64_t prefetch_bytes);
+void nudge_stop(fetch_nudge *n);
+/* Called as records are taken: reads the queue's length and asks for a
+ * nudge when the queue was near full and is now below half (true). */
+bool nudge_observe(fetch_nudge *n, double avg_record_bytes);
+uint64_t nudge_count(const fetch_nudge *n);
+
 /* ---------------------------------------------------------------- source */
 
 typedef struct {
@@ -169,6 +197,7 @@ typedef struct {
     ecf_metric *pauses;
     ecf_metric *paused;
     ecf_metric *redeliveries;
+    ecf_metric *nudges;
 } ksrc_metrics;
 
 typedef struct kafka_source {
@@ -186,6 +215,9 @@ typedef struct kafka_source {
     uint32_t building_n;
     int64_t building_first_us;
     ecf_batch *pending; /* full, refused by a full ring            */
+    ecf_token *run_tok; /* the token of the run being read (source_kafka.c) */
+    uint64_t run_tag;
+    uint32_t run_part;
     int64_t blocked_since_us;
     bool paused;            /* every assigned partition paused (backpressure) */
     bool running;           /* run() is emitting; false: rings may be gone */
@@ -195,8 +227,10 @@ typedef struct kafka_source {
     int64_t next_error_log_us; /* commit failures: one quiet period */
     rd_kafka_resp_err_t last_err;
     uint64_t errors_suppressed;
-    kc_client client;  /* readiness, its probe, consumer error log */
-    book_part *last_p; /* lookup cache for the hot path            */
+    kc_client client; /* readiness, its probe, consumer error log */
+    fetch_nudge *nudge;
+    uint64_t taken_bytes, taken_records; /* for the average record size */
+    book_part *last_p;                   /* lookup cache for the hot path            */
     const rd_kafka_topic_t *last_rkt;
     int32_t last_partition;
     bool topics_missing; /* a named topic did not exist at start    */

@@ -62,13 +62,14 @@ static void test_failure_blocks_the_prefix(fixture *f, gconstpointer data)
     uint64_t t[6];
     track_range(f, 0, 6, t);
     uint32_t part = 99;
-    int64_t off = -1;
+    book_slot slot = {.first = -1};
     for (int i = 0; i < 6; i++) {
-        settle_result r = book_settle(f->b, t[i], i == 3 ? ECF_ERR_UNAVAILABLE : ECF_OK, &part, &off);
+        settle_result r = book_settle(f->b, t[i], i == 3 ? ECF_ERR_UNAVAILABLE : ECF_OK, i == 3 ? &part : NULL,
+                                      i == 3 ? &slot : NULL);
         g_assert_cmpint(r, ==, i == 3 ? SETTLE_FAILED : SETTLE_DONE);
     }
     g_assert_cmpuint(part, ==, f->p);
-    g_assert_cmpint(off, ==, 3);
+    g_assert_cmpint(slot.first, ==, 3);
     g_assert_cmpint(book_done(f->b, f->p), ==, 3);
     g_assert_cmpint(book_failed_at(f->b, f->p), ==, 3);
 }
@@ -288,6 +289,68 @@ static void test_wait_gives_up_at_the_timeout(fixture *f, gconstpointer data)
     g_assert_cmpint(book_done(f->b, f->p), ==, 1);
 }
 
+/* Records read one after another share a slot (and a token): the run is
+ * done when its one settle comes, and done means past its last offset. */
+static void test_a_run_settles_as_one(fixture *f, gconstpointer data)
+{
+    uint64_t a = book_track(f->b, f->p, 10);
+    g_assert_true(book_extend(f->b, a, 11));
+    g_assert_true(book_extend(f->b, a, 14));  /* offsets may skip */
+    g_assert_false(book_extend(f->b, a, 14)); /* never backwards */
+    uint64_t b = book_track(f->b, f->p, 15);
+    g_assert_false(book_extend(f->b, a, 16)); /* only the newest slot grows */
+    g_assert_true(book_extend(f->b, b, 16));
+    g_assert_cmpint(book_inflight(f->b, f->p), ==, 2);
+    book_slot run;
+    g_assert_cmpint(book_settle(f->b, b, ECF_OK, NULL, &run), ==, SETTLE_DONE);
+    g_assert_cmpuint(run.records, ==, 2);
+    g_assert_cmpint(book_done(f->b, f->p), ==, -1); /* the first run is still out */
+    g_assert_cmpint(book_settle(f->b, a, ECF_OK, NULL, &run), ==, SETTLE_DONE);
+    g_assert_cmpuint(run.records, ==, 3);
+    g_assert_cmpint(run.first, ==, 10);
+    g_assert_cmpint(run.last, ==, 14);
+    g_assert_cmpint(book_done(f->b, f->p), ==, 17);
+}
+
+/* A failure in a run sends the whole run again, from its first record. */
+static void test_a_failed_run_is_redelivered_from_its_first(fixture *f, gconstpointer data)
+{
+    uint64_t a = book_track(f->b, f->p, 0);
+    g_assert_true(book_extend(f->b, a, 1));
+    uint64_t b = book_track(f->b, f->p, 2);
+    for (int64_t o = 3; o < 6; o++)
+        g_assert_true(book_extend(f->b, b, o));
+    book_settle(f->b, a, ECF_OK, NULL, NULL);
+    uint32_t part;
+    book_slot slot;
+    g_assert_cmpint(book_settle(f->b, b, ECF_ERR_IO, &part, &slot), ==, SETTLE_FAILED);
+    g_assert_cmpint(slot.first, ==, 2);
+    g_assert_cmpint(slot.last, ==, 5);
+    g_assert_cmpint(book_failed_at(f->b, f->p), ==, 2);
+    g_assert_cmpint(book_done(f->b, f->p), ==, 2);
+    /* a rewind into the middle of a run goes back to the run's first */
+    uint64_t c = book_track(f->b, f->p, 6);
+    g_assert_true(book_extend(f->b, c, 7));
+    g_assert_cmpint(book_rewind(f->b, f->p, 3), ==, 2);
+    g_assert_false(book_extend(f->b, c, 8)); /* stale, and a redelivery is expected */
+    uint64_t d = book_track(f->b, f->p, 2);
+    g_assert_false(book_extend(f->b, d, 1));
+    book_settle(f->b, d, ECF_OK, NULL, NULL);
+    g_assert_cmpint(book_done(f->b, f->p), ==, 3);
+}
+
+/* An abandoned record blocks the run it is in. */
+static void test_abandoning_a_record_blocks_its_run(fixture *f, gconstpointer data)
+{
+    uint64_t a = book_track(f->b, f->p, 0);
+    book_extend(f->b, a, 1);
+    book_extend(f->b, a, 2);
+    book_block(f->b, f->p, 1);
+    g_assert_cmpint(book_inflight(f->b, f->p), ==, 0);
+    g_assert_cmpint(book_settle(f->b, a, ECF_OK, NULL, NULL), ==, SETTLE_STALE);
+    g_assert_cmpint(book_done(f->b, f->p), ==, -1);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -308,5 +371,8 @@ int main(int argc, char **argv)
     T("concurrent-settles-reach-the-end", test_concurrent_settles_reach_the_end);
     T("wait-returns-once-acks-arrive", test_wait_returns_once_acks_arrive);
     T("wait-gives-up-at-the-timeout", test_wait_gives_up_at_the_timeout);
+    T("a-run-settles-as-one", test_a_run_settles_as_one);
+    T("a-failed-run-comes-again-from-its-first", test_a_failed_run_is_redelivered_from_its_first);
+    T("abandoning-a-record-blocks-its-run", test_abandoning_a_record_blocks_its_run);
     return g_test_run();
 }
