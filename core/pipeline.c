@@ -10,8 +10,9 @@ static const char *const reserved_stage_keys[] = {"plugin", "inputs", "workers",
 
 static const ecf_option settings_options[] = {
     ECF_OPT_STRING("name", ecf_settings, name, "ecflow", 0, "pipeline name, a label on every metric"),
-    ECF_OPT_INT("ring_capacity", ecf_settings, ring_capacity, "64", 2, 65536,
-                "batches each stage's input ring holds (rounded up to a power of two)"),
+    ECF_OPT_INT("ring_capacity", ecf_settings, ring_capacity, "8", 2, 65536,
+                "batches each stage's input ring holds (rounded up to a power of two): the memory between "
+                "two stages is at most this many batches"),
     ECF_OPT_INT("batch_size", ecf_settings, batch_size, "1024", 1, 1048576, "events per batch that sources aim for"),
     ECF_OPT_STRING("metrics", ecf_settings, metrics, NULL, 0,
                    "HOST:PORT serving /metrics, /health and /ready; unset = no endpoint"),

@@ -132,9 +132,10 @@ static const ecf_option ice_options[] = {
     ECF_OPT_INT("compression_level", ice_config, compression_level, "1", 1, 22, "zstd level"),
     ECF_OPT_INT("max_open_partitions", ice_config, max_open_partitions, "256", 1, 100000,
                 "open data files at once; past this the least recently used one is finished"),
-    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "32MiB", 65536, 1e12,
-                 "memory for unwritten row groups and for written bytes the IO still holds (an S3 part "
-                 "being filled); past this the largest holder writes out, or finishes its file"),
+    ECF_OPT_SIZE("max_buffered_bytes", ice_config, max_buffered_bytes, "16MiB", 65536, 1e12,
+                 "memory for unwritten row groups (their pages, dictionaries and encoded chunks, as "
+                 "allocated) and for written bytes the IO still holds (an S3 part being filled); past "
+                 "this the largest holder writes out its row group, or finishes its file"),
     ECF_OPT_INT("max_uncommitted_rows", ice_config, max_uncommitted_rows, "250000", 1, 1e9,
                 "rows taken but not yet committed; reaching it commits before commit_interval. Each "
                 "holds its ack until the commit: ~100 bytes (the token, and the source's offset book), "
@@ -194,9 +195,10 @@ static const ecf_option ice_options[] = {
                  "data files below this are compacted (Iceberg's default: 3/4 of target_file_size)"),
     ECF_OPT_SIZE("compact_max_bytes", ice_config, compact_max_bytes, "1GiB", 1024, 1e15,
                  "input bytes one maintenance run rewrites at most"),
-    ECF_OPT_SIZE("compact_memory", ice_config, compact_memory, "64MiB", 1 << 20, 1e12,
+    ECF_OPT_SIZE("compact_memory", ice_config, compact_memory, "24MiB", 1 << 20, 1e12,
                  "memory a rewrite holds: one input file at a time (files above half of this are not "
-                 "compacted) and one row group of the file it writes (at most half of this)"),
+                 "compacted) and one row group of the file it writes (its buffers at most half of this, "
+                 "so the compacted file's row groups are a little smaller)"),
     ECF_OPT_INT("max_manifests", ice_config, max_manifests, "16", 1, 100000,
                 "the current snapshot lists more manifests than this (one per commit): they are merged into one"),
     ECF_OPT_INT("snapshot_keep_last", ice_config, snapshot_keep_last, "100", 1, 1000000,

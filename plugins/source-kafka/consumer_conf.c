@@ -36,9 +36,11 @@ const ecf_option ksrc_options[] = {
     ECF_OPT_DURATION("redeliver_backoff", ksrc_config, redeliver_backoff_us, "1s", 0, 3600,
                      "on_failure: redeliver waits this long before the first retry, doubling "
                      "up to 60s while the same message keeps failing"),
-    ECF_OPT_SIZE("prefetch_max_bytes", ksrc_config, prefetch_max_bytes, "32MiB", 1024, 2097151.0 * 1024,
-                 "bytes librdkafka may prefetch ahead of the pipeline "
-                 "(queued.max.messages.kbytes): the memory bound while the rings are full"),
+    ECF_OPT_SIZE("prefetch_max_bytes", ksrc_config, prefetch_max_bytes, "4MiB", 1024, 2097151.0 * 1024,
+                 "record bytes librdkafka may prefetch ahead of the pipeline "
+                 "(queued.max.messages.kbytes): the memory bound while the rings are full. librdkafka "
+                 "holds ~4x this (its per-record overhead, a fetch in flight); a queue that filled is "
+                 "refilled as soon as it has half drained, so a small one does not slow a catch-up"),
     KC_OPT_KAFKA(ksrc_config, client),
     ECF_OPT_END,
 };
