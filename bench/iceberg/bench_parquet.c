@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "arrow_columns.h"
+#include "bench_events.h"
 #include "parquet_writer.h"
 
 #include <inttypes.h>
@@ -27,15 +28,6 @@ typedef struct {
     struct ArrowArray arr;
     const void *bufs[3];
 } column;
-
-static uint64_t rng = 42;
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static void str_put(column *c, int64_t row, const char *s)
 {
@@ -99,12 +91,6 @@ int main(int argc, char **argv)
     const char *codec = argv[2];
     int64_t rg = argc > 4 ? atoll(argv[4]) : 128 << 20;
     int64_t batch = argc > 5 ? atoll(argv[5]) : 1024;
-    static const char *types[] = {"page_view", "search", "add_to_cart", "remove_from_cart", "purchase"};
-    static const char *cities[] = {"Berlin", "London", "Paris",  "New York", "São Paulo",
-                                   "Tokyo",  "Lagos",  "Mumbai", "Sydney",   "Toronto"};
-    static const char *devices[] = {"mobile", "desktop", "tablet"};
-    static const char *queries[] = {"running shoes", "usb-c cable", "coffee grinder", "yoga mat"};
-    static const char *curr[] = {"EUR", "USD", "GBP"};
     const char *fmts[NCOLS] = {"u", "u", "u", "u", "u", "u", "tsu:UTC", "u", "u", "u", "d:10,2", "i", "u", "tdD"};
     const char *names[NCOLS] = {"event_id", "event_type", "user_id",  "session_id", "location",
                                 "device",   "timestamp",  "query",    "page_url",   "product_id",
@@ -119,39 +105,31 @@ int main(int argc, char **argv)
         size_t w = fmts[c][0] == 'u' ? 4 : fmts[c][0] == 'd' ? 16 : strcmp(fmts[c], "tsu:UTC") == 0 ? 8 : 4;
         cols[c].values = calloc((size_t)n + 1, w);
     }
-    int64_t ts = 1709330400000000LL;
+    bench_events gen;
+    bench_events_init(&gen);
     char buf[64];
     for (int64_t i = 0; i < n; i++) {
-        uint64_t a = next_u64(), b = next_u64();
-        snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012" PRIx64, (uint32_t)(a >> 32), (uint32_t)(a >> 16) & 0xFFFF,
-                 (uint32_t)a & 0xFFF, (uint32_t)(b >> 48) | 0x8000, (uint64_t)(b & 0xFFFFFFFFFFFFull));
-        str_put(&cols[C_ID], i, buf);
-        int t = (int)(next_u64() % 100);
-        int type = t < 55 ? 0 : t < 70 ? 1 : t < 85 ? 2 : t < 92 ? 3 : 4;
-        str_put(&cols[C_TYPE], i, types[type]);
-        uint32_t user = (uint32_t)(next_u64() % 100000);
-        snprintf(buf, sizeof buf, "u%06u", user);
-        str_put(&cols[C_USER], i, buf);
-        snprintf(buf, sizeof buf, "s%012" PRIx64, (uint64_t)(i / 12));
-        str_put(&cols[C_SESSION], i, buf);
-        str_put(&cols[C_LOC], i, cities[user % 10]);
-        str_put(&cols[C_DEV], i, devices[user % 3]);
-        ts += 1000 + (int64_t)(next_u64() % 20000);
-        ((int64_t *)cols[C_TS].values)[i] = ts;
+        bench_event e;
+        bench_event_next(&gen, i, &e);
+        str_put(&cols[C_ID], i, e.id);
+        str_put(&cols[C_TYPE], i, e.type_name);
+        str_put(&cols[C_USER], i, e.user);
+        str_put(&cols[C_SESSION], i, e.session);
+        str_put(&cols[C_LOC], i, e.location);
+        str_put(&cols[C_DEV], i, e.device);
+        ((int64_t *)cols[C_TS].values)[i] = e.ts_us;
         fixed_valid(&cols[C_TS], i, 1);
-        str_put(&cols[C_QUERY], i, type == 1 ? queries[next_u64() % 4] : NULL);
-        uint32_t product = 1000 + (uint32_t)(next_u64() % 9000);
-        snprintf(buf, sizeof buf, "/p/%u", product);
-        str_put(&cols[C_URL], i, type == 0 ? buf : NULL);
-        snprintf(buf, sizeof buf, "p%u", product);
-        str_put(&cols[C_PRODUCT], i, type == 1 ? NULL : buf);
-        __int128 price = 199 + (int64_t)(next_u64() % 50000);
+        str_put(&cols[C_QUERY], i, e.query);
+        snprintf(buf, sizeof buf, "/p/%u", e.product_no);
+        str_put(&cols[C_URL], i, e.type == BE_PAGE_VIEW ? buf : NULL);
+        str_put(&cols[C_PRODUCT], i, e.type == BE_SEARCH ? NULL : e.product);
+        __int128 price = e.price_cents;
         memcpy((uint8_t *)cols[C_PRICE].values + i * 16, &price, 16);
-        fixed_valid(&cols[C_PRICE], i, type >= 2);
-        ((int32_t *)cols[C_QTY].values)[i] = 1 + (int32_t)(next_u64() % 4);
-        fixed_valid(&cols[C_QTY], i, type >= 2);
-        str_put(&cols[C_CUR], i, type >= 2 ? curr[user % 3] : NULL);
-        ((int32_t *)cols[C_DATE].values)[i] = (int32_t)(ts / 86400000000LL);
+        fixed_valid(&cols[C_PRICE], i, e.type >= BE_ADD_TO_CART);
+        ((int32_t *)cols[C_QTY].values)[i] = e.quantity;
+        fixed_valid(&cols[C_QTY], i, e.type >= BE_ADD_TO_CART);
+        str_put(&cols[C_CUR], i, e.currency);
+        ((int32_t *)cols[C_DATE].values)[i] = e.date;
         fixed_valid(&cols[C_DATE], i, 1);
     }
     arrow_kind kinds[NCOLS];

@@ -18,6 +18,7 @@
  *   iceberg_rewrite [ROWS=1000000] [FILES=50] [REPEATS=3]
  */
 #define _GNU_SOURCE
+#include "bench_events.h"
 #include "parquet_reader.h"
 #include "parquet_rewrite.h"
 #include "parquet_writer.h"
@@ -67,15 +68,6 @@ typedef struct {
 static column cols[NCOLS];
 static int64_t n_rows;
 
-static uint64_t rng = 42;
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void str_set(int c, int64_t row, const char *s)
 {
     column *col = &cols[c];
@@ -100,48 +92,35 @@ static void num_set(int c, int64_t row, int64_t v, int valid)
 
 static void generate(int64_t n)
 {
-    static const char *types[] = {"page_view", "search", "add_to_cart", "remove_from_cart", "purchase"};
-    static const char *cities[] = {"Berlin", "London", "Paris",  "New York", "São Paulo",
-                                   "Tokyo",  "Lagos",  "Mumbai", "Sydney",   "Toronto"};
-    static const char *devices[] = {"mobile", "desktop", "tablet"};
-    static const char *curr[] = {"EUR", "USD", "GBP"};
     for (int c = 0; c < NCOLS; c++) {
         cols[c].valid = calloc((size_t)n, 1);
         cols[c].num = calloc((size_t)n, sizeof(int64_t));
         cols[c].off = calloc((size_t)n + 1, sizeof(uint32_t));
     }
-    int64_t ts = 1709330400000000LL;
+    bench_events gen;
+    bench_events_init(&gen);
     char buf[64];
     for (int64_t i = 0; i < n; i++) {
-        uint64_t a = next_u64(), b = next_u64();
-        snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012" PRIx64, (uint32_t)(a >> 32), (uint32_t)(a >> 16) & 0xFFFF,
-                 (uint32_t)a & 0xFFF, (uint32_t)(b >> 48) | 0x8000, (uint64_t)(b & 0xFFFFFFFFFFFFull));
-        str_set(C_ID, i, buf);
-        int t = (int)(next_u64() % 100);
-        int type = t < 55 ? 0 : t < 70 ? 1 : t < 85 ? 2 : t < 92 ? 3 : 4;
-        str_set(C_TYPE, i, types[type]);
-        uint32_t user = (uint32_t)(next_u64() % 100000);
-        snprintf(buf, sizeof buf, "u%06u", user);
-        str_set(C_USER, i, buf);
-        snprintf(buf, sizeof buf, "s%012" PRIx64, (uint64_t)(i / 12));
-        str_set(C_SESSION, i, buf);
-        str_set(C_LOC, i, cities[user % 10]);
-        str_set(C_DEV, i, devices[user % 3]);
-        ts += 1000 + (int64_t)(next_u64() % 20000);
-        num_set(C_TS, i, ts, 1);
-        uint32_t product = 1000 + (uint32_t)(next_u64() % 9000);
-        snprintf(buf, sizeof buf, "https://shop.example/p/%u", product);
-        str_set(C_URL, i, type == 0 ? buf : NULL);
-        snprintf(buf, sizeof buf, "p%u", product);
-        str_set(C_PRODUCT, i, type == 1 ? NULL : buf);
-        double price = (double)(199 + (int64_t)(next_u64() % 50000)) / 100.0;
+        bench_event e;
+        bench_event_next(&gen, i, &e);
+        str_set(C_ID, i, e.id);
+        str_set(C_TYPE, i, e.type_name);
+        str_set(C_USER, i, e.user);
+        str_set(C_SESSION, i, e.session);
+        str_set(C_LOC, i, e.location);
+        str_set(C_DEV, i, e.device);
+        num_set(C_TS, i, e.ts_us, 1);
+        snprintf(buf, sizeof buf, "https://shop.example/p/%u", e.product_no);
+        str_set(C_URL, i, e.type == BE_PAGE_VIEW ? buf : NULL);
+        str_set(C_PRODUCT, i, e.type == BE_SEARCH ? NULL : e.product);
+        double price = (double)e.price_cents / 100.0;
         int64_t bits;
         memcpy(&bits, &price, 8);
-        num_set(C_PRICE, i, bits, type >= 2);
-        num_set(C_AMOUNT, i, (int64_t)(price * 100) * 3, type == 4);
-        num_set(C_QTY, i, 1 + (int64_t)(next_u64() % 4), type >= 2);
-        str_set(C_CUR, i, type >= 2 ? curr[user % 3] : NULL);
-        num_set(C_DATE, i, ts / 86400000000LL, 1);
+        num_set(C_PRICE, i, bits, e.type >= BE_ADD_TO_CART);
+        num_set(C_AMOUNT, i, e.price_cents * 3, e.type == BE_PURCHASE);
+        num_set(C_QTY, i, e.quantity, e.type >= BE_ADD_TO_CART);
+        str_set(C_CUR, i, e.currency);
+        num_set(C_DATE, i, e.date, 1);
     }
     n_rows = n;
 }

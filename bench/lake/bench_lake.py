@@ -14,8 +14,9 @@ fresh table, each time):
     settings (commit_interval 10s, dedupe on event_id, partitioned by event type and day) on
     a local warehouse, for each `workers:` count asked for: that many transform-validate
     instances and as many sink-iceberg writer_threads (auto: one per core);
-  - the same with auto workers and leaner memory knobs (ring_capacity 16, source-kafka
-    prefetch_max_bytes 16MiB), to show what they cost.
+  - the same with auto workers and roomier memory knobs (the defaults before 2026-12-07:
+    ring_capacity 64, source-kafka prefetch_max_bytes 32MiB, sink-iceberg max_buffered_bytes
+    32MiB), to show what more memory buys.
 Reports medians of rows/s (from the first row the sink saw until it has taken every row),
 CPU µs per row and cores busy (CPU seconds of the process over those wall seconds) and
 peak RSS (VmHWM, the whole process from its start), and writes a markdown table.
@@ -37,7 +38,7 @@ def metric(port, name, stage):
     return float(m.group(1)) if m else 0.0
 
 
-LEAN = {"RING_CAPACITY": "16", "PREFETCH": "16MiB"}
+ROOMY = {"RING_CAPACITY": "64", "PREFETCH": "32MiB", "MAX_BUFFERED": "32MiB"}
 
 
 def ecflow_run(ecflow, env, profile, n, workers="1"):
@@ -119,11 +120,11 @@ def main():
     sizes = [int(s) for s in a.sizes.split(",")]
     workers = a.workers.split(",")
     configs = [("bare", None), ("raw", "1"), ("consume", "1")] + [("lake", w) for w in workers] + \
-        [("lean", "auto")]
+        [("roomy", "auto")]
     names = {"bare": "bare librdkafka consumer (kcat -C, to the end)",
              "raw": "Kafka -> sink-null (source-kafka: the consumer ceiling)",
              "consume": "Kafka -> transform-validate -> sink-null",
-             "lean": "the lake leg, ring_capacity 16, prefetch_max_bytes 16MiB"}
+             "roomy": "the lake leg, ring_capacity 64, prefetch_max_bytes 32MiB, max_buffered_bytes 32MiB"}
     load = [f"before: load average {uptime()}"]
     kafka = Kafka(tempfile.mkdtemp(prefix="bench-lake-kafka-"), sys.exit)
     results = {}
@@ -140,8 +141,8 @@ def main():
                 for profile, w in configs:
                     if profile == "bare":
                         res = bare_run(kafka.bootstrap, topic, n)
-                    elif profile == "lean":
-                        res = ecflow_run(ecflow, dict(env, TOPIC=topic, **LEAN), "lake", n, w)
+                    elif profile == "roomy":
+                        res = ecflow_run(ecflow, dict(env, TOPIC=topic, **ROOMY), "lake", n, w)
                     else:
                         res = ecflow_run(ecflow, dict(env, TOPIC=topic), profile, n, w)
                     results.setdefault((n, profile, w), []).append(res)
