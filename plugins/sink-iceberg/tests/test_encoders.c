@@ -9,6 +9,7 @@
 
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <malloc.h>
 #include <string.h>
 
 static void test_thrift_field_deltas(void)
@@ -123,6 +124,76 @@ static void test_parquet_file_has_magic_and_footer(void)
     g_assert_cmpmem(m.cols[0].upper.data, m.cols[0].upper.len, "odd", 3);
     pq_file_metrics_clear(&m);
     bb_free(&out);
+}
+
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd; /* big blocks are mmapped */
+}
+
+static int discard(void *ctx, const void *p, size_t n)
+{
+    *(size_t *)ctx += n;
+    return 0;
+}
+
+/* A writer gives its page, chunk and dictionary memory back once its row
+ * group is written, and what it reports holding (the sink's memory bound
+ * adds these up) is what it holds; a row group also ends once its buffers
+ * reach row_group_size. */
+static void test_parquet_memory_is_given_back_and_counted(void)
+{
+    size_t written = 0;
+    pq_column_spec cols[] = {
+        {"id", 1, {ICE_STRING}, true}, {"kind", 2, {ICE_STRING}, true}, {"n", 3, {ICE_LONG}, true}};
+    pq_options o = {.codec = PQ_CODEC_ZSTD,
+                    .zstd_level = 1,
+                    .page_size = 1 << 20,
+                    .row_group_size = 1LL << 40,
+                    .dictionary = true,
+                    .created_by = "test"};
+    pq_writer *w = pq_writer_new(cols, 3, &o, (pq_sink){discard, &written});
+    size_t before = heap_in_use();
+    char id[48];
+    for (int i = 0; i < 200000; i++) {
+        int n = snprintf(id, sizeof id, "event-%08x-%08x", (unsigned)i * 2654435761u, (unsigned)i);
+        pq_put_bytes(w, 0, id, (uint32_t)n);
+        pq_put_bytes(w, 1, i % 3 ? "page_view" : "search", i % 3 ? 9 : 6);
+        pq_put_i64(w, 2, i);
+        if (i % 1024 == 1023)
+            g_assert_cmpint(pq_end_rows(w, 1024), ==, 0);
+    }
+    size_t held = heap_in_use() - before;
+    if (held == 0) { /* a sanitizer's allocator: mallinfo2() does not see it */
+        pq_writer_free(w);
+        g_test_skip("mallinfo2() does not count this allocator");
+        return;
+    }
+    g_assert_cmpuint(held, >, 4u << 20);
+    g_assert_cmpint(pq_buffered_bytes(w), >=, (int64_t)held * 3 / 4); /* counted as allocated */
+    g_assert_cmpint(pq_flush_row_group(w), ==, 0);
+    size_t after = heap_in_use() - before;
+    g_test_message("row group buffers: %zu bytes held, %zu after its flush", held, after);
+    g_assert_cmpuint(after, <, held / 10); /* what stays: statistics, the zstd context */
+    g_assert_cmpint(pq_buffered_bytes(w), <, 64 * 1024);
+    /* with a row group size, the writer never holds much more than it */
+    pq_writer_free(w);
+    o.row_group_size = 2 << 20;
+    w = pq_writer_new(cols, 3, &o, (pq_sink){discard, &written});
+    int64_t most = 0;
+    for (int i = 0; i < 200000; i++) {
+        int n = snprintf(id, sizeof id, "event-%08x-%08x", (unsigned)i * 2654435761u, (unsigned)i);
+        pq_put_bytes(w, 0, id, (uint32_t)n);
+        pq_put_bytes(w, 1, "x", 1);
+        pq_put_i64(w, 2, i);
+        if (i % 1024 == 1023) {
+            g_assert_cmpint(pq_end_rows(w, 1024), ==, 0);
+            most = MAX(most, pq_buffered_bytes(w));
+        }
+    }
+    g_assert_cmpint(most, <=, 2 << 20);
+    pq_writer_free(w);
 }
 
 static void test_long_string_upper_bound_is_incremented_prefix(void)
@@ -266,6 +337,7 @@ int main(int argc, char **argv)
     g_test_add_func("/partition/long-value-makes-a-creatable-directory",
                     test_long_partition_value_makes_a_creatable_directory);
     g_test_add_func("/parquet/file-has-magic-footer-and-exact-metrics", test_parquet_file_has_magic_and_footer);
+    g_test_add_func("/parquet/memory-given-back-and-counted", test_parquet_memory_is_given_back_and_counted);
     g_test_add_func("/bounds/long-string-upper-bound-is-incremented-prefix",
                     test_long_string_upper_bound_is_incremented_prefix);
     return g_test_run();
