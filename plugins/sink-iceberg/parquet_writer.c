@@ -881,9 +881,10 @@ int pq_end_rows(pq_writer *w, uint32_t n)
 {
     w->rows_total += n;
     w->rows_in_group += n;
-    /* By the file's bytes, or by the memory the group holds, whichever
-     * comes first: a writer never holds more than row_group_size. */
-    if (group_estimate(w) >= w->opt.row_group_size || pq_buffered_bytes(w) >= w->opt.row_group_size)
+    /* By the file's bytes, or by the memory the group holds (max_buffered),
+     * whichever comes first. */
+    if (group_estimate(w) >= w->opt.row_group_size ||
+        (w->opt.max_buffered > 0 && pq_buffered_bytes(w) >= w->opt.max_buffered))
         return pq_flush_row_group(w);
     return w->failed ? -1 : 0;
 }

@@ -39,6 +39,7 @@ typedef struct {
     int zstd_level;
     int64_t page_size;       /* uncompressed bytes of values per data page */
     int64_t row_group_size;  /* encoded bytes per row group */
+    int64_t max_buffered;    /* a row group also ends once its buffers hold this; 0 = no limit */
     int64_t dict_size_limit; /* a dictionary past this falls back to PLAIN */
     bool dictionary;         /* try dictionary encoding for strings/binary */
     const char *created_by;

@@ -1248,6 +1248,7 @@ static upkeep_config upkeep_settings(ecf_stage *stage, ice_state *st)
     /* a rewrite holds its inputs and one output row group: compact_memory in all */
     if (pq.row_group_size > cfg->compact_memory / 2)
         pq.row_group_size = MAX(cfg->compact_memory / 2, 1 << 20);
+    pq.max_buffered = MAX(cfg->compact_memory / 2, 1 << 20);
     return (upkeep_config){
         .stage = stage,
         .ref = table_ref(st),

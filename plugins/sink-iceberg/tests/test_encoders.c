@@ -177,9 +177,9 @@ static void test_parquet_memory_is_given_back_and_counted(void)
     g_test_message("row group buffers: %zu bytes held, %zu after its flush", held, after);
     g_assert_cmpuint(after, <, held / 10); /* what stays: statistics, the zstd context */
     g_assert_cmpint(pq_buffered_bytes(w), <, 64 * 1024);
-    /* with a row group size, the writer never holds much more than it */
+    /* with max_buffered, the writer never holds more than it */
     pq_writer_free(w);
-    o.row_group_size = 2 << 20;
+    o.max_buffered = 2 << 20;
     w = pq_writer_new(cols, 3, &o, (pq_sink){discard, &written});
     int64_t most = 0;
     for (int i = 0; i < 200000; i++) {
