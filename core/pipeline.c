@@ -6,7 +6,7 @@
 
 static const char *const default_ports[] = {"default", NULL};
 static const char *const top_keys[] = {"pipeline", "stages", "profiles"};
-static const char *const reserved_stage_keys[] = {"plugin", "inputs", "workers", NULL};
+static const char *const reserved_stage_keys[] = {"plugin", "inputs", "workers", "ring_capacity", NULL};
 
 static const ecf_option settings_options[] = {
     ECF_OPT_STRING("name", ecf_settings, name, "ecflow", 0, "pipeline name, a label on every metric"),
@@ -258,6 +258,22 @@ static void read_workers(ecf_stage_def *s, const ecf_node *n, const load_ctx *c)
                n->scalar, s->plugin_name);
 }
 
+/* `ring_capacity: N`: this stage's input ring instead of the pipeline's
+ * (e.g. room for a whole HTTP body in front of the sink it goes to). */
+static void read_ring_capacity(ecf_stage_def *s, const ecf_node *n, const load_ctx *c)
+{
+    if (!n)
+        return;
+    char *end = NULL;
+    gint64 v = n->kind == ECF_NODE_SCALAR ? g_ascii_strtoll(n->scalar, &end, 10) : 0;
+    if (n->kind != ECF_NODE_SCALAR || !end || end == n->scalar || *end || v < 2 || v > 65536) {
+        err_at(c, n->line, s->name, "'ring_capacity' is a count of batches from 2 to 65536, got '%s'",
+               n->kind == ECF_NODE_SCALAR ? n->scalar : ecf_node_kind_name(n->kind));
+        return;
+    }
+    s->ring_capacity = v;
+}
+
 static ecf_stage_def *read_stage(const ecf_pair *p, ecf_registry *reg, const load_ctx *c)
 {
     ecf_stage_def *s = g_new0(ecf_stage_def, 1);
@@ -293,6 +309,7 @@ static ecf_stage_def *read_stage(const ecf_pair *p, ecf_registry *reg, const loa
     s->config =
         ecf_options_fill(s->plugin->desc.options, s->plugin->desc.config_size, p->value, reserved_stage_keys, &octx);
     read_workers(s, ecf_node_get(p->value, "workers"), c);
+    read_ring_capacity(s, ecf_node_get(p->value, "ring_capacity"), c);
     return s;
 }
 

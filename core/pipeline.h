@@ -24,6 +24,7 @@ typedef struct {
     void *config;                    /* typed by the core; NULL on errors */
     guint workers;                   /* instances to run (`workers:`), >= 1 */
     gboolean workers_auto;           /* `workers: auto`: one per core */
+    gint64 ring_capacity;            /* `ring_capacity:` of its input; 0 = the pipeline's */
 } ecf_stage_def;
 
 typedef struct {

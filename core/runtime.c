@@ -167,8 +167,11 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
             ecf_stage_connect(g_hash_table_lookup(by_name, in->stage), in->port, s);
         }
     }
-    for (guint i = 0; i < rt->stages->len; i++)
-        ecf_stage_make_input(rt->stages->pdata[i], (guint32)def->settings.ring_capacity);
+    for (guint i = 0; i < rt->stages->len; i++) {
+        ecf_stage *s = rt->stages->pdata[i];
+        gint64 cap = s->def->ring_capacity ? s->def->ring_capacity : def->settings.ring_capacity;
+        ecf_stage_make_input(s, (guint32)cap);
+    }
     register_gauges(rt);
     ecf_metrics_add_refresh(rt->metrics, refresh_gauges, rt);
     ecf_metrics_set_topology(rt->metrics, ecf_status_topology(def));

@@ -237,6 +237,26 @@ static void test_alias_bomb_is_refused(void)
     g_assert_cmpuint(e2->len, ==, 0);
 }
 
+/* A stage may size its own input ring; a bad size names its line. */
+static void test_stage_ring_capacity(void)
+{
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(ecf_pipeline_def) d = load("stages:\n"
+                                         "  src: {plugin: source-generate}\n"
+                                         "  out: {plugin: sink-null, inputs: [src], ring_capacity: 64}\n",
+                                         NULL, errors);
+    g_assert_cmpuint(errors->len, ==, 0);
+    g_assert_cmpint(ecf_pipeline_stage(d, "out")->ring_capacity, ==, 64);
+    g_assert_cmpint(ecf_pipeline_stage(d, "src")->ring_capacity, ==, 0); /* the pipeline's */
+    g_autoptr(GPtrArray) e2 = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(ecf_pipeline_def) bad = load("stages:\n"
+                                           "  src: {plugin: source-generate}\n"
+                                           "  out: {plugin: sink-null, inputs: [src],\n"
+                                           "        ring_capacity: 1}\n",
+                                           NULL, e2);
+    assert_error(e2, "p.yaml:4: stage 'out': 'ring_capacity' is a count of batches from 2 to 65536, got '1'");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -250,6 +270,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pipeline/every-error-is-reported", test_all_errors_reported);
     g_test_add_func("/pipeline/orders-upstream-first-and-draws", test_order_and_graph);
     g_test_add_func("/pipeline/yaml-alias-bomb-is-refused-with-the-line", test_alias_bomb_is_refused);
+    g_test_add_func("/pipeline/a-stage-sizes-its-input-ring", test_stage_ring_capacity);
     int rc = g_test_run();
     ecf_registry_free(reg);
     return rc;
