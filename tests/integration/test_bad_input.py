@@ -22,6 +22,9 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
 Covered below the HTTP and CLI level, each with a test that failed before its fix:
   item 3  YAML alias bomb              tests/unit/test_pipeline.c (alias-bomb)
   item 4  long partition values        plugins/sink-iceberg/tests/test_encoders.c (partition/long-value)
+  item 4  a row the table cannot take  tests/integration/test_lake_reject.py (real broker: a null in
+                                       a required column goes to sink-iceberg's 'rejected' port, or is
+                                       nacked alone; the rest of its batch is written; SIGKILL/restart)
   item 6  label values escaped         tests/unit/test_status.c (metrics/label-values)
   item 8  fsync before commit          plugins/sink-iceberg/tests/test_file_io.c
   item 9  version hint never backwards plugins/sink-iceberg/tests/test_file_io.c
