@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ECFLOW, ROOT
-from harness import (create_topic, duck, end_offsets, ensure_kcat, read_topic, session_broker, sigterm,
+from harness import (check_sanitizers, create_topic, duck, end_offsets, ensure_kcat, read_topic, session_broker, sigterm,
                      wait_until)
 
 PLUGIN_PATH = os.environ.get(
@@ -197,6 +197,7 @@ def test_rejected_rows_go_to_the_dead_letter_topic_and_survive_a_kill(kafka, tmp
         assert headers["ecflow.dlq.reason"] == e["reason"] and "'note'" in e["reason"]
         assert headers["ecflow.dlq.class"] == "required"
     assert "sent to 'rejected'" in (tmp_path / "run1.log").read_text()
+    check_sanitizers((tmp_path / "run1.log").read_text() + lake.log_text())
 
 
 def test_without_a_reader_of_rejected_only_the_bad_rows_are_nacked(kafka, tmp_path):
@@ -206,7 +207,9 @@ def test_without_a_reader_of_rejected_only_the_bad_rows_are_nacked(kafka, tmp_pa
     try:
         wait_for_rows(lake, PER_PARTITION)
     finally:
-        lake.stop()
+        rc = lake.stop()
+    assert rc == 0, lake.log_text()[-4000:]
+    check_sanitizers(lake.log_text())
     ids = table_ids(tmp_path)
     assert len(ids) == len(set(ids)) and set(ids) == want_ids(PER_PARTITION)
     assert "column 'note' is required by the table but null; nacked" in lake.log_text()
