@@ -157,18 +157,19 @@ static void append_cell(GString *out, const pq_column_spec *spec, arrow_kind kin
     }
 }
 
-void rej_row_json(const ice_reject *r, const struct ArrowArray *rec, uint32_t row, GString *out)
+void rej_row_json(const pq_column_spec *cols, const arrow_kind *kinds, int n_cols, const struct ArrowArray *rec,
+                  uint32_t row, GString *out)
 {
     g_string_truncate(out, 0);
     g_string_append_c(out, '{');
-    for (int c = 0; c < r->n_cols; c++) {
+    for (int c = 0; c < n_cols; c++) {
         if (c)
             g_string_append_c(out, ',');
-        tv_json_append_string(out, r->cols[c].name, strlen(r->cols[c].name));
+        tv_json_append_string(out, cols[c].name, strlen(cols[c].name));
         g_string_append_c(out, ':');
         part_value v;
-        arrow_cell(rec->children[c], r->kinds[c], rec->offset + row, &v);
-        append_cell(out, &r->cols[c], r->kinds[c], &v);
+        arrow_cell(rec->children[c], kinds[c], rec->offset + row, &v);
+        append_cell(out, &cols[c], kinds[c], &v);
     }
     g_string_append_c(out, '}');
 }
@@ -219,7 +220,7 @@ void rej_route(ice_reject *r, ecf_batch *batch, const struct ArrowArray *rec, co
             ecf_nack(r->stage, m, ECF_ERR_INVALID, why);
             continue;
         }
-        rej_row_json(r, rec, i, r->row);
+        rej_row_json(r->cols, r->kinds, r->n_cols, rec, i, r->row);
         tv_dead_letter d = {
             .reason = why,
             .klass = "required",

@@ -46,7 +46,10 @@ uint32_t rej_scan(const ice_reject *r, const struct ArrowArray *rec, uint32_t n,
  * caller must not hold or ack those messages. */
 void rej_route(ice_reject *r, ecf_batch *batch, const struct ArrowArray *rec, const uint8_t *fate);
 
-/* The row as a JSON object {"column": value, ...}, replacing out's contents. */
-void rej_row_json(const ice_reject *r, const struct ArrowArray *rec, uint32_t row, GString *out);
+/* Row `row` of rec (columns as cols/kinds) as a JSON object {"column": value}
+ * replacing out's contents: timestamps and dates as ISO strings, decimals as
+ * exact strings, binary and non-UTF-8 text as base64, NaN/Infinity as strings. */
+void rej_row_json(const pq_column_spec *cols, const arrow_kind *kinds, int n_cols, const struct ArrowArray *rec,
+                  uint32_t row, GString *out);
 
 #endif
