@@ -201,15 +201,23 @@ def test_rejected_rows_go_to_the_dead_letter_topic_and_survive_a_kill(kafka, tmp
 
 
 def test_without_a_reader_of_rejected_only_the_bad_rows_are_nacked(kafka, tmp_path):
+    """Nothing reads `rejected`: each bad row alone is nacked, and the good rows of its batch
+    are written. What follows is the source's on_failure: redeliver offers the bad row again
+    (and holds its partition there), so only the rows up to the second bad row of each
+    partition (offsets 1-36, in the batch of the bad row at offset 0) are sure to land."""
     lake = Lake(tmp_path, kafka, dlq=False)
     produce(kafka, lake.topic, 0, PER_PARTITION)
     lake.start()
+    head = {f"{p}-{i}" for p in range(PARTITIONS) for i in range(1, 37)}
     try:
-        wait_for_rows(lake, PER_PARTITION)
+        def landed():
+            assert lake.proc.poll() is None, lake.log_text()[-4000:]
+            return set(table_ids(tmp_path)) >= head
+        wait_until("the good rows beside the first bad ones", landed, 120, step=0.5)
     finally:
         rc = lake.stop()
     assert rc == 0, lake.log_text()[-4000:]
     check_sanitizers(lake.log_text())
     ids = table_ids(tmp_path)
-    assert len(ids) == len(set(ids)) and set(ids) == want_ids(PER_PARTITION)
+    assert len(ids) == len(set(ids)) and set(ids) <= want_ids(PER_PARTITION)
     assert "column 'note' is required by the table but null; nacked" in lake.log_text()
