@@ -29,7 +29,7 @@ void ecf_inspect_text(GString *out, const ecf_loaded_plugin *lp)
     g_string_append_printf(out, "%s %s — %s\n", d->name, d->version ? d->version : "", d->summary ? d->summary : "");
     g_string_append_printf(out, "  kind:     %s\n  file:     %s\n  ABI:      %u.%u\n", ecf_kind_name(d->kind), lp->path,
                            d->abi_major, d->abi_minor);
-    if (d->kind == ECF_SINK)
+    if (d->kind == ECF_SINK && !d->ports)
         g_string_append(out, "  ports:    (none: a sink)\n");
     else {
         g_string_append(out, "  ports:    ");
@@ -206,9 +206,10 @@ static void md_plugin(GString *out, const ecf_plugin *d)
     }
     g_string_append_printf(out, "- kind: %s\n- version: %s\n- output ports: ", ecf_kind_name(d->kind),
                            d->version ? d->version : "-");
-    if (d->kind == ECF_SINK)
+    bool none = d->kind == ECF_SINK && !d->ports;
+    if (none)
         g_string_append(out, "none (a sink)");
-    for (const char *const *p = ports_of(d); d->kind != ECF_SINK && *p; p++) {
+    for (const char *const *p = ports_of(d); !none && *p; p++) {
         if (p != ports_of(d))
             g_string_append(out, ", ");
         md_code(out, *p);

@@ -1,4 +1,5 @@
 #include "metrics_http.h"
+#include "http_deadline.h"
 #include "log.h"
 #include "status.h"
 
@@ -7,9 +8,15 @@
 #include <netinet/in.h>
 #include <string.h>
 
+/* A scraper sends its request at once; 5 s is far above any honest one on
+ * the networks a metrics port faces, and frees a held slot well before
+ * Prometheus's default 10 s scrape timeout. */
+#define REQUEST_DEADLINE_US (5 * G_USEC_PER_SEC)
+
 struct ecf_metrics_http {
     ecf_metrics *reg;
     struct MHD_Daemon *daemon;
+    ecf_http_deadline *deadline;
     ecf_ready_fn ready;
     void *ready_user;
     guint16 port;
@@ -77,13 +84,19 @@ ecf_metrics_http *ecf_metrics_http_start(ecf_metrics *reg, const char *address, 
     /* epoll, not select(): ecflow raises its descriptor limit, and select()
      * refuses every socket numbered past FD_SETSIZE (1024), so scrapes would
      * fail exactly when the process is busiest. Slow or idle clients are
-     * bounded: 64 at once, 10 s idle, 16 KiB of request each. */
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                                 on_request, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                 (size_t)16384, MHD_OPTION_END);
+     * bounded: 64 at once, 10 s idle, 16 KiB of request each, and each
+     * request answered within REQUEST_DEADLINE_US of its start however
+     * slowly its bytes trickle (http_deadline.h). */
+    h->deadline = ecf_http_deadline_new(REQUEST_DEADLINE_US, G_USEC_PER_SEC / 4);
+    h->daemon =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+                         h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+                         MHD_OPTION_NOTIFY_CONNECTION, ecf_http_deadline_on_connection, h->deadline,
+                         MHD_OPTION_NOTIFY_COMPLETED, ecf_http_deadline_on_completed, h->deadline, MHD_OPTION_END);
     if (!h->daemon) {
         g_set_error(error, ECF_ERROR, ECF_ERR_IO, "cannot listen for metrics on %s (port in use?)", address);
+        ecf_http_deadline_free(h->deadline);
         g_free(h);
         return NULL;
     }
@@ -98,6 +111,7 @@ void ecf_metrics_http_stop(ecf_metrics_http *h)
     if (!h)
         return;
     MHD_stop_daemon(h->daemon);
+    ecf_http_deadline_free(h->deadline);
     g_free(h);
 }
 

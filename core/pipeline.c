@@ -93,8 +93,12 @@ ecf_stage_def *ecf_pipeline_stage(const ecf_pipeline_def *def, const char *name)
 
 const char *const *ecf_stage_ports(const ecf_stage_def *s)
 {
-    if (!s->plugin || s->plugin->desc.kind == ECF_SINK)
+    if (!s->plugin)
         return NULL;
+    /* a sink has no default output, only the side ports it declares
+     * (sink-iceberg's 'rejected': rows it cannot write) */
+    if (s->plugin->desc.kind == ECF_SINK)
+        return s->plugin->desc.ports;
     return s->plugin->desc.ports ? s->plugin->desc.ports : default_ports;
 }
 

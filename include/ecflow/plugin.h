@@ -400,7 +400,9 @@ typedef struct ecf_plugin {
     ecf_kind kind;
     const char *version;
     const char *summary;
-    const char *const *ports; /* output ports, NULL-terminated; NULL = {"default"} */
+    /* Output ports, NULL-terminated; NULL = {"default"}. A sink has none
+     * unless it declares some (side outputs, such as rows it rejects). */
+    const char *const *ports;
     size_t config_size;
     const ecf_option *options;
     int64_t tick_interval_us;

@@ -56,10 +56,7 @@ enum {
 
 /* ------------------------------------------------------------ errors */
 
-static pq_read_status fail(pq_read_status st, char *err, size_t errcap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static pq_read_status fail(pq_read_status st, char *err, size_t errcap, const char *fmt, ...)
+pq_read_status pq_fail(pq_read_status st, char *err, size_t errcap, const char *fmt, ...)
 {
     if (err && errcap) {
         va_list ap;
@@ -657,20 +654,20 @@ static pq_read_status open_schema(pq_reader *r, const schema_elem *el, uint32_t 
 {
     const char *f = r->file;
     if (n_el < 1 || !el[0].has_num_children || el[0].num_children < 0 || (uint32_t)el[0].num_children != n_el - 1)
-        return fail(PQ_READ_UNSUPPORTED, err, errcap,
-                    "%s: the schema is not flat (root has %d children, %u elements follow)", f, el[0].num_children,
-                    n_el - 1);
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap,
+                       "%s: the schema is not flat (root has %d children, %u elements follow)", f, el[0].num_children,
+                       n_el - 1);
     r->n_cols = (int)(n_el - 1);
     r->cols = calloc(n_el, sizeof *r->cols);
     if (!r->cols)
-        return fail(PQ_READ_LIMIT, err, errcap, "%s: out of memory", f);
+        return pq_fail(PQ_READ_LIMIT, err, errcap, "%s: out of memory", f);
     for (uint32_t i = 1; i < n_el; i++) {
         const schema_elem *e = &el[i];
         pq_reader_column *c = &r->cols[i - 1];
         size_t nl = e->name_len < MAX_NAME ? e->name_len : MAX_NAME;
         c->name = malloc(nl + 1);
         if (!c->name)
-            return fail(PQ_READ_LIMIT, err, errcap, "%s: out of memory", f);
+            return pq_fail(PQ_READ_LIMIT, err, errcap, "%s: out of memory", f);
         if (nl)
             memcpy(c->name, e->name, nl);
         c->name[nl] = 0;
@@ -678,21 +675,23 @@ static pq_read_status open_schema(pq_reader *r, const schema_elem *el, uint32_t 
             if (c->name[k] < 0x20 || c->name[k] == 0x7F)
                 c->name[k] = '?'; /* keeps error messages one printable line */
         if (e->has_num_children && e->num_children > 0)
-            return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': nested groups are not supported", f,
-                        c->name);
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': nested groups are not supported", f,
+                           c->name);
         if (!e->has_type)
-            return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': no physical type", f, c->name);
+            return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': no physical type", f, c->name);
         if (e->repetition == REP_REPEATED)
-            return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': repeated columns are not supported", f,
-                        c->name);
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': repeated columns are not supported", f,
+                           c->name);
         if (e->repetition != REP_REQUIRED && e->repetition != REP_OPTIONAL)
-            return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': bad repetition %d", f, c->name, e->repetition);
+            return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': bad repetition %d", f, c->name,
+                           e->repetition);
         if (e->type == PQ_INT96)
-            return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': INT96 is not supported", f, c->name);
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': INT96 is not supported", f, c->name);
         if (e->type < PQ_BOOLEAN || e->type > PQ_FIXED_LEN_BYTE_ARRAY)
-            return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': bad physical type %d", f, c->name, e->type);
+            return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': bad physical type %d", f, c->name, e->type);
         if (e->type == PQ_FIXED_LEN_BYTE_ARRAY && (e->type_len < 1 || e->type_len > MAX_FLBA_LEN))
-            return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': bad type_length %d", f, c->name, e->type_len);
+            return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': bad type_length %d", f, c->name,
+                           e->type_len);
         c->ptype = e->type;
         c->type_len = e->type == PQ_FIXED_LEN_BYTE_ARRAY ? e->type_len : 0;
         c->required = e->repetition == REP_REQUIRED;
@@ -708,38 +707,38 @@ static pq_read_status check_chunk(const pq_reader *r, const row_group *g, int gi
     const pq_reader_column *c = &r->cols[ci];
     const char *f = r->file;
     if (k->external)
-        return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': column chunk stored in another file", f,
-                    c->name);
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': column chunk stored in another file", f,
+                       c->name);
     if (k->encrypted)
-        return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': encrypted column", f, c->name);
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': encrypted column", f, c->name);
     if (!k->has_meta)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': row group %d has no column metadata", f, c->name,
-                    gi);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': row group %d has no column metadata", f, c->name,
+                       gi);
     if (k->type != c->ptype)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': row group %d says type %s, schema %s", f, c->name,
-                    gi, ptype_name(k->type), ptype_name(c->ptype));
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': row group %d says type %s, schema %s", f,
+                       c->name, gi, ptype_name(k->type), ptype_name(c->ptype));
     if (k->codec != CODEC_NONE && k->codec != CODEC_SNAPPY && k->codec != CODEC_GZIP && k->codec != CODEC_ZSTD)
-        return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': codec %s is not supported", f, c->name,
-                    codec_name(k->codec));
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': codec %s is not supported", f, c->name,
+                       codec_name(k->codec));
     uint32_t ok = 1u << ENC_PLAIN | 1u << ENC_PLAIN_DICTIONARY | 1u << ENC_RLE | 1u << ENC_RLE_DICTIONARY |
                   1u << ENC_BIT_PACKED; /* BIT_PACKED: listed by old writers for levels; refused if used */
     for (int e = 0; e < 32; e++)
         if ((k->encodings & (1u << e)) && !(ok & (1u << e)))
-            return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': encoding %s (%d) is not supported", f,
-                        c->name, encoding_name(e), e);
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': encoding %s (%d) is not supported", f,
+                           c->name, encoding_name(e), e);
     if (k->odd_encoding)
-        return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': unknown encoding", f, c->name);
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s': unknown encoding", f, c->name);
     if (k->num_values != g->num_rows)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': row group %d has %lld values for %lld rows", f,
-                    c->name, gi, (long long)k->num_values, (long long)g->num_rows);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: column '%s': row group %d has %lld values for %lld rows", f,
+                       c->name, gi, (long long)k->num_values, (long long)g->num_rows);
     int64_t start = k->data_page_offset;
     if (k->has_dict_offset && k->dict_page_offset > 0 && k->dict_page_offset < start)
         start = k->dict_page_offset;
     if (start < 4 || k->total_compressed < 0 || (uint64_t)start > r->footer_start ||
         (uint64_t)k->total_compressed > r->footer_start - (uint64_t)start)
-        return fail(PQ_READ_CORRUPT, err, errcap,
-                    "%s: column '%s': row group %d chunk at %lld+%lld is outside the data (%zu bytes)", f, c->name, gi,
-                    (long long)start, (long long)k->total_compressed, r->footer_start);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap,
+                       "%s: column '%s': row group %d chunk at %lld+%lld is outside the data (%zu bytes)", f, c->name,
+                       gi, (long long)start, (long long)k->total_compressed, r->footer_start);
     return PQ_READ_OK;
 }
 
@@ -797,15 +796,15 @@ static pq_read_status parse_footer(pq_reader *r, const uint8_t *p, size_t n, cha
             tr_skip(&t, type, false);
     }
     if (!tr_ok(&t)) {
-        st = fail(PQ_READ_CORRUPT, err, errcap, "%s: footer: %s", r->file, t.bad);
+        st = pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: footer: %s", r->file, t.bad);
         goto out;
     }
     if (encrypted) {
-        st = fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: encrypted files are not supported", r->file);
+        st = pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: encrypted files are not supported", r->file);
         goto out;
     }
     if (!have_schema || !have_rows || !have_groups) {
-        st = fail(PQ_READ_CORRUPT, err, errcap, "%s: footer lacks its schema, num_rows or row groups", r->file);
+        st = pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: footer lacks its schema, num_rows or row groups", r->file);
         goto out;
     }
     st = open_schema(r, el, n_el, err, errcap);
@@ -820,12 +819,12 @@ static pq_read_status check_groups(pq_reader *r, char *err, size_t errcap)
     for (int g = 0; g < r->n_groups; g++) {
         row_group *rg = &r->groups[g];
         if (rg->num_rows < 0 || rg->num_rows > INT64_MAX - total)
-            return fail(PQ_READ_CORRUPT, err, errcap, "%s: row group %d: bad num_rows %lld", r->file, g,
-                        (long long)rg->num_rows);
+            return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: row group %d: bad num_rows %lld", r->file, g,
+                           (long long)rg->num_rows);
         total += rg->num_rows;
         if (rg->n_chunks != r->n_cols)
-            return fail(PQ_READ_CORRUPT, err, errcap, "%s: row group %d has %d column chunks for %d columns", r->file,
-                        g, rg->n_chunks, r->n_cols);
+            return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: row group %d has %d column chunks for %d columns",
+                           r->file, g, rg->n_chunks, r->n_cols);
         for (int c = 0; c < r->n_cols; c++) {
             pq_read_status st = check_chunk(r, rg, g, c, err, errcap);
             if (st != PQ_READ_OK)
@@ -833,8 +832,8 @@ static pq_read_status check_groups(pq_reader *r, char *err, size_t errcap)
         }
     }
     if (total != r->num_rows)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: num_rows %lld but the row groups hold %lld", r->file,
-                    (long long)r->num_rows, (long long)total);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: num_rows %lld but the row groups hold %lld", r->file,
+                       (long long)r->num_rows, (long long)total);
     return PQ_READ_OK;
 }
 
@@ -844,11 +843,11 @@ pq_read_status pq_reader_open(const uint8_t *data, size_t size, const char *file
     *out = NULL;
     file = file ? file : "(parquet)";
     if (size < 12 || memcmp(data, "PAR1", 4) != 0)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: not a Parquet file (no leading PAR1)", file);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: not a Parquet file (no leading PAR1)", file);
     if (memcmp(data + size - 4, "PARE", 4) == 0)
-        return fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: encrypted footer (PARE) is not supported", file);
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: encrypted footer (PARE) is not supported", file);
     if (memcmp(data + size - 4, "PAR1", 4) != 0)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: not a Parquet file (no trailing PAR1)", file);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: not a Parquet file (no trailing PAR1)", file);
     const uint8_t *l = data + size - 8;
     uint32_t flen = (uint32_t)l[0] | (uint32_t)l[1] << 8 | (uint32_t)l[2] << 16 | (uint32_t)l[3] << 24;
     pq_reader_limits lm = lim ? *lim : default_limits;
@@ -859,11 +858,11 @@ pq_read_status pq_reader_open(const uint8_t *data, size_t size, const char *file
     if (lm.max_footer_bytes <= 0)
         lm.max_footer_bytes = default_limits.max_footer_bytes;
     if ((uint64_t)flen > size - 12 || (int64_t)flen > lm.max_footer_bytes)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: footer length %u does not fit the %zu byte file", file, flen,
-                    size);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: footer length %u does not fit the %zu byte file", file, flen,
+                       size);
     pq_reader *r = calloc(1, sizeof *r);
     if (!r)
-        return fail(PQ_READ_LIMIT, err, errcap, "%s: out of memory", file);
+        return pq_fail(PQ_READ_LIMIT, err, errcap, "%s: out of memory", file);
     r->data = data;
     r->size = size;
     r->footer_start = size - 8 - flen;
@@ -944,7 +943,7 @@ static pq_read_status chunk_fail(chunk_ctx *x, pq_read_status st, const char *fm
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return fail(st, x->err, x->errcap, "%s: column '%s', row group %d: %s", x->r->file, x->col->name, x->rg, what);
+    return pq_fail(st, x->err, x->errcap, "%s: column '%s', row group %d: %s", x->r->file, x->col->name, x->rg, what);
 }
 
 /* Counts `n` decoded bytes against the chunk's budget. */
@@ -1519,7 +1518,7 @@ static void column_data_reset(pq_column_data *d)
 pq_read_status pq_reader_read_chunk(pq_reader *r, int rg, int col, pq_column_data *out, char *err, size_t errcap)
 {
     if (rg < 0 || rg >= r->n_groups || col < 0 || col >= r->n_cols)
-        return fail(PQ_READ_CORRUPT, err, errcap, "%s: no row group %d / column %d", r->file, rg, col);
+        return pq_fail(PQ_READ_CORRUPT, err, errcap, "%s: no row group %d / column %d", r->file, rg, col);
     const chunk_info *k = &r->groups[rg].chunks[col];
     const pq_reader_column *c = &r->cols[col];
     chunk_ctx x = {

@@ -123,6 +123,10 @@ pq_read_status pq_reader_read_chunk(pq_reader *r, int rg, int col, pq_column_dat
 
 void pq_column_data_free(pq_column_data *d);
 
+/* Formats the reason into err (when given) and returns st: one line per failure site. */
+pq_read_status pq_fail(pq_read_status st, char *err, size_t errcap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /*
  * libFuzzer-style entry: opens `data` as a Parquet file with small limits
  * and decodes every chunk. Always returns 0; any crash, leak or sanitizer

@@ -4,7 +4,6 @@
  */
 #include "parquet_rewrite.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,20 +11,6 @@
 typedef struct {
     int in_col; /* input column, -1: absent in this file (nulls) */
 } col_map;
-
-static pq_read_status rfail(pq_read_status st, char *err, size_t errcap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static pq_read_status rfail(pq_read_status st, char *err, size_t errcap, const char *fmt, ...)
-{
-    if (err && errcap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errcap, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 static const char *ptype_name(int t)
 {
@@ -62,8 +47,8 @@ static pq_read_status map_columns(const pq_reader *r, const char *file, const pq
     for (int i = 0; i < pq_reader_num_columns(r); i++) {
         const pq_reader_column *c = pq_reader_column_at(r, i);
         if (c->field_id < 0)
-            return rfail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s' has no field_id (not an Iceberg file)",
-                         file, c->name);
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "%s: column '%s' has no field_id (not an Iceberg file)",
+                           file, c->name);
     }
     for (int j = 0; j < n_cols; j++) {
         const pq_column_spec *s = &cols[j];
@@ -71,22 +56,22 @@ static pq_read_status map_columns(const pq_reader *r, const char *file, const pq
         map[j].in_col = i;
         if (i < 0) {
             if (s->required)
-                return rfail(PQ_READ_UNSUPPORTED, err, errcap,
-                             "%s: required column '%s' (field id %d) is missing from the file", file, s->name,
-                             s->field_id);
+                return pq_fail(PQ_READ_UNSUPPORTED, err, errcap,
+                               "%s: required column '%s' (field id %d) is missing from the file", file, s->name,
+                               s->field_id);
             continue;
         }
         const pq_reader_column *c = pq_reader_column_at(r, i);
         char a[48], b[48];
         if (!c->has_ice || !physical_fits(c))
-            return rfail(PQ_READ_UNSUPPORTED, err, errcap,
-                         "%s: column '%s' (field id %d): its Parquet type (%s with its annotation) maps to no "
-                         "Iceberg type compaction writes (e.g. uuid, fixed, unsigned, time, nanosecond timestamps)",
-                         file, c->name, s->field_id, ptype_name(c->ptype));
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap,
+                           "%s: column '%s' (field id %d): its Parquet type (%s with its annotation) maps to no "
+                           "Iceberg type compaction writes (e.g. uuid, fixed, unsigned, time, nanosecond timestamps)",
+                           file, c->name, s->field_id, ptype_name(c->ptype));
         if (!ice_type_writable(s->type, c->ice))
-            return rfail(PQ_READ_UNSUPPORTED, err, errcap,
-                         "%s: column '%s' (field id %d) is %s in the file but %s in the table", file, c->name,
-                         s->field_id, ice_type_str(c->ice, a, sizeof a), ice_type_str(s->type, b, sizeof b));
+            return pq_fail(PQ_READ_UNSUPPORTED, err, errcap,
+                           "%s: column '%s' (field id %d) is %s in the file but %s in the table", file, c->name,
+                           s->field_id, ice_type_str(c->ice, a, sizeof a), ice_type_str(s->type, b, sizeof b));
     }
     return PQ_READ_OK;
 }
@@ -169,15 +154,15 @@ static pq_read_status put_decimals(const put_ctx *x)
         default: {
             uint32_t off = d->offsets[k], n = d->offsets[k + 1] - off;
             if (n < 1 || n > 16)
-                return rfail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s': a %u byte decimal", x->file,
-                             x->in->name, n);
+                return pq_fail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s': a %u byte decimal", x->file,
+                               x->in->name, n);
             v = be_to_int128(d->bytes + off, n);
         }
         }
         k++;
         if (v >= lim || v <= -lim)
-            return rfail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s': a decimal has more than %d digits",
-                         x->file, x->in->name, x->spec->type.precision);
+            return pq_fail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s': a decimal has more than %d digits",
+                           x->file, x->in->name, x->spec->type.precision);
         pq_put_decimal(x->w, x->col, v);
     }
     return PQ_READ_OK;
@@ -190,8 +175,8 @@ static pq_read_status put_chunk(const put_ctx *x)
     pq_writer *w = x->w;
     int col = x->col;
     if (x->spec->required && d->n_nulls)
-        return rfail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s' holds nulls but '%s' is required", x->file,
-                     x->in->name, x->spec->name);
+        return pq_fail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s' holds nulls but '%s' is required", x->file,
+                       x->in->name, x->spec->name);
     if (x->spec->type.id == ICE_DECIMAL)
         return put_decimals(x);
     ice_type_id out = x->spec->type.id;
@@ -213,8 +198,8 @@ static pq_read_status put_chunk(const put_ctx *x)
         case PQ_INT64: {
             int64_t v = rd_i64(d->fixed + k * 8);
             if (scale != 1 && __builtin_mul_overflow(v, scale, &v))
-                return rfail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s': a timestamp out of range", x->file,
-                             x->in->name);
+                return pq_fail(PQ_READ_CORRUPT, x->err, x->errcap, "%s: column '%s': a timestamp out of range", x->file,
+                               x->in->name);
             pq_put_i64(w, col, v);
             break;
         }
@@ -235,8 +220,8 @@ static pq_read_status put_chunk(const put_ctx *x)
         }
         case PQ_BYTE_ARRAY: pq_put_bytes(w, col, d->bytes + d->offsets[k], d->offsets[k + 1] - d->offsets[k]); break;
         default:
-            return rfail(PQ_READ_UNSUPPORTED, x->err, x->errcap, "%s: column '%s': physical type %d", x->file,
-                         x->in->name, x->in->ptype);
+            return pq_fail(PQ_READ_UNSUPPORTED, x->err, x->errcap, "%s: column '%s': physical type %d", x->file,
+                           x->in->name, x->in->ptype);
         }
         k++;
     }
@@ -249,7 +234,7 @@ static pq_read_status rewrite_row_group(pq_writer *w, pq_reader *r, int rg, cons
 {
     int64_t rows = pq_reader_row_group_rows(r, rg);
     if (rows > UINT32_MAX)
-        return rfail(PQ_READ_LIMIT, err, errcap, "%s: row group %d has %lld rows", in->name, rg, (long long)rows);
+        return pq_fail(PQ_READ_LIMIT, err, errcap, "%s: row group %d has %lld rows", in->name, rg, (long long)rows);
     for (int j = 0; j < n_cols; j++) {
         if (map[j].in_col < 0) {
             for (int64_t i = 0; i < rows; i++)
@@ -271,7 +256,7 @@ static pq_read_status rewrite_row_group(pq_writer *w, pq_reader *r, int rg, cons
             return st;
     }
     if (pq_end_rows(w, (uint32_t)rows) != 0)
-        return rfail(PQ_WRITE_FAILED, err, errcap, "writing the compacted file failed");
+        return pq_fail(PQ_WRITE_FAILED, err, errcap, "writing the compacted file failed");
     return PQ_READ_OK;
 }
 
@@ -305,7 +290,7 @@ pq_rewriter *pq_rewriter_new(const pq_column_spec *cols, int n_cols, const pq_op
 pq_read_status pq_rewriter_add(pq_rewriter *rw, const pq_input *in, char *err, size_t errcap)
 {
     if (rw->failed)
-        return rfail(PQ_WRITE_FAILED, err, errcap, "the compacted file already failed");
+        return pq_fail(PQ_WRITE_FAILED, err, errcap, "the compacted file already failed");
     pq_reader *r;
     pq_read_status st = pq_reader_open(in->data, in->size, in->name, rw->has_lim ? &rw->lim : NULL, &r, err, errcap);
     if (st != PQ_READ_OK)
@@ -332,12 +317,12 @@ pq_read_status pq_rewriter_finish(pq_rewriter *rw, pq_file_metrics *metrics, cha
 {
     memset(metrics, 0, sizeof *metrics);
     if (rw->failed)
-        return rfail(PQ_WRITE_FAILED, err, errcap, "the compacted file failed earlier");
+        return pq_fail(PQ_WRITE_FAILED, err, errcap, "the compacted file failed earlier");
     if (rw->inputs == 0)
-        return rfail(PQ_READ_UNSUPPORTED, err, errcap, "no input was added to the compacted file");
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "no input was added to the compacted file");
     if (pq_writer_close(rw->w, metrics) != 0) {
         rw->failed = true;
-        return rfail(PQ_WRITE_FAILED, err, errcap, "writing the compacted file failed");
+        return pq_fail(PQ_WRITE_FAILED, err, errcap, "writing the compacted file failed");
     }
     return PQ_READ_OK;
 }
@@ -359,7 +344,7 @@ pq_read_status pq_rewrite(const pq_input *inputs, int n_inputs, const pq_column_
 {
     memset(metrics, 0, sizeof *metrics);
     if (n_inputs < 1)
-        return rfail(PQ_READ_UNSUPPORTED, err, errcap, "no input files to compact");
+        return pq_fail(PQ_READ_UNSUPPORTED, err, errcap, "no input files to compact");
     for (int f = 0; f < n_inputs; f++) {
         pq_read_status st = pq_rewrite_check(&inputs[f], cols, n_cols, lim, err, errcap);
         if (st != PQ_READ_OK)

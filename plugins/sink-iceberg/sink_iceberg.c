@@ -34,6 +34,7 @@
 #include "parquet_writer.h"
 #include "partition.h"
 #include "positions.h"
+#include "reject.h"
 #include "table_commit.h"
 #include "upkeep.h"
 #include "writer_pool.h"
@@ -289,6 +290,7 @@ struct ice_state {
     char *run_id;
     upkeep *upkeep;       /* background maintenance; NULL when off */
     dedupe *dedupe;       /* NULL without dedupe_key */
+    ice_reject *reject;   /* rows the table cannot take (reject.h) */
     dedupe_store *dstore; /* its keys kept with the table (with dedupe) */
     int dedupe_col;       /* its column in the input records */
     uint32_t copies_held; /* rows skipped as copies since the last commit */
@@ -803,13 +805,6 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
         ecf_batch_nack_all(stage, batch, ECF_ERR_INVALID, "records do not match the negotiated schema");
         return ECF_OK;
     }
-    for (int c = 0; c < st->n_cols; c++)
-        if (st->cols[c].required && rec->children[c]->null_count != 0) {
-            g_autofree char *why =
-                g_strdup_printf("column '%s' is required but the batch has nulls in it", st->cols[c].name);
-            ecf_batch_nack_all(stage, batch, ECF_ERR_INVALID, why);
-            return ECF_OK;
-        }
 
     /* 0. what the table, or the commit being prepared, has already:
      * redeliveries are not written again (positions.h: pos_classify) */
@@ -818,8 +813,14 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
         st->fates = g_renew(uint8_t, st->fates, n);
     }
     uint8_t *fate = st->fates;
+    /* rows the table cannot take go to 'rejected' (reject.h), before any
+     * position is asked: a redelivered bad row is rejected again */
+    if (rej_scan(st->reject, rec, n, fate))
+        rej_route(st->reject, batch, rec, fate);
     uint32_t n_write = 0, n_dup = 0;
     for (uint32_t i = 0; i < n; i++) {
+        if (fate[i] == REJ_FATE)
+            continue;
         const ecf_origin *o = &ecf_batch_message(stage, batch, i)->origin;
         pos_fate f = POS_WRITE;
         if (o->kind == ECF_ORIGIN_KAFKA && o->topic && o->partition >= 0 && o->offset >= 0) {
@@ -856,6 +857,8 @@ static ecf_status ice_process(ecf_stage *stage, ecf_batch *batch)
      * commit holds already); ack at once what the table has */
     uint32_t n_skipped = 0, n_held = 0;
     for (uint32_t i = 0; i < n; i++) {
+        if (fate[i] == REJ_FATE) /* rej_route took it */
+            continue;
         ecf_message *m = ecf_batch_message(stage, batch, i);
         if (fate[i] != POS_WRITE)
             n_skipped++;
@@ -1014,6 +1017,7 @@ static void state_free(ice_state *st)
     ice_schema_clear(&st->input);
     for (int c = 0; st->cols && c < st->n_cols; c++)
         g_free((char *)st->cols[c].name);
+    rej_free(st->reject);
     g_free(st->cols);
     g_free(st->kinds);
     g_free(st->psrc);
@@ -1407,6 +1411,7 @@ static ecf_status ice_start(ecf_stage *stage)
         st->cols[c].required = col->required;
         arrow_kind_of(in->children[c]->format, &st->kinds[c]);
     }
+    st->reject = rej_new(stage, st->cols, st->kinds, st->n_cols);
     st->psrc = g_new0(part_source, (gsize)st->table.spec.n_fields + 1);
     for (int f = 0; f < st->table.spec.n_fields; f++) {
         st->psrc[f].input_col = -1;
@@ -1471,11 +1476,13 @@ static ecf_status ice_start(ecf_stage *stage)
 
 static void ice_destroy(ecf_stage *stage) { state_free(ecf_state(stage)); }
 
+static const char *const ice_ports[] = {REJECTED_PORT, NULL};
+
 ECF_PLUGIN_DEFINE(
         .name = "sink-iceberg", .kind = ECF_SINK, .version = "0.1.0",
         .summary = "Writes typed records to an Apache Iceberg v2 table (Parquet; file or REST catalog; local disk or "
                    "S3); acks after the commit",
-        .config_size = sizeof(ice_config), .options = ice_options, .tick_interval_us = TICK_US, .create = ice_create,
-        .start = ice_start, .process = ice_process, .tick = ice_tick, .flush = ice_flush, .stop = ice_stop,
-        .destroy = ice_destroy, .resume_position = ice_resume_position, .command_group = "table",
+        .config_size = sizeof(ice_config), .ports = ice_ports, .options = ice_options, .tick_interval_us = TICK_US,
+        .create = ice_create, .start = ice_start, .process = ice_process, .tick = ice_tick, .flush = ice_flush,
+        .stop = ice_stop, .destroy = ice_destroy, .resume_position = ice_resume_position, .command_group = "table",
         .command_help = upkeep_command_help, .command = ice_command, )

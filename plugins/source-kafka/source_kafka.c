@@ -133,7 +133,12 @@ static ecf_status seek_to(kafka_source *ks, book_part *p, int64_t offset)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = offset;
-    rd_kafka_error_t *error = rd_kafka_seek_partitions(ks->rk, l, SEEK_TIMEOUT_MS);
+    /* librdkafka before 2.1.0 (Debian 12 has 2.0.2) read this timeout as
+     * microseconds (fixed upstream in confluentinc/librdkafka#4230): 5000
+     * meant 5 ms, and a seek while the fetcher was busy timed out and
+     * stopped the pipeline. */
+    int timeout = rd_kafka_version() < 0x020100ff ? SEEK_TIMEOUT_MS * 1000 : SEEK_TIMEOUT_MS;
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(ks->rk, l, timeout);
     rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : l->elems[0].err;
     if (error)
         rd_kafka_error_destroy(error);

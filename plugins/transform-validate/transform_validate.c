@@ -235,35 +235,10 @@ static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const uint8_t
         .raw = raw ? raw : (const uint8_t *)"",
         .raw_len = raw ? raw_len : 0,
     };
-    tv_dead_letter_json(st->envelope, &d);
     if (!*dlq)
         *dlq = ecf_batch_new(stage);
-    /* The event's own headers (Kafka's), then the reason, so a dead-letter
-     * topic can be filtered without parsing the envelope. */
-    ecf_header own[16 + 4];
-    ecf_header *hdrs = m->n_headers > 16 ? g_new(ecf_header, m->n_headers + 4) : own;
-    size_t nh = 0;
-    for (uint32_t k = 0; k < m->n_headers; k++)
-        hdrs[nh++] = m->headers[k];
-    const char *klass = tv_reason_name(err->reason), *name = ecf_name(stage);
-    hdrs[nh++] = (ecf_header){"ecflow.dlq.reason", (const uint8_t *)err->message, (uint32_t)strlen(err->message)};
-    hdrs[nh++] = (ecf_header){"ecflow.dlq.class", (const uint8_t *)klass, (uint32_t)strlen(klass)};
-    hdrs[nh++] = (ecf_header){"ecflow.dlq.stage", (const uint8_t *)name, (uint32_t)strlen(name)};
-    if (err->field)
-        hdrs[nh++] = (ecf_header){"ecflow.dlq.field", (const uint8_t *)err->field, (uint32_t)strlen(err->field)};
-    ecf_message_init init = {
-        .payload = st->envelope->str,
-        .payload_len = st->envelope->len,
-        .key = m->key,
-        .key_len = m->key ? m->key_len : 0,
-        .parent = m,
-        .headers = hdrs,
-        .n_headers = nh,
-    };
-    if (ecf_batch_add(stage, *dlq, &init) != ECF_OK)
+    if (tv_dead_letter_add(stage, *dlq, m, &d, st->envelope) != ECF_OK)
         ecf_nack(stage, m, ECF_ERR_INVALID, err->message);
-    if (hdrs != own)
-        g_free(hdrs);
 }
 
 /* Moves the set's rows onto `out` and emits it; empty sets go back. */

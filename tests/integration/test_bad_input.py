@@ -6,6 +6,8 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
   item 2  a body that stops arriving is cut off at request_timeout, not only when idle
   item 7  headers that trickle in (slowloris) are cut off at header_timeout
   item 6  /metrics still answers with more than 1024 descriptors open (no select())
+  item 6/7 /metrics still answers while 70 clients trickle header lines (a request deadline
+          frees the 64 connection slots they hold)
   item 12 API keys from the environment are wiped from it once read; keys on a non-loopback
           address without TLS get a warning
   item 3  a YAML alias bomb in a pipeline file is refused with FILE:LINE, exit 2
@@ -20,6 +22,9 @@ for hostile input go here; the unit and fuzz tests cover the parsers below this.
 Covered below the HTTP and CLI level, each with a test that failed before its fix:
   item 3  YAML alias bomb              tests/unit/test_pipeline.c (alias-bomb)
   item 4  long partition values        plugins/sink-iceberg/tests/test_encoders.c (partition/long-value)
+  item 4  a row the table cannot take  tests/integration/test_lake_reject.py (real broker: a null in
+                                       a required column goes to sink-iceberg's 'rejected' port, or is
+                                       nacked alone; the rest of its batch is written; SIGKILL/restart)
   item 6  label values escaped         tests/unit/test_status.c (metrics/label-values)
   item 8  fsync before commit          plugins/sink-iceberg/tests/test_file_io.c
   item 9  version hint never backwards plugins/sink-iceberg/tests/test_file_io.c
@@ -31,11 +36,13 @@ Covered below the HTTP and CLI level, each with a test that failed before its fi
 Environment as in test_source_http.py (ECFLOW_BIN, ECFLOW_PLUGIN_PATH).
 """
 import gzip
+import http.client
 import json
 import os
 import resource
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -184,6 +191,50 @@ def test_metrics_answer_with_descriptors_past_fd_setsize(start):
             assert json.loads(r.read())
     finally:
         for c in clients:
+            c.close()
+
+
+def test_metrics_answer_while_65_clients_trickle_headers(start):
+    """70 clients each send a header line every second: never idle for the 10 s timeout, so
+    before the request deadline they held all 64 connection slots for as long as they kept
+    trickling and no scrape got in. The deadline (5 s) cuts them; a scrape then answers."""
+    s = start()
+    tricklers = []
+    for _ in range(70):
+        try:
+            c = socket.create_connection(("127.0.0.1", s.metrics_port), timeout=5)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            tricklers.append(c)
+        except OSError:
+            break
+    stop = threading.Event()
+
+    def trickle():
+        i = 0
+        while not stop.wait(1.0):
+            for c in tricklers:
+                try:
+                    c.sendall(b"X-Slow-%d: y\r\n" % i)
+                except OSError:
+                    pass
+            i += 1
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+
+    def scrape():
+        try:
+            return "ecflow_" in scrape_metrics(s.metrics_port)
+        except (OSError, http.client.HTTPException):
+            return False
+
+    try:
+        # generous: the deadline is 5 s; the tricklers never stop on their own
+        wait_until("a scrape answers while 70 clients trickle", scrape, 30, step=0.5)
+    finally:
+        stop.set()
+        t.join()
+        for c in tricklers:
             c.close()
 
 

@@ -136,3 +136,31 @@ void tv_dead_letter_json(GString *out, const tv_dead_letter *d)
     }
     g_string_append_c(out, '}');
 }
+
+ecf_status tv_dead_letter_add(ecf_stage *stage, ecf_batch *dlq, ecf_message *m, const tv_dead_letter *d, GString *buf)
+{
+    tv_dead_letter_json(buf, d);
+    ecf_header own[16 + 4];
+    ecf_header *hdrs = m->n_headers > 16 ? g_new(ecf_header, m->n_headers + 4) : own;
+    size_t nh = 0;
+    for (uint32_t k = 0; k < m->n_headers; k++)
+        hdrs[nh++] = m->headers[k];
+    hdrs[nh++] = (ecf_header){"ecflow.dlq.reason", (const uint8_t *)d->reason, (uint32_t)strlen(d->reason)};
+    hdrs[nh++] = (ecf_header){"ecflow.dlq.class", (const uint8_t *)d->klass, (uint32_t)strlen(d->klass)};
+    hdrs[nh++] = (ecf_header){"ecflow.dlq.stage", (const uint8_t *)d->stage, (uint32_t)strlen(d->stage)};
+    if (d->field)
+        hdrs[nh++] = (ecf_header){"ecflow.dlq.field", (const uint8_t *)d->field, (uint32_t)strlen(d->field)};
+    ecf_message_init init = {
+        .payload = buf->str,
+        .payload_len = buf->len,
+        .key = m->key,
+        .key_len = m->key ? m->key_len : 0,
+        .parent = m,
+        .headers = hdrs,
+        .n_headers = nh,
+    };
+    ecf_status st = ecf_batch_add(stage, dlq, &init);
+    if (hdrs != own)
+        g_free(hdrs);
+    return st;
+}

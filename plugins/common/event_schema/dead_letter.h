@@ -35,6 +35,15 @@ typedef struct {
 /* Replaces out's contents with the envelope. */
 void tv_dead_letter_json(GString *out, const tv_dead_letter *d);
 
+/*
+ * Adds d's envelope to `dlq` as a message derived from `m` (its token goes
+ * with it, so m is settled when the envelope's sink acks it), with m's own
+ * headers (Kafka's) and then ecflow.dlq.reason, .class, .stage and .field,
+ * so a dead-letter topic can be filtered without parsing the envelope.
+ * `buf` is scratch for the envelope. The status of ecf_batch_add.
+ */
+ecf_status tv_dead_letter_add(ecf_stage *stage, ecf_batch *dlq, ecf_message *m, const tv_dead_letter *d, GString *buf);
+
 /* Appends s[0, len) as a JSON string literal; false (nothing appended) when
  * s is not valid UTF-8. */
 gboolean tv_json_append_string(GString *out, const char *s, size_t len);

@@ -5,11 +5,13 @@
 #include "iceberg_schema.h"
 #include "parquet_writer.h"
 #include "partition.h"
+#include "reject.h"
 #include "thrift_compact.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <malloc.h>
+#include <math.h>
 #include <string.h>
 
 static void test_thrift_field_deltas(void)
@@ -326,10 +328,67 @@ static void test_avro_hostile_counts_and_sizes_are_refused(void)
     bb_free(&d);
 }
 
+/* One child array of two rows; validity NULL unless a row is null. */
+static struct ArrowArray child2(const void *values, const void *data, const uint8_t *validity, int64_t nulls)
+{
+    struct ArrowArray a = {.length = 2, .null_count = nulls, .n_buffers = data ? 3 : 2};
+    a.buffers = g_new0(const void *, 3);
+    a.buffers[0] = validity;
+    a.buffers[1] = values;
+    a.buffers[2] = data;
+    return a;
+}
+
+static void test_rejected_row_renders_every_kind_as_json(void)
+{
+    static const int32_t s_off[] = {0, 1, 4};
+    static const int64_t n[] = {0, -7};
+    const double f[] = {0, NAN};
+    static const uint8_t b[] = {0x2};
+    static const int32_t d[] = {0, -1};
+    __int128 p[2] = {0, -5};
+    static const int64_t t[] = {0, 1000001};
+    static const int32_t x_off[] = {0, 1, 1};
+    static const uint8_t x_valid[] = {0x1};
+    struct ArrowArray kids[] = {
+        child2(s_off,
+               "a\xff\xfe"
+               "b",
+               NULL, 0),
+        child2(n, NULL, NULL, 0),
+        child2(f, NULL, NULL, 0),
+        child2(b, NULL, NULL, 0),
+        child2(d, NULL, NULL, 0),
+        child2(p, NULL, NULL, 0),
+        child2(t, NULL, NULL, 0),
+        child2(x_off, "y", x_valid, 1),
+    };
+    struct ArrowArray *ptrs[8];
+    for (int i = 0; i < 8; i++)
+        ptrs[i] = &kids[i];
+    /* the struct starts at row 1 of its children: row 0 of it is their row 1 */
+    struct ArrowArray rec = {.length = 1, .offset = 1, .n_children = 8, .children = ptrs};
+    const pq_column_spec cols[] = {
+        {"s", 1, {ICE_STRING, 0, 0}, false},      {"n", 2, {ICE_LONG, 0, 0}, false},
+        {"f", 3, {ICE_DOUBLE, 0, 0}, false},      {"b", 4, {ICE_BOOLEAN, 0, 0}, false},
+        {"d", 5, {ICE_DATE, 0, 0}, false},        {"p", 6, {ICE_DECIMAL, 12, 2}, false},
+        {"t", 7, {ICE_TIMESTAMPTZ, 0, 0}, false}, {"x", 8, {ICE_STRING, 0, 0}, true},
+    };
+    const arrow_kind kinds[] = {AC_UTF8, AC_I64, AC_F64, AC_BOOL, AC_DATE32, AC_DEC128, AC_TS_US, AC_UTF8};
+    g_autoptr(GString) out = g_string_new(NULL);
+    rej_row_json(cols, kinds, 8, &rec, 0, out);
+    g_assert_cmpstr(out->str, ==,
+                    "{\"s\":\"//5i\",\"n\":-7,\"f\":\"NaN\",\"b\":true,\"d\":\"1969-12-31\",\"p\":\"-0.05\","
+                    "\"t\":\"1970-01-01T00:00:01.000001Z\",\"x\":null}");
+    for (int i = 0; i < 8; i++)
+        g_free(kids[i].buffers);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/thrift/field-headers-use-deltas-then-long-form", test_thrift_field_deltas);
+    g_test_add_func("/reject/row-renders-every-kind-as-json", test_rejected_row_renders_every_kind_as_json);
     g_test_add_func("/avro/round-trip-keeps-field-ids-and-header-keys", test_avro_roundtrip_keeps_field_ids_and_meta);
     g_test_add_func("/bounds/decimals-are-minimal-big-endian", test_decimal_bounds_are_minimal_big_endian);
     g_test_add_func("/partition/temporal-transforms-floor-before-epoch", test_temporal_transforms_floor_before_epoch);

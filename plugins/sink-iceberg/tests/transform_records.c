@@ -7,6 +7,8 @@
  *       name:format, "!" = required (non-nullable; a message without it is nacked)
  *       formats: u l i g b tsu:UTC tdD d:P,S
  *       a tdD field absent from the JSON is derived from `date_from` (a timestamp field)
+ *   null_required: a missing required field becomes a null (breaking the
+ *       declared schema) instead of a nack
  *   kafka_topic / kafka_partitions: pretend the messages came from Kafka
  *       (origin topic, partition = n % partitions, per-partition offsets from 0)
  */
@@ -25,6 +27,7 @@ typedef struct {
     char *date_from;
     char *kafka_topic;
     int64_t kafka_partitions;
+    bool null_required;
 } rec_config;
 
 static const ecf_option rec_options[] = {
@@ -32,6 +35,9 @@ static const ecf_option rec_options[] = {
     ECF_OPT_STRING("date_from", rec_config, date_from, "timestamp", 0, "timestamp field that date fields derive from"),
     ECF_OPT_STRING("kafka_topic", rec_config, kafka_topic, NULL, 0, "mark messages as read from this Kafka topic"),
     ECF_OPT_INT("kafka_partitions", rec_config, kafka_partitions, "3", 1, 1000, "Kafka partitions to spread over"),
+    ECF_OPT_BOOL("null_required", rec_config, null_required, "false",
+                 "emit a null where a required field is missing instead of nacking: a transform that breaks "
+                 "the schema it declared, as sink-iceberg must survive"),
     ECF_OPT_END,
 };
 
@@ -174,7 +180,7 @@ static ecf_status rec_process(ecf_stage *s, ecf_batch *in)
             if (f->required && (!v || JSON_NODE_HOLDS_NULL(v)))
                 ok = false;
         }
-        if (!ok) {
+        if (!ok && !cfg->null_required) {
             ecf_nack(s, m, ECF_ERR_INVALID, "a required field is missing");
             continue;
         }
