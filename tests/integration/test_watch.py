@@ -213,7 +213,8 @@ def test_status_json_matches_metrics(pipeline):
     assert doc["version"] == 1 and doc["pipeline"] == "ecommerce"
     assert [s["name"] for s in doc["stages"]] == list(STAGES)
     by_name = {s["name"]: s for s in doc["stages"]}
-    assert by_name["dlq"]["inputs"] == [{"stage": "check", "port": "invalid"}, {"stage": "http", "port": "invalid"}]
+    assert by_name["dlq"]["inputs"] == [{"stage": "check", "port": "invalid"}, {"stage": "http", "port": "invalid"},
+                                        {"stage": "lake", "port": "rejected"}]
     assert by_name["http"]["ports"] == ["default", "invalid"]
     assert by_name["lake"]["kind"] == "sink" and by_name["lake"]["plugin"] == "sink-iceberg"
     assert by_name["check"]["ports"] == ["default", "invalid"]
@@ -284,9 +285,9 @@ def test_status_page_draws_the_dag_and_live_numbers(pipeline):
                               ".map(g => [g.dataset.from, g.dataset.to, g.querySelector('text').textContent])")
         assert sorted((a, b) for a, b, _ in edges) == sorted(
             [("http", "to_kafka"), ("from_kafka", "check"), ("check", "lake"), ("check", "dlq"), ("http", "dlq"),
-             ("from_dlq", "dlq_rows"), ("dlq_rows", "dlq_lake")]), edges
+             ("lake", "dlq"), ("from_dlq", "dlq_rows"), ("dlq_rows", "dlq_lake")]), edges
         for a, b, label in edges:
-            assert re.match(r"^\d+(\.\d+)?[kMG]?( \(invalid\))?$", label), (a, b, label)
+            assert re.match(r"^\d+(\.\d+)?[kMG]?( \((invalid|rejected)\))?$", label), (a, b, label)
         rows = page.evaluate("[...document.querySelectorAll('#stages tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
         assert {r[0] for r in rows} == set(STAGES), rows
         facts = page.evaluate("Object.fromEntries([...document.querySelectorAll('#facts tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent]))")
