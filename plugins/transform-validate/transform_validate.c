@@ -225,8 +225,10 @@ static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const uint8_t
         ecf_nack(stage, m, ECF_ERR_INVALID, err->message);
         return;
     }
+    char text[TV_ERROR_TEXT_MAX]; /* every problem, the first first */
+    tv_error_text(err, text, sizeof text);
     tv_dead_letter d = {
-        .reason = err->message,
+        .reason = text,
         .klass = tv_reason_name(err->reason),
         .field = err->field,
         .stage = ecf_name(stage),
@@ -246,7 +248,7 @@ static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const uint8_t
     for (uint32_t k = 0; k < m->n_headers; k++)
         hdrs[nh++] = m->headers[k];
     const char *klass = tv_reason_name(err->reason), *name = ecf_name(stage);
-    hdrs[nh++] = (ecf_header){"ecflow.dlq.reason", (const uint8_t *)err->message, (uint32_t)strlen(err->message)};
+    hdrs[nh++] = (ecf_header){"ecflow.dlq.reason", (const uint8_t *)text, (uint32_t)strlen(text)};
     hdrs[nh++] = (ecf_header){"ecflow.dlq.class", (const uint8_t *)klass, (uint32_t)strlen(klass)};
     hdrs[nh++] = (ecf_header){"ecflow.dlq.stage", (const uint8_t *)name, (uint32_t)strlen(name)};
     if (err->field)

@@ -57,6 +57,11 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     r = body["rejected"][0]
     assert r["index"] == 0 and r["field"] == "event_type" and r["rule"] == "enum"
     assert "bogus" in r["value"] and "event_type" in r["reason"] and r["retryable"] is False
+    # every problem of the event, the first being its reason; missing fields in schema order
+    problems = [(x["field"], x["rule"]) for x in r["problems"]]
+    assert problems[0] == ("event_type", "enum") and r["problems"][0]["message"] == r["reason"], r
+    assert sorted(problems[1:]) == [("timestamp", "required"), ("user_id", "required")], r
+    assert r["problems"][0]["value"] == r["value"] and r["problems"][1]["value"] is None, r
 
     ok = [f"{run}-ok{i}" for i in range(3)]
     mixed = [event(ok[0]), event(f"{run}-bad1", user_id=None), event(ok[1]),
@@ -123,6 +128,10 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     by_id = {json.loads(r[0])["event_id"]: r for r in rows}
     assert len(rows) == len(bad) and set(by_id) == bad
     assert by_id[f"{run}-bad0"][1:5] == ("enum", dead[f"{run}-bad0"]["reason"], "event_type", "http")
+    # the reason text names every problem, the first first
+    assert dead[f"{run}-bad0"]["reason"].startswith("field 'event_type': "), dead[f"{run}-bad0"]
+    assert "field 'user_id': required but missing" in dead[f"{run}-bad0"]["reason"]
+    assert "field 'timestamp': required but missing" in dead[f"{run}-bad0"]["reason"]
     assert by_id[f"{run}-bad2"][1] == "range" and by_id[f"{run}-bad2"][3] == "quantity"
     assert all(r[5] == "http" and r[6] is not None for r in rows)
 

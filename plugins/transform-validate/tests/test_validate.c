@@ -636,6 +636,79 @@ static void test_rows_commit_only_when_valid(void)
     tv_schema_free(s);
 }
 
+/* Every field problem of an event is listed, in document order and then
+ * the missing required fields in schema order; the first is the event's
+ * reason. Past TV_MAX_PROBLEMS they are counted. Malformed JSON is the one
+ * problem of its event. */
+static void test_every_problem_listed(void)
+{
+    tv_schema *s = rules_schema();
+    const char *why;
+    tv_validator *v = tv_validator_new(s, INT64_C(3600000000), MAX_DEPTH, NULL, &why);
+    tv_pool *pool = pool_for(s);
+    tv_columns *cols = tv_pool_take(pool, 4);
+    tv_row_info info;
+    tv_error err;
+    const char *ev = "{\"e\":\"zz\",\"x\":1,\"i\":999,\"b\":\"yes\",\"len\":\"ok\"}";
+    g_autofree uint8_t *buf = padded(ev, strlen(ev));
+    g_assert_cmpint(tv_validate(v, cols, buf, strlen(ev), INGEST_US, NOW_US, &info, &err), ==, TV_R_ENUM);
+    g_assert_cmpstr(err.field, ==, "e");
+    g_assert_cmpstr(err.value, ==, "string \"zz\"");
+    g_assert_cmpuint(err.n_problems, ==, 5);
+    g_assert_cmpuint(err.n_unlisted, ==, 0);
+    const char *fields[] = {"e", "i", "b", "s", "ts"};
+    const tv_reason rules[] = {TV_R_ENUM, TV_R_RANGE, TV_R_TYPE, TV_R_REQUIRED, TV_R_REQUIRED};
+    for (int i = 0; i < 5; i++) {
+        g_assert_cmpstr(err.problems[i].field, ==, fields[i]);
+        g_assert_cmpint(err.problems[i].reason, ==, rules[i]);
+    }
+    g_assert_cmpstr(err.problems[0].message, ==, err.message);
+    g_assert_cmpstr(err.problems[1].message, ==, "field 'i': 999 is more than max 100");
+    g_assert_cmpstr(err.problems[1].value, ==, "number 999");
+    g_assert_cmpstr(err.problems[3].message, ==, "field 's': required but missing");
+    g_assert_cmpstr(err.problems[3].value, ==, "");
+    char text[TV_ERROR_TEXT_MAX];
+    tv_error_text(&err, text, sizeof text);
+    g_assert_true(g_str_has_prefix(text, err.message));
+    g_assert_true(g_str_has_suffix(text, "; field 's': required but missing; field 'ts': required but missing"));
+    g_assert_cmpuint(cols->rows, ==, 0);
+
+    /* malformed: one problem, whatever else is wrong */
+    const char *bad = "{\"e\":\"zz\",\"i\":999,\"b\":[1,,2]}";
+    g_autofree uint8_t *bbuf = padded(bad, strlen(bad));
+    g_assert_cmpint(tv_validate(v, cols, bbuf, strlen(bad), INGEST_US, NOW_US, &info, &err), ==, TV_R_SYNTAX);
+    g_assert_cmpuint(err.n_problems, ==, 1);
+    g_assert_cmpstr(err.problems[0].message, ==, err.message);
+    tv_error_text(&err, text, sizeof text);
+    g_assert_cmpstr(text, ==, err.message);
+    tv_columns_give_back(cols);
+    tv_pool_close(pool);
+    tv_validator_free(v);
+    tv_schema_free(s);
+
+    /* twenty missing required fields: sixteen listed, four counted */
+    g_autoptr(GString) y = g_string_new("schema: many\nversion: 1\nfields:\n");
+    for (int i = 0; i < 20; i++)
+        g_string_append_printf(y, "  f%02d: {type: int, required: true}\n", i);
+    GError *e = NULL;
+    tv_schema *many = tv_schema_parse(y->str, y->len, "many.yaml", &e);
+    g_assert_no_error(e);
+    v = tv_validator_new(many, TV_NO_LIMIT, MAX_DEPTH, NULL, &why);
+    pool = pool_for(many);
+    cols = tv_pool_take(pool, 1);
+    g_autofree uint8_t *ebuf = padded("{}", 2);
+    g_assert_cmpint(tv_validate(v, cols, ebuf, 2, INGEST_US, NOW_US, &info, &err), ==, TV_R_REQUIRED);
+    g_assert_cmpuint(err.n_problems, ==, TV_MAX_PROBLEMS);
+    g_assert_cmpuint(err.n_unlisted, ==, 20 - TV_MAX_PROBLEMS);
+    g_assert_cmpstr(err.problems[15].field, ==, "f15");
+    tv_error_text(&err, text, sizeof text);
+    g_assert_true(g_str_has_suffix(text, "; field 'f15': required but missing; and 4 more"));
+    tv_columns_give_back(cols);
+    tv_pool_close(pool);
+    tv_validator_free(v);
+    tv_schema_free(many);
+}
+
 /* The coerce rule: numeric strings for number fields, a number's text for a
  * string field; off by default; only well-formed JSON numbers are taken. */
 static void test_coerce(void)
@@ -998,6 +1071,7 @@ int main(int argc, char **argv)
     g_test_add_func("/validate/objects-with-many-keys-still-refuse-duplicates", test_many_keys);
     g_test_add_func("/validate/shipped-schema-takes-generator-events", test_shipped_schema_events);
     g_test_add_func("/validate/coerce-takes-numeric-strings-and-number-text", test_coerce);
+    g_test_add_func("/validate/every-problem-of-an-event-is-listed-the-first-is-its-reason", test_every_problem_listed);
     g_test_add_func("/columns/release-on-another-thread-returns-buffers-to-the-pool",
                     test_release_on_another_thread_returns_buffers);
     g_test_add_func("/columns/release-after-the-stage-is-gone-frees-everything", test_release_after_pool_closed);
