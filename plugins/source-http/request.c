@@ -4,6 +4,7 @@
  *   headers   route, method, API key, Content-Type/-Encoding/-Length
  *   upload    body bytes (inflated if gzip) into a padded buffer
  *   door      simdjson scan: valid JSON? each event an object with the key?
+ *             (and, with `schema`, valid, checked on the same walk)
  *   emit      one ack token per event; whole batches via ecf_try_emit(),
  *             the rest into the batch small requests share (outbox.c)
  *   wait      connection suspended until every token settled (or
@@ -18,8 +19,10 @@
  *        down, ack timeout, shutdown), with Retry-After
  *   400  not JSON (names the byte offset), empty body, broken gzip
  * With the `schema` option the door also checks each event against the
- * schema (edge.c): an invalid one is listed with "field", "rule" (the reason
- * class) and "value" (in short) besides its "reason", and is not emitted.
+ * schema (edge.c), on the door's own walk: an invalid one is listed with
+ * "field", "rule" (the reason class) and "value" (in short) of its first
+ * problem besides its "reason", and "problems" (each of them), and is not
+ * emitted.
  *   401 404 405 413 415  as the names say
  * Each rejected event is listed with its index, reason and whether a retry
  * can help, so a client resends exactly those.
