@@ -150,19 +150,6 @@ jd_status walk_event_object(scan_ctx &s, od::object obj, uint32_t depth, size_t 
     return from_walk(s, tvj::walk_members(s.w, obj, depth, begin, report_members ? on_member : nullptr, &s));
 }
 
-tvj_type type_of(od::json_type t)
-{
-    switch (t) {
-    case od::json_type::object: return TVJ_OBJECT;
-    case od::json_type::array: return TVJ_ARRAY;
-    case od::json_type::string: return TVJ_STRING;
-    case od::json_type::number: return TVJ_NUMBER;
-    case od::json_type::boolean: return TVJ_BOOL;
-    case od::json_type::null: return TVJ_NULL;
-    }
-    return TVJ_NULL;
-}
-
 bool report(scan_ctx &s, size_t begin, size_t end, tvj_type type)
 {
     bool is_object = type == TVJ_OBJECT;
@@ -214,7 +201,7 @@ jd_status scan_element(scan_ctx &s, od::value v, size_t doc_end)
     } else {
         end = begin + scalar_token(tok).size();
     }
-    return report(s, begin, end, type_of(t)) ? JD_OK : JD_STOPPED;
+    return report(s, begin, end, tvj::type_of(t)) ? JD_OK : JD_STOPPED;
 }
 
 /* A scalar document (the whole body, or one NDJSON line), walked. */
@@ -304,13 +291,13 @@ jd_status scan_document(scan_ctx &s, od::parser &parser, size_t begin, size_t en
     default:
         if ((st = scan_scalar(s, doc, t, begin, end)) != JD_OK)
             return st;
-        return report(s, begin, end, type_of(t)) ? JD_OK : JD_STOPPED;
+        return report(s, begin, end, tvj::type_of(t)) ? JD_OK : JD_STOPPED;
     }
     if (!at_end(doc))
         return fail_doc(s, simdjson::TRAILING_CONTENT, end);
     if (t == od::json_type::array && split_array)
         return JD_OK; /* each element was reported as it was found */
-    return report(s, begin, end, type_of(t)) ? JD_OK : JD_STOPPED;
+    return report(s, begin, end, tvj::type_of(t)) ? JD_OK : JD_STOPPED;
 }
 
 } // namespace

@@ -243,19 +243,6 @@ tvj_status walk_scalar_or_container(walk_ctx &c, od::value v, uint32_t depth, tv
     return TVJ_OK;
 }
 
-tvj_type type_of(od::json_type t)
-{
-    switch (t) {
-    case od::json_type::object: return TVJ_OBJECT;
-    case od::json_type::array: return TVJ_ARRAY;
-    case od::json_type::string: return TVJ_STRING;
-    case od::json_type::number: return TVJ_NUMBER;
-    case od::json_type::boolean: return TVJ_BOOL;
-    case od::json_type::null: return TVJ_NULL;
-    }
-    return TVJ_NULL;
-}
-
 /* A top-level value that is not an object: still walked, so that malformed
  * JSON is reported as such rather than as "not an object". */
 tvj_status walk_non_object(walk_ctx &c, od::document &doc, od::json_type t)
@@ -338,7 +325,7 @@ tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_m
         if (st != TVJ_OK)
             return st;
         if (c.err)
-            c.err->got = type_of(t);
+            c.err->got = tvj::type_of(t);
         return fail(c, TVJ_NOT_OBJECT, b, "not an object");
     }
     od::object obj;
@@ -362,6 +349,19 @@ tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_m
 
 namespace tvj
 {
+
+tvj_type type_of(od::json_type t)
+{
+    switch (t) {
+    case od::json_type::object: return TVJ_OBJECT;
+    case od::json_type::array: return TVJ_ARRAY;
+    case od::json_type::string: return TVJ_STRING;
+    case od::json_type::number: return TVJ_NUMBER;
+    case od::json_type::boolean: return TVJ_BOOL;
+    case od::json_type::null: return TVJ_NULL;
+    }
+    return TVJ_NULL;
+}
 
 tvj_status walk_value(walk &c, od::value v, uint32_t depth) { return walk_scalar_or_container(c, v, depth, nullptr); }
 

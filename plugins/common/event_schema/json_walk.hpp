@@ -33,6 +33,8 @@ struct walk {
     bool duplicate;
 };
 
+tvj_type type_of(simdjson::ondemand::json_type t);
+
 /* Walks v, a container at nesting `depth`. */
 tvj_status walk_value(walk &c, simdjson::ondemand::value v, uint32_t depth);
 

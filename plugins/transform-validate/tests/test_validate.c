@@ -636,17 +636,41 @@ static void test_rows_commit_only_when_valid(void)
     tv_schema_free(s);
 }
 
+/* A schema's validator with a pool and a column set taken from it. */
+typedef struct {
+    tv_schema *s;
+    tv_validator *v;
+    tv_pool *pool;
+    tv_columns *cols;
+} vfix;
+
+static void vfix_open(vfix *f, tv_schema *s, int64_t max_future_us, uint32_t rows)
+{
+    const char *why;
+    f->s = s;
+    f->v = tv_validator_new(s, max_future_us, MAX_DEPTH, NULL, &why);
+    f->pool = pool_for(s);
+    f->cols = tv_pool_take(f->pool, rows);
+}
+
+static void vfix_close(vfix *f)
+{
+    tv_columns_give_back(f->cols);
+    tv_pool_close(f->pool);
+    tv_validator_free(f->v);
+    tv_schema_free(f->s);
+}
+
 /* Every field problem of an event is listed, in document order and then
  * the missing required fields in schema order; the first is the event's
  * reason. Past TV_MAX_PROBLEMS they are counted. Malformed JSON is the one
  * problem of its event. */
 static void test_every_problem_listed(void)
 {
-    tv_schema *s = rules_schema();
-    const char *why;
-    tv_validator *v = tv_validator_new(s, INT64_C(3600000000), MAX_DEPTH, NULL, &why);
-    tv_pool *pool = pool_for(s);
-    tv_columns *cols = tv_pool_take(pool, 4);
+    vfix fx;
+    vfix_open(&fx, rules_schema(), TV_NO_LIMIT, 4);
+    tv_validator *v = fx.v;
+    tv_columns *cols = fx.cols;
     tv_row_info info;
     tv_error err;
     const char *ev = "{\"e\":\"zz\",\"x\":1,\"i\":999,\"b\":\"yes\",\"len\":\"ok\"}";
@@ -681,10 +705,7 @@ static void test_every_problem_listed(void)
     g_assert_cmpstr(err.problems[0].message, ==, err.message);
     tv_error_text(&err, text, sizeof text);
     g_assert_cmpstr(text, ==, err.message);
-    tv_columns_give_back(cols);
-    tv_pool_close(pool);
-    tv_validator_free(v);
-    tv_schema_free(s);
+    vfix_close(&fx);
 
     /* twenty missing required fields: sixteen listed, four counted */
     g_autoptr(GString) y = g_string_new("schema: many\nversion: 1\nfields:\n");
@@ -693,20 +714,15 @@ static void test_every_problem_listed(void)
     GError *e = NULL;
     tv_schema *many = tv_schema_parse(y->str, y->len, "many.yaml", &e);
     g_assert_no_error(e);
-    v = tv_validator_new(many, TV_NO_LIMIT, MAX_DEPTH, NULL, &why);
-    pool = pool_for(many);
-    cols = tv_pool_take(pool, 1);
+    vfix_open(&fx, many, TV_NO_LIMIT, 1);
     g_autofree uint8_t *ebuf = padded("{}", 2);
-    g_assert_cmpint(tv_validate(v, cols, ebuf, 2, INGEST_US, NOW_US, &info, &err), ==, TV_R_REQUIRED);
+    g_assert_cmpint(tv_validate(fx.v, fx.cols, ebuf, 2, INGEST_US, NOW_US, &info, &err), ==, TV_R_REQUIRED);
     g_assert_cmpuint(err.n_problems, ==, TV_MAX_PROBLEMS);
     g_assert_cmpuint(err.n_unlisted, ==, 20 - TV_MAX_PROBLEMS);
     g_assert_cmpstr(err.problems[15].field, ==, "f15");
     tv_error_text(&err, text, sizeof text);
     g_assert_true(g_str_has_suffix(text, "; field 'f15': required but missing; and 4 more"));
-    tv_columns_give_back(cols);
-    tv_pool_close(pool);
-    tv_validator_free(v);
-    tv_schema_free(many);
+    vfix_close(&fx);
 }
 
 /* The coerce rule: numeric strings for number fields, a number's text for a
