@@ -146,7 +146,9 @@ jd_status walk_event_object(scan_ctx &s, od::object obj, uint32_t depth, size_t 
         s.w.keys->clear();
     if (s.members && s.members->begin)
         s.members->begin(s.members->user, s.index);
-    bool report_members = s.want_key || (s.members && s.members->member);
+    bool consumer = s.members && s.members->member;
+    s.w.only_key = consumer ? nullptr : &s.key_field; /* the key alone: cheaper */
+    bool report_members = s.want_key || consumer;
     return from_walk(s, tvj::walk_members(s.w, obj, depth, begin, report_members ? on_member : nullptr, &s));
 }
 
@@ -229,13 +231,13 @@ jd_status scan_scalar(scan_ctx &s, od::document &doc, od::json_type t, size_t be
     }
     case od::json_type::boolean: {
         bool b;
-        if (doc.get_bool().get(b))
+        if (!ecf_json::root_literal(doc) || doc.get_bool().get(b))
             return fail(s, JD_MALFORMED, begin, "invalid literal");
         break;
     }
     case od::json_type::null: {
         bool is_null = false;
-        if (doc.is_null().get(is_null) || !is_null)
+        if (!ecf_json::root_literal(doc) || doc.is_null().get(is_null) || !is_null)
             return fail(s, JD_MALFORMED, begin, "invalid literal");
         break;
     }

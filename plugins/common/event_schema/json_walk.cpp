@@ -284,13 +284,13 @@ tvj_status walk_non_object(walk_ctx &c, od::document &doc, od::json_type t)
     }
     case od::json_type::boolean: {
         bool b;
-        if (doc.get_bool().get(b))
+        if (!ecf_json::root_literal(doc) || doc.get_bool().get(b))
             return fail(c, TVJ_MALFORMED, 0, "invalid literal");
         break;
     }
     case od::json_type::null: {
         bool is_null = false;
-        if (doc.is_null().get(is_null) || !is_null)
+        if (!ecf_json::root_literal(doc) || doc.is_null().get(is_null) || !is_null)
             return fail(c, TVJ_MALFORMED, 0, "invalid literal");
         break;
     }
@@ -383,13 +383,20 @@ tvj_status walk_members(walk &c, od::object obj, uint32_t depth, size_t obj_offs
                 duplicate(c, k, offset_of(c, kpos));
             c.keys->push_back(k);
         }
+        bool report = fn && !c.duplicate && (!c.only_key || k == *c.only_key);
+        if (!report) {
+            tvj_status st = walk_scalar_or_container(c, f.value(), depth + 1, nullptr);
+            if (st != TVJ_OK)
+                return st;
+            continue;
+        }
         tvj_member m{};
         m.key = k.data();
         m.key_len = k.size();
-        tvj_status st = walk_scalar_or_container(c, f.value(), depth + 1, fn ? &m : nullptr);
+        tvj_status st = walk_scalar_or_container(c, f.value(), depth + 1, &m);
         if (st != TVJ_OK)
             return st;
-        if (!fn || c.duplicate)
+        if (c.duplicate)
             continue;
         m.member_offset = offset_of(c, kpos);
         m.member_len = (size_t)(m.raw + m.raw_len - kpos);

@@ -31,6 +31,9 @@ struct walk {
      * no member is reported after it. */
     std::vector<std::string_view> *keys;
     bool duplicate;
+    /* When set, walk_members reports only the members with this key: the
+     * others are walked without the work a report takes. */
+    const std::string_view *only_key;
 };
 
 tvj_type type_of(simdjson::ondemand::json_type t);

@@ -76,6 +76,9 @@ static const door_case rejects[] = {
     {"trailing-comma-in-object", J, SID, "{\"a\":1,}", -1, JD_MALFORMED, NULL, 7},
     {"missing-colon", J, SID, "{\"a\" 1}", -1, JD_MALFORMED, NULL, 5},
     {"missing-comma", J, SID, "[1 2]", -1, JD_MALFORMED, NULL, 3},
+    /* simdjson's root getters alone take these (found by fuzz_http_body) */
+    {"root-null-with-junk", J, SID, "null* ", -1, JD_MALFORMED, NULL, 0},
+    {"root-false-with-junk-ndjson", N, SID, "{}\nfalse#\n", -1, JD_MALFORMED, NULL, 3},
     {"double-comma-in-array", J, SID, "[1,,2]", -1, JD_MALFORMED, NULL, 3},
     {"trailing-comma-in-array", J, SID, "[{\"session_id\":\"a\"},]", -1, JD_MALFORMED, NULL, 20},
     {"unterminated-array", J, SID, "[1,2", -1, JD_MALFORMED, NULL, 0},
