@@ -88,6 +88,10 @@ def parse_args(argv):
                    help="environment for the baseline runs only (repeatable): with --baseline "
                         "set to this same build, a before/after of a pipeline knob, e.g. "
                         "HTTP_ON_INVALID=off against the shipped edge validation")
+    p.add_argument("--variant", metavar="BUILD_DIR[,K=V...]", action="append", default=[],
+                   help="like --baseline, repeatable: also run this build with this environment "
+                        "after every pipeline run, e.g. the old and the new build each with "
+                        "HTTP_ON_INVALID=off, for a before/after of a knob in one run")
     p.add_argument("--durable-lingers", metavar="MS,MS,...", default="",
                    help="also run durable_server at these lingers (ms), at both connection "
                         "counts: whether any linger lifts the stack's batch-1 bound")
@@ -407,14 +411,17 @@ def report(a, ctx, results, info, pool_info, argv):
         groups.setdefault((r["kind"], r["batch"], r["conns"]), []).append(r)
     c, wide = a.connections, a.wide
     durables = ["durable"] + [durable_kind(x) for x in a.durable_lingers]
-    rows = [("pipeline", 1, c), ("baseline", 1, c), ("discard", 1, c)] + \
-        [(d, 1, c) for d in durables] + [("rawloop", 1, c)]
+    vk = [v["kind"] for v in ctx.get("variants", [])]
+
+    def builds(b, n):
+        return [("pipeline", b, n), ("baseline", b, n)] + [(k, b, n) for k in vk]
+    rows = builds(1, c) + [("discard", 1, c)] + [(d, 1, c) for d in durables] + [("rawloop", 1, c)]
     if wide:
-        rows += [("pipeline", 1, wide), ("baseline", 1, wide), ("discard", 1, wide)] + \
+        rows += builds(1, wide) + [("discard", 1, wide)] + \
             [(d, 1, wide) for d in durables] + [("rawloop", 1, wide)]
-    rows += [("pipeline", 100, c), ("baseline", 100, c)]
+    rows += builds(100, c)
     if wide:
-        rows += [("pipeline", 100, wide), ("baseline", 100, wide)]
+        rows += builds(100, wide)
     rows += [("discard", 100, c), ("raw", None, None)]
     names = {
         "pipeline": "pipeline: source-http -> sink-kafka",
@@ -424,6 +431,7 @@ def report(a, ctx, results, info, pool_info, argv):
         "durable": "durable_server (the stack's bound for answers once durable)",
         "baseline": f"baseline build ({ctx['baseline']['label']})" if "baseline" in ctx else "",
         **{durable_kind(x): f"durable_server, linger {x:g} ms" for x in a.durable_lingers},
+        **{v["kind"]: f"variant: build {v['label']}" for v in ctx.get("variants", [])},
     }
     L = []
     now = dt.datetime.now(dt.timezone.utc)
@@ -490,6 +498,13 @@ def report(a, ctx, results, info, pool_info, argv):
                 r_b = ratio(("pipeline", b, n), "events_s", ("baseline", b, n), "events_s")
                 L.append(f"| pipeline events/s ÷ baseline build's, batch {b}, {n} connections | "
                          f"{fmt(r_b, 2)} | (before/after) |")
+    for v in ctx.get("variants", []):
+        for b, n in [(1, c), (1, wide), (100, c), (100, wide)]:
+            if n:
+                r_e = ratio(("pipeline", b, n), "events_s", (v["kind"], b, n), "events_s")
+                r_c = ratio(("pipeline", b, n), "cpu_us_ev", (v["kind"], b, n), "cpu_us_ev")
+                L.append(f"| pipeline ÷ {v['label']}: events/s, CPU µs/event; batch {b}, {n} "
+                         f"connections | {fmt(r_e, 2)}, {fmt(r_c, 2)} | (before/after) |")
     L.append("")
     L.append("- **events/s** counts only events answered 200 (durable in Kafka for the "
              "pipeline); **req/s answered 200** likewise; **503/s** are answers wrk did not "
@@ -582,6 +597,13 @@ def main(argv):
         ctx["baseline"]["env"] = dict(kv.split("=", 1) for kv in a.baseline_env)
         if a.baseline_env:
             ctx["baseline"]["label"] += " with " + " ".join(a.baseline_env)
+    ctx["variants"] = []
+    for i, spec in enumerate(a.variant):
+        build_dir, *kvs = spec.split(",")
+        v = baseline_build(os.path.abspath(build_dir))
+        v.update(kind=f"v{i}", env=dict(kv.split("=", 1) for kv in kvs))
+        v["label"] += "".join(" with " + kv if j == 0 else " " + kv for j, kv in enumerate(kvs))
+        ctx["variants"].append(v)
     kafka = None
     try:
         ctx["tools"] = compile_tools(tmp)
@@ -620,7 +642,12 @@ def main(argv):
         if a.baseline:
             plan = [x for step in plan
                     for x in ([step, ("baseline",) + step[1:]] if step[0] == "pipeline" else [step])]
+        if ctx["variants"]:
+            plan = [x for step in plan
+                    for x in ([step] + [(v["kind"],) + step[1:] for v in ctx["variants"]]
+                              if step[0] == "pipeline" else [step])]
         results, perf_files = [], []
+        variants = {v["kind"]: v for v in ctx["variants"]}
         for rep in range(1, a.repeats + 1):
             for step in plan:
                 log(f"run {rep}/{a.repeats}: {' '.join(str(x) for x in step if x is not None)}")
@@ -632,6 +659,8 @@ def main(argv):
                     r = run_pipeline(a, ctx, step[1], step[2], perf_to)
                 elif step[0] == "baseline":
                     r = run_pipeline(a, ctx, step[1], step[2], build=ctx["baseline"])
+                elif step[0] in variants:
+                    r = run_pipeline(a, ctx, step[1], step[2], build=variants[step[0]])
                 elif step[0] == "discard":
                     r = run_discard(a, ctx, step[1], step[2])
                 elif step[0] == "durable":

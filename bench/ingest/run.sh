@@ -8,6 +8,7 @@
 #
 #   bench/ingest/run.sh [BUILD_DIR] [--smoke] [--duration S] [--repeats R]
 #                       [--connections C] [--wide C2] [--perf] [--baseline BUILD_DIR]
+#                       [--variant BUILD_DIR[,K=V...]]...
 #                       [--durable-lingers MS,MS,...] [--out FILE]
 #
 # BUILD_DIR defaults to ./build of the repository. Defaults: 3 interleaved runs of 12 s per

@@ -121,6 +121,18 @@ inline size_t locate_stage1(const uint8_t *p, size_t begin, size_t end, simdjson
     return in_string ? quote : none;
 }
 
+/* A literal (null, true, false) at the root of a document: simdjson's
+ * document getters take "null* " or "false#" for null and false (the junk
+ * stuck to the word is never looked at), so the token must be the word. */
+inline bool root_literal(simdjson::ondemand::document &doc)
+{
+    std::string_view tok;
+    if (doc.raw_json_token().get(tok) != simdjson::SUCCESS)
+        return false;
+    tok = scalar_token(tok);
+    return tok == "null" || tok == "true" || tok == "false";
+}
+
 /* simdjson 3.0 has no document::at_end(); current_location() says "out of
  * bounds" there. */
 inline bool at_end(simdjson::ondemand::document &doc)

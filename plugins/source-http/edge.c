@@ -34,9 +34,12 @@
 #define EDGE_POOL_MAX_BYTES (1u << 20)
 
 struct edge_check {
+    source_http *src;
     tv_validator *v;
     tv_columns *cols;
     GString *envelope;
+    bool begun; /* the event's members go to the validator */
+    tv_error err;
 };
 
 ecf_status edge_init(source_http *src)
@@ -115,6 +118,7 @@ edge_check *edge_get(source_http *src)
     if (c)
         return c;
     c = g_new0(edge_check, 1);
+    c->src = src;
     const char *why = NULL;
     c->v = tv_validator_new(src->schema, src->cfg->max_future_us, EDGE_MAX_DEPTH, src->cfg->key_field, &why);
     c->cols = tv_pool_take(src->col_pool, 1);
@@ -154,20 +158,68 @@ void edge_put(source_http *src, edge_check *c)
         checker_free(c);
 }
 
-bool edge_validate(source_http *src, edge_check *c, const uint8_t *buf, size_t len, tv_error *err)
+void edge_begin(void *checker, uint32_t index)
 {
-    int64_t now = ecf_now_us(src->stage);
+    (void)index;
+    edge_check *c = checker;
+    int64_t now = ecf_now_us(c->src->stage);
+    c->begun = tv_event_begin(c->v, c->cols, 0, now, &c->err) == TV_VALID;
+}
+
+void edge_member(void *checker, const tvj_member *m)
+{
+    edge_check *c = checker;
+    if (c->begun)
+        tv_event_member(c->v, m);
+}
+
+bool edge_end(edge_check *c, const jd_event *ev)
+{
+    if (!ev->is_object) /* no members were walked: the validator says why it is not an event */
+        edge_begin(c, ev->index);
+    if (!c->begun)
+        return false; /* c->err says why */
+    c->begun = false;
+    int64_t now = ecf_now_us(c->src->stage);
     tv_row_info info;
-    tv_reason r = tv_validate(c->v, c->cols, buf, len, now, now, &info, err);
-    if (r == TV_VALID) {
-        /* Only the verdict is wanted: take the row back, keep the buffers. */
-        c->cols->rows--;
-        c->cols->in_bytes -= len;
-        return true;
-    }
-    if (r != TV_R_INTERNAL)
+    if (tv_event_end(c->v, ev->walked, ev->walk_err, ev->length, now, &info) != TV_VALID)
+        return false;
+    /* Only the verdict is wanted: take the row back, keep the buffers. */
+    c->cols->rows--;
+    c->cols->in_bytes -= ev->length;
+    return true;
+}
+
+const tv_error *edge_problems(const edge_check *c) { return &c->err; }
+
+void edge_count(source_http *src, tv_reason r)
+{
+    if (r > TV_VALID && r < TV_R_INTERNAL)
         ecf_metric_add(src->stage, src->m_invalid[r], 1);
-    return false;
+}
+
+static void json_str_or_null(GString *out, const char *s)
+{
+    if (!s || !*s || !tv_json_append_string(out, s, strlen(s)))
+        g_string_append(out, "null");
+}
+
+void edge_problems_json(GString *out, const tv_error *err)
+{
+    g_string_append_c(out, '[');
+    for (uint32_t i = 0; i < err->n_problems; i++) {
+        const tv_problem *p = &err->problems[i];
+        g_string_append(out, i ? ",{\"field\":" : "{\"field\":");
+        json_str_or_null(out, p->field);
+        g_string_append_printf(out, ",\"rule\":\"%s\",\"value\":", tv_reason_name(p->reason));
+        json_str_or_null(out, p->value);
+        g_string_append(out, ",\"message\":");
+        json_str_or_null(out, p->message);
+        g_string_append_c(out, '}');
+    }
+    if (err->n_unlisted)
+        g_string_append_printf(out, ",{\"more\":%" PRIu32 "}", err->n_unlisted);
+    g_string_append_c(out, ']');
 }
 
 void edge_dead_letter(source_http *src, edge_check *c, ecf_batch **dlq, const uint8_t *raw, size_t len, uint32_t index,
@@ -178,8 +230,10 @@ void edge_dead_letter(source_http *src, edge_check *c, ecf_batch **dlq, const ui
     ecf_stage *stage = src->stage;
     ecf_origin origin = {.kind = ECF_ORIGIN_HTTP, .partition = -1, .offset = index};
     const char *klass = tv_reason_name(err->reason), *name = ecf_name(stage);
+    char text[TV_ERROR_TEXT_MAX];
+    tv_error_text(err, text, sizeof text);
     tv_dead_letter d = {
-        .reason = err->message,
+        .reason = text,
         .klass = klass,
         .field = err->field,
         .stage = name,
@@ -190,7 +244,7 @@ void edge_dead_letter(source_http *src, edge_check *c, ecf_batch **dlq, const ui
     };
     tv_dead_letter_json(c->envelope, &d);
     ecf_header hdrs[4] = {
-        {"ecflow.dlq.reason", (const uint8_t *)err->message, (uint32_t)strlen(err->message)},
+        {"ecflow.dlq.reason", (const uint8_t *)text, (uint32_t)strlen(text)},
         {"ecflow.dlq.class", (const uint8_t *)klass, (uint32_t)strlen(klass)},
         {"ecflow.dlq.stage", (const uint8_t *)name, (uint32_t)strlen(name)},
         {"ecflow.dlq.field", (const uint8_t *)err->field, err->field ? (uint32_t)strlen(err->field) : 0},

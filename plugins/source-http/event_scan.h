@@ -10,6 +10,11 @@
  * is visited, so a body the scan accepts is valid JSON (RFC 8259) as a whole,
  * not just where the key happened to be.
  *
+ * The walk is json_walk's (plugins/common/event_schema): with jd_members,
+ * each object event's top-level members are handed, as the walk meets them,
+ * to a caller such as the schema validator, so each byte of a body is
+ * parsed once.
+ *
  * Nothing here allocates per event. The buffer must stay readable for
  * JD_PADDING bytes past its end (simdjson reads ahead in 64-byte blocks);
  * pass the real allocation size as `capacity`.
@@ -24,6 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "json_walk.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +69,11 @@ typedef struct {
     const char *key; /* unescaped UTF-8, not NUL-terminated; valid
                                only during the callback                    */
     size_t key_len;
+    /* With jd_members: TVJ_OK, or TVJ_DUPLICATE (walk_err says which key,
+     * where) when duplicates were looked for; TVJ_NOT_OBJECT (walk_err->got)
+     * for an event that is not an object. */
+    tvj_status walked;
+    const tvj_error *walk_err;
 } jd_event;
 
 typedef struct {
@@ -71,6 +83,16 @@ typedef struct {
 
 /* Return false to stop the scan (jd_scan then returns JD_STOPPED). */
 typedef bool (*jd_event_fn)(void *user, const jd_event *ev);
+
+/* A member consumer riding on the scan: begin() before the members of
+ * object event `index`, member() for each (in document order, after its
+ * value was walked), then the event callback. */
+typedef struct {
+    void (*begin)(void *user, uint32_t index);
+    tvj_member_fn member;
+    void *user;
+    bool duplicates; /* look for duplicate keys at every depth (jd_event.walked) */
+} jd_members;
 
 typedef struct jd_parser jd_parser;
 
@@ -84,13 +106,14 @@ size_t jd_parser_footprint(const jd_parser *p);
 
 /*
  * Scans buf[0, len); `capacity` >= len + JD_PADDING is the readable size.
- * key_field may be NULL (no key lookup). Calls fn once per event, in order.
+ * key_field may be NULL (no key lookup); members may be NULL. Calls fn once
+ * per event, in order.
  * Events are reported as they are found: when the scan fails half-way, the
  * callback has already seen the events before the error, so callers that
  * want all-or-nothing must collect first and act after JD_OK.
  */
 jd_status jd_scan(jd_parser *p, const uint8_t *buf, size_t len, size_t capacity, jd_layout layout,
-                  const char *key_field, jd_event_fn fn, void *user, jd_error *err);
+                  const char *key_field, const jd_members *members, jd_event_fn fn, void *user, jd_error *err);
 
 const char *jd_status_str(jd_status st);
 

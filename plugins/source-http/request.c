@@ -4,6 +4,7 @@
  *   headers   route, method, API key, Content-Type/-Encoding/-Length
  *   upload    body bytes (inflated if gzip) into a padded buffer
  *   door      simdjson scan: valid JSON? each event an object with the key?
+ *             (and, with `schema`, valid, checked on the same walk)
  *   emit      one ack token per event; whole batches via ecf_try_emit(),
  *             the rest into the batch small requests share (outbox.c)
  *   wait      connection suspended until every token settled (or
@@ -18,8 +19,10 @@
  *        down, ack timeout, shutdown), with Retry-After
  *   400  not JSON (names the byte offset), empty body, broken gzip
  * With the `schema` option the door also checks each event against the
- * schema (edge.c): an invalid one is listed with "field", "rule" (the reason
- * class) and "value" (in short) besides its "reason", and is not emitted.
+ * schema (edge.c), on the door's own walk: an invalid one is listed with
+ * "field", "rule" (the reason class) and "value" (in short) of its first
+ * problem besides its "reason", and "problems" (each of them), and is not
+ * emitted.
  *   401 404 405 413 415  as the names say
  * Each rejected event is listed with its index, reason and whether a retry
  * can help, so a client resends exactly those.
@@ -49,7 +52,15 @@ typedef struct {
     uint32_t length;
     uint32_t key_off, key_len; /* into http_request.keys */
     uint8_t verdict;
+    uint32_t refused; /* 1 + its index in http_request.refusals; 0: the schema passed it */
 } door_event;
+
+/* An event the schema refused, as the door's walk found it; applied once
+ * the whole body turned out to be JSON. Strings are interned. */
+typedef struct {
+    tv_reason reason;
+    const char *field, *message, *value, *problems;
+} edge_refusal;
 
 typedef struct {
     bool settled;
@@ -58,6 +69,7 @@ typedef struct {
     /* schema rejections: the field (the schema's, or NULL), the rule (a
      * reason class name, static) and the value in short (interned) */
     const char *field, *rule, *value;
+    const char *problems; /* every problem, a JSON array (interned) */
 } event_result;
 
 struct http_request {
@@ -76,6 +88,10 @@ struct http_request {
     GArray *events; /* door_event */
     GByteArray *keys;
     bool too_many;
+    edge_check *checker; /* while the door walks, with the `schema` option */
+    bool edge_down;      /* no checker to be had: out of memory */
+    GArray *refusals;    /* edge_refusal */
+    ecf_batch *dlq;      /* dead letters, emitted once the body is JSON */
 
     GMutex lock; /* guards everything below */
     event_result *results;
@@ -109,8 +125,11 @@ static void req_drop_scratch(http_request *req)
         g_array_free(req->events, TRUE);
     if (req->keys)
         g_byte_array_free(req->keys, TRUE);
+    if (req->refusals)
+        g_array_free(req->refusals, TRUE);
     req->events = NULL;
     req->keys = NULL;
+    req->refusals = NULL;
 }
 
 static void req_unref(http_request *req)
@@ -238,6 +257,8 @@ static void append_rejection(GString *j, uint32_t index, const char *reason, boo
             json_string(j, r->value);
         else
             g_string_append(j, "null");
+        if (r->problems)
+            g_string_append_printf(j, ",\"problems\":%s", r->problems);
     }
     g_string_append_printf(j, ",\"retryable\":%s}", retry ? "true" : "false");
 }
@@ -381,6 +402,8 @@ static void on_settle(void *user, uint64_t tag, ecf_status outcome, const char *
 
 /* ---------------------------------------------------------------- door */
 
+static uint32_t refuse(http_request *req, const uint8_t *raw, size_t len, uint32_t index);
+
 static bool on_door_event(void *user, const jd_event *ev)
 {
     http_request *req = user;
@@ -389,6 +412,8 @@ static bool on_door_event(void *user, const jd_event *ev)
         return false;
     }
     door_event de = {.offset = ev->offset, .length = (uint32_t)ev->length};
+    if (req->checker && !edge_end(req->checker, ev))
+        de.refused = refuse(req, req->body.data + ev->offset, ev->length, ev->index);
     if (!ev->is_object) {
         de.verdict = DOOR_NOT_OBJECT;
     } else if (ev->key_state == JD_KEY_MISSING) {
@@ -417,40 +442,65 @@ static const char *door_reason(source_http *src, uint8_t verdict)
     return "rejected";
 }
 
-/* The schema check of every event (edge.c). A refused
- * event is recorded with its field, rule and value and, when a stage reads
- * 'invalid', becomes a dead letter there; it is not emitted. */
+/* The checker's verdict on the event just walked: its problems, interned,
+ * and its dead letter, kept until the body as a whole turned out to be
+ * JSON. Returns door_event.refused. */
+static uint32_t refuse(http_request *req, const uint8_t *raw, size_t len, uint32_t index)
+{
+    source_http *src = req->src;
+    const tv_error *err = edge_problems(req->checker);
+    GString *problems = g_string_new(NULL);
+    edge_problems_json(problems, err);
+    edge_refusal x = {
+        .reason = err->reason,
+        .field = err->field,
+        .message = intern_reason(req, err->message),
+        .value = intern_reason(req, err->value),
+        .problems = intern_reason(req, problems->str),
+    };
+    g_string_free(problems, TRUE);
+    if (!req->refusals)
+        req->refusals = g_array_new(FALSE, FALSE, sizeof(edge_refusal));
+    g_array_append_val(req->refusals, x);
+    if (!src->edge_pass && err->reason != TV_R_INTERNAL)
+        edge_dead_letter(src, req->checker, &req->dlq, raw, len, index, err);
+    return req->refusals->len;
+}
+
+/* The schema's verdicts, recorded once the door passed the body. A refused
+ * event is listed with its field, rule, value and every problem and, when
+ * a stage reads 'invalid', becomes a dead letter there; it is not emitted.
+ * Events the door refused are checked too: the schema's reason (field,
+ * rule, value) says more than "missing key field". */
 static void run_edge(http_request *req)
 {
     source_http *src = req->src;
-    edge_check *c = edge_get(src);
-    ecf_batch *dlq = NULL;
     for (uint32_t i = 0; i < req->n_events; i++) {
         door_event *de = &g_array_index(req->events, door_event, i);
-        /* Events the door refused are checked too: the schema's reason
-         * (field, rule, value) says more than "missing key field". */
-        tv_error err;
-        const uint8_t *raw = req->body.data + de->offset;
-        if (c && edge_validate(src, c, raw, de->length, &err))
+        const edge_refusal *x = de->refused ? &g_array_index(req->refusals, edge_refusal, de->refused - 1) : NULL;
+        bool internal = req->edge_down || (x && x->reason == TV_R_INTERNAL);
+        if (!x && !internal)
             continue;
-        if (src->edge_pass && c && err.reason != TV_R_INTERNAL)
+        if (!internal)
+            edge_count(src, x->reason);
+        if (src->edge_pass && !internal)
             continue; /* counted; emitted as it is */
-        if (de->verdict != DOOR_PASS && (!c || err.reason == TV_R_INTERNAL))
+        if (de->verdict != DOOR_PASS && internal)
             continue; /* refused anyway, by the door's own verdict */
         de->verdict = DOOR_SCHEMA;
-        if (!c || err.reason == TV_R_INTERNAL) { /* not the event's fault: worth a retry */
-            record(req, i, ECF_ERR_NOMEM, c ? err.message : "out of memory");
+        if (internal) { /* not the event's fault: worth a retry */
+            record(req, i, ECF_ERR_NOMEM, x ? x->message : "out of memory");
             continue;
         }
-        record(req, i, ECF_ERR_INVALID, err.message);
+        record(req, i, ECF_ERR_INVALID, x->message);
         event_result *r = &req->results[i];
-        r->field = err.field;
-        r->rule = tv_reason_name(err.reason);
-        r->value = intern_reason(req, err.value);
-        edge_dead_letter(src, c, &dlq, raw, de->length, i, &err);
+        r->field = x->field;
+        r->rule = tv_reason_name(x->reason);
+        r->value = x->value;
+        r->problems = x->problems;
     }
-    edge_put(src, c);
-    edge_flush_dead_letters(src, dlq);
+    edge_flush_dead_letters(src, req->dlq);
+    req->dlq = NULL;
 }
 
 /* Scans the body; on success req->events lists every event. Answers (and
@@ -465,10 +515,22 @@ static bool run_door(http_request *req, enum MHD_Result *rc)
         *rc = answer_request_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory", true);
         return true;
     }
+    jd_members members = {.begin = edge_begin, .member = edge_member, .duplicates = true};
+    if (src->schema) {
+        req->checker = edge_get(src);
+        req->edge_down = !req->checker;
+        members.user = req->checker;
+    }
     jd_error err;
     jd_status st = jd_scan(p, req->body.data, req->body.len, req->body.cap + JD_PADDING, req->layout,
-                           src->cfg->key_field, on_door_event, req, &err);
+                           src->cfg->key_field, req->checker ? &members : NULL, on_door_event, req, &err);
     http_parser_put(src, p);
+    edge_put(src, req->checker);
+    req->checker = NULL;
+    if (st != JD_OK && req->dlq) { /* not JSON as a whole: no event was anything */
+        ecf_batch_release(src->stage, req->dlq);
+        req->dlq = NULL;
+    }
     char msg[160];
     switch (st) {
     case JD_OK: return false;

@@ -160,9 +160,19 @@ void edge_free(source_http *src);
 /* A pooled checker (validator + scratch columns); NULL on out of memory. */
 edge_check *edge_get(source_http *src);
 void edge_put(source_http *src, edge_check *c);
-/* buf[0, len) with padding readable after it: true when the event passes
- * the schema; otherwise *err says why (and the reason is counted). */
-bool edge_validate(source_http *src, edge_check *c, const uint8_t *buf, size_t len, tv_error *err);
+/* The door's one walk feeds the checker (jd_members): edge_begin before an
+ * object event's members, edge_member (user: the checker) for each, then
+ * edge_end with the event the door reports: true when it passes the
+ * schema, else edge_problems(c) says why. Counting is the caller's
+ * (edge_count), once the body as a whole turned out to be JSON. */
+void edge_begin(void *checker, uint32_t index);
+void edge_member(void *checker, const tvj_member *m);
+bool edge_end(edge_check *c, const jd_event *ev);
+const tv_error *edge_problems(const edge_check *c);
+void edge_count(source_http *src, tv_reason r);
+/* err's problems as a JSON array: [{"field", "rule", "value", "message"}...]
+ * (and {"more": N} when some were not listed). */
+void edge_problems_json(GString *out, const tv_error *err);
 /* Adds the event's dead-letter envelope to *dlq (made on first use) when
  * a stage reads the `invalid` port; edge_flush_dead_letters emits it. */
 void edge_dead_letter(source_http *src, edge_check *c, ecf_batch **dlq, const uint8_t *raw, size_t len, uint32_t index,

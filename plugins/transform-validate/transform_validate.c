@@ -225,8 +225,10 @@ static void reject(ecf_stage *stage, tv_state *st, ecf_message *m, const uint8_t
         ecf_nack(stage, m, ECF_ERR_INVALID, err->message);
         return;
     }
+    char text[TV_ERROR_TEXT_MAX]; /* every problem, the first first */
+    tv_error_text(err, text, sizeof text);
     tv_dead_letter d = {
-        .reason = err->message,
+        .reason = text,
         .klass = tv_reason_name(err->reason),
         .field = err->field,
         .stage = ecf_name(stage),

@@ -9,13 +9,18 @@ One `ecflow run pipelines/ecommerce.yaml --profile ci` (test_e2e's Runs/Ecflow):
   * numeric strings for price/quantity (the schema's coerce rule) -> 200, numbers in the table;
   * every rejected event in the dead-letter topic with its reason, source "http", and counted
     in http_events_invalid_total by reason class;
-  * and in the dead-letter table (ecommerce.events_dlq), once each, with class, reason, field.
+  * and in the dead-letter table (ecommerce.events_dlq), once each, with class, reason, field;
+  * a 422 lists each problem of the event, and the DLQ reason text names them all;
+  * the dead-letter table stays exactly once across SIGKILLs while dead letters flow.
 """
 import http.client
 import json
+import random
 import subprocess
+import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -57,6 +62,11 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     r = body["rejected"][0]
     assert r["index"] == 0 and r["field"] == "event_type" and r["rule"] == "enum"
     assert "bogus" in r["value"] and "event_type" in r["reason"] and r["retryable"] is False
+    # every problem of the event, the first being its reason; missing fields in schema order
+    problems = [(x["field"], x["rule"]) for x in r["problems"]]
+    assert problems[0] == ("event_type", "enum") and r["problems"][0]["message"] == r["reason"], r
+    assert sorted(problems[1:]) == [("timestamp", "required"), ("user_id", "required")], r
+    assert r["problems"][0]["value"] == r["value"] and r["problems"][1]["value"] is None, r
 
     ok = [f"{run}-ok{i}" for i in range(3)]
     mixed = [event(ok[0]), event(f"{run}-bad1", user_id=None), event(ok[1]),
@@ -123,6 +133,10 @@ def test_edge_rejects_answers_and_dead_letters(kafka, runs):
     by_id = {json.loads(r[0])["event_id"]: r for r in rows}
     assert len(rows) == len(bad) and set(by_id) == bad
     assert by_id[f"{run}-bad0"][1:5] == ("enum", dead[f"{run}-bad0"]["reason"], "event_type", "http")
+    # the reason text names every problem, the first first
+    assert dead[f"{run}-bad0"]["reason"].startswith("field 'event_type': "), dead[f"{run}-bad0"]
+    assert "field 'user_id': required but missing" in dead[f"{run}-bad0"]["reason"]
+    assert "field 'timestamp': required but missing" in dead[f"{run}-bad0"]["reason"]
     assert by_id[f"{run}-bad2"][1] == "range" and by_id[f"{run}-bad2"][3] == "quantity"
     assert all(r[5] == "http" and r[6] is not None for r in rows)
 
@@ -222,5 +236,72 @@ def test_pass_mode_counts_but_lets_invalid_events_through(kafka, runs):
     wait_until("the lake leg's dead letter", lambda: any(
         json.loads(json.loads(x)["raw"])["event_id"] == f"{run}-a" and json.loads(x)["stage"] == "check"
         for x in payloads(kafka, env["KAFKA_DLQ_TOPIC"])), 60, 0.5)
+    code, _ = p.term()
+    assert code == 0
+
+
+def test_dlq_table_exactly_once_across_sigkill(kafka, runs):
+    """The dead-letter table is written exactly once like the main table: dead letters keep
+    arriving in the DLQ topic (each produced once, so the topic holds each exactly once) while
+    the pipeline is SIGKILLed at random moments and restarted; in the end ecommerce.events_dlq
+    holds each of them exactly once."""
+    env = runs.env(kafka)
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    run = uuid.uuid4().hex[:6]
+    n, kills = 1500, 4
+    print(f"\nseed {seed}, {n} dead letters, {kills} kills")
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    letters = [json.dumps({"reason": "field 'event_type': \"bogus\" is not one of [page_view]",
+                           "class": "enum", "field": "event_type", "stage": "check", "at": at,
+                           "source": {"kind": "kafka", "topic": env["KAFKA_TOPIC"], "partition": 0,
+                                      "offset": i},
+                           "raw": json.dumps(event(f"{run}-d{i}", event_type="bogus"))})
+               for i in range(n)]
+    p = runs.start(env, "run0")
+    p.wait_ready()  # the dlq stage created the DLQ topic
+
+    produced = [0]
+    done = threading.Event()
+
+    def producer():  # about 40 letters a second, in small chunks, through the kill phase
+        while produced[0] < n and not done.is_set():
+            chunk = letters[produced[0]:produced[0] + 20]
+            r = subprocess.run(["kcat", "-b", kafka, "-P", "-t", env["KAFKA_DLQ_TOPIC"]],
+                               input="\n".join(chunk).encode() + b"\n", capture_output=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stderr.decode(errors="replace")
+            produced[0] += len(chunk)
+            time.sleep(0.5)
+
+    t = threading.Thread(target=producer, daemon=True)
+    t.start()
+    dt_dir = table_dir(env).parent / "events_dlq"
+    try:
+        for k in range(kills):
+            wait_until("the DLQ leg's assignment", lambda: p.alive() and p.assigned(), 60)
+            time.sleep(rng.uniform(0.5, 4.0))  # consuming, writing, committing
+            p.kill()
+            print(f"kill {k + 1}: {produced[0]} produced, {rows_in_table(dt_dir)} rows in the "
+                  f"DLQ table")
+            p = runs.start(env, f"run{k + 1}")
+            p.wait_ready()
+        t.join(120)
+        assert produced[0] == n and not t.is_alive()
+        wait_until("every dead letter in the DLQ table", lambda: p.alive() and rows_in_table(dt_dir) >= n,
+                   180, 0.5)
+        time.sleep(2.5)  # a later commit would show a duplicate
+    finally:
+        done.set()
+    in_topic = Counter(json.loads(json.loads(x)["raw"])["event_id"]
+                       for x in topic_payloads(kafka, env["KAFKA_DLQ_TOPIC"]))
+    assert len(in_topic) == n and set(in_topic.values()) == {1}, "each produced once"
+    con = duckdb_connect()
+    rows = con.execute(f"select raw, class, field from iceberg_scan('{dt_dir}')").fetchall()
+    ids = Counter(json.loads(r[0])["event_id"] for r in rows)
+    assert sorted(ids) == sorted(in_topic), "a dead letter missing from the DLQ table"
+    assert [i for i, c in ids.items() if c > 1] == [], "a dead letter twice in the DLQ table"
+    assert all(r[1] == "enum" and r[2] == "event_type" for r in rows)
     code, _ = p.term()
     assert code == 0

@@ -8,7 +8,7 @@
  * big for a double is still valid JSON; the caller decides what a number
  * means for its field (an int64, an exact decimal, a double).
  */
-#include "json_walk.h"
+#include "json_walk.hpp"
 #include "json_lexeme.hpp"
 
 #include <simdjson.h>
@@ -40,17 +40,10 @@ struct tvj_walker {
     std::vector<std::string_view> keys; /* keys of the objects being walked */
 };
 
+using walk_ctx = tvj::walk;
+
 namespace
 {
-
-struct walk_ctx {
-    const uint8_t *buf;
-    size_t len;
-    tvj_error *err;
-    uint32_t max_depth;
-    od::document *doc;
-    std::vector<std::string_view> *keys;
-};
 
 tvj_status fail(walk_ctx &c, tvj_status st, size_t offset, const char *msg)
 {
@@ -87,13 +80,17 @@ bool container_end(walk_ctx &c, const char *begin, const char **end)
     return true;
 }
 
-tvj_status duplicate(walk_ctx &c, std::string_view k, size_t offset)
+/* The first duplicate is noted; the walk goes on, for syntax. */
+void duplicate(walk_ctx &c, std::string_view k, size_t offset)
 {
+    if (c.duplicate)
+        return;
+    c.duplicate = true;
     if (c.err) {
         c.err->key = k.data();
         c.err->key_len = k.size();
     }
-    return fail(c, TVJ_DUPLICATE, offset, "duplicate key");
+    fail(c, TVJ_DUPLICATE, offset, "duplicate key");
 }
 
 /* A 64-bit filter per object: keys whose length and end bytes differ
@@ -124,58 +121,43 @@ bool seen_before(walk_ctx &c, size_t base, std::string_view k, uint64_t *filter)
 }
 
 /* Objects with many keys: one sort of their slice of the key stack. */
-tvj_status check_sorted(walk_ctx &c, size_t base, size_t obj_offset)
+void check_sorted(walk_ctx &c, size_t base, size_t obj_offset)
 {
     auto &keys = *c.keys;
-    if (keys.size() - base <= LINEAR_KEYS)
-        return TVJ_OK;
-    std::sort(keys.begin() + (ptrdiff_t)base, keys.end());
-    for (size_t i = base + 1; i < keys.size(); i++)
-        if (keys[i] == keys[i - 1])
-            return duplicate(c, keys[i], obj_offset);
-    return TVJ_OK;
+    if (keys.size() - base > LINEAR_KEYS) {
+        std::sort(keys.begin() + (ptrdiff_t)base, keys.end());
+        for (size_t i = base + 1; i < keys.size(); i++)
+            if (keys[i] == keys[i - 1])
+                duplicate(c, keys[i], obj_offset);
+    }
+    keys.resize(base);
 }
 
-tvj_status walk_value(walk_ctx &c, od::value v, uint32_t depth);
+tvj_status walk_scalar_or_container(walk_ctx &c, od::value v, uint32_t depth, tvj_member *m);
 
 tvj_status walk_object(walk_ctx &c, od::object obj, uint32_t depth, size_t obj_offset)
 {
-    size_t base = c.keys->size();
-    uint64_t filter = 0;
-    for (auto res : obj) {
-        od::field f;
-        error_code e = std::move(res).get(f);
-        if (e)
-            return fail_doc(c, e);
-        const char *kpos = f.key().raw() - 1;
-        std::string_view k;
-        if ((e = f.unescaped_key().get(k)))
-            return fail(c, TVJ_MALFORMED, offset_of(c, kpos), short_message(e));
-        if (seen_before(c, base, k, &filter))
-            return duplicate(c, k, offset_of(c, kpos));
-        c.keys->push_back(k);
-        tvj_status st = walk_value(c, f.value(), depth + 1);
-        if (st != TVJ_OK)
-            return st;
-    }
-    tvj_status st = check_sorted(c, base, obj_offset);
-    c.keys->resize(base);
-    return st;
+    return tvj::walk_members(c, obj, depth, obj_offset, nullptr, nullptr);
 }
 
-tvj_status walk_array(walk_ctx &c, od::array arr, uint32_t depth)
+} // namespace
+
+tvj_status tvj::walk_elements(walk &c, od::array arr, uint32_t depth)
 {
     for (auto res : arr) {
         od::value v;
         error_code e = std::move(res).get(v);
         if (e)
             return fail_doc(c, e);
-        tvj_status st = walk_value(c, v, depth + 1);
+        tvj_status st = tvj::walk_value(c, v, depth + 1);
         if (st != TVJ_OK)
             return st;
     }
     return TVJ_OK;
 }
+
+namespace
+{
 
 /* Walks v (at nesting `depth` if it is a container) and fills what a member
  * report needs: type, unescaped string, bool, raw text. */
@@ -202,7 +184,7 @@ tvj_status walk_scalar_or_container(walk_ctx &c, od::value v, uint32_t depth, tv
             od::array arr;
             if ((e = v.get_array().get(arr)))
                 return fail_doc(c, e);
-            st = walk_array(c, arr, depth);
+            st = tvj::walk_elements(c, arr, depth);
         }
         if (st != TVJ_OK || !m)
             return st;
@@ -261,24 +243,6 @@ tvj_status walk_scalar_or_container(walk_ctx &c, od::value v, uint32_t depth, tv
     return TVJ_OK;
 }
 
-tvj_status walk_value(walk_ctx &c, od::value v, uint32_t depth)
-{
-    return walk_scalar_or_container(c, v, depth, nullptr);
-}
-
-tvj_type type_of(od::json_type t)
-{
-    switch (t) {
-    case od::json_type::object: return TVJ_OBJECT;
-    case od::json_type::array: return TVJ_ARRAY;
-    case od::json_type::string: return TVJ_STRING;
-    case od::json_type::number: return TVJ_NUMBER;
-    case od::json_type::boolean: return TVJ_BOOL;
-    case od::json_type::null: return TVJ_NULL;
-    }
-    return TVJ_NULL;
-}
-
 /* A top-level value that is not an object: still walked, so that malformed
  * JSON is reported as such rather than as "not an object". */
 tvj_status walk_non_object(walk_ctx &c, od::document &doc, od::json_type t)
@@ -291,7 +255,7 @@ tvj_status walk_non_object(walk_ctx &c, od::document &doc, od::json_type t)
             return fail_doc(c, e);
         if (1 > c.max_depth)
             return fail(c, TVJ_TOO_DEEP, 0, "nesting too deep");
-        tvj_status st = walk_array(c, arr, 1);
+        tvj_status st = tvj::walk_elements(c, arr, 1);
         if (st != TVJ_OK)
             return st;
         break;
@@ -320,13 +284,13 @@ tvj_status walk_non_object(walk_ctx &c, od::document &doc, od::json_type t)
     }
     case od::json_type::boolean: {
         bool b;
-        if (doc.get_bool().get(b))
+        if (!ecf_json::root_literal(doc) || doc.get_bool().get(b))
             return fail(c, TVJ_MALFORMED, 0, "invalid literal");
         break;
     }
     case od::json_type::null: {
         bool is_null = false;
-        if (doc.is_null().get(is_null) || !is_null)
+        if (!ecf_json::root_literal(doc) || doc.is_null().get(is_null) || !is_null)
             return fail(c, TVJ_MALFORMED, 0, "invalid literal");
         break;
     }
@@ -361,7 +325,7 @@ tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_m
         if (st != TVJ_OK)
             return st;
         if (c.err)
-            c.err->got = type_of(t);
+            c.err->got = tvj::type_of(t);
         return fail(c, TVJ_NOT_OBJECT, b, "not an object");
     }
     od::object obj;
@@ -371,38 +335,79 @@ tvj_status walk_document(walk_ctx &c, od::parser &parser, size_t capacity, tvj_m
         return fail(c, TVJ_TOO_DEEP, b, "nesting too deep");
 
     c.keys->clear();
-    uint64_t filter = 0;
-    for (auto res : obj) {
-        od::field f;
-        if ((e = std::move(res).get(f)))
-            return fail_doc(c, e);
-        const char *kpos = f.key().raw() - 1; /* the opening quote */
-        std::string_view k;
-        if ((e = f.unescaped_key().get(k)))
-            return fail(c, TVJ_MALFORMED, offset_of(c, kpos), short_message(e));
-        if (seen_before(c, 0, k, &filter))
-            return duplicate(c, k, offset_of(c, kpos));
-        c.keys->push_back(k);
-        tvj_member m{};
-        m.key = k.data();
-        m.key_len = k.size();
-        tvj_status st = walk_scalar_or_container(c, f.value(), 2, &m);
-        if (st != TVJ_OK)
-            return st;
-        m.member_offset = offset_of(c, kpos);
-        m.member_len = (size_t)(m.raw + m.raw_len - kpos);
-        if (fn)
-            fn(user, &m);
-    }
-    tvj_status st = check_sorted(c, 0, b);
+    tvj_status st = tvj::walk_members(c, obj, 1, b, fn, user);
     if (st != TVJ_OK)
         return st;
+    if (c.duplicate)
+        return TVJ_DUPLICATE; /* the rest was walked: it is JSON */
     if (!at_end(doc))
         return fail_doc(c, simdjson::TRAILING_CONTENT);
     return TVJ_OK;
 }
 
 } // namespace
+
+namespace tvj
+{
+
+tvj_type type_of(od::json_type t)
+{
+    switch (t) {
+    case od::json_type::object: return TVJ_OBJECT;
+    case od::json_type::array: return TVJ_ARRAY;
+    case od::json_type::string: return TVJ_STRING;
+    case od::json_type::number: return TVJ_NUMBER;
+    case od::json_type::boolean: return TVJ_BOOL;
+    case od::json_type::null: return TVJ_NULL;
+    }
+    return TVJ_NULL;
+}
+
+tvj_status walk_value(walk &c, od::value v, uint32_t depth) { return walk_scalar_or_container(c, v, depth, nullptr); }
+
+tvj_status walk_members(walk &c, od::object obj, uint32_t depth, size_t obj_offset, tvj_member_fn fn, void *user)
+{
+    size_t base = c.keys ? c.keys->size() : 0;
+    uint64_t filter = 0;
+    for (auto res : obj) {
+        od::field f;
+        error_code e = std::move(res).get(f);
+        if (e)
+            return fail_doc(c, e);
+        const char *kpos = f.key().raw() - 1; /* the opening quote */
+        std::string_view k;
+        if ((e = f.unescaped_key().get(k)))
+            return fail(c, TVJ_MALFORMED, offset_of(c, kpos), short_message(e));
+        if (c.keys) {
+            if (seen_before(c, base, k, &filter))
+                duplicate(c, k, offset_of(c, kpos));
+            c.keys->push_back(k);
+        }
+        bool report = fn && !c.duplicate && (!c.only_key || k == *c.only_key);
+        if (!report) {
+            tvj_status st = walk_scalar_or_container(c, f.value(), depth + 1, nullptr);
+            if (st != TVJ_OK)
+                return st;
+            continue;
+        }
+        tvj_member m{};
+        m.key = k.data();
+        m.key_len = k.size();
+        tvj_status st = walk_scalar_or_container(c, f.value(), depth + 1, &m);
+        if (st != TVJ_OK)
+            return st;
+        if (c.duplicate)
+            continue;
+        m.member_offset = offset_of(c, kpos);
+        m.member_len = (size_t)(m.raw + m.raw_len - kpos);
+        fn(user, &m);
+    }
+    if (c.keys)
+        check_sorted(c, base, obj_offset);
+    return TVJ_OK;
+}
+
+} // namespace tvj
 
 extern "C" {
 

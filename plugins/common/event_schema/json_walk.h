@@ -6,7 +6,8 @@
  * be an object, and walks every value at every depth, so a document the walk
  * accepts is valid JSON (RFC 8259) as a whole. On top of RFC 8259 it refuses
  * duplicate keys in any object (compared after unescaping, so "a" and
- * "\u0061" are the same key) and nesting deeper than max_depth.
+ * "\u0061" are the same key) and nesting deeper than max_depth. A duplicate
+ * does not stop the walk: a document malformed after it is TVJ_MALFORMED.
  *
  * Each top-level member is reported to a callback, in document order, after
  * its value has been walked: its unescaped key, its type, its raw JSON text,

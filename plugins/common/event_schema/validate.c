@@ -17,6 +17,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The event being validated (one at a time per validator). */
+typedef struct {
+    struct tv_validator *v;
+    tv_columns *set;
+    uint32_t row;
+    size_t len;
+    int64_t now_us;
+    tv_error *err;
+    tv_problem cur; /* the problem being described */
+    bool fatal;     /* out of memory: no further checks */
+    tv_column *extras;
+    int32_t extras_at; /* next byte of the row's extras object */
+    bool extras_any;
+    int64_t event_time_us;
+    bool has_event_time;
+} event_ctx;
+
 struct tv_validator {
     const tv_schema *schema;
     tvj_walker *walker;
@@ -26,6 +43,7 @@ struct tv_validator {
     uint32_t col_event_date, col_ingest, col_extras;
     uint64_t *seen;
     uint32_t seen_words;
+    event_ctx ev;
 };
 
 const char *tv_reason_name(tv_reason r)
@@ -163,11 +181,12 @@ static void describe(char *out, size_t cap, const tvj_member *m)
     }
 }
 
-static void set_error(tv_error *err, tv_reason r, const char *field, const char *fmt, ...)
+static void set_error(tv_problem *err, tv_reason r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void set_error(tv_error *err, tv_reason r, const char *field, const char *fmt, ...)
+static void set_error(tv_problem *err, tv_reason r, const char *field, const char *fmt, ...)
 {
     err->reason = r;
+    err->value[0] = '\0';
     err->field = field;
     size_t o = 0;
     if (field)
@@ -217,20 +236,6 @@ static void format_duration(char *out, size_t cap, int64_t us)
 
 /* ------------------------------------------------------------ one event */
 
-typedef struct {
-    tv_validator *v;
-    tv_columns *set;
-    uint32_t row;
-    int64_t now_us;
-    tv_error *err;
-    bool failed;
-    tv_column *extras;
-    int32_t extras_at; /* next byte of the row's extras object */
-    bool extras_any;
-    int64_t event_time_us;
-    bool has_event_time;
-} event_ctx;
-
 static size_t code_points(const char *s, size_t len)
 {
     size_t n = 0;
@@ -248,7 +253,7 @@ static bool check_string(event_ctx *c, const tv_field *f, const char *s, size_t 
             ok = f->enum_lens[i] == len && memcmp(f->enum_values[i], s, len) == 0;
         if (!ok) {
             preview(pv, sizeof pv, s, len);
-            set_error(c->err, TV_R_ENUM, f->name, "\"%s\" is not one of %s", pv, f->enum_text);
+            set_error(&c->cur, TV_R_ENUM, f->name, "\"%s\" is not one of %s", pv, f->enum_text);
             return false;
         }
     }
@@ -259,20 +264,20 @@ static bool check_string(event_ctx *c, const tv_field *f, const char *s, size_t 
         size_t n = code_points(s, len);
         if (f->min_length != TV_NO_LIMIT && (int64_t)n < f->min_length) {
             if (n == 0)
-                set_error(c->err, TV_R_LENGTH, f->name, "is empty (min_length %" PRId64 ")", f->min_length);
+                set_error(&c->cur, TV_R_LENGTH, f->name, "is empty (min_length %" PRId64 ")", f->min_length);
             else
-                set_error(c->err, TV_R_LENGTH, f->name, "%zu characters, fewer than min_length %" PRId64, n,
+                set_error(&c->cur, TV_R_LENGTH, f->name, "%zu characters, fewer than min_length %" PRId64, n,
                           f->min_length);
             return false;
         }
         if (f->max_length != TV_NO_LIMIT && (int64_t)n > f->max_length) {
-            set_error(c->err, TV_R_LENGTH, f->name, "%zu characters, more than max_length %" PRId64, n, f->max_length);
+            set_error(&c->cur, TV_R_LENGTH, f->name, "%zu characters, more than max_length %" PRId64, n, f->max_length);
             return false;
         }
     }
     if (f->regex && !g_regex_match_full(f->regex, s, (gssize)len, 0, 0, NULL, NULL)) {
         preview(pv, sizeof pv, s, len);
-        set_error(c->err, TV_R_PATTERN, f->name, "\"%s\" does not match regex %s", pv, f->regex_src);
+        set_error(&c->cur, TV_R_PATTERN, f->name, "\"%s\" does not match regex %s", pv, f->regex_src);
         return false;
     }
     return true;
@@ -283,7 +288,7 @@ static bool type_error(event_ctx *c, const tv_field *f, const tvj_member *m)
     char got[200], tb[32];
     describe(got, sizeof got, m);
     const char *want = f->type == TV_TIMESTAMP ? "timestamp (ISO 8601 string)" : tv_type_label(f, tb, sizeof tb);
-    set_error(c->err, TV_R_TYPE, f->name, "expected %s, got %s", want, got);
+    set_error(&c->cur, TV_R_TYPE, f->name, "expected %s, got %s", want, got);
     return false;
 }
 
@@ -363,9 +368,9 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
             return false;
         if (!tv_col_str(c->set, col, row, m->str, m->str_len)) {
             if (c->set->oom)
-                set_error(c->err, TV_R_INTERNAL, f->name, "out of memory");
+                set_error(&c->cur, TV_R_INTERNAL, f->name, "out of memory");
             else
-                set_error(c->err, TV_R_SIZE, f->name, "value too large for a batch");
+                set_error(&c->cur, TV_R_SIZE, f->name, "value too large for a batch");
             return false;
         }
         return true;
@@ -381,14 +386,14 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
         }
         preview(pv, sizeof pv, m->raw, m->raw_len);
         if (st == 1)
-            set_error(c->err, TV_R_TYPE, f->name, "expected int, got number %s (an int has no fraction or exponent)",
+            set_error(&c->cur, TV_R_TYPE, f->name, "expected int, got number %s (an int has no fraction or exponent)",
                       pv);
         else if (st == 2)
-            set_error(c->err, TV_R_RANGE, f->name, "%s is out of int64 range", pv);
+            set_error(&c->cur, TV_R_RANGE, f->name, "%s is out of int64 range", pv);
         else if (f->has_min && x < f->min_i)
-            set_error(c->err, TV_R_RANGE, f->name, "%s is less than min %s", pv, f->min_text);
+            set_error(&c->cur, TV_R_RANGE, f->name, "%s is less than min %s", pv, f->min_text);
         else
-            set_error(c->err, TV_R_RANGE, f->name, "%s is more than max %s", pv, f->max_text);
+            set_error(&c->cur, TV_R_RANGE, f->name, "%s is more than max %s", pv, f->max_text);
         return false;
     }
 
@@ -402,11 +407,11 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
         if (syntax || inf || low || high) {
             preview(pv, sizeof pv, m->raw, m->raw_len);
             if (syntax)
-                set_error(c->err, TV_R_TYPE, f->name, "expected float, got number %s", pv);
+                set_error(&c->cur, TV_R_TYPE, f->name, "expected float, got number %s", pv);
             else if (inf)
-                set_error(c->err, TV_R_RANGE, f->name, "%s is out of float64 range", pv);
+                set_error(&c->cur, TV_R_RANGE, f->name, "%s is out of float64 range", pv);
             else
-                set_error(c->err, TV_R_RANGE, f->name, "%s is %s %s", pv, low ? "less than min" : "more than max",
+                set_error(&c->cur, TV_R_RANGE, f->name, "%s is %s %s", pv, low ? "less than min" : "more than max",
                           low ? f->min_text : f->max_text);
             return false;
         }
@@ -431,12 +436,12 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
             type = tv_type_label(f, tb, sizeof tb);
         }
         if (st == TV_DEC_SCALE) {
-            set_error(c->err, TV_R_PRECISION, f->name, "%s has more than %d decimal places; %s does not round", pv,
+            set_error(&c->cur, TV_R_PRECISION, f->name, "%s has more than %d decimal places; %s does not round", pv,
                       f->scale, type);
             return false;
         }
         if (st == TV_DEC_PRECISION) {
-            set_error(c->err, TV_R_PRECISION, f->name, "%s does not fit %s (at most %d digits before the point)", pv,
+            set_error(&c->cur, TV_R_PRECISION, f->name, "%s does not fit %s (at most %d digits before the point)", pv,
                       type, f->precision - f->scale);
             return false;
         }
@@ -446,7 +451,7 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
             char val[64];
             format_decimal(val, sizeof val, x, f->scale);
             bool low = f->has_min && x < f->min_d;
-            set_error(c->err, TV_R_RANGE, f->name, "%s is %s %s %s", val, low ? "less than" : "more than",
+            set_error(&c->cur, TV_R_RANGE, f->name, "%s is %s %s %s", val, low ? "less than" : "more than",
                       low ? "min" : "max", low ? f->min_text : f->max_text);
             return false;
         }
@@ -461,13 +466,13 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
         const char *why;
         if (!tv_parse_timestamp(m->str, m->str_len, &us, &why)) {
             preview(pv, sizeof pv, m->str, m->str_len);
-            set_error(c->err, TV_R_FORMAT, f->name, "\"%s\" %s", pv, why);
+            set_error(&c->cur, TV_R_FORMAT, f->name, "\"%s\" %s", pv, why);
             return false;
         }
         if ((f->has_min && us < f->min_i) || (f->has_max && us > f->max_i)) {
             preview(pv, sizeof pv, m->str, m->str_len);
             bool low = f->has_min && us < f->min_i;
-            set_error(c->err, TV_R_RANGE, f->name, "\"%s\" is %s %s %s", pv, low ? "before" : "after",
+            set_error(&c->cur, TV_R_RANGE, f->name, "\"%s\" is %s %s %s", pv, low ? "before" : "after",
                       low ? "min" : "max", low ? f->min_text : f->max_text);
             return false;
         }
@@ -477,7 +482,7 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
             preview(pv, sizeof pv, m->str, m->str_len);
             format_duration(d1, sizeof d1, us - c->now_us);
             format_duration(d2, sizeof d2, ahead);
-            set_error(c->err, TV_R_RANGE, f->name, "\"%s\" is %s in the future (max_future %s)", pv, d1, d2);
+            set_error(&c->cur, TV_R_RANGE, f->name, "\"%s\" is %s in the future (max_future %s)", pv, d1, d2);
             return false;
         }
         tv_col_i64(col, row, us);
@@ -491,13 +496,45 @@ static bool put_field(event_ctx *c, const tv_field *f, tv_column *col, const tvj
     return false;
 }
 
-static void on_member(void *user, const tvj_member *m)
+/* The problem just described in c->cur joins the event's list; the first
+ * one is also the event's reason. Out of memory is not the event's fault:
+ * it becomes the reason, whatever came before. */
+static void add_problem(event_ctx *c)
 {
-    event_ctx *c = user;
-    const tv_schema *s = c->v->schema;
+    tv_error *err = c->err;
+    bool internal = c->cur.reason == TV_R_INTERNAL;
+    if (err->n_problems == 0 || internal) {
+        err->reason = c->cur.reason;
+        err->field = c->cur.field;
+        memcpy(err->message, c->cur.message, sizeof err->message);
+        memcpy(err->value, c->cur.value, sizeof err->value);
+    }
+    c->fatal |= internal;
+    if (err->n_problems < TV_MAX_PROBLEMS)
+        err->problems[err->n_problems++] = c->cur;
+    else
+        err->n_unlisted++;
+}
+
+void tv_event_member(void *validator, const tvj_member *m)
+{
+    tv_validator *v = validator;
+    event_ctx *c = &v->ev;
+    const tv_schema *s = v->schema;
     int idx = tv_schema_lookup(s, m->key, m->key_len);
+    if (c->fatal)
+        return;
     if (idx < 0) {
         /* verbatim: `"key" : value` exactly as received, comma-joined */
+        size_t used = (size_t)(c->extras_at - tv_col_offset(c->extras, c->row));
+        if (!tv_col_reserve(c->set, c->extras, c->row, used + m->member_len + 2)) {
+            bool oom = c->set->oom;
+            set_error(&c->cur, oom ? TV_R_INTERNAL : TV_R_SIZE, NULL,
+                      oom ? "out of memory" : "event too large for a batch");
+            add_problem(c);
+            c->fatal = true;
+            return;
+        }
         uint8_t *d = c->extras->data + c->extras_at;
         if (c->extras_any)
             *d++ = ',';
@@ -506,28 +543,28 @@ static void on_member(void *user, const tvj_member *m)
         c->extras_any = true;
         return;
     }
-    c->v->seen[idx >> 6] |= 1ull << (idx & 63);
-    if (c->failed)
-        return; /* the first problem stands; the walk goes on for syntax */
+    v->seen[idx >> 6] |= 1ull << (idx & 63);
+    if (c->fatal)
+        return;
     const tv_field *f = &s->fields[idx];
     tv_column *col = &c->set->cols[idx];
     if (m->type == TVJ_NULL) {
         if (f->required) {
-            set_error(c->err, TV_R_REQUIRED, f->name, "required but null");
-            snprintf(c->err->value, sizeof c->err->value, "null");
-            c->failed = true;
+            set_error(&c->cur, TV_R_REQUIRED, f->name, "required but null");
+            snprintf(c->cur.value, sizeof c->cur.value, "null");
+            add_problem(c);
         } else {
             tv_col_null(col, c->row);
         }
         return;
     }
     if (!put_field(c, f, col, m)) {
-        describe(c->err->value, sizeof c->err->value, m);
-        c->failed = true;
+        describe(c->cur.value, sizeof c->cur.value, m);
+        add_problem(c);
     }
 }
 
-static tv_reason walk_failure(const tvj_error *je, tvj_status st, const tv_validator *v, tv_error *err)
+static tv_reason walk_failure(const tvj_error *je, tvj_status st, const tv_validator *v, tv_problem *err)
 {
     switch (st) {
     case TVJ_EMPTY: set_error(err, TV_R_SYNTAX, NULL, "empty message"); return TV_R_SYNTAX;
@@ -545,9 +582,8 @@ static tv_reason walk_failure(const tvj_error *je, tvj_status st, const tv_valid
         char pv[160];
         preview(pv, sizeof pv, je->key, je->key_len);
         int idx = tv_schema_lookup(v->schema, je->key, je->key_len);
-        err->reason = TV_R_DUPLICATE;
-        err->field = idx >= 0 ? v->schema->fields[idx].name : NULL;
-        snprintf(err->message, sizeof err->message, "duplicate key \"%s\" at byte %zu", pv, je->offset);
+        set_error(err, TV_R_DUPLICATE, idx >= 0 ? v->schema->fields[idx].name : NULL,
+                  "duplicate key \"%s\" at byte %zu", pv, je->offset);
         return TV_R_DUPLICATE;
     }
     default: set_error(err, TV_R_INTERNAL, NULL, "JSON parser: %s", je->message); return TV_R_INTERNAL;
@@ -560,63 +596,94 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-tv_reason tv_validate(tv_validator *v, tv_columns *set, const uint8_t *buf, size_t len, int64_t ingest_time_us,
-                      int64_t now_us, tv_row_info *info, tv_error *err)
+/* A problem of the event as a whole: its only one. */
+static tv_reason whole_event(event_ctx *c)
 {
-    const tv_schema *s = v->schema;
+    tv_error *err = c->err;
+    err->n_problems = 0;
+    err->n_unlisted = 0;
+    add_problem(c);
+    return err->reason;
+}
+
+tv_reason tv_event_begin(tv_validator *v, tv_columns *set, size_t len, int64_t now_us, tv_error *err)
+{
+    event_ctx *c = &v->ev;
+    *c = (event_ctx){.v = v, .set = set, .row = set->rows, .len = len, .now_us = now_us, .err = err};
     err->reason = TV_VALID;
     err->field = NULL;
     err->message[0] = '\0';
     err->value[0] = '\0';
+    err->n_problems = 0;
+    err->n_unlisted = 0;
     if (len > INT32_MAX - 2) {
-        set_error(err, TV_R_SIZE, NULL, "event of %zu bytes is larger than a batch column can hold", len);
-        return TV_R_SIZE;
+        set_error(&c->cur, TV_R_SIZE, NULL, "event of %zu bytes is larger than a batch column can hold", len);
+        return whole_event(c);
     }
-    uint32_t row = set->rows;
-    if (row >= set->cap_rows) {
-        set_error(err, TV_R_INTERNAL, NULL, "column set is full");
-        return TV_R_INTERNAL;
+    if (c->row >= set->cap_rows) {
+        set_error(&c->cur, TV_R_INTERNAL, NULL, "column set is full");
+        return whole_event(c);
     }
-    event_ctx c = {.v = v, .set = set, .row = row, .now_us = now_us, .err = err};
-    c.extras = &set->cols[v->col_extras];
-    if (!tv_col_reserve(set, c.extras, row, len + 2)) {
-        set_error(err, set->oom ? TV_R_INTERNAL : TV_R_SIZE, NULL,
+    c->extras = &set->cols[v->col_extras];
+    if (!tv_col_reserve(set, c->extras, c->row, len + 2)) {
+        set_error(&c->cur, set->oom ? TV_R_INTERNAL : TV_R_SIZE, NULL,
                   set->oom ? "out of memory" : "event too large for a batch");
-        return err->reason;
+        return whole_event(c);
     }
-    c.extras_at = tv_col_offset(c.extras, row);
-    c.extras->data[c.extras_at++] = '{';
+    c->extras_at = tv_col_offset(c->extras, c->row);
+    c->extras->data[c->extras_at++] = '{';
     memset(v->seen, 0, v->seen_words * sizeof *v->seen);
+    return TV_VALID;
+}
 
-    tvj_error je;
-    tvj_status st = tvj_walk(v->walker, buf, len, len + TVJ_PADDING, on_member, &c, &je);
-    if (st != TVJ_OK)
-        return walk_failure(&je, st, v, err);
-    if (c.failed)
-        return err->reason;
-
-    for (uint32_t i = 0; i < s->n_fields; i++) {
-        if (v->seen[i >> 6] & (1ull << (i & 63)))
+/* Required fields the walk did not see are problems; optional ones null. */
+static void check_missing(event_ctx *c)
+{
+    const tv_schema *s = c->v->schema;
+    for (uint32_t i = 0; i < s->n_fields && !c->fatal; i++) {
+        if (c->v->seen[i >> 6] & (1ull << (i & 63)))
             continue;
         const tv_field *f = &s->fields[i];
-        if (f->required) {
-            set_error(err, TV_R_REQUIRED, f->name, "required but missing");
-            return TV_R_REQUIRED;
+        if (!f->required) {
+            tv_col_null(&c->set->cols[i], c->row);
+            continue;
         }
-        tv_col_null(&set->cols[i], row);
+        set_error(&c->cur, TV_R_REQUIRED, f->name, "required but missing");
+        add_problem(c);
     }
+}
+
+tv_reason tv_event_end(tv_validator *v, tvj_status walked, const tvj_error *je, size_t len, int64_t ingest_time_us,
+                       tv_row_info *info)
+{
+    event_ctx *c = &v->ev;
+    c->len = len;
+    const tv_schema *s = v->schema;
+    tv_columns *set = c->set;
+    uint32_t row = c->row;
+    if (walked != TVJ_OK) {
+        walk_failure(je, walked, v, &c->cur);
+        return whole_event(c);
+    }
+    if (len > INT32_MAX - 2) {
+        set_error(&c->cur, TV_R_SIZE, NULL, "event of %zu bytes is larger than a batch column can hold", len);
+        return whole_event(c);
+    }
+    check_missing(c);
+    if (c->err->n_problems)
+        return c->err->reason;
     if (s->event_time >= 0) {
         tv_column *col = &set->cols[v->col_event_date];
-        if (c.has_event_time)
-            tv_col_i32(col, row, (int32_t)floor_div(c.event_time_us, 86400000000LL));
+        if (c->has_event_time)
+            tv_col_i32(col, row, (int32_t)floor_div(c->event_time_us, 86400000000LL));
         else
             tv_col_null(col, row);
     }
     tv_col_i64(&set->cols[v->col_ingest], row, ingest_time_us);
-    c.extras->data[c.extras_at++] = '}';
-    tv_col_set_offset(c.extras, row + 1, c.extras_at);
+    c->extras->data[c->extras_at++] = '}';
+    tv_col_set_offset(c->extras, row + 1, c->extras_at);
 
-    info->event_time_us = c.has_event_time ? c.event_time_us : 0;
+    info->event_time_us = c->has_event_time ? c->event_time_us : 0;
     info->key = NULL;
     info->key_len = 0;
     if (v->key_field >= 0) {
@@ -629,6 +696,26 @@ tv_reason tv_validate(tv_validator *v, tv_columns *set, const uint8_t *buf, size
         }
     }
     set->rows = row + 1;
-    set->in_bytes += len;
+    set->in_bytes += c->len;
     return TV_VALID;
+}
+
+tv_reason tv_validate(tv_validator *v, tv_columns *set, const uint8_t *buf, size_t len, int64_t ingest_time_us,
+                      int64_t now_us, tv_row_info *info, tv_error *err)
+{
+    tv_reason r = tv_event_begin(v, set, len, now_us, err);
+    if (r != TV_VALID)
+        return r;
+    tvj_error je;
+    tvj_status st = tvj_walk(v->walker, buf, len, len + TVJ_PADDING, tv_event_member, v, &je);
+    return tv_event_end(v, st, &je, len, ingest_time_us, info);
+}
+
+void tv_error_text(const tv_error *err, char *out, size_t cap)
+{
+    size_t o = (size_t)snprintf(out, cap, "%s", err->message);
+    for (uint32_t i = 1; i < err->n_problems && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "; %s", err->problems[i].message);
+    if (err->n_unlisted && o < cap)
+        snprintf(out + o, cap - o, "; and %" PRIu32 " more", err->n_unlisted);
 }

@@ -76,6 +76,9 @@ static const door_case rejects[] = {
     {"trailing-comma-in-object", J, SID, "{\"a\":1,}", -1, JD_MALFORMED, NULL, 7},
     {"missing-colon", J, SID, "{\"a\" 1}", -1, JD_MALFORMED, NULL, 5},
     {"missing-comma", J, SID, "[1 2]", -1, JD_MALFORMED, NULL, 3},
+    /* simdjson's root getters alone take these (found by fuzz_http_body) */
+    {"root-null-with-junk", J, SID, "null* ", -1, JD_MALFORMED, NULL, 0},
+    {"root-false-with-junk-ndjson", N, SID, "{}\nfalse#\n", -1, JD_MALFORMED, NULL, 3},
     {"double-comma-in-array", J, SID, "[1,,2]", -1, JD_MALFORMED, NULL, 3},
     {"trailing-comma-in-array", J, SID, "[{\"session_id\":\"a\"},]", -1, JD_MALFORMED, NULL, 20},
     {"unterminated-array", J, SID, "[1,2", -1, JD_MALFORMED, NULL, 0},
@@ -136,7 +139,7 @@ static jd_status scan(jd_parser *p, const char *body, size_t len, jd_layout layo
 {
     uint8_t *buf = g_malloc0(len + JD_PADDING);
     memcpy(buf, body, len);
-    jd_status st = jd_scan(p, buf, len, len + JD_PADDING, layout, key, collect, out, err);
+    jd_status st = jd_scan(p, buf, len, len + JD_PADDING, layout, key, NULL, collect, out, err);
     g_free(buf);
     return st;
 }
@@ -194,8 +197,8 @@ static void test_callback_can_stop_the_scan(void)
     memcpy(buf, body, strlen(body));
     int seen = 0;
     jd_error err;
-    jd_status st =
-        jd_scan(p, buf, strlen(body), strlen(body) + JD_PADDING, JD_LAYOUT_JSON, NULL, stop_after_two, &seen, &err);
+    jd_status st = jd_scan(p, buf, strlen(body), strlen(body) + JD_PADDING, JD_LAYOUT_JSON, NULL, NULL, stop_after_two,
+                           &seen, &err);
     g_assert_cmpint(st, ==, JD_STOPPED);
     g_assert_cmpint(seen, ==, 2);
     g_free(buf);
@@ -207,7 +210,77 @@ static void test_missing_padding_is_refused(void)
     const char *body = "{}";
     jd_parser *p = jd_parser_new(64);
     jd_error err;
-    g_assert_cmpint(jd_scan(p, (const uint8_t *)body, 2, 3, JD_LAYOUT_JSON, NULL, NULL, NULL, &err), ==, JD_INTERNAL);
+    g_assert_cmpint(jd_scan(p, (const uint8_t *)body, 2, 3, JD_LAYOUT_JSON, NULL, NULL, NULL, NULL, &err), ==,
+                    JD_INTERNAL);
+    jd_parser_free(p);
+}
+
+/* With jd_members the one walk hands each object event's top-level members
+ * on: a duplicate key is the event's (walked, offset within the event), not
+ * the body's; a body malformed after it is still a body error. */
+typedef struct {
+    GString *out;
+} member_log;
+
+static void log_begin(void *user, uint32_t index)
+{
+    member_log *l = user;
+    g_string_append_printf(l->out, "%s#%u:", l->out->len ? " " : "", index);
+}
+
+static void log_member(void *user, const tvj_member *m)
+{
+    member_log *l = user;
+    g_string_append_len(l->out, m->key, (gssize)m->key_len);
+    g_string_append_printf(l->out, "=%s,", tvj_type_name(m->type));
+}
+
+static bool log_event(void *user, const jd_event *ev)
+{
+    member_log *l = user;
+    g_string_append_printf(l->out, "[%s", ev->walked == TVJ_OK ? "ok" : ev->walked == TVJ_DUPLICATE ? "dup" : "notobj");
+    if (ev->walked == TVJ_DUPLICATE)
+        g_string_append_printf(l->out, " %.*s@%zu", (int)ev->walk_err->key_len, ev->walk_err->key,
+                               ev->walk_err->offset);
+    if (ev->key_state == JD_KEY_STRING)
+        g_string_append_printf(l->out, " key=%.*s", (int)ev->key_len, ev->key);
+    g_string_append_c(l->out, ']');
+    return true;
+}
+
+static jd_status scan_members(jd_parser *p, const char *body, jd_layout layout, bool dups, GString *out)
+{
+    size_t len = strlen(body);
+    uint8_t *buf = g_malloc0(len + JD_PADDING);
+    memcpy(buf, body, len);
+    member_log l = {out};
+    jd_members m = {.begin = log_begin, .member = log_member, .user = &l, .duplicates = dups};
+    jd_error err;
+    jd_status st = jd_scan(p, buf, len, len + JD_PADDING, layout, "session_id", &m, log_event, &l, &err);
+    g_free(buf);
+    return st;
+}
+
+static void test_members_ride_on_the_walk(void)
+{
+    jd_parser *p = jd_parser_new(64);
+    GString *out = g_string_new(NULL);
+    g_assert_cmpint(scan_members(p,
+                                 " [{\"session_id\":\"a\",\"x\":1,\"y\":{\"z\":[]},\"x\":2,\"w\":3},"
+                                 "{\"session_id\":\"b\",\"y\":[1,{\"q\":1,\"q\":2}]}, 7]",
+                                 JD_LAYOUT_JSON, true, out),
+                    ==, JD_OK);
+    g_assert_cmpstr(out->str, ==,
+                    "#0:session_id=string,x=number,y=object,[dup x@37 key=a] "
+                    "#1:session_id=string,[dup q@32 key=b][notobj]");
+    g_string_truncate(out, 0);
+    g_assert_cmpint(
+        scan_members(p, "{\"session_id\":\"a\",\"x\":1,\"x\":2}\n{\"n\":null}\n", JD_LAYOUT_NDJSON, false, out), ==,
+        JD_OK);
+    g_assert_cmpstr(out->str, ==, "#0:session_id=string,x=number,x=number,[ok key=a] #1:n=null,[ok]");
+    g_string_truncate(out, 0);
+    g_assert_cmpint(scan_members(p, "[{\"x\":1,\"x\":2},{\"a\":[1,,2]}]", JD_LAYOUT_JSON, true, out), ==, JD_MALFORMED);
+    g_string_free(out, TRUE);
     jd_parser_free(p);
 }
 
@@ -276,6 +349,8 @@ int main(int argc, char **argv)
     g_test_add_func("/event-scan/callback-can-stop-the-scan", test_callback_can_stop_the_scan);
     g_test_add_func("/event-scan/refuses-a-buffer-without-padding", test_missing_padding_is_refused);
     g_test_add_func("/event-scan/parser-is-reusable-across-documents", test_parser_is_reusable);
+    g_test_add_func("/event-scan/members-ride-on-the-walk-and-duplicates-are-the-event's",
+                    test_members_ride_on_the_walk);
     g_test_add_func("/event-scan/large-ndjson-offsets-line-up", test_large_ndjson_offsets);
     return g_test_run();
 }

@@ -230,6 +230,9 @@ static const vcase cases[] = {
     {"truncated", "{\"s\":\"x\",\"ts\":\"2024-03-01T0", -1, "syntax", {"malformed JSON"}},
     {"unclosed-object", "{\"s\":\"x\"", -1, "syntax", {"malformed JSON"}},
     {"trailing-comma", "{\"s\":\"x\",}", -1, "syntax", {"malformed JSON"}},
+    /* simdjson's root getters alone take these (found by fuzz_http_body) */
+    {"root-null-with-junk", "null* ", -1, "syntax", {"invalid literal"}},
+    {"root-false-with-junk", "false#", -1, "syntax", {"invalid literal"}},
     {"single-quotes", "{\"s\":'x'}", -1, "syntax", {"malformed JSON"}},
     {"trailing-content", "{" BASE "} {}", -1, "syntax", {"malformed JSON"}},
     {"two-objects-on-lines", "{" BASE "}\n{" BASE "}", -1, "syntax", {"malformed JSON"}},
@@ -636,6 +639,95 @@ static void test_rows_commit_only_when_valid(void)
     tv_schema_free(s);
 }
 
+/* A schema's validator with a pool and a column set taken from it. */
+typedef struct {
+    tv_schema *s;
+    tv_validator *v;
+    tv_pool *pool;
+    tv_columns *cols;
+} vfix;
+
+static void vfix_open(vfix *f, tv_schema *s, int64_t max_future_us, uint32_t rows)
+{
+    const char *why;
+    f->s = s;
+    f->v = tv_validator_new(s, max_future_us, MAX_DEPTH, NULL, &why);
+    f->pool = pool_for(s);
+    f->cols = tv_pool_take(f->pool, rows);
+}
+
+static void vfix_close(vfix *f)
+{
+    tv_columns_give_back(f->cols);
+    tv_pool_close(f->pool);
+    tv_validator_free(f->v);
+    tv_schema_free(f->s);
+}
+
+/* Every field problem of an event is listed, in document order and then
+ * the missing required fields in schema order; the first is the event's
+ * reason. Past TV_MAX_PROBLEMS they are counted. Malformed JSON is the one
+ * problem of its event. */
+static void test_every_problem_listed(void)
+{
+    vfix fx;
+    vfix_open(&fx, rules_schema(), TV_NO_LIMIT, 4);
+    tv_validator *v = fx.v;
+    tv_columns *cols = fx.cols;
+    tv_row_info info;
+    tv_error err;
+    const char *ev = "{\"e\":\"zz\",\"x\":1,\"i\":999,\"b\":\"yes\",\"len\":\"ok\"}";
+    g_autofree uint8_t *buf = padded(ev, strlen(ev));
+    g_assert_cmpint(tv_validate(v, cols, buf, strlen(ev), INGEST_US, NOW_US, &info, &err), ==, TV_R_ENUM);
+    g_assert_cmpstr(err.field, ==, "e");
+    g_assert_cmpstr(err.value, ==, "string \"zz\"");
+    g_assert_cmpuint(err.n_problems, ==, 5);
+    g_assert_cmpuint(err.n_unlisted, ==, 0);
+    const char *fields[] = {"e", "i", "b", "s", "ts"};
+    const tv_reason rules[] = {TV_R_ENUM, TV_R_RANGE, TV_R_TYPE, TV_R_REQUIRED, TV_R_REQUIRED};
+    for (int i = 0; i < 5; i++) {
+        g_assert_cmpstr(err.problems[i].field, ==, fields[i]);
+        g_assert_cmpint(err.problems[i].reason, ==, rules[i]);
+    }
+    g_assert_cmpstr(err.problems[0].message, ==, err.message);
+    g_assert_cmpstr(err.problems[1].message, ==, "field 'i': 999 is more than max 100");
+    g_assert_cmpstr(err.problems[1].value, ==, "number 999");
+    g_assert_cmpstr(err.problems[3].message, ==, "field 's': required but missing");
+    g_assert_cmpstr(err.problems[3].value, ==, "");
+    char text[TV_ERROR_TEXT_MAX];
+    tv_error_text(&err, text, sizeof text);
+    g_assert_true(g_str_has_prefix(text, err.message));
+    g_assert_true(g_str_has_suffix(text, "; field 's': required but missing; field 'ts': required but missing"));
+    g_assert_cmpuint(cols->rows, ==, 0);
+
+    /* malformed: one problem, whatever else is wrong */
+    const char *bad = "{\"e\":\"zz\",\"i\":999,\"b\":[1,,2]}";
+    g_autofree uint8_t *bbuf = padded(bad, strlen(bad));
+    g_assert_cmpint(tv_validate(v, cols, bbuf, strlen(bad), INGEST_US, NOW_US, &info, &err), ==, TV_R_SYNTAX);
+    g_assert_cmpuint(err.n_problems, ==, 1);
+    g_assert_cmpstr(err.problems[0].message, ==, err.message);
+    tv_error_text(&err, text, sizeof text);
+    g_assert_cmpstr(text, ==, err.message);
+    vfix_close(&fx);
+
+    /* twenty missing required fields: sixteen listed, four counted */
+    g_autoptr(GString) y = g_string_new("schema: many\nversion: 1\nfields:\n");
+    for (int i = 0; i < 20; i++)
+        g_string_append_printf(y, "  f%02d: {type: int, required: true}\n", i);
+    GError *e = NULL;
+    tv_schema *many = tv_schema_parse(y->str, y->len, "many.yaml", &e);
+    g_assert_no_error(e);
+    vfix_open(&fx, many, TV_NO_LIMIT, 1);
+    g_autofree uint8_t *ebuf = padded("{}", 2);
+    g_assert_cmpint(tv_validate(fx.v, fx.cols, ebuf, 2, INGEST_US, NOW_US, &info, &err), ==, TV_R_REQUIRED);
+    g_assert_cmpuint(err.n_problems, ==, TV_MAX_PROBLEMS);
+    g_assert_cmpuint(err.n_unlisted, ==, 20 - TV_MAX_PROBLEMS);
+    g_assert_cmpstr(err.problems[15].field, ==, "f15");
+    tv_error_text(&err, text, sizeof text);
+    g_assert_true(g_str_has_suffix(text, "; field 'f15': required but missing; and 4 more"));
+    vfix_close(&fx);
+}
+
 /* The coerce rule: numeric strings for number fields, a number's text for a
  * string field; off by default; only well-formed JSON numbers are taken. */
 static void test_coerce(void)
@@ -998,6 +1090,7 @@ int main(int argc, char **argv)
     g_test_add_func("/validate/objects-with-many-keys-still-refuse-duplicates", test_many_keys);
     g_test_add_func("/validate/shipped-schema-takes-generator-events", test_shipped_schema_events);
     g_test_add_func("/validate/coerce-takes-numeric-strings-and-number-text", test_coerce);
+    g_test_add_func("/validate/every-problem-of-an-event-is-listed-the-first-is-its-reason", test_every_problem_listed);
     g_test_add_func("/columns/release-on-another-thread-returns-buffers-to-the-pool",
                     test_release_on_another_thread_returns_buffers);
     g_test_add_func("/columns/release-after-the-stage-is-gone-frees-everything", test_release_after_pool_closed);
