@@ -1,4 +1,5 @@
 #include "http_deadline.h"
+#include "sync.h"
 
 #include <sys/socket.h>
 
@@ -11,8 +12,8 @@ typedef struct {
 struct ecf_http_deadline {
     gint64 limit_us;
     gint64 sweep_us;
-    GMutex lock; /* conns, stop; a sweep never shuts down a socket closed meanwhile */
-    GCond wake;
+    ecf_mutex lock; /* conns, stop; a sweep never shuts down a socket closed meanwhile */
+    ecf_cond wake;
     GQueue conns;
     gboolean stop;
     GThread *thread;
@@ -32,13 +33,13 @@ static void sweep(ecf_http_deadline *d, gint64 now_us)
 static gpointer sweeper(gpointer data)
 {
     ecf_http_deadline *d = data;
-    g_mutex_lock(&d->lock);
+    ecf_mutex_lock(&d->lock);
     while (!d->stop) {
-        g_cond_wait_until(&d->wake, &d->lock, g_get_monotonic_time() + d->sweep_us);
+        ecf_cond_wait_until(&d->wake, &d->lock, g_get_monotonic_time() + d->sweep_us);
         if (!d->stop)
             sweep(d, g_get_monotonic_time());
     }
-    g_mutex_unlock(&d->lock);
+    ecf_mutex_unlock(&d->lock);
     return NULL;
 }
 
@@ -47,8 +48,8 @@ ecf_http_deadline *ecf_http_deadline_new(gint64 limit_us, gint64 sweep_us)
     ecf_http_deadline *d = g_new0(ecf_http_deadline, 1);
     d->limit_us = limit_us;
     d->sweep_us = sweep_us;
-    g_mutex_init(&d->lock);
-    g_cond_init(&d->wake);
+    ecf_mutex_init(&d->lock);
+    ecf_cond_init(&d->wake);
     g_queue_init(&d->conns);
     d->thread = g_thread_new("ecf-http-deadline", sweeper, d);
     return d;
@@ -58,10 +59,10 @@ void ecf_http_deadline_free(ecf_http_deadline *d)
 {
     if (!d)
         return;
-    g_mutex_lock(&d->lock);
+    ecf_mutex_lock(&d->lock);
     d->stop = TRUE;
-    g_cond_signal(&d->wake);
-    g_mutex_unlock(&d->lock);
+    ecf_cond_broadcast(&d->wake);
+    ecf_mutex_unlock(&d->lock);
     g_thread_join(d->thread);
     /* normally empty: every connection's CLOSED notice unlinked it */
     for (GList *l = d->conns.head; l;) {
@@ -69,8 +70,8 @@ void ecf_http_deadline_free(ecf_http_deadline *d)
         g_free(l->data);
         l = next;
     }
-    g_cond_clear(&d->wake);
-    g_mutex_clear(&d->lock);
+    ecf_cond_clear(&d->wake);
+    ecf_mutex_clear(&d->lock);
     g_free(d);
 }
 
@@ -84,18 +85,18 @@ void ecf_http_deadline_on_connection(void *cls, struct MHD_Connection *conn, voi
         w->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
         w->link.data = w;
         w->since_us = g_get_monotonic_time();
-        g_mutex_lock(&d->lock);
+        ecf_mutex_lock(&d->lock);
         g_queue_push_tail_link(&d->conns, &w->link);
-        g_mutex_unlock(&d->lock);
+        ecf_mutex_unlock(&d->lock);
         *socket_context = w;
         return;
     }
     watch *w = *socket_context;
     if (!w)
         return;
-    g_mutex_lock(&d->lock);
+    ecf_mutex_lock(&d->lock);
     g_queue_unlink(&d->conns, &w->link);
-    g_mutex_unlock(&d->lock);
+    ecf_mutex_unlock(&d->lock);
     g_free(w);
     *socket_context = NULL;
 }
@@ -111,7 +112,7 @@ void ecf_http_deadline_on_completed(void *cls, struct MHD_Connection *conn, void
     if (!w)
         return;
     /* the next request on this connection gets a deadline of its own */
-    g_mutex_lock(&d->lock);
+    ecf_mutex_lock(&d->lock);
     w->since_us = g_get_monotonic_time();
-    g_mutex_unlock(&d->lock);
+    ecf_mutex_unlock(&d->lock);
 }

@@ -5,6 +5,7 @@
 #include "metrics_http.h"
 #include "stage.h"
 #include "status.h"
+#include "sync.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +26,7 @@ struct ecf_runtime {
     _Atomic gboolean signals_done;
     pthread_t signal_thread;
     _Atomic gboolean status_done;
-    GMutex status_lock;      /* guards status_items: stages add them from their threads */
+    ecf_mutex status_lock;   /* guards status_items: stages add them from their threads */
     GPtrArray *status_items; /* status_item*, in the order their labels first came */
     struct stage_gauges *stage_gauges;
     ecf_metric *m_acks;
@@ -139,7 +140,7 @@ ecf_runtime *ecf_runtime_new(ecf_pipeline_def *def)
     rt->acks = ecf_ack_pool_new();
     rt->metrics = ecf_metrics_new(def->settings.name);
     rt->settings = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
-    g_mutex_init(&rt->status_lock);
+    ecf_mutex_init(&rt->status_lock);
     rt->status_items = g_ptr_array_new_with_free_func(status_item_free);
     g_hash_table_insert(rt->settings, "name", g_strdup(def->settings.name));
     g_hash_table_insert(rt->settings, "batch_size", g_strdup_printf("%" G_GINT64_FORMAT, def->settings.batch_size));
@@ -190,7 +191,7 @@ void ecf_runtime_free(ecf_runtime *rt)
     ecf_ack_pool_free(rt->acks);
     g_hash_table_destroy(rt->settings);
     g_ptr_array_free(rt->status_items, TRUE);
-    g_mutex_clear(&rt->status_lock);
+    ecf_mutex_clear(&rt->status_lock);
     g_free(rt);
 }
 
@@ -260,7 +261,7 @@ static double failed(ecf_runtime *rt)
 
 void ecf_runtime_add_status(ecf_runtime *rt, const char *label, ecf_metric *m)
 {
-    g_mutex_lock(&rt->status_lock);
+    ecf_mutex_lock(&rt->status_lock);
     status_item *it = NULL;
     for (guint i = 0; i < rt->status_items->len && !it; i++)
         if (strcmp(((status_item *)rt->status_items->pdata[i])->label, label) == 0)
@@ -273,13 +274,13 @@ void ecf_runtime_add_status(ecf_runtime *rt, const char *label, ecf_metric *m)
     }
     if (!g_ptr_array_find(it->metrics, m, NULL))
         g_ptr_array_add(it->metrics, m);
-    g_mutex_unlock(&rt->status_lock);
+    ecf_mutex_unlock(&rt->status_lock);
 }
 
 /* The plugins' labels: counters as a rate, gauges as a value. */
 static void append_status_items(ecf_runtime *rt, GString *line, double secs)
 {
-    g_mutex_lock(&rt->status_lock);
+    ecf_mutex_lock(&rt->status_lock);
     for (guint i = 0; i < rt->status_items->len; i++) {
         status_item *it = rt->status_items->pdata[i];
         double sum = 0;
@@ -295,7 +296,7 @@ static void append_status_items(ecf_runtime *rt, GString *line, double secs)
             g_string_append_printf(line, " | %s %.0f", it->label, sum);
         it->last = sum;
     }
-    g_mutex_unlock(&rt->status_lock);
+    ecf_mutex_unlock(&rt->status_lock);
 }
 
 /* One line, rewritten in place, for a person watching a terminal. */
